@@ -1,0 +1,1 @@
+"""Benchmarks behind `orbitmq bench`: each module measures one thing against a same-run baseline."""

@@ -1,0 +1,1 @@
+"""The one `orbitmq` command: a subcommand per process and tool."""

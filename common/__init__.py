@@ -1,0 +1,1 @@
+"""Shared plumbing for every OrbitMQ process: config files, logging, ports, child processes."""
