@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class BrokerIdentity(_message.Message):
-    __slots__ = ("cluster", "broker_set", "broker_id", "address")
+    __slots__ = ("cluster", "broker_set", "broker_id", "address", "instance_id")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     BROKER_SET_FIELD_NUMBER: _ClassVar[int]
     BROKER_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     broker_set: str
     broker_id: int
     address: str
-    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., broker_id: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
+    instance_id: str
+    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., broker_id: _Optional[int] = ..., address: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class RegisterBrokerRequest(_message.Message):
     __slots__ = ("broker", "ha_address", "is_master", "epoch", "topics", "auto_create_topics", "default_queues", "expire_after_ms", "writable")
@@ -68,10 +70,12 @@ class KeepAlivePing(_message.Message):
     def __init__(self, broker: _Optional[_Union[BrokerIdentity, _Mapping]] = ...) -> None: ...
 
 class KeepAlivePong(_message.Message):
-    __slots__ = ("server_time_ms",)
+    __slots__ = ("server_time_ms", "register_needed")
     SERVER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_NEEDED_FIELD_NUMBER: _ClassVar[int]
     server_time_ms: int
-    def __init__(self, server_time_ms: _Optional[int] = ...) -> None: ...
+    register_needed: bool
+    def __init__(self, server_time_ms: _Optional[int] = ..., register_needed: _Optional[bool] = ...) -> None: ...
 
 class GetTopicRouteRequest(_message.Message):
     __slots__ = ("topic",)
