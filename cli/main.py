@@ -13,6 +13,7 @@ import sys
 # (module under orbitmq.cli, one-line summary shown even if the module fails to import)
 SUBCOMMANDS: list[str] = [
     "orbitmq.cli.bench",
+    "orbitmq.cli.namesrv",
 ]
 
 
