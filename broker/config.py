@@ -1,0 +1,70 @@
+"""The broker process's settings: one dataclass whose field defaults are the documented defaults.
+
+Top-level TOML keys are the fields below; the `[store]` table is passed through to the storage
+engine's `StoreConfig` (its own keys and defaults), with `store_dir` and `flush_mode` filled in
+from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+def _doc(default: Any, doc: str) -> Any:
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class BrokerConfig:
+    """Settings of `orbitmq broker`."""
+
+    listen: str = _doc("127.0.0.1:10911", "gRPC listen address host:port for clients")
+    namesrv: list[str] = _doc([], "name server addresses (host:port); registers with every one")
+    cluster: str = _doc("DefaultCluster", "cluster name")
+    broker_set: str = _doc("broker-a", "broker set name (RocketMQ brokerName): master + its replicas")
+    broker_id: int = _doc(0, "id within the broker set (0 = master in a standalone set)")
+    store_dir: str = _doc("./orbitmq-store", "storage directory (commitlog, indexes, metadata)")
+    ha_address: str = _doc("", "address followers replicate from (announced to the name servers)")
+    flush_mode: str = _doc("async", "async: reply after the append; sync: reply after fdatasync")
+    flush_timeout_s: float = _doc(5.0, "sync flush: FLUSH_TIMEOUT after this long")
+    max_message_size: int = _doc(4 * MiB, "largest message body in bytes")
+    max_request_size: int = _doc(32 * MiB, "largest gRPC request (a whole batch) in bytes")
+    auto_create_topics: bool = _doc(False, "accept sends to unknown topics, creating them")
+    default_queues: int = _doc(4, "read/write queue count of auto-created topics")
+    writable: bool = _doc(True, "false: a read-only broker (sends get NO_PERMISSION)")
+    register_interval_s: float = _doc(30.0, "re-register with every name server this often")
+    register_expire_s: float = _doc(0.0, "ask name servers to expire this entry after N s (0 = their default)")
+    keepalive_interval_s: float = _doc(2.0, "ping on the keep-alive stream to each name server this often")
+    long_poll_max_ms: int = _doc(30000, "cap on a pull's long-poll wait")
+    pull_max_messages: int = _doc(1024, "cap on messages per pull")
+    pull_max_bytes: int = _doc(4 * MiB, "cap (and default) on bytes per pull")
+    consumer_expire_s: float = _doc(120.0, "a consumer client silent this long leaves its group")
+    log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
+    store: dict[str, Any] = _doc({}, "[store] table: extra StoreConfig keys for the storage engine")
+
+    def validate(self) -> None:
+        from orbitmq.common.config import ConfigError
+        from orbitmq.common.net import split_addr
+
+        try:
+            split_addr(self.listen)
+            for a in self.namesrv:
+                split_addr(a)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.flush_mode not in ("async", "sync"):
+            raise ConfigError(f"flush_mode must be async or sync, got {self.flush_mode!r}")
+        if self.broker_id < 0:
+            raise ConfigError("broker_id must be >= 0")
+        if not 0 < self.max_message_size <= self.max_request_size:
+            raise ConfigError("need 0 < max_message_size <= max_request_size")
+        if not 1 <= self.default_queues <= 1024:
+            raise ConfigError("default_queues must be in 1..1024")
+        for name in ("register_interval_s", "keepalive_interval_s", "consumer_expire_s", "flush_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0")
