@@ -42,7 +42,8 @@ class ReplicationHooks:
     # ---- lifecycle (called by BrokerServer) -----------------------------------------------------
 
     async def start(self, server: BrokerServer) -> None:
-        """Called after the store is open and before the gRPC server starts serving."""
+        """Called after the store is open and before the gRPC server starts serving: the hooks may
+        add servicers to `server.grpc_server` and keep `server.registrar` to call `register_now()`."""
         self.server = server
 
     async def stop(self) -> None:

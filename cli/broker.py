@@ -1,0 +1,53 @@
+"""`orbitmq broker --config FILE`: run one broker replica until SIGTERM.
+
+Flags override the file; --set KEY=VALUE overrides any key. SIGTERM unregisters from every name
+server, stops serving, flushes and closes the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from orbitmq.broker.config import BrokerConfig
+from orbitmq.common import config as cfgmod
+from orbitmq.common import logs
+
+FLAGS = {"listen": "gRPC listen address host:port", "namesrv": "name servers, comma separated",
+         "store_dir": "storage directory", "cluster": "cluster name", "broker_set": "broker set name",
+         "broker_id": "id within the broker set"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "broker", help="run a broker (stores messages, serves producers and consumers)",
+        description=__doc__ + "\nConfig keys (TOML top level; [store] passes StoreConfig keys) and defaults:\n"
+        + cfgmod.describe(BrokerConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="TOML config file (see config/broker.example.toml)")
+    for key, help_text in FLAGS.items():
+        p.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=help_text + " (overrides the file)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    p.set_defaults(func=run)
+
+
+def load_config(args: argparse.Namespace) -> BrokerConfig:
+    overrides = list(args.set)
+    for key in FLAGS:
+        v = getattr(args, key, None)
+        if v is not None:
+            overrides.append(f"{key}={v}")
+    return cfgmod.load(BrokerConfig, args.config, None, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args)
+    except cfgmod.ConfigError as e:
+        print(f"orbitmq broker: {e}")
+        return 2
+    logs.setup(f"broker[{cfg.broker_set}/{cfg.broker_id}]", cfg.log_level)
+    from orbitmq.broker.server import run as serve
+
+    asyncio.run(serve(cfg))
+    return 0
