@@ -1,0 +1,77 @@
+"""What users hand to a producer (`Message`) and get back (`SendReceipt`); consumers receive the
+wire `common_pb2.Message` itself (topic, body, tags, keys, properties, msg_id, queue_id,
+queue_offset, born/store timestamps, broker_set, reconsume_times).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from dataclasses import dataclass, field
+
+from orbitmq.client.routes import MessageQueue
+from orbitmq.protos import common_pb2
+
+ReceivedMessage = common_pb2.Message
+
+
+@dataclass(slots=True)
+class Message:
+    """A message to send. `msg_id` is assigned by the producer (kept across retries) if empty."""
+
+    topic: str
+    body: bytes
+    tags: str = ""
+    keys: list[str] = field(default_factory=list)
+    properties: dict[str, str] = field(default_factory=dict)
+    msg_id: str = ""
+
+    def check(self) -> None:
+        """Type checks only; the broker validates names and sizes and answers with a typed error."""
+        if not isinstance(self.topic, str):
+            raise TypeError(f"topic must be str, got {type(self.topic).__name__}")
+        if not isinstance(self.body, bytes | bytearray | memoryview):
+            raise TypeError(f"body must be bytes, got {type(self.body).__name__}")
+        if not isinstance(self.tags, str):
+            raise TypeError(f"tags must be str, got {type(self.tags).__name__}")
+        if isinstance(self.keys, str):
+            self.keys = [self.keys]
+
+    def to_proto(self, born_ms: int, born_host: str) -> common_pb2.Message:
+        pm = common_pb2.Message(topic=self.topic, body=bytes(self.body), tags=self.tags, msg_id=self.msg_id,
+                                born_timestamp=born_ms, born_host=born_host)
+        if self.keys:
+            pm.keys.extend(self.keys)
+        if self.properties:
+            pm.properties.update(self.properties)
+        return pm
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    """Where a message was stored."""
+
+    msg_id: str
+    queue: MessageQueue
+    queue_offset: int
+    physical_offset: int = -1
+
+    @property
+    def broker_set(self) -> str:
+        return self.queue.broker_set
+
+    @property
+    def queue_id(self) -> int:
+        return self.queue.queue_id
+
+
+class MsgIdGenerator:
+    """Unique ids: 16 hex digits of randomness per generator (process start) + a counter."""
+
+    def __init__(self) -> None:
+        self.prefix = (uuid.uuid4().hex[:12] + f"{os.getpid() & 0xFFFF:04X}").upper()
+        self._seq = itertools.count()   # next() on a count is atomic under the GIL
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self._seq):012X}"

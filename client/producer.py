@@ -1,0 +1,304 @@
+"""`Producer`: sends messages to the master of a broker set chosen from the topic's route.
+
+Owns: queue selection (round robin over writable queues of every broker set, or a user selector),
+sync sends with retries on another broker set (tenacity; only retriable errors; the msg_id is kept
+across retries so a duplicate can be told from a retry), one-way sends, explicit batches, and
+`send_async`, which returns a `concurrent.futures.Future[SendReceipt]` and groups messages per
+queue into one SendMessage of up to `batch_max_messages` / `batch_max_bytes` or `linger_ms`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
+
+from orbitmq.client import errors
+from orbitmq.client.batching import Batch, BatchAccumulator
+from orbitmq.client.message import Message, MsgIdGenerator, SendReceipt
+from orbitmq.client.routes import MessageQueue, RouteInfo, Selector, select_round_robin
+from orbitmq.client.transport import Transport
+from orbitmq.protos import broker_pb2
+
+log = logging.getLogger("orbitmq.client.producer")
+
+
+def _retriable(e: BaseException) -> bool:
+    return isinstance(e, errors.OrbitError) and e.retriable
+
+
+class Producer:
+    """Thread-safe producer; use as a context manager or call `close()`.
+
+    selector(queues, message, arg) -> MessageQueue picks the queue (e.g. `select_by_hash` with a
+    sharding key as `arg`); by default queues are taken in round robin.
+    """
+
+    def __init__(self, namesrv: str | list[str], *, send_timeout_s: float = 3.0, retries: int = 2,
+                 selector: Selector | None = None, route_refresh_s: float = 30.0,
+                 batch_max_messages: int = 256, batch_max_bytes: int = 1 << 20, linger_ms: float = 5.0,
+                 max_in_flight: int = 16) -> None:
+        if send_timeout_s <= 0 or retries < 0 or max_in_flight < 1:
+            raise ValueError("need send_timeout_s > 0, retries >= 0, max_in_flight >= 1")
+        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=send_timeout_s)
+        self.send_timeout_s = send_timeout_s
+        self.retries = retries
+        self.selector = selector
+        self._ids = MsgIdGenerator()
+        self._rr = itertools.count()
+        self._host = socket.gethostname()
+        self._acc = BatchAccumulator(batch_max_messages, batch_max_bytes, linger_ms / 1000.0)
+        self._cond = threading.Condition()
+        self._in_flight = threading.BoundedSemaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._closed = False
+        self._sender: threading.Thread | None = None
+        self._retry_pool: ThreadPoolExecutor | None = None
+        self._oneway: set[Any] = set()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- queue choice ------------------------------------------------------------------------------
+
+    def _route(self, topic: str) -> RouteInfo:
+        return self.transport.route(topic)
+
+    def _pick(self, topic: str, msg: Any, selector: Selector | None, arg: Any,
+              avoid: Iterable[str] = ()) -> tuple[MessageQueue, str]:
+        route = self._route(topic)
+        queues = route.write_queues
+        if not queues:
+            self.transport.invalidate(topic)
+            raise errors.NoRouteError(f"topic {topic!r} has no writable queue on any broker set with a master")
+        sel = selector or self.selector
+        if sel is not None:
+            mq = sel(queues, msg, arg)
+        else:
+            mq = select_round_robin(queues, next(self._rr), avoid)
+        addr = route.masters.get(mq.broker_set)
+        if not addr:
+            self.transport.invalidate(topic)
+            raise errors.NoRouteError(f"broker set {mq.broker_set!r} has no master")
+        return mq, addr
+
+    def _prepare(self, msg: Message) -> Any:
+        if not isinstance(msg, Message):
+            raise TypeError(f"expected orbitmq.client.Message, got {type(msg).__name__}")
+        if self._closed:
+            raise errors.ClientClosedError("producer is closed")
+        msg.check()
+        if not msg.msg_id:
+            msg.msg_id = self._ids.next()
+        return msg.to_proto(int(time.time() * 1000), self._host)
+
+    # ---- sync --------------------------------------------------------------------------------------
+
+    def _send_once(self, topic: str, pms: list[Any], selector: Selector | None, arg: Any, avoid: set[str],
+                   deadline: float, oneway: bool = False) -> list[SendReceipt]:
+        mq, addr = self._pick(topic, pms[0], selector, arg, avoid)
+        timeout = max(0.01, deadline - time.monotonic())
+        req = broker_pb2.SendRequest(topic=topic, queue_id=mq.queue_id, messages=pms, oneway=oneway)
+        try:
+            resp = self.transport.broker(addr).SendMessage(req, timeout=timeout)
+        except grpc.RpcError as e:
+            err = errors.from_rpc_error(e, addr)
+            if err.stale_route:
+                self.transport.invalidate(topic)
+            avoid.add(mq.broker_set)
+            raise err from None
+        bset = resp.broker_set or mq.broker_set
+        return [SendReceipt(r.msg_id or pm.msg_id, MessageQueue(topic, bset, r.queue_id), r.queue_offset,
+                            r.physical_offset) for r, pm in zip(resp.results, pms, strict=False)]
+
+    def _send_with_retry(self, topic: str, pms: list[Any], selector: Selector | None, arg: Any,
+                         timeout: float | None) -> list[SendReceipt]:
+        t = timeout or self.send_timeout_s
+        deadline = time.monotonic() + t
+        avoid: set[str] = set()
+        try:
+            return self._send_once(topic, pms, selector, arg, avoid, deadline)   # fast path, no retry machinery
+        except errors.OrbitError as e:
+            if not e.retriable or self.retries == 0:
+                raise
+            log.debug("send to %s failed (%s); retrying on another broker set", topic, e)
+        for attempt in Retrying(stop=stop_after_attempt(self.retries) | stop_after_delay(max(0.0, deadline - time.monotonic())),
+                                wait=wait_exponential(multiplier=0.05, max=0.5),
+                                retry=retry_if_exception(_retriable), reraise=True):
+            with attempt:
+                return self._send_once(topic, pms, selector, arg, avoid, deadline)
+        raise AssertionError("unreachable")
+
+    def send(self, msg: Message, *, selector: Selector | None = None, arg: Any = None,
+             timeout: float | None = None) -> SendReceipt:
+        """Send one message and wait for the broker's receipt (retrying on another broker set)."""
+        pm = self._prepare(msg)
+        return self._send_with_retry(msg.topic, [pm], selector, arg, timeout)[0]
+
+    def send_batch(self, msgs: list[Message], *, selector: Selector | None = None, arg: Any = None,
+                   timeout: float | None = None) -> list[SendReceipt]:
+        """Send messages of one topic as one request to one queue; receipts in the same order."""
+        if not msgs:
+            raise errors.BadRequestError("send_batch needs at least one message")
+        topic = msgs[0].topic
+        pms = [self._prepare(m) for m in msgs]
+        if any(m.topic != topic for m in msgs):
+            raise errors.BadRequestError("every message of a batch must have the same topic")
+        return self._send_with_retry(topic, pms, selector, arg, timeout)
+
+    def send_oneway(self, msg: Message, *, selector: Selector | None = None, arg: Any = None) -> None:
+        """Send without waiting for (or retrying on) the result."""
+        pm = self._prepare(msg)
+        mq, addr = self._pick(msg.topic, pm, selector, arg)
+        req = broker_pb2.SendRequest(topic=msg.topic, queue_id=mq.queue_id, messages=[pm], oneway=True)
+        fut = self.transport.broker(addr).SendMessage.future(req, timeout=self.send_timeout_s)
+        self._oneway.add(fut)
+        fut.add_done_callback(self._oneway.discard)
+
+    # ---- async + batching --------------------------------------------------------------------------
+
+    def send_async(self, msg: Message, *, selector: Selector | None = None, arg: Any = None,
+                   callback: Callable[[Future], None] | None = None) -> Future:
+        """Queue one message; returns a Future resolved with its SendReceipt (or an OrbitError).
+
+        Messages are grouped per queue and sent as one request when the batch is full or after
+        `linger_ms`. Blocks only when `max_in_flight` requests are already outstanding.
+        """
+        pm = self._prepare(msg)
+        mq, addr = self._pick(msg.topic, pm, selector, arg)
+        fut: Future = Future()
+        if callback is not None:
+            fut.add_done_callback(callback)
+        with self._cond:
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._sender_loop, name="orbitmq-sender", daemon=True)
+                self._sender.start()
+            new = not self._acc.is_open(mq)
+            ready = self._acc.add(mq, (pm, fut), len(pm.body) + 64, time.monotonic())
+            if new and not ready:
+                self._cond.notify()
+        for b in ready:
+            self._dispatch(b, addr)
+        return fut
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Send every open batch now and wait until all async sends have completed."""
+        with self._cond:
+            batches = self._acc.drain()
+        for b in batches:
+            self._dispatch(b)
+        deadline = time.monotonic() + timeout
+        taken = 0
+        try:
+            while taken < self._max_in_flight:
+                if not self._in_flight.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise errors.RequestTimeoutError(f"async sends still in flight after {timeout}s")
+                taken += 1
+        finally:
+            for _ in range(taken):
+                self._in_flight.release()
+
+    def _sender_loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                dl = self._acc.next_deadline()
+                now = time.monotonic()
+                if dl is None:
+                    self._cond.wait(0.5)
+                    continue
+                if dl > now:
+                    self._cond.wait(dl - now)
+                    continue
+                due = self._acc.due(now)
+            for b in due:
+                self._dispatch(b)
+
+    def _dispatch(self, batch: Batch, addr: str | None = None) -> None:
+        mq: MessageQueue = batch.key
+        items = batch.items
+        if addr is None:
+            addr = self._route(mq.topic).masters.get(mq.broker_set)
+        if not addr:
+            self._retry_batch(mq, items, errors.NoRouteError(f"broker set {mq.broker_set!r} has no master"))
+            return
+        req = broker_pb2.SendRequest(topic=mq.topic, queue_id=mq.queue_id, messages=[pm for pm, _ in items])
+        self._in_flight.acquire()
+        try:
+            call = self.transport.broker(addr).SendMessage.future(req, timeout=self.send_timeout_s)
+        except Exception as e:  # noqa: BLE001 - e.g. client closed
+            self._in_flight.release()
+            for _, f in items:
+                f.set_exception(e)
+            return
+        call.add_done_callback(lambda c: self._on_batch_done(c, mq, items, addr))
+
+    def _on_batch_done(self, call: Any, mq: MessageQueue, items: list, addr: str) -> None:
+        self._in_flight.release()
+        try:
+            resp = call.result()
+        except grpc.RpcError as e:
+            err = errors.from_rpc_error(e, addr)
+            if err.stale_route:
+                self.transport.invalidate(mq.topic)
+            if err.retriable and self.retries > 0 and not self._closed:
+                self._retry_batch(mq, items, err)
+            else:
+                for _, f in items:
+                    f.set_exception(err)
+            return
+        except Exception as e:  # noqa: BLE001 - cancelled on close
+            for _, f in items:
+                f.set_exception(errors.ClientClosedError(str(e) or "cancelled"))
+            return
+        bset = resp.broker_set or mq.broker_set
+        for r, (pm, f) in zip(resp.results, items, strict=False):
+            f.set_result(SendReceipt(r.msg_id or pm.msg_id, MessageQueue(mq.topic, bset, r.queue_id),
+                                     r.queue_offset, r.physical_offset))
+
+    def _retry_batch(self, mq: MessageQueue, items: list, err: errors.OrbitError) -> None:
+        if self._retry_pool is None:
+            self._retry_pool = ThreadPoolExecutor(2, thread_name_prefix="orbitmq-retry")
+
+        def again() -> None:
+            try:
+                receipts = self._send_with_retry(mq.topic, [pm for pm, _ in items], None, None, None)
+            except Exception as e:  # noqa: BLE001
+                for _, f in items:
+                    f.set_exception(e)
+                return
+            for r, (_, f) in zip(receipts, items, strict=False):
+                f.set_result(r)
+
+        try:
+            self._retry_pool.submit(again)
+        except RuntimeError:
+            for _, f in items:
+                f.set_exception(err)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is queued, wait for it (up to `timeout`), then close the channels."""
+        if self._closed:
+            return
+        try:
+            self.flush(timeout)
+        except errors.OrbitError as e:
+            log.warning("closing with unfinished async sends: %s", e)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._retry_pool is not None:
+            self._retry_pool.shutdown(wait=True)
+        self.transport.close()
