@@ -1,0 +1,363 @@
+"""The master side of replication: serves the commitlog to followers and learners over TCP.
+
+Owns: the HA listener, one connection per replica (handshake -> stream of DATA frames of up to
+`frame_bytes`, never crossing an epoch boundary -> ACKs back), feeding acks into the
+sync-state-set core, setting the store's confirm offset, and the waiters of sends that wait for
+replication (resolved by the ack policy core). The rules live in sync_state.py / ack_policy.py;
+this module moves bytes and keeps time. It never writes the commitlog itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from orbitmq.broker import ha_protocol as hp
+from orbitmq.broker.ack_policy import AckPolicy, Verdict, evaluate
+from orbitmq.broker.epoch_file import EpochFile
+from orbitmq.broker.epoch_truncation import epoch_at, epoch_range_end
+from orbitmq.broker.replication_hooks import ReplicationError
+from orbitmq.broker.sync_state import SyncStateSet
+from orbitmq.common.logs import kv
+from orbitmq.common.net import split_addr
+
+log = logging.getLogger("orbitmq.broker.ha")
+
+
+def store_max(store: Any) -> int:
+    v = store.max_physical_offset
+    return int(v() if callable(v) else v)
+
+
+def store_min(store: Any) -> int:
+    v = getattr(store, "min_physical_offset", 0)
+    return int(v() if callable(v) else v)
+
+
+def store_confirm(store: Any) -> int:
+    v = getattr(store, "confirm_offset", 0)
+    return int(v() if callable(v) else v)
+
+
+@dataclass
+class MasterSettings:
+    frame_bytes: int = 1024 * 1024
+    heartbeat_s: float = 1.0
+    idle_timeout_s: float = 6.0
+    max_lag_s: float = 5.0
+    ack_timeout_s: float = 3.0
+    policy: AckPolicy = AckPolicy()  # noqa: RUF009 - frozen dataclass instance
+
+
+class _Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.broker_id = -1
+        self.learner = False
+        self.pos = 0            # next offset to send
+        self.ack = -1
+        self.last_read = time.monotonic()
+        self.task: asyncio.Task | None = None
+        self.wake = asyncio.Event()
+
+
+class HAMaster:
+    """Serves one master epoch. `start()` listens; `stop()` closes every connection."""
+
+    def __init__(self, store: Any, epochs: EpochFile, master_id: int, master_epoch: int, sss: SyncStateSet,
+                 settings: MasterSettings, listen: str,
+                 alter: Callable[[frozenset[int], int], Any] | None = None,
+                 writable: Callable[[], ReplicationError | None] | None = None) -> None:
+        self.store = store
+        self.epochs = epochs
+        self.master_id = master_id
+        self.master_epoch = master_epoch
+        self.sss = sss
+        self.settings = settings
+        self.listen = listen
+        self.alter = alter            # async (members, sss_epoch) -> (ok, members, sss_epoch)
+        self.writable = writable      # None if writes may be acknowledged, else the refusal
+        self.server: asyncio.base_events.Server | None = None
+        self.conns: dict[int, _Conn] = {}
+        self._waiters: list[tuple[int, int, asyncio.Future]] = []  # (end, seq, future) sorted
+        self._seq = 0
+        self._tasks: list[asyncio.Task] = []
+        self._replica_ids: set[int] = set(sss.members)
+        self.stopped = False
+        self.stats = {"frames": 0, "bytes": 0, "acks": 0}
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        host, port = split_addr(self.listen)
+        self.server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+        self._tasks.append(asyncio.create_task(self._housekeeping()))
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self.stopped = True
+        for t in self._tasks:
+            t.cancel()
+        if self.server is not None:
+            self.server.close()
+        for c in list(self.conns.values()):
+            c.writer.close()
+            if c.task is not None:
+                c.task.cancel()
+        self._fail_waiters(ReplicationError("NOT_MASTER", "this broker stopped being master"))
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 1.0)
+
+    # ---- the send path ----------------------------------------------------------------------------
+
+    def notify_data(self) -> None:
+        """New data was appended: wake every sender."""
+        for c in self.conns.values():
+            c.wake.set()
+
+    def _holding(self, broker_id: int) -> int:
+        return self.sss.holding(broker_id, store_max(self.store))
+
+    def replica_count(self) -> int:
+        return len({i for i in self._replica_ids if not self._is_learner(i)} | {self.master_id})
+
+    def _is_learner(self, broker_id: int) -> bool:
+        r = self.sss.replicas.get(broker_id)
+        return bool(r and r.learner)
+
+    def verdict(self, end_offset: int) -> Verdict:
+        return evaluate(self.settings.policy, end_offset, self.sss.ack_set(), self._holding, self.replica_count())
+
+    async def wait_replicated(self, end_offset: int) -> None:
+        self.notify_data()
+        v = self.verdict(end_offset)
+        if v is Verdict.ACK:
+            return
+        if v is Verdict.NOT_ENOUGH:
+            raise ReplicationError("IN_SYNC_REPLICAS_NOT_ENOUGH",
+                                   f"sync-state-set {sorted(self.sss.ack_set())} is smaller than the "
+                                   f"{self.settings.policy.required(self.replica_count())} replicas required")
+        fut = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        entry = (end_offset, self._seq, fut)
+        bisect.insort(self._waiters, entry, key=lambda w: (w[0], w[1]))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.settings.ack_timeout_s)
+        except TimeoutError:
+            v = self.verdict(end_offset)
+            if v is Verdict.ACK:
+                return
+            if v is Verdict.NOT_ENOUGH:
+                raise ReplicationError("IN_SYNC_REPLICAS_NOT_ENOUGH",
+                                       f"sync-state-set shrank to {sorted(self.sss.ack_set())}") from None
+            raise ReplicationError("REPLICATION_TIMEOUT",
+                                   f"offset {end_offset} not held by every in-sync replica "
+                                   f"{sorted(self.sss.ack_set())} within {self.settings.ack_timeout_s}s") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+
+    def _release_waiters(self) -> None:
+        if not self._waiters:
+            return
+        refusal = self.writable() if self.writable is not None else None
+        if refusal is not None:
+            return  # fenced: nobody is acknowledged; they time out (or are failed on stop)
+        n = 0
+        for end, _, fut in self._waiters:
+            if self.verdict(end) is not Verdict.ACK:
+                break
+            if not fut.done():
+                fut.set_result(None)
+            n += 1
+        if n:
+            del self._waiters[:n]
+
+    def _fail_waiters(self, exc: ReplicationError) -> None:
+        for _, _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved
+        self._waiters.clear()
+
+    def _update_confirm(self) -> None:
+        c = self.sss.confirm_offset(store_max(self.store))
+        if c > store_confirm(self.store):
+            self.store.set_confirm_offset(c)
+
+    # ---- connections ------------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        c = _Conn(reader, writer)
+        c.task = asyncio.current_task()
+        dec = hp.FrameDecoder()
+        peer = writer.get_extra_info("peername")
+        sender: asyncio.Task | None = None
+        try:
+            hello = await self._read_one(c, dec, timeout=5.0)
+            if not isinstance(hello, hp.Hello):
+                raise hp.FrameError(f"expected HELLO, got {type(hello).__name__}")
+            if self.stopped:
+                writer.write(hp.encode(hp.Refuse("NOT_MASTER", "not master any more")))
+                return
+            if hello.broker_id == self.master_id:
+                writer.write(hp.encode(hp.Refuse("BAD_REQUEST", f"broker id {hello.broker_id} is the master's")))
+                return
+            old = self.conns.get(hello.broker_id)
+            if old is not None:
+                old.writer.close()
+            c.broker_id, c.learner = hello.broker_id, hello.learner
+            self.conns[c.broker_id] = c
+            if not c.learner:
+                self._replica_ids.add(c.broker_id)
+            mx = store_max(self.store)
+            writer.write(hp.encode(hp.Welcome(self.master_id, self.master_epoch, mx, store_min(self.store),
+                                              self.sss.confirm_offset(mx), tuple(self.epochs.entries))))
+            await writer.drain()
+            first = await self._read_one(c, dec, timeout=10.0)
+            if not isinstance(first, hp.Ack):
+                raise hp.FrameError(f"expected ACK after WELCOME, got {type(first).__name__}")
+            now = time.monotonic()
+            self.sss.connected(c.broker_id, c.learner, now)
+            c.pos = first.offset
+            self._on_ack(c, first.offset)
+            log.info("replica connected %s", kv(replica=c.broker_id, learner=c.learner, start=c.pos,
+                                                epoch=self.master_epoch, peer=peer))
+            sender = asyncio.create_task(self._send_loop(c))
+            while True:
+                data = await asyncio.wait_for(reader.read(65536), self.settings.idle_timeout_s)
+                if not data:
+                    dec.finish()
+                    break
+                c.last_read = time.monotonic()
+                for f in dec.feed(data):
+                    if isinstance(f, hp.Ack):
+                        self._on_ack(c, f.offset)
+                    elif isinstance(f, hp.Refuse):
+                        log.warning("replica refused %s", kv(replica=c.broker_id, code=f.code, msg=f.message))
+                        return
+                    else:
+                        raise hp.FrameError(f"unexpected {type(f).__name__} from a follower")
+        except (hp.FrameError, ConnectionError, TimeoutError, asyncio.IncompleteReadError, OSError) as e:
+            log.warning("replica connection ended %s", kv(replica=c.broker_id, error=f"{type(e).__name__}: {e}"))
+            with contextlib.suppress(Exception):
+                if isinstance(e, hp.FrameError):
+                    writer.write(hp.encode(hp.Refuse("BAD_REQUEST", str(e))))
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if sender is not None:
+                sender.cancel()
+            if c.broker_id >= 0 and self.conns.get(c.broker_id) is c:
+                del self.conns[c.broker_id]
+                self.sss.disconnected(c.broker_id)
+                log.info("replica disconnected %s", kv(replica=c.broker_id, epoch=self.master_epoch))
+            writer.close()
+
+    async def _read_one(self, c: _Conn, dec: hp.FrameDecoder, timeout: float) -> hp.Frame:
+        deadline = time.monotonic() + timeout
+        while True:
+            data = await asyncio.wait_for(c.reader.read(65536), max(0.01, deadline - time.monotonic()))
+            if not data:
+                raise ConnectionError("peer closed during the handshake")
+            frames = dec.feed(data)
+            if frames:
+                if len(frames) > 1:
+                    raise hp.FrameError("peer sent more than one frame during the handshake")
+                return frames[0]
+
+    def _on_ack(self, c: _Conn, offset: int) -> None:
+        mx = store_max(self.store)
+        if offset > mx:
+            raise hp.FrameError(f"replica {c.broker_id} acked {offset}, beyond the master's end {mx}")
+        c.ack = offset
+        self.stats["acks"] += 1
+        self.sss.on_ack(c.broker_id, offset, mx, time.monotonic())
+        self._update_confirm()
+        self._release_waiters()
+
+    async def _send_loop(self, c: _Conn) -> None:
+        hb = self.settings.heartbeat_s
+        last_sent = 0.0
+        try:
+            while True:
+                c.wake.clear()
+                mx = store_max(self.store)
+                if c.pos < mx:
+                    entry = epoch_at(self.epochs.entries, c.pos)
+                    if entry is None:
+                        raise RuntimeError(f"no epoch covers offset {c.pos}")
+                    limit = min(mx, epoch_range_end(self.epochs.entries, entry.epoch, mx))
+                    size = min(self.settings.frame_bytes, limit - c.pos)
+                    body = self.store.read_raw(c.pos, size)
+                    if not body:  # one record larger than a frame: send it alone
+                        body = self.store.read_raw(c.pos, min(limit - c.pos, hp.MAX_PAYLOAD - 64))
+                    if not body:
+                        await asyncio.sleep(0.01)
+                        continue
+                    frame = hp.Data(c.pos, entry.epoch, entry.start_offset, self.sss.confirm_offset(mx), mx, body)
+                    head, payload = hp.encode_data_parts(frame)
+                    c.writer.write(head)
+                    c.writer.write(payload)
+                    await c.writer.drain()
+                    c.pos += len(body)
+                    self.stats["frames"] += 1
+                    self.stats["bytes"] += len(body)
+                    last_sent = time.monotonic()
+                    continue
+                now = time.monotonic()
+                if now - last_sent >= hb:
+                    # heartbeat: an empty DATA frame carrying the confirm offset
+                    frame = hp.Data(c.pos, self.master_epoch, c.pos, self.sss.confirm_offset(mx), mx, b"")
+                    c.writer.write(hp.encode(frame))
+                    await c.writer.drain()
+                    last_sent = now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(c.wake.wait(), min(hb, 0.2))
+        except (ConnectionError, OSError) as e:
+            log.info("replica sender ended %s", kv(replica=c.broker_id, error=e))
+            c.writer.close()
+
+    async def _housekeeping(self) -> None:
+        """Caught-up ticks, confirm offset, sync-state-set shrink/expand through the controller."""
+        while True:
+            await asyncio.sleep(0.2)
+            try:
+                mx = store_max(self.store)
+                now = time.monotonic()
+                self.sss.tick(mx, now)
+                self._update_confirm()
+                self._release_waiters()
+                if self.alter is not None:
+                    p = self.sss.propose(mx, now)
+                    if p is not None:
+                        log.info("sync-state-set change proposed %s", kv(
+                            members=sorted(p.members), removed=sorted(p.removed), added=sorted(p.added),
+                            epoch=self.master_epoch, sss_epoch=self.sss.sss_epoch))
+                        try:
+                            ok, members, sss_epoch = await self.alter(p.members, self.sss.sss_epoch)
+                        except Exception as e:  # noqa: BLE001 - any failure keeps the union
+                            log.warning("sync-state-set change failed %s", kv(error=e))
+                            ok, members, sss_epoch = False, None, None
+                        if ok:
+                            self.sss.alter_done(frozenset(members), sss_epoch)
+                            log.info("sync-state-set now %s", kv(members=sorted(members), sss_epoch=sss_epoch,
+                                                                  epoch=self.master_epoch))
+                        else:
+                            self.sss.alter_failed()
+                            if members is not None and sss_epoch is not None:
+                                self.sss.adopt(frozenset(members), sss_epoch)
+                        self._update_confirm()
+                        self._release_waiters()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep the loop alive, say what broke
+                log.exception("HA master housekeeping failed")
