@@ -14,6 +14,8 @@ import sys
 SUBCOMMANDS: list[str] = [
     "orbitmq.cli.bench",
     "orbitmq.cli.namesrv",
+    "orbitmq.cli.admin",
+    "orbitmq.cli.tools",
 ]
 
 
