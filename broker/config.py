@@ -46,6 +46,21 @@ class BrokerConfig:
     consumer_expire_s: float = _doc(120.0, "a consumer client silent this long leaves its group")
     log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
     store: dict[str, Any] = _doc({}, "[store] table: extra StoreConfig keys for the storage engine")
+    # ---- HA (broker/role_manager.py); used when ha_mode = "controller" ----
+    ha_mode: str = _doc("standalone", "standalone: a lone master; controller: roles, epochs and replication")
+    ha_listen: str = _doc("127.0.0.1:10912", "HA listen address (followers replicate from it when master)")
+    controllers: list[str] = _doc([], "controller addresses (host:port), controller mode")
+    ha_learner: bool = _doc(False, "a learner replicates asynchronously, never in the sync-state-set, never elected")
+    ha_ack_mode: str = _doc("all", "all: every sync-state-set member holds a send; count: ha_min_replicas of them")
+    ha_min_replicas: int = _doc(-1, "replicas (master included) that must hold a send; -1: 2 for sets of 3+, else 1")
+    ha_ack_timeout_s: float = _doc(3.0, "REPLICATION_TIMEOUT if a send is not replicated within this")
+    ha_lease_s: float = _doc(2.0, "master stops acknowledging (FENCED) this long after its last answered "
+                             "controller heartbeat; must be below the controller's heartbeat timeout")
+    ha_max_lag_s: float = _doc(3.0, "a follower not caught up for this long leaves the sync-state-set")
+    ha_heartbeat_s: float = _doc(0.5, "replication stream heartbeat interval (both ways)")
+    ha_idle_timeout_s: float = _doc(3.0, "close a replication stream silent for this long")
+    ha_frame_bytes: int = _doc(1024 * 1024, "largest commitlog range sent in one replication frame")
+    controller_heartbeat_s: float = _doc(0.5, "heartbeat to the controllers this often")
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError
@@ -65,6 +80,18 @@ class BrokerConfig:
             raise ConfigError("need 0 < max_message_size <= max_request_size")
         if not 1 <= self.default_queues <= 1024:
             raise ConfigError("default_queues must be in 1..1024")
+        if self.ha_mode not in ("standalone", "controller"):
+            raise ConfigError(f"ha_mode must be standalone or controller, got {self.ha_mode!r}")
+        if self.ha_ack_mode not in ("all", "count"):
+            raise ConfigError(f"ha_ack_mode must be all or count, got {self.ha_ack_mode!r}")
+        if self.ha_min_replicas == 0 or self.ha_min_replicas < -1:
+            raise ConfigError("ha_min_replicas must be >= 1 or -1 (automatic)")
+        if self.ha_mode == "controller" and not self.controllers:
+            raise ConfigError("ha_mode = controller needs controllers")
+        for name in ("ha_ack_timeout_s", "ha_lease_s", "ha_max_lag_s", "ha_heartbeat_s", "ha_idle_timeout_s",
+                     "controller_heartbeat_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0")
         for name in ("register_interval_s", "keepalive_interval_s", "consumer_expire_s", "flush_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
