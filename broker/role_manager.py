@@ -1,0 +1,269 @@
+"""The HA implementation of the broker's replication hooks: roles, epochs, lease and fencing.
+
+Owns: what this replica is (MASTER, FOLLOWER, LEARNER, or NONE while it does not know), the
+transitions the controller orders (become master: stop following, seal the log, open a new
+epoch at its end, write a metadata snapshot, serve followers, register as master; follow: stop
+serving, replicate from the master after the epoch handshake), the send-path checks
+(NOT_MASTER, FENCED, replication waits) and the lease: a master acknowledges nothing unless its
+last answered controller heartbeat was sent less than `lease_s` ago (self-fencing). Replication
+itself is in ha_master.py / ha_follower.py, the rules in sync_state.py / ack_policy.py; the
+controller conversation is the controller agent's (orbitmq.controller.agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orbitmq.broker.ack_policy import AckPolicy, Lease
+from orbitmq.broker.epoch_file import EpochFile
+from orbitmq.broker.ha_follower import FollowerSettings, HAFollower
+from orbitmq.broker.ha_master import HAMaster, MasterSettings, store_confirm, store_max
+from orbitmq.broker.replication_hooks import ReplicationError, ReplicationHooks
+from orbitmq.broker.sync_state import SyncStateSet
+from orbitmq.common.logs import kv
+
+if TYPE_CHECKING:
+    from orbitmq.broker.config import BrokerConfig
+    from orbitmq.broker.server import BrokerServer
+
+log = logging.getLogger("orbitmq.broker.role")
+
+
+def role_action(my_id: int, local_epoch: int, master_id: int | None, master_epoch: int) -> str:
+    """What a notification (master_id, master_epoch) asks of this replica (pure):
+    'ignore' (older than what we serve), 'master', 'follow', or 'none' (no master now)."""
+    if master_epoch < local_epoch:
+        return "ignore"
+    if master_id is None or master_id <= 0:
+        return "none"
+    return "master" if master_id == my_id else "follow"
+
+
+class RoleManager(ReplicationHooks):
+    """Replication hooks for a broker in controller mode."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self._role = "NONE"
+        self._epoch = 0
+        self.broker_id = config.broker_id
+        self.master_id: int | None = None
+        self.master_addr = ""
+        self.master_ha = ""
+        self.lease = Lease(config.ha_lease_s)
+        self.policy = AckPolicy(config.ha_ack_mode, config.ha_min_replicas)
+        self.epochs: EpochFile | None = None
+        self.master: HAMaster | None = None
+        self.follower: HAFollower | None = None
+        self.agent: Any = None
+        self._lock: asyncio.Lock | None = None
+        self._ha_port = 0
+        self.server: BrokerServer | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self, server: BrokerServer) -> None:
+        self.server = server
+        self._lock = asyncio.Lock()
+        store = server.store
+        self.epochs = EpochFile(Path(self.config.store_dir) / "epochs")
+        if hasattr(store, "set_auto_confirm"):
+            store.set_auto_confirm(False)
+        from orbitmq.controller.agent import BrokerAgent  # the controller engineer's module
+
+        self.agent = BrokerAgent.for_broker(self.config, self)
+        await self.agent.start()
+
+    async def stop(self) -> None:
+        if self.agent is not None:
+            with contextlib.suppress(Exception):
+                await self.agent.stop()
+        await self._stop_master()
+        await self._stop_follower()
+
+    # ---- called by the controller agent -----------------------------------------------------------
+
+    def set_broker_id(self, broker_id: int) -> None:
+        """The controller assigned (or confirmed) this replica's id."""
+        self.broker_id = broker_id
+        if self.server is not None:
+            self.server.config.broker_id = broker_id
+            if self.server.registrar is not None:
+                self.server.registrar.identity.broker_id = broker_id
+
+    def heartbeat_ok(self, sent_at: float) -> None:
+        """A heartbeat sent at monotonic time `sent_at` was answered by the controller leader."""
+        self.lease.renew(sent_at)
+
+    def live_info(self) -> dict[str, int]:
+        """What heartbeats carry: epoch, max offset and confirm offset."""
+        store = self.server.store if self.server is not None else None
+        return {"epoch": self.epochs.last_epoch() if self.epochs else 0,
+                "max_offset": store_max(store) if store is not None else 0,
+                "confirm_offset": store_confirm(store) if store is not None else 0}
+
+    async def on_role_change(self, master_id: int | None, master_address: str, master_ha_address: str,
+                             master_epoch: int, sss: list[int] | set[int], sss_epoch: int) -> None:
+        """The controller's view of the set (from a notification, a pull or a registration)."""
+        assert self._lock is not None
+        async with self._lock:
+            action = role_action(self.broker_id, self._epoch, master_id, master_epoch)
+            if action == "ignore":
+                return
+            if action == "master":
+                if self._role == "MASTER" and master_epoch == self._epoch:
+                    if self.master is not None and self.master.sss.adopt(frozenset(sss), sss_epoch):
+                        log.info("adopted sync-state-set %s", kv(members=sorted(sss), sss_epoch=sss_epoch))
+                    return
+                await self._become_master(master_epoch, set(sss), sss_epoch)
+            elif action == "follow":
+                if self._role in ("FOLLOWER", "LEARNER") and master_epoch == self._epoch and \
+                        master_ha_address == self.master_ha:
+                    return
+                await self._become_follower(master_id or 0, master_address, master_ha_address, master_epoch)
+            else:
+                if self._role == "MASTER" and master_epoch > self._epoch:
+                    await self._stop_master()
+                    self._role = "NONE"
+                self._epoch = max(self._epoch, master_epoch)
+
+    async def _become_master(self, epoch: int, sss: set[int], sss_epoch: int) -> None:
+        assert self.server is not None and self.epochs is not None
+        store = self.server.store
+        loop = asyncio.get_running_loop()
+        if self.config.ha_learner:
+            log.error("controller made a learner master; refusing %s", kv(epoch=epoch))
+            return
+        if epoch <= self.epochs.last_epoch() and self._role != "NONE":
+            log.warning("stale master epoch %s", kv(epoch=epoch, last=self.epochs.last_epoch()))
+            return
+        await self._stop_follower()
+        await self._stop_master()
+        # seal: nothing more is appended by replication; the new epoch starts at our end
+        end = store_max(store)
+        await loop.run_in_executor(None, self.epochs.append, epoch, end)
+        self._epoch = epoch
+        self.master_id = self.broker_id
+        self.master_addr = self.config.listen
+        settings = MasterSettings(frame_bytes=self.config.ha_frame_bytes, heartbeat_s=self.config.ha_heartbeat_s,
+                                  idle_timeout_s=self.config.ha_idle_timeout_s, max_lag_s=self.config.ha_max_lag_s,
+                                  ack_timeout_s=self.config.ha_ack_timeout_s, policy=self.policy)
+        state = SyncStateSet(self.broker_id, epoch, end, sss | {self.broker_id}, sss_epoch, settings.max_lag_s,
+                             time.monotonic(), confirm_offset=store_confirm(store))
+        self.master = HAMaster(store, self.epochs, self.broker_id, epoch, state, settings, self.config.ha_listen,
+                               alter=self._alter, writable=self._refusal)
+        self._ha_port = await self.master.start()
+        if hasattr(store, "append_meta_snapshot"):
+            await loop.run_in_executor(None, store.append_meta_snapshot)
+        self._role = "MASTER"
+        log.info("became master %s", kv(broker_set=self.config.broker_set, broker_id=self.broker_id, epoch=epoch,
+                                         start=end, sss=sorted(state.members), sss_epoch=sss_epoch))
+        self._registered_changed()
+
+    async def _become_follower(self, master_id: int, master_addr: str, master_ha: str, epoch: int) -> None:
+        assert self.server is not None and self.epochs is not None
+        await self._stop_master()
+        await self._stop_follower()
+        self._epoch = epoch
+        self.master_id, self.master_addr, self.master_ha = master_id, master_addr, master_ha
+        self._role = "LEARNER" if self.config.ha_learner else "FOLLOWER"
+        if master_ha:
+            fs = FollowerSettings(heartbeat_s=self.config.ha_heartbeat_s, idle_timeout_s=self.config.ha_idle_timeout_s)
+            self.follower = HAFollower(self.server.store, self.epochs, self.broker_id, self.config.ha_learner,
+                                       master_ha, fs, min_master_epoch=epoch, on_data=self._on_replicated)
+            self.follower.start()
+        log.info("following %s", kv(broker_set=self.config.broker_set, broker_id=self.broker_id, epoch=epoch,
+                                     master_id=master_id, master_ha=master_ha, learner=self.config.ha_learner))
+        self._registered_changed()
+
+    async def _stop_master(self) -> None:
+        if self.master is not None:
+            m, self.master = self.master, None
+            await m.stop()
+
+    async def _stop_follower(self) -> None:
+        if self.follower is not None:
+            f, self.follower = self.follower, None
+            await f.stop()
+
+    def _on_replicated(self) -> None:
+        srv = self.server
+        if srv is not None and srv.service is not None:
+            wake = getattr(srv.service.waiters, "wake_all", None)
+            if wake is not None:
+                wake()
+
+    def _registered_changed(self) -> None:
+        if self.server is not None and self.server.registrar is not None:
+            self.server.registrar.register_now()
+
+    async def _alter(self, members: frozenset[int], sss_epoch: int) -> tuple[bool, list[int] | None, int | None]:
+        return await self.agent.alter_sync_state_set(self._epoch, sorted(members), sss_epoch)
+
+    # ---- the send path ----------------------------------------------------------------------------
+
+    def _refusal(self) -> ReplicationError | None:
+        if self._role != "MASTER" or self.master is None:
+            return ReplicationError("NOT_MASTER", f"broker {self.config.broker_set}/{self.broker_id} is "
+                                    f"{self._role}, not master", self.master_addr)
+        if not self.lease.valid(time.monotonic()):
+            return ReplicationError("FENCED", f"master {self.config.broker_set}/{self.broker_id} epoch {self._epoch} "
+                                    "has not renewed its lease with the controller")
+        return None
+
+    def check_writable(self) -> None:
+        if not self.config.writable:
+            raise ReplicationError("NO_PERMISSION", "broker is read-only")
+        r = self._refusal()
+        if r is not None:
+            raise r
+
+    async def wait_replicated(self, end_offset: int) -> None:
+        m = self.master
+        if m is None or self._role != "MASTER":
+            raise ReplicationError("NOT_MASTER", "stopped being master before the send was replicated",
+                                   self.master_addr)
+        await m.wait_replicated(end_offset)
+        r = self._refusal()  # never acknowledge into an epoch that may have been replaced
+        if r is not None:
+            raise r
+
+    # ---- role info --------------------------------------------------------------------------------
+
+    def role(self) -> str:
+        return self._role
+
+    def is_master(self) -> bool:
+        return self._role == "MASTER"
+
+    def epoch(self) -> int:
+        return self._epoch
+
+    def ha_address(self) -> str:
+        return self.config.ha_address or self.config.ha_listen
+
+    def master_address(self) -> str:
+        return self.config.listen if self._role == "MASTER" else self.master_addr
+
+    def status(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role": self._role, "epoch": self._epoch, "broker_id": self.broker_id,
+                             "lease_ok": self.lease.valid(time.monotonic())}
+        if self.master is not None:
+            d.update(sss=sorted(self.master.sss.members), sss_epoch=self.master.sss.sss_epoch,
+                     acks={c.broker_id: c.ack for c in self.master.conns.values()})
+        if self.follower is not None:
+            d.update(following=self.master_ha, lag=self.follower.lag(), connected=self.follower.connected,
+                     truncations=self.follower.truncations)
+        return d
+
+
+def make_hooks(config: BrokerConfig) -> ReplicationHooks | None:
+    """The hooks for `config.ha_mode`: None (standalone default) or a RoleManager."""
+    if getattr(config, "ha_mode", "standalone") == "controller":
+        return RoleManager(config)
+    return None
