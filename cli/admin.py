@@ -123,6 +123,9 @@ def _run(args: argparse.Namespace, body: Any) -> int:
 
 
 def _print_human(result: Any) -> None:
+    if result == [] or result == {}:
+        print("(none)")
+        return
     if isinstance(result, list) and result and isinstance(result[0], dict):
         cols = list(result[0].keys())
         rows = [[_fmt(r.get(c)) for c in cols] for r in result]

@@ -1,0 +1,191 @@
+"""The client API against real namesrv + broker processes: receipts, batching, selectors, the push
+consumer's RECONSUME_LATER, lite pull with commits, admin commands, and a typed error for every
+bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+import pytest
+
+from orbitmq.client import (
+    Admin,
+    ConsumeStatus,
+    Message,
+    MessageQueue,
+    Producer,
+    PullConsumer,
+    PushConsumer,
+    errors,
+    select_by_hash,
+)
+from orbitmq.common import proc
+from orbitmq.common.proc import wait_until
+
+pytestmark = pytest.mark.process
+
+
+@pytest.fixture
+def one_broker(cluster):
+    cluster.start_broker("bs1", ["--set", "max_message_size=4096"])
+    cluster.create_topic("Api", 4)
+    return cluster
+
+
+def test_send_modes_and_receipts(one_broker):
+    ns = one_broker.namesrv
+    with Producer(ns, linger_ms=2, batch_max_messages=50) as p:
+        r = p.send(Message("Api", b"hello", tags="t", keys=["k1"]))
+        assert r.broker_set == "bs1" and 0 <= r.queue_id < 4 and r.queue_offset >= 0 and r.msg_id
+        batch = p.send_batch([Message("Api", f"b{i}".encode()) for i in range(10)])
+        assert len({x.queue for x in batch}) == 1
+        assert [x.queue_offset for x in batch] == list(range(batch[0].queue_offset, batch[0].queue_offset + 10))
+        futs = [p.send_async(Message("Api", f"a{i}".encode())) for i in range(500)]
+        receipts = [f.result(timeout=30) for f in futs]
+        assert len({x.msg_id for x in receipts}) == 500
+        per_queue: dict = {}
+        for x in receipts:
+            per_queue.setdefault(x.queue, []).append(x.queue_offset)
+        for offs in per_queue.values():        # in order within each queue, no gaps
+            assert offs == list(range(offs[0], offs[0] + len(offs)))
+        same = {p.send(Message("Api", b"o"), selector=select_by_hash, arg="order-42").queue for _ in range(5)}
+        assert len(same) == 1
+        p.send_oneway(Message("Api", b"fire-and-forget"))
+        msg = Message("Api", b"keep-id", msg_id="MY-ID-1")
+        assert p.send(msg).msg_id == "MY-ID-1"
+
+
+def test_push_consumer_reconsume_later_then_success_and_commit(one_broker):
+    ns = one_broker.namesrv
+    with Producer(ns) as p:
+        sent = {p.send(Message("Api", f"m{i}".encode())).msg_id for i in range(40)}
+    seen: dict[str, list[int]] = {}
+    lock = threading.Lock()
+
+    def listener(msgs):
+        with lock:
+            for m in msgs:
+                seen.setdefault(m.msg_id, []).append(m.reconsume_times)
+            first = any(m.reconsume_times == 0 for m in msgs)
+        return ConsumeStatus.RECONSUME_LATER if first else ConsumeStatus.SUCCESS
+
+    c = PushConsumer("retry-g", ns, reconsume_delay_s=0.1, rebalance_interval_s=0.5, commit_interval_s=0.2)
+    c.subscribe("Api")
+    c.register_listener(listener)
+    c.start()
+    try:
+        wait_until(lambda: all(len(seen.get(i, [])) >= 2 for i in sent), 30, what="every message redelivered once")
+    finally:
+        c.shutdown()
+    assert all(seen[i][:2] == [0, 1] for i in sent)
+    with Admin(ns) as admin:
+        rows = admin.consumer_progress("retry-g", "Api")
+    assert sum(r.lag for r in rows) == 0 and all(r.consumer_offset == r.broker_offset for r in rows)
+
+
+def test_pull_consumer_assign_poll_commit(one_broker):
+    ns = one_broker.namesrv
+    with Producer(ns) as p:
+        receipts = [p.send(Message("Api", b"x"), selector=lambda qs, m, a: qs[0]) for _ in range(30)]
+    q0 = receipts[0].queue
+    c = PullConsumer("pull-g", ns, auto_commit=False, max_poll_messages=7)
+    c.assign([q0])
+    got = []
+    try:
+        while len(got) < 30:
+            batch = c.poll(5.0)
+            assert batch, "poll returned nothing before all messages were read"
+            assert len(batch) <= 7
+            got += batch
+        c.commit()
+    finally:
+        c.close()
+    assert [m.msg_id for m in got] == [r.msg_id for r in receipts]
+    with Admin(ns) as admin:
+        prog = {r.queue_id: r for r in admin.consumer_progress("pull-g", "Api")}
+    assert prog[q0.queue_id].consumer_offset == receipts[-1].queue_offset + 1
+
+
+def test_bad_inputs_get_typed_errors(one_broker):
+    ns = one_broker.namesrv
+    with Producer(ns, retries=0) as p:
+        with pytest.raises(errors.TopicNotFoundError):
+            p.send(Message("NoSuchTopic", b"x"))
+        with pytest.raises(errors.BodyEmptyError):
+            p.send(Message("Api", b""))
+        with pytest.raises(errors.BodyTooLargeError):
+            p.send(Message("Api", b"x" * 5000))
+        with pytest.raises(TypeError):
+            p.send(Message("Api", "not bytes"))
+        with pytest.raises(errors.BadRequestError):
+            p.send_batch([])
+        with pytest.raises(errors.BadRequestError):
+            p.send_batch([Message("Api", b"a"), Message("Other", b"b")])
+    with Admin(ns) as admin:
+        with pytest.raises(errors.BadTopicNameError):
+            admin.create_topic("bad topic!", 4, wait_s=0)
+        with pytest.raises(errors.BadRequestError):
+            admin.create_topic("ZeroQueues", 0, wait_s=0)
+        with pytest.raises(errors.BadRequestError):
+            admin.create_topic("BadPerm", 4, perm=9, wait_s=0)
+        with pytest.raises(errors.GroupNotFoundError):
+            admin.delete_group("never-created")
+        with pytest.raises(errors.TopicNotFoundError):
+            admin.delete_topic("NoSuchTopic")
+        admin.create_topic("ReadOnly", 2, perm=4)
+    with Producer(ns, retries=0) as p, pytest.raises(errors.NoRouteError):
+        p.send(Message("ReadOnly", b"x"))
+    with pytest.raises(errors.NoRouteError), Producer("127.0.0.1:1", retries=0) as p:
+        p.send(Message("Api", b"x"))
+    with pytest.raises(ValueError):
+        Producer("not-an-address")
+    with pytest.raises(errors.BadRequestError):
+        PushConsumer("", ns)
+    c = PushConsumer("g-unknown", ns)
+    c.subscribe("NoSuchTopic")
+    c.register_listener(lambda msgs: None)
+    with pytest.raises(errors.TopicNotFoundError):
+        c.start()
+    c.shutdown()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(proc.orbitmq_argv(*args), capture_output=True, text=True, timeout=60)
+
+
+def test_admin_commands(one_broker):
+    ns = ["--namesrv", one_broker.namesrv]
+    r = run_cli("admin", "topic", "create", "Cli", "--queues", "3", *ns, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["broker_sets"] == ["bs1"]
+    r = run_cli("admin", "topic", "list", *ns, "--json")
+    assert {"Api", "Cli"} <= set(json.loads(r.stdout))
+    r = run_cli("admin", "topic", "route", "Cli", *ns, "--json")
+    route = json.loads(r.stdout)
+    assert route["queues"][0]["write_queues"] == 3 and route["broker_sets"][0]["broker_set"] == "bs1"
+    r = run_cli("admin", "topic", "update", "Cli", "--queues", "5", *ns)
+    assert r.returncode == 0 and "bs1" in r.stdout
+    r = run_cli("admin", "cluster", "list", *ns, "--json", "--status")
+    (row,) = json.loads(r.stdout)
+    assert row["broker_set"] == "bs1" and row["role"] and row["max_offset"] >= 0
+    with Producer(one_broker.namesrv) as p:
+        for _ in range(6):
+            p.send(Message("Cli", b"x"))
+    assert run_cli("admin", "group", "create", "cli-g", *ns).returncode == 0
+    r = run_cli("admin", "group", "progress", "cli-g", "--topic", "Cli", *ns, "--json")
+    prog = json.loads(r.stdout)
+    assert prog["total_lag"] == 6 and len(prog["queues"]) == 5
+    r = run_cli("admin", "group", "progress", "cli-g", "--topic", "Cli", *ns)
+    assert "TOTAL" in r.stdout and "LAG" in r.stdout
+    assert run_cli("admin", "group", "delete", "cli-g", *ns).returncode == 0
+    r = run_cli("admin", "group", "delete", "cli-g", *ns)
+    assert r.returncode == 1 and "GROUP_NOT_FOUND" in r.stderr
+    r = run_cli("admin", "topic", "delete", "Cli", *ns)
+    assert r.returncode == 0
+    r = run_cli("admin", "topic", "route", "Cli", *ns)
+    assert r.returncode == 1 and "TOPIC_NOT_FOUND" in r.stderr
+    r = run_cli("admin", "topic", "create", "bad topic!", *ns)
+    assert r.returncode == 1 and "BAD_TOPIC_NAME" in r.stderr
+    assert MessageQueue("Api", "bs1", 0).key() == "Api@bs1@0"
