@@ -13,6 +13,7 @@ import sys
 
 # kind -> one-line help
 BENCHES: dict[str, str] = {
+    "replication": "HA: replicated produce vs single, lag, failover time, acknowledged loss",
 }
 
 

@@ -1,0 +1,370 @@
+"""`orbitmq bench replication`: replicated produce throughput, replication lag, failover time and
+acknowledged-message loss, on real processes it starts itself (3 controllers, a name server, a
+one-replica broker set and a three-replica set).
+
+Phases, each bounded in count and time:
+1. sync-acknowledged 1 KiB produce (batches, several in flight) to the 1-replica set, then to the
+   3-replica set (2 followers, default ack policy: every sync-state-set member holds it):
+   `replicated_vs_single` = replicated / single msgs/s (target >= 0.6); follower lag sampled during
+   the load (`lag_bytes_max`) and the time the followers need to catch up after it (`catch_up_s`).
+2. `--kills K` times: a producer sends one message at a time; kill -9 the master; time to the
+   first acknowledged send on the new master (`failover_s`, median `failover_median_s`, target
+   < 5 s); the old master restarts and rejoins as a follower.
+3. every acknowledged message is looked for on the final master (`lost_acked`, must be 0).
+
+`Cluster` (also used by tests/ha) starts and stops the processes by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from orbitmq.common import net, proc
+from orbitmq.protos import broker_pb2, broker_pb2_grpc, common_pb2
+
+TOPIC = "HaBench"
+ERROR_KEY = "orbitmq-error"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--messages", type=int, default=20_000, help="messages per throughput phase")
+    p.add_argument("--seconds", type=float, default=8.0, help="time limit per throughput phase")
+    p.add_argument("--batch", type=int, default=32, help="messages per SendMessage")
+    p.add_argument("--in-flight", type=int, default=8, help="concurrent sync sends")
+    p.add_argument("--body-size", type=int, default=1024)
+    p.add_argument("--kills", type=int, default=3, help="kill -9 the master this many times")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
+
+
+# ---- the cluster ----------------------------------------------------------------------------------
+
+@dataclass
+class Broker:
+    name: str
+    broker_set: str
+    broker_id: int
+    addr: str
+    ha: str
+    store: Path
+    learner: bool = False
+    child: proc.Child | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+class Cluster:
+    """Controllers, a name server and broker sets as real processes in `root`."""
+
+    def __init__(self, root: Path, controllers: int = 3, broker_settings: dict[str, str] | None = None,
+                 controller_settings: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.children: list[proc.Child] = []
+        ports = net.free_ports(controllers * 2 + 1)
+        self.controller_addrs = [f"127.0.0.1:{p}" for p in ports[:controllers]]
+        self.raft_addrs = [f"127.0.0.1:{p}" for p in ports[controllers:2 * controllers]]
+        self.namesrv_addr = f"127.0.0.1:{ports[-1]}"
+        self.brokers: dict[str, Broker] = {}
+        self.broker_settings = {"ha_lease_s": "2.0", "ha_max_lag_s": "3.0", "ha_ack_timeout_s": "3.0",
+                                "register_interval_s": "5", **(broker_settings or {})}
+        self.controller_settings = controller_settings or {}
+
+    def _start(self, name: str, args: list[str]) -> proc.Child:
+        c = proc.start(name, proc.orbitmq_argv(*args), log_path=self.root / f"{name}.log")
+        self.children.append(c)
+        return c
+
+    def start_controllers(self) -> None:
+        for i in range(len(self.controller_addrs)):
+            args = controller_args(i, self.controller_addrs, self.raft_addrs, self.root / f"controller{i}")
+            for k, v in self.controller_settings.items():
+                args += ["--set", f"{k}={v}"]
+            self._start(f"controller{i}", args)
+        for addr in self.controller_addrs:
+            net.wait_for_port(addr, 30)
+
+    def start_namesrv(self) -> None:
+        self._start("namesrv", ["namesrv", "--listen", self.namesrv_addr])
+        net.wait_for_port(self.namesrv_addr, 30)
+
+    def add_broker(self, broker_set: str, broker_id: int, learner: bool = False) -> Broker:
+        p1, p2 = net.free_ports(2)
+        name = f"{broker_set}-{broker_id}"
+        b = Broker(name, broker_set, broker_id, f"127.0.0.1:{p1}", f"127.0.0.1:{p2}", self.root / name,
+                   learner=learner)
+        self.brokers[name] = b
+        return b
+
+    def start_broker(self, b: Broker) -> None:
+        args = ["broker", "--listen", b.addr, "--namesrv", self.namesrv_addr, "--store-dir", str(b.store),
+                "--broker-set", b.broker_set, "--broker-id", str(b.broker_id),
+                "--set", "ha_mode=controller", "--set", f"ha_listen={b.ha}",
+                "--set", "controllers=" + ",".join(self.controller_addrs),
+                "--set", f"ha_learner={'true' if b.learner else 'false'}"]
+        for k, v in self.broker_settings.items():
+            args += ["--set", f"{k}={v}"]
+        b.child = self._start(b.name, args + b.extra)
+
+    def kill9(self, b: Broker) -> None:
+        assert b.child is not None
+        b.child.kill9()
+
+    def stop(self) -> None:
+        proc.stop_all(self.children, timeout=5)
+
+    def logs(self, n: int = 40) -> str:
+        return "\n".join(f"--- {c.name} (pid {c.pid}) ---\n{c.log_tail(n)}" for c in self.children)
+
+
+def controller_args(i: int, addrs: list[str], raft: list[str], data_dir: Path) -> list[str]:
+    """argv for controller node i (the controller engineer's CLI)."""
+    return ["controller", "--listen", addrs[i], "--raft", raft[i], "--peers", ",".join(raft[:i] + raft[i + 1:]),
+            "--data-dir", str(data_dir)]
+
+
+# ---- a client that follows the master of one broker set -------------------------------------------
+
+class SetClient:
+    """Sync sends to whichever replica of a broker set is master (found by GetBrokerStatus)."""
+
+    def __init__(self, brokers: list[Broker]) -> None:
+        self.brokers = brokers
+        opts = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+        self.channels = {b.addr: grpc.insecure_channel(b.addr, options=opts) for b in brokers}
+        self.stubs = {a: broker_pb2_grpc.BrokerStub(c) for a, c in self.channels.items()}
+        self.master: str | None = None
+
+    def close(self) -> None:
+        for c in self.channels.values():
+            c.close()
+
+    def status(self, addr: str, timeout: float = 1.0) -> broker_pb2.BrokerStatus | None:
+        try:
+            return self.stubs[addr].GetBrokerStatus(broker_pb2.GetBrokerStatusRequest(), timeout=timeout)
+        except grpc.RpcError:
+            return None
+
+    def statuses(self) -> dict[str, broker_pb2.BrokerStatus | None]:
+        return {b.addr: self.status(b.addr) for b in self.brokers}
+
+    def find_master(self) -> str | None:
+        best = None
+        for addr, st in self.statuses().items():
+            if st is not None and st.role == "MASTER" and (best is None or st.epoch > best[1]):
+                best = (addr, st.epoch)
+        self.master = best[0] if best else None
+        return self.master
+
+    def wait_master(self, timeout: float) -> str:
+        return proc.wait_until(self.find_master, timeout, 0.1, "a master")
+
+    def create_topic(self, queues: int = 4, timeout: float = 20.0) -> None:
+        def go() -> bool:
+            m = self.find_master()
+            if m is None:
+                return False
+            self.stubs[m].CreateTopic(broker_pb2.CreateTopicRequest(config=common_pb2.TopicConfig(
+                topic=TOPIC, read_queues=queues, write_queues=queues, perm=6)), timeout=5)
+            return True
+        proc.wait_until(go, timeout, 0.2, "topic created on the master")
+
+    def send(self, bodies: list[bytes], queue_id: int = -1, timeout: float = 5.0) -> broker_pb2.SendResponse:
+        """One sync send to the current master; raises grpc.RpcError on refusal."""
+        m = self.master or self.find_master()
+        if m is None:
+            raise RuntimeError("no master")
+        req = broker_pb2.SendRequest(topic=TOPIC, queue_id=queue_id,
+                                     messages=[common_pb2.Message(topic=TOPIC, body=b, tags="t") for b in bodies])
+        try:
+            return self.stubs[m].SendMessage(req, timeout=timeout)
+        except grpc.RpcError:
+            self.master = None
+            raise
+
+    def read_all(self, addr: str, queues: int = 4, limit_s: float = 60.0) -> list[bytes]:
+        """Every message body of the topic on `addr` (pulled from offset 0 of each queue)."""
+        out: list[bytes] = []
+        deadline = time.monotonic() + limit_s
+        for q in range(queues):
+            off = 0
+            while time.monotonic() < deadline:
+                r = self.stubs[addr].PullMessage(broker_pb2.PullRequest(
+                    group="ha-check", topic=TOPIC, queue_id=q, queue_offset=off, max_messages=512,
+                    long_poll_ms=0), timeout=10)
+                if r.status != broker_pb2.PULL_FOUND or not r.messages:
+                    break
+                out.extend(m.body for m in r.messages)
+                off = r.next_offset
+        return out
+
+
+def error_code(e: grpc.RpcError) -> str:
+    try:
+        for k, v in e.trailing_metadata() or ():
+            if k == ERROR_KEY:
+                return v
+        return e.code().name
+    except Exception:  # noqa: BLE001 - a channel-level error has no metadata
+        return "UNAVAILABLE"
+
+
+# ---- phases -------------------------------------------------------------------------------------
+
+def throughput(client: SetClient, n: int, seconds: float, batch: int, in_flight: int, body_size: int,
+               sampler: Any = None) -> dict[str, float]:
+    """Sync-acknowledged msgs/s with `in_flight` threads each sending batches of `batch`."""
+    body = b"x" * body_size
+    sent = [0]
+    errs = [0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+    t0 = time.perf_counter()
+
+    def worker() -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                if sent[0] >= n:
+                    return
+                sent[0] += batch
+            try:
+                client.send([body] * batch, timeout=10)
+            except grpc.RpcError:
+                with lock:
+                    errs[0] += 1
+                    sent[0] -= batch
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(in_flight)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        if sampler is not None:
+            sampler()
+        time.sleep(0.2)
+    elapsed = time.perf_counter() - t0
+    return {"msgs": sent[0], "seconds": elapsed, "msgs_per_s": sent[0] / elapsed, "errors": errs[0]}
+
+
+def run(args: argparse.Namespace) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="orbitmq-ha-bench-"))
+    cluster = Cluster(root)
+    clients: list[SetClient] = []
+    try:
+        cluster.start_controllers()
+        cluster.start_namesrv()
+        solo = cluster.add_broker("solo", 1)
+        reps = [cluster.add_broker("rep", i) for i in (1, 2, 3)]
+        for b in [solo, *reps]:
+            cluster.start_broker(b)
+        c_solo, c_rep = SetClient([solo]), SetClient(reps)
+        clients += [c_solo, c_rep]
+        c_solo.wait_master(60)
+        c_rep.wait_master(60)
+        c_solo.create_topic()
+        c_rep.create_topic()
+        # wait until the 3-replica set's sync-state-set holds all three (sends succeed)
+        proc.wait_until(lambda: _try_send(c_rep), 60, 0.2, "replicated sends succeed")
+
+        single = throughput(c_solo, args.messages, args.seconds, args.batch, args.in_flight, args.body_size)
+        lag = {"max": 0}
+
+        def sample() -> None:
+            sts = c_rep.statuses()
+            m = c_rep.master
+            if m and sts.get(m) is not None:
+                top = sts[m].max_physical_offset
+                for a, st in sts.items():
+                    if a != m and st is not None:
+                        lag["max"] = max(lag["max"], top - st.max_physical_offset)
+
+        replicated = throughput(c_rep, args.messages, args.seconds, args.batch, args.in_flight, args.body_size,
+                                sampler=sample)
+        t0 = time.monotonic()
+        proc.wait_until(lambda: _caught_up(c_rep), 30, 0.05, "followers caught up")
+        catch_up = time.monotonic() - t0
+
+        # failover
+        acked: set[bytes] = set()
+        failovers: list[float] = []
+        seq = 0
+        for _ in range(args.kills):
+            for _ in range(20):  # some traffic before the kill
+                seq += 1
+                body = f"ack-{seq:08d}".encode().ljust(args.body_size, b".")
+                try:
+                    c_rep.send([body], timeout=5)
+                    acked.add(body)
+                except grpc.RpcError:
+                    pass
+            master_addr = c_rep.find_master()
+            victim = next(b for b in reps if b.addr == master_addr)
+            t_kill = time.monotonic()
+            cluster.kill9(victim)
+            while time.monotonic() - t_kill < 60:
+                seq += 1
+                body = f"ack-{seq:08d}".encode().ljust(args.body_size, b".")
+                try:
+                    c_rep.send([body], timeout=3)
+                    acked.add(body)
+                    failovers.append(time.monotonic() - t_kill)
+                    break
+                except (grpc.RpcError, RuntimeError):
+                    time.sleep(0.05)
+            cluster.start_broker(victim)
+            # it rejoins as a follower and the set is whole again before the next kill
+            proc.wait_until(lambda v=victim: (c_rep.status(v.addr) or broker_pb2.BrokerStatus()).role == "FOLLOWER",
+                            60, 0.2, "old master rejoined as follower")
+            proc.wait_until(lambda: _try_send(c_rep), 60, 0.2, "replicated sends succeed")
+            proc.wait_until(lambda: _caught_up(c_rep), 60, 0.1, "followers caught up")
+        final = c_rep.wait_master(30)
+        found = {b for b in c_rep.read_all(final) if b.startswith(b"ack-")}
+        lost = len(acked - found)
+        return {
+            "single_msgs_per_s": round(single["msgs_per_s"]),
+            "replicated_msgs_per_s": round(replicated["msgs_per_s"]),
+            "replicated_vs_single": round(replicated["msgs_per_s"] / max(1.0, single["msgs_per_s"]), 3),
+            "lag_bytes_max": lag["max"],
+            "catch_up_s": round(catch_up, 3),
+            "failover_s": [round(f, 3) for f in failovers],
+            "failover_min_s": round(min(failovers), 3) if failovers else None,
+            "failover_median_s": round(statistics.median(failovers), 3) if failovers else None,
+            "failover_max_s": round(max(failovers), 3) if failovers else None,
+            "kills": args.kills,
+            "acked_checked": len(acked),
+            "lost_acked": lost,
+            "batch": args.batch,
+            "in_flight": args.in_flight,
+            "body_size": args.body_size,
+            "send_errors": single["errors"] + replicated["errors"],
+        }
+    finally:
+        for c in clients:
+            c.close()
+        cluster.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _try_send(c: SetClient) -> bool:
+    try:
+        c.send([b"warmup"], timeout=3)
+        return True
+    except (grpc.RpcError, RuntimeError):
+        return False
+
+
+def _caught_up(c: SetClient) -> bool:
+    sts = c.statuses()
+    m = c.master or c.find_master()
+    if m is None or sts.get(m) is None:
+        return False
+    top = sts[m].max_physical_offset
+    return all(st is not None and st.max_physical_offset >= top for st in sts.values())
