@@ -139,14 +139,18 @@ class RoleManager(ReplicationHooks):
         if self.config.ha_learner:
             log.error("controller made a learner master; refusing %s", kv(epoch=epoch))
             return
-        if epoch <= self.epochs.last_epoch() and self._role != "NONE":
-            log.warning("stale master epoch %s", kv(epoch=epoch, last=self.epochs.last_epoch()))
+        last = self.epochs.last()
+        if last is not None and last.epoch > epoch:
+            log.warning("stale master epoch %s", kv(epoch=epoch, last=last.epoch))
             return
         await self._stop_follower()
         await self._stop_master()
         # seal: nothing more is appended by replication; the new epoch starts at our end
         end = store_max(store)
-        await loop.run_in_executor(None, self.epochs.append, epoch, end)
+        if last is not None and last.epoch == epoch:
+            end = last.start_offset  # restarted as master of the same epoch: it goes on
+        else:
+            await loop.run_in_executor(None, self.epochs.append, epoch, end)
         self._epoch = epoch
         self.master_id = self.broker_id
         self.master_addr = self.config.listen

@@ -2,7 +2,7 @@
 the confirm offset.
 
 Owns: per-replica ack offsets and caught-up times, the shrink rule (a member not caught up for
-`max_lag_s`, or disconnected, is proposed for removal), the expand rule (a connected non-learner
+`max_lag_s`, or whose stream broke, is proposed for removal), the expand rule (a connected non-learner
 whose ack reaches both the confirm offset and the current epoch's start is proposed for
 addition), one alter in flight at a time, acking against the union of the old and proposed sets
 while an alter is pending or after it failed (RocketMQ #5663), and the confirm offset = the offset
@@ -27,6 +27,7 @@ class Replica:
     broker_id: int
     learner: bool = False
     connected: bool = False
+    ever_connected: bool = False  # connected at least once under this master
     ack: int = -1                 # highest offset it reported holding (-1: none yet)
     caught_up_at: float = 0.0     # last time it held everything the master had
     prev_master_max: int = 0      # the master's max at its previous ack
@@ -76,6 +77,7 @@ class SyncStateSet:
         r = self.replica(broker_id)
         r.learner = learner
         r.connected = True
+        r.ever_connected = True
         r.prev_ack_time = now
 
     def disconnected(self, broker_id: int) -> None:
@@ -139,8 +141,10 @@ class SyncStateSet:
         removed = set()
         for m in self.members - {self.master_id}:
             r = self.replicas.get(m)
-            if r is None or r.learner or not r.connected or now - r.caught_up_at > self.max_lag_s:
+            if r is None or r.learner or now - r.caught_up_at > self.max_lag_s:
                 removed.add(m)
+            elif not r.connected and r.ever_connected:
+                removed.add(m)  # its stream broke: do not block every send on it
         added = set()
         for r in self.replicas.values():
             if r.broker_id in self.members or r.learner or not r.connected:

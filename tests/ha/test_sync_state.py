@@ -173,3 +173,12 @@ def test_lease():
     lease.renew(9.0)  # an older heartbeat answered late never extends the lease
     assert not lease.valid(12.0)
     assert lease.remaining(11.0) == pytest.approx(1.0)
+
+
+def test_members_get_a_grace_period_to_connect_to_a_new_master():
+    s = sss(members=(1, 2, 3), lag=3.0, now=100.0)
+    assert s.propose(0, 101.0) is None      # not connected yet, within the grace period
+    s.connected(2, False, 101.0)
+    s.on_ack(2, 0, 0, 101.0)
+    p = s.propose(0, 103.5)                 # 3 never showed up within max_lag_s
+    assert p is not None and p.removed == {3}
