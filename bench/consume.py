@@ -1,0 +1,81 @@
+"""Consume throughput of pre-produced messages through the real client against real processes.
+
+Starts a name server, a broker and a gRPC echo helper (each its own process), produces --messages
+messages of --size bytes with batched sends, then measures (msgs/s, MB/s) reading all of them with
+the lite pull consumer and, in a fresh group, with the push consumer; plus `grpc_empty_call_per_s`
+(an empty unary call to the echo process). Every phase is bounded by --seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+from orbitmq.bench.harness import BenchCluster, grpc_empty_calls_per_s
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--messages", type=int, default=100_000, help="messages to pre-produce and consume")
+    p.add_argument("--size", type=int, default=1024, help="body bytes")
+    p.add_argument("--seconds", type=float, default=30.0, help="time limit per consume phase")
+    p.add_argument("--queues", type=int, default=8)
+    p.add_argument("--pull-batch", type=int, default=256, help="messages per pull request")
+
+
+def run(args: argparse.Namespace) -> dict:
+    from orbitmq.client import Message, Producer, PullConsumer, PushConsumer
+
+    topic = "BenchConsume"
+    out: dict = {"size": args.size, "messages": args.messages, "queues": args.queues}
+    with BenchCluster() as bc:
+        bc.create_topic(topic, args.queues)
+        out["grpc_empty_call_per_s"] = round(grpc_empty_calls_per_s(bc.echo, 3.0, 100_000))
+        with Producer(bc.namesrv) as p:
+            body = b"x" * args.size
+            left = args.messages
+            while left > 0:
+                n = min(256, left)
+                p.send_batch([Message(topic, body) for _ in range(n)])
+                left -= n
+
+        # lite pull
+        c = PullConsumer("bench-pull", bc.namesrv, pull_batch=args.pull_batch, max_poll_messages=1024,
+                         max_cached_per_queue=4 * args.pull_batch)
+        c.subscribe(topic)
+        got = 0
+        t0 = time.perf_counter()
+        c.start()
+        deadline = t0 + args.seconds
+        while got < args.messages and time.perf_counter() < deadline:
+            got += len(c.poll(1.0))
+        dt = time.perf_counter() - t0
+        c.close()
+        out["pull_msgs_per_s"] = round(got / dt)
+        out["pull_mb_per_s"] = round(got * args.size / dt / 1e6, 1)
+        out["pull_consumed"] = got
+
+        # push
+        count = [0]
+        lock = threading.Lock()
+        done = threading.Event()
+
+        def listener(msgs):
+            with lock:
+                count[0] += len(msgs)
+                if count[0] >= args.messages:
+                    done.set()
+
+        pc = PushConsumer("bench-push", bc.namesrv, pull_batch=args.pull_batch, consume_batch=32, threads=4,
+                          max_cached_per_queue=4 * args.pull_batch)
+        pc.subscribe(topic)
+        pc.register_listener(listener)
+        t0 = time.perf_counter()
+        pc.start()
+        done.wait(args.seconds)
+        dt = time.perf_counter() - t0
+        pc.shutdown()
+        out["push_msgs_per_s"] = round(count[0] / dt)
+        out["push_mb_per_s"] = round(count[0] * args.size / dt / 1e6, 1)
+        out["push_consumed"] = count[0]
+    return out
