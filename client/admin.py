@@ -97,7 +97,7 @@ class Admin:
         for _bset, addr in sorted(masters.items()):
             self.transport.call_broker(addr, "CreateTopic", broker_pb2.CreateTopicRequest(config=cfg))
         if wait_s > 0:
-            self._wait_route(topic, lambda r: self._counts_match(r, cfg, masters), wait_s)
+            self._wait_route(topic, lambda r: r is not None and self._counts_match(r, cfg, masters), wait_s)
         return sorted(masters)
 
     @staticmethod
@@ -115,10 +115,11 @@ class Admin:
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                if ok(self.transport.route(topic, refresh=True)):
-                    return
+                route: RouteInfo | None = self.transport.route(topic, refresh=True)
             except errors.TopicNotFoundError:
-                pass
+                route = None
+            if ok(route):
+                return
             if time.monotonic() > deadline:
                 raise errors.RequestTimeoutError(f"route of {topic!r} not updated on the name server within {wait_s}s")
             time.sleep(0.1)
@@ -135,12 +136,9 @@ class Admin:
         if not deleted:
             raise errors.TopicNotFoundError(f"topic {topic!r} does not exist on any broker set")
         if wait_s > 0:
-            def gone(r: RouteInfo) -> bool:
-                return not any(q.broker_set in deleted for q in r.read_queues + r.write_queues)
-            try:
-                self._wait_route(topic, gone, wait_s)
-            except errors.TopicNotFoundError:
-                pass
+            def gone(r: RouteInfo | None) -> bool:
+                return r is None or not any(q.broker_set in deleted for q in r.read_queues + r.write_queues)
+            self._wait_route(topic, gone, wait_s)
         return deleted
 
     def list_topics(self, cluster: str = "") -> list[str]:
