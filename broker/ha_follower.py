@@ -46,7 +46,8 @@ class HAFollower:
 
     def __init__(self, store: Any, epochs: EpochFile, broker_id: int, learner: bool, master_ha: str,
                  settings: FollowerSettings, min_master_epoch: int = 0,
-                 on_data: Callable[[], None] | None = None) -> None:
+                 on_data: Callable[[], None] | None = None,
+                 truncations: list[tuple[int, int]] | None = None) -> None:
         self.store = store
         self.epochs = epochs
         self.broker_id = broker_id
@@ -59,7 +60,7 @@ class HAFollower:
         self.connected = False
         self.master_max = 0
         self.master_confirm = 0
-        self.truncations: list[tuple[int, int]] = []  # (from, to) for status/tests
+        self.truncations: list[tuple[int, int]] = truncations if truncations is not None else []  # (from, to)
         self.stats = {"frames": 0, "bytes": 0, "connects": 0}
         self._stopping = False
 

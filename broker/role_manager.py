@@ -64,6 +64,8 @@ class RoleManager(ReplicationHooks):
         self._lock: asyncio.Lock | None = None
         self._ha_port = 0
         self.server: BrokerServer | None = None
+        self._status_task: asyncio.Task | None = None
+        self.truncations: list[tuple[int, int]] = []  # (from, to) of every divergent tail cut
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -78,8 +80,11 @@ class RoleManager(ReplicationHooks):
 
         self.agent = BrokerAgent.for_broker(self.config, self)
         await self.agent.start()
+        self._status_task = asyncio.create_task(self._publish_status())
 
     async def stop(self) -> None:
+        if self._status_task is not None:
+            self._status_task.cancel()
         if self.agent is not None:
             with contextlib.suppress(Exception):
                 await self.agent.stop()
@@ -179,7 +184,8 @@ class RoleManager(ReplicationHooks):
         if master_ha:
             fs = FollowerSettings(heartbeat_s=self.config.ha_heartbeat_s, idle_timeout_s=self.config.ha_idle_timeout_s)
             self.follower = HAFollower(self.server.store, self.epochs, self.broker_id, self.config.ha_learner,
-                                       master_ha, fs, min_master_epoch=epoch, on_data=self._on_replicated)
+                                       master_ha, fs, min_master_epoch=epoch, on_data=self._on_replicated,
+                                       truncations=self.truncations)
             self.follower.start()
         log.info("following %s", kv(broker_set=self.config.broker_set, broker_id=self.broker_id, epoch=epoch,
                                      master_id=master_id, master_ha=master_ha, learner=self.config.ha_learner))
@@ -253,6 +259,24 @@ class RoleManager(ReplicationHooks):
 
     def master_address(self) -> str:
         return self.config.listen if self._role == "MASTER" else self.master_addr
+
+    async def _publish_status(self) -> None:
+        """HA state into the service's status counters (GetBrokerStatus `stats`, keys ha_*)."""
+        while True:
+            await asyncio.sleep(0.2)
+            srv = self.server
+            if srv is None or srv.service is None:
+                continue
+            st = srv.service.stats
+            st["ha_role"] = self._role
+            st["ha_broker_id"] = self.broker_id
+            st["ha_lease_ok"] = int(self.lease.valid(time.monotonic()))
+            st["ha_truncations"] = len(self.truncations)
+            st["ha_truncated_bytes"] = sum(a - b for a, b in self.truncations)
+            m = self.master
+            st["ha_sss"] = ",".join(str(i) for i in sorted(m.sss.members)) if m is not None else ""
+            st["ha_sss_epoch"] = m.sss.sss_epoch if m is not None else 0
+            st["ha_lag"] = self.follower.lag() if self.follower is not None else 0
 
     def status(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self._role, "epoch": self._epoch, "broker_id": self.broker_id,
