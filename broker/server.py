@@ -157,6 +157,15 @@ class BrokerServer:
         raise NotImplementedError
 
 
+def default_hooks(config: BrokerConfig) -> ReplicationHooks | None:
+    """The HA hooks for `config.ha_mode` (broker/role_manager.py), or None for standalone."""
+    if getattr(config, "ha_mode", "standalone") == "standalone":
+        return None
+    from orbitmq.broker.role_manager import make_hooks
+
+    return make_hooks(config)
+
+
 async def run(config: BrokerConfig, hooks: ReplicationHooks | None = None) -> None:
-    """Run one broker until SIGTERM/SIGINT."""
-    await BrokerServer(config, hooks).run_until_signal()
+    """Run one broker until SIGTERM/SIGINT (HA hooks chosen by `ha_mode` unless given)."""
+    await BrokerServer(config, hooks or default_hooks(config)).run_until_signal()

@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS: list[str] = [
     "orbitmq.cli.bench",
     "orbitmq.cli.namesrv",
+    "orbitmq.cli.broker",
     "orbitmq.cli.admin",
     "orbitmq.cli.tools",
 ]
