@@ -99,6 +99,7 @@ class HAMaster:
         host, port = split_addr(self.listen)
         self.server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        self._update_confirm()
         return int(self.server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
