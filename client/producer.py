@@ -63,6 +63,7 @@ class Producer:
         self._sender: threading.Thread | None = None
         self._retry_pool: ThreadPoolExecutor | None = None
         self._oneway: set[Any] = set()
+        self._sticky: dict[str, tuple[MessageQueue, str]] = {}
 
     def __enter__(self) -> Producer:
         return self
@@ -176,16 +177,26 @@ class Producer:
         `linger_ms`. Blocks only when `max_in_flight` requests are already outstanding.
         """
         pm = self._prepare(msg)
-        mq, addr = self._pick(msg.topic, pm, selector, arg)
+        sticky = selector is None and self.selector is None
         fut: Future = Future()
         if callback is not None:
             fut.add_done_callback(callback)
         with self._cond:
+            if sticky:
+                # sticky round robin: fill one queue's batch, then move on (bigger batches than per message)
+                cur = self._sticky.get(msg.topic)
+                if cur is None:
+                    cur = self._sticky[msg.topic] = self._pick(msg.topic, pm, None, None)
+                mq, addr = cur
+            else:
+                mq, addr = self._pick(msg.topic, pm, selector, arg)
             if self._sender is None:
                 self._sender = threading.Thread(target=self._sender_loop, name="orbitmq-sender", daemon=True)
                 self._sender.start()
             new = not self._acc.is_open(mq)
             ready = self._acc.add(mq, (pm, fut), len(pm.body) + 64, time.monotonic())
+            if ready and sticky:
+                self._sticky.pop(msg.topic, None)
             if new and not ready:
                 self._cond.notify()
         for b in ready:
@@ -223,6 +234,9 @@ class Producer:
                     self._cond.wait(dl - now)
                     continue
                 due = self._acc.due(now)
+                for b in due:
+                    if self._sticky.get(b.key.topic, (None,))[0] == b.key:
+                        self._sticky.pop(b.key.topic, None)
             for b in due:
                 self._dispatch(b)
 
@@ -251,6 +265,7 @@ class Producer:
             resp = call.result()
         except grpc.RpcError as e:
             err = errors.from_rpc_error(e, addr)
+            self._sticky.pop(mq.topic, None)
             if err.stale_route:
                 self.transport.invalidate(mq.topic)
             if err.retriable and self.retries > 0 and not self._closed:
