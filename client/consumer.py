@@ -115,6 +115,9 @@ class PushConsumer(ConsumerBase):
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop pulling, finish the listener calls under way, commit offsets, leave the group."""
         if not self._started:
+            self._stopping.set()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
             self.transport.close()
             return
         states = self._stop_pulling()

@@ -115,8 +115,8 @@ class ConsumerBase:
             raise errors.BadRequestError("subscribe to at least one topic before start()")
         for topic in self.subscriptions:
             self.transport.route(topic)   # fail fast: unknown topic / no name server
+        self._heartbeat()   # a refused heartbeat (e.g. bad group name) fails start()
         self._started = True
-        self._heartbeat()
         self._rebalance()
         for name, target in (("rebalance", self._rebalance_loop), ("commit", self._commit_loop)):
             t = threading.Thread(target=target, name=f"orbitmq-{name}", daemon=True)

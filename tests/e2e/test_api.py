@@ -143,6 +143,12 @@ def test_bad_inputs_get_typed_errors(one_broker):
         Producer("not-an-address")
     with pytest.raises(errors.BadRequestError):
         PushConsumer("", ns)
+    bad = PushConsumer("bad group!", ns)
+    bad.subscribe("Api")
+    bad.register_listener(lambda msgs: None)
+    with pytest.raises(errors.BadRequestError):
+        bad.start()
+    bad.shutdown()
     c = PushConsumer("g-unknown", ns)
     c.subscribe("NoSuchTopic")
     c.register_listener(lambda msgs: None)
