@@ -195,3 +195,17 @@ def test_admin_commands(one_broker):
     r = run_cli("admin", "topic", "create", "bad topic!", *ns)
     assert r.returncode == 1 and "BAD_TOPIC_NAME" in r.stderr
     assert MessageQueue("Api", "bs1", 0).key() == "Api@bs1@0"
+
+
+def test_producer_retries_on_another_broker_set_when_one_dies(cluster):
+    cluster.start_broker("bs1")
+    cluster.start_broker("bs2")
+    cluster.create_topic("Failover", 2)
+    with Producer(cluster.namesrv, retries=2, send_timeout_s=5) as p:
+        before = [p.send(Message("Failover", b"x")) for _ in range(20)]
+        assert {r.broker_set for r in before} == {"bs1", "bs2"}
+        cluster.brokers["bs1"][0].kill9()
+        msgs = [Message("Failover", f"after{i}".encode()) for i in range(40)]
+        after = [p.send(m) for m in msgs]        # none fails: retried on bs2
+        assert {r.broker_set for r in after} == {"bs2"}
+        assert [r.msg_id for r in after] == [m.msg_id for m in msgs]   # the id survives the retry
