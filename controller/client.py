@@ -1,0 +1,235 @@
+"""Client of the controller cluster: finds the Raft leader among a list of controller addresses
+and follows it transparently (NOT_LEADER + `orbitmq-leader` metadata, or the next address when a
+node is down), with bounded tenacity retries.
+
+Owns: channels to the controllers, the current leader guess, error mapping. Never retries a
+command whose commit timed out (it may still commit): that surfaces as `CommitTimeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from orbitmq.protos import controller_pb2 as pb
+from orbitmq.protos import controller_pb2_grpc as pbg
+
+log = logging.getLogger("orbitmq.controller.client")
+
+
+class ControllerError(Exception):
+    """A controller call failed; `code` is the stable `orbitmq-error` name (or the gRPC code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class NotLeader(ControllerError):
+    """The node asked is not the leader (retried on another node by the client)."""
+
+    def __init__(self, message: str, leader: str) -> None:
+        super().__init__("NOT_LEADER", message)
+        self.leader = leader
+
+
+class NoLeader(ControllerError):
+    """No controller answered as leader before the retry deadline (no quorum, all down)."""
+
+
+class CommitTimeout(ControllerError):
+    """The command was not committed by a majority in time; it may still commit later."""
+
+
+class Rejected(ControllerError):
+    """The controller's rules refused the command (nothing changed)."""
+
+
+def _metadata(e: grpc.RpcError) -> dict[str, str]:
+    md: dict[str, str] = {}
+    for getter in ("trailing_metadata", "initial_metadata"):
+        try:
+            for k, v in getattr(e, getter)() or ():
+                md.setdefault(k, v if isinstance(v, str) else v.decode())
+        except Exception:  # noqa: BLE001 - metadata is optional
+            pass
+    return md
+
+
+def map_error(e: grpc.RpcError, addr: str) -> ControllerError:
+    """A gRPC error from controller `addr` as a ControllerError subclass."""
+    md = _metadata(e)
+    code = md.get("orbitmq-error", "")
+    status = e.code() if hasattr(e, "code") else None
+    details = (e.details() if hasattr(e, "details") else "") or str(status)
+    if code == "NOT_LEADER":
+        return NotLeader(f"{addr}: {details}", md.get("orbitmq-leader", ""))
+    if code == "REPLICATION_TIMEOUT":
+        return CommitTimeout(code, f"{addr}: {details}")
+    if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) or \
+            (status == grpc.StatusCode.DEADLINE_EXCEEDED and not code):
+        return NoLeader("UNAVAILABLE", f"{addr}: {details}")
+    return ControllerError(code or (status.name if status else "UNKNOWN"), f"{addr}: {details}")
+
+
+class _Retry(Exception):
+    pass
+
+
+class ControllerClient:
+    """Calls the controller leader. `addresses`: every controller's gRPC address (host:port)."""
+
+    def __init__(self, addresses: Sequence[str], rpc_timeout_s: float = 5.0, retry_deadline_s: float = 10.0) -> None:
+        addrs = [a.strip() for a in addresses if a.strip()]
+        if not addrs:
+            raise ValueError("no controller addresses")
+        self.addresses = addrs
+        self.rpc_timeout_s = rpc_timeout_s
+        self.retry_deadline_s = retry_deadline_s
+        self.leader = addrs[0]
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, pbg.ControllerStub] = {}
+        self._next = 0
+
+    def stub(self, addr: str) -> pbg.ControllerStub:
+        if addr not in self._stubs:
+            ch = grpc.aio.insecure_channel(addr)
+            self._channels[addr] = ch
+            self._stubs[addr] = pbg.ControllerStub(ch)
+        return self._stubs[addr]
+
+    async def close(self) -> None:
+        chans, self._channels, self._stubs = list(self._channels.values()), {}, {}
+        for ch in chans:
+            await ch.close()
+
+    def _rotate(self, failed: str, hint: str = "") -> None:
+        if hint and hint != failed:
+            self.leader = hint
+            return
+        i = self.addresses.index(failed) if failed in self.addresses else self._next
+        self._next = (i + 1) % len(self.addresses)
+        self.leader = self.addresses[self._next]
+
+    async def call(self, method: str, request: Any, timeout: float | None = None,
+                   deadline_s: float | None = None) -> Any:
+        """Call `method` on the leader, following redirects for up to `deadline_s` seconds."""
+        last: list[ControllerError] = []
+
+        async def once() -> Any:
+            addr = self.leader
+            try:
+                return await getattr(self.stub(addr), method)(request, timeout=timeout or self.rpc_timeout_s)
+            except grpc.RpcError as e:
+                err = map_error(e, addr)
+                last[:] = [err]
+                if isinstance(err, NotLeader):
+                    self._rotate(addr, err.leader)
+                    raise _Retry() from err
+                if isinstance(err, NoLeader):
+                    self._rotate(addr)
+                    raise _Retry() from err
+                raise err from None
+
+        try:
+            async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(_Retry),
+                    stop=stop_after_delay(self.retry_deadline_s if deadline_s is None else deadline_s),
+                    wait=wait_exponential(multiplier=0.02, max=0.3), reraise=True):
+                with attempt:
+                    return await once()
+        except _Retry:
+            err = last[0] if last else None
+            raise NoLeader("NO_LEADER", f"no controller leader answered {method} "
+                           f"({err.message if err else 'no answer'})") from None
+        raise AssertionError("unreachable")
+
+    # ---- typed helpers ------------------------------------------------------------------------------
+
+    async def get_next_broker_id(self, cluster: str, broker_set: str) -> int:
+        r = await self.call("GetNextBrokerId", pb.CtlGetNextBrokerIdRequest(cluster=cluster, broker_set=broker_set))
+        return r.next_broker_id
+
+    async def apply_broker_id(self, cluster: str, broker_set: str, broker_id: int, check_code: str) -> pb.CtlResult:
+        r = await self.call("ApplyBrokerId", pb.CtlApplyBrokerIdRequest(
+            cluster=cluster, broker_set=broker_set, broker_id=broker_id, check_code=check_code))
+        return r.result
+
+    async def register_broker(self, cluster: str, broker_set: str, broker_id: int, address: str, ha_address: str,
+                              learner: bool, check_code: str) -> pb.CtlRegisterBrokerReply:
+        return await self.call("RegisterBroker", pb.CtlRegisterBrokerRequest(
+            cluster=cluster, broker_set=broker_set, broker_id=broker_id, address=address, ha_address=ha_address,
+            learner=learner, check_code=check_code))
+
+    async def heartbeat(self, req: pb.CtlHeartbeatRequest, timeout: float | None = None) -> pb.CtlSetView:
+        r = await self.call("Heartbeat", req, timeout=timeout, deadline_s=timeout)
+        return r.view
+
+    async def get_replica_info(self, cluster: str, broker_set: str) -> pb.CtlSetView:
+        return await self.call("GetReplicaInfo", pb.CtlGetReplicaInfoRequest(cluster=cluster, broker_set=broker_set))
+
+    async def alter_sync_state_set(self, cluster: str, broker_set: str, master_id: int, master_epoch: int,
+                                   members: Sequence[int], sss_epoch: int) -> pb.CtlAlterSyncStateSetReply:
+        return await self.call("AlterSyncStateSet", pb.CtlAlterSyncStateSetRequest(
+            cluster=cluster, broker_set=broker_set, master_id=master_id, master_epoch=master_epoch,
+            new_sync_state_set=list(members), sss_epoch=sss_epoch))
+
+    async def elect_master(self, cluster: str, broker_set: str, broker_id: int = 0,
+                           designate: bool = False) -> pb.CtlElectMasterReply:
+        return await self.call("ElectMaster", pb.CtlElectMasterRequest(
+            cluster=cluster, broker_set=broker_set, broker_id=broker_id, designate=designate))
+
+    async def clean_broker_data(self, cluster: str, broker_set: str, broker_ids: Sequence[int] = ()) -> pb.CtlResult:
+        r = await self.call("CleanBrokerData", pb.CtlCleanBrokerDataRequest(
+            cluster=cluster, broker_set=broker_set, broker_ids=list(broker_ids)))
+        return r.result
+
+    async def get_sync_state_data(self, sets: Sequence[tuple[str, str]] = ()) -> list[pb.CtlSetView]:
+        r = await self.call("GetSyncStateData", pb.CtlGetSyncStateDataRequest(
+            sets=[pb.CtlSetKey(cluster=c, broker_set=s) for c, s in sets]))
+        return list(r.sets)
+
+    async def get_metadata(self, addr: str | None = None) -> pb.CtlGetMetadataReply:
+        """The leader's metadata, or (with `addr`) what that one node says, leader or not."""
+        if addr is None:
+            return await self.call("GetMetadata", pb.CtlGetMetadataRequest())
+        try:
+            return await self.stub(addr).GetMetadata(pb.CtlGetMetadataRequest(), timeout=self.rpc_timeout_s)
+        except grpc.RpcError as e:
+            raise map_error(e, addr) from None
+
+    async def get_history(self, cluster: str = "", broker_set: str = "", limit: int = 0) -> list[pb.CtlMasterChange]:
+        r = await self.call("GetHistory", pb.CtlGetHistoryRequest(cluster=cluster, broker_set=broker_set, limit=limit))
+        return list(r.changes)
+
+    async def wait_leader(self, timeout: float) -> pb.CtlGetMetadataReply:
+        """Wait until some controller answers as leader with rebuilt liveness."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            try:
+                md = await self.call("GetMetadata", pb.CtlGetMetadataRequest(), deadline_s=max(0.1, end - loop.time()))
+                if md.liveness_ready:
+                    return md
+            except NoLeader:
+                pass
+            if loop.time() >= end:
+                raise NoLeader("NO_LEADER", f"no controller leader within {timeout} s")
+            await asyncio.sleep(0.1)
+
+    def session(self, requests: AsyncIterator[pb.CtlHeartbeatRequest]) -> tuple[str, Any]:
+        """Open a BrokerSession stream to the current leader guess: (address, call)."""
+        addr = self.leader
+        return addr, self.stub(addr).BrokerSession(requests)
+
+
+def check(result: pb.CtlResult) -> None:
+    """Raise `Rejected` if a command's result says it was refused."""
+    if not result.ok:
+        raise Rejected(result.code or "REJECTED", result.reason)
