@@ -17,6 +17,7 @@ SUBCOMMANDS: list[str] = [
     "orbitmq.cli.broker",
     "orbitmq.cli.admin",
     "orbitmq.cli.tools",
+    "orbitmq.cli.controller",
 ]
 
 

@@ -1,0 +1,80 @@
+"""The controller's settings: one dataclass whose field defaults are the documented defaults.
+
+A 3-node deployment gives each node the same `peers` list minus itself, e.g. node 1:
+
+    # controller1.toml
+    [controller]
+    node_id = "c1"
+    listen = "127.0.0.1:9878"
+    raft_addr = "127.0.0.1:9888"
+    peers = ["127.0.0.1:9889", "127.0.0.1:9890"]
+    data_dir = "./controller1"
+
+(node 2: listen 9879, raft 9889, peers 9888 and 9890; node 3 likewise). Brokers list every
+node's `listen` address in their `controllers` setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _doc(default: Any, doc: str) -> Any:
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class ControllerConfig:
+    """Settings of `orbitmq controller` (TOML table `[controller]` or top level)."""
+
+    node_id: str = _doc("", "name of this node in logs (default: its raft address)")
+    listen: str = _doc("127.0.0.1:9878", "gRPC listen address host:port (brokers and admin tools)")
+    raft_addr: str = _doc("127.0.0.1:9888", "this node's Raft address host:port")
+    peers: list[str] = _doc([], "the other nodes' Raft addresses (empty: a single-node controller)")
+    data_dir: str = _doc("./orbitmq-controller", "Raft journal and snapshot directory")
+    heartbeat_timeout_s: float = _doc(2.5, "a broker silent this long is dead (a dead master is replaced)")
+    broker_lease_s: float = _doc(2.0, "brokers' ha_lease_s: a master whose session closed is replaced no "
+                                 "sooner than this after its last heartbeat (it may still acknowledge)")
+    scan_interval_s: float = _doc(0.1, "how often the leader checks liveness and retries failed elections")
+    election_retry_s: float = _doc(0.5, "a failed election is retried this often")
+    unclean_election: bool = _doc(False, "elect outside the sync-state-set when no member is alive (may lose data)")
+    commit_timeout_s: float = _doc(5.0, "a command not committed by a majority in this time fails")
+    raft_min_timeout_s: float = _doc(0.8, "Raft election timeout, lower bound")
+    raft_max_timeout_s: float = _doc(1.6, "Raft election timeout, upper bound")
+    raft_append_period_s: float = _doc(0.1, "Raft leader heartbeat (append entries) period")
+    log_compaction_entries: int = _doc(5000, "snapshot (full dump) after this many log entries")
+    log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
+
+    def validate(self) -> None:
+        from orbitmq.common.config import ConfigError
+        from orbitmq.common.net import split_addr
+
+        try:
+            split_addr(self.listen)
+            split_addr(self.raft_addr)
+            for p in self.peers:
+                split_addr(p)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.raft_addr in self.peers:
+            raise ConfigError("peers must not include this node's own raft_addr")
+        for name in ("heartbeat_timeout_s", "broker_lease_s", "scan_interval_s", "election_retry_s",
+                     "commit_timeout_s", "raft_min_timeout_s", "raft_append_period_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0")
+        if self.broker_lease_s > self.heartbeat_timeout_s:
+            raise ConfigError("broker_lease_s must not exceed heartbeat_timeout_s (a master must fence "
+                              "itself before it can be replaced)")
+        if self.raft_max_timeout_s <= self.raft_min_timeout_s:
+            raise ConfigError("raft_max_timeout_s must exceed raft_min_timeout_s")
+        if self.raft_min_timeout_s <= 3 * self.raft_append_period_s:
+            raise ConfigError("raft_min_timeout_s must exceed 3 x raft_append_period_s")
+        if self.log_compaction_entries < 2:
+            raise ConfigError("log_compaction_entries must be >= 2")
+
+    @property
+    def name(self) -> str:
+        return self.node_id or self.raft_addr

@@ -1,0 +1,90 @@
+"""Election policy (pure): who should be master of a broker set, given the replicated state and
+the leader's liveness table. No clocks: liveness is passed in as "these brokers are alive, with
+these heartbeat values".
+
+Policy (see controller/DESIGN-election.md):
+- candidates are the live, registered, non-learner members of the sync-state-set; for a set
+  that never had a master (epoch 0, empty set) every live registered non-learner replica;
+- rank: the broker the request names (manual switch / a broker asking), then the highest epoch,
+  then the largest max offset, then the lowest election priority, then the lowest broker id
+  (Python ints: no overflow; the id makes the order total, so no ties are merged);
+- with no candidate: any live registered non-learner replica only if unclean election is on;
+- the new sync-state-set is the new master plus the old set's other live members (the old
+  master only when it is alive, i.e. a manual switch); an unclean winner starts alone.
+Learners are never candidates, not even in a first or unclean election.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from orbitmq.controller.state import BrokerSet
+
+
+@dataclass(frozen=True)
+class Live:
+    """One broker's last heartbeat as seen by the leader."""
+
+    epoch: int = 0
+    max_offset: int = 0
+    confirm_offset: int = 0
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    master_id: int                 # 0: no candidate (see `code`)
+    sss: frozenset[int]
+    unclean: bool
+    code: str                      # "" on success; NO_CANDIDATE, MASTER_ALIVE, NOT_CANDIDATE
+    reason: str
+
+
+def rank_key(broker_id: int, live: Live, preferred: int) -> tuple[int, int, int, int, int]:
+    """Sort key: smaller is better."""
+    return (0 if broker_id == preferred else 1, -live.epoch, -live.max_offset, live.priority, broker_id)
+
+
+def candidates(bs: BrokerSet, alive: Mapping[int, Live], unclean: bool = False) -> list[int]:
+    """Clean candidates, or (unclean) every live registered non-learner replica."""
+    first = bs.master_epoch == 0 and not bs.sss
+    pool = bs.replicas.keys() if (first or unclean) else bs.sss
+    return sorted(b for b in pool if b in alive and bs.electable(b))
+
+
+def elect(bs: BrokerSet, alive: Mapping[int, Live], preferred: int = 0, designate: bool = False,
+          unclean_enabled: bool = False) -> Decision:
+    """The election for `bs` given live brokers `alive` (the old master counts only if present)."""
+    master_alive = bs.master_id is not None and bs.master_id in alive
+    if designate:
+        if preferred == bs.master_id and master_alive:
+            return Decision(0, bs.sss, False, "ALREADY_MASTER", f"broker {preferred} is already master")
+        if preferred not in candidates(bs, alive):
+            return Decision(0, bs.sss, False, "NOT_CANDIDATE",
+                            f"broker {preferred} is not a live, registered, non-learner member of the sync-state-set")
+    elif master_alive:
+        return Decision(0, bs.sss, False, "MASTER_ALIVE", f"master {bs.master_id} is alive")
+    unclean = False
+    pool = candidates(bs, alive)
+    if not pool and unclean_enabled:
+        pool, unclean = candidates(bs, alive, unclean=True), True
+    if not pool:
+        why = "no live sync-state-set member" + ("" if unclean_enabled else " (unclean election is off)")
+        return Decision(0, bs.sss, False, "NO_CANDIDATE", why)
+    winner = min(pool, key=lambda b: rank_key(b, alive[b], preferred))
+    if unclean:
+        sss = frozenset({winner})
+    else:
+        sss = frozenset({winner} | {b for b in bs.sss if b in alive and bs.electable(b)})
+    if designate:
+        reason = f"manual switch to {winner}"
+    elif bs.master_id is None and bs.master_epoch == 0:
+        reason = "first election"
+    elif bs.master_id is None:
+        reason = "set had no master"
+    else:
+        reason = f"master {bs.master_id} lost"
+    if unclean:
+        reason += " (unclean)"
+    return Decision(winner, sss, unclean, "", reason)

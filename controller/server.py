@@ -1,0 +1,556 @@
+"""The controller node: gRPC service (grpc.aio) over the Raft-replicated state, the leader's
+liveness table, failure detection, elections and role-change notifications.
+
+Owns: request handling (only the leader serves; followers answer NOT_LEADER + the leader's
+address), submitting commands through Raft and waiting for them to apply (with a timeout),
+heartbeats and broker sessions (push of role changes), the leader's periodic scan (dead masters,
+failed-election retries, pushes), and `start_controller` / `namesrv_hook` to run standalone or
+inside a name server. Liveness is never replicated: a new leader waits one heartbeat timeout to
+rebuild it before it may elect anyone. Never decides an election itself (election.py does) and
+never changes state except through Raft.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from orbitmq.common.logs import kv
+from orbitmq.controller import election as el
+from orbitmq.controller import state as st
+from orbitmq.controller.config import ControllerConfig
+from orbitmq.controller.raft import RaftNode, fail_name
+from orbitmq.protos import controller_pb2 as pb
+from orbitmq.protos import controller_pb2_grpc as pbg
+
+log = logging.getLogger("orbitmq.controller")
+
+ERROR_KEY = "orbitmq-error"
+LEADER_KEY = "orbitmq-leader"
+
+
+class CommitError(Exception):
+    """A command was not committed (timeout, lost leadership)."""
+
+
+@dataclass
+class LiveEntry:
+    live: el.Live
+    last_seen: float            # monotonic, receive time of the last heartbeat
+    last_seen_ms: int           # wall clock of the same
+    session_gen: int = 0        # the newest session that carried its heartbeats (0: unary)
+    closed: bool = False        # that session ended (a hint: it may be dead)
+
+
+@dataclass
+class Session:
+    gen: int
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    key: st.SetKey | None = None
+    broker_id: int = 0
+
+
+def _result(r: st.Result) -> pb.CtlResult:
+    return pb.CtlResult(ok=r.ok, code=r.code, reason=r.reason)
+
+
+class ControllerService(pbg.ControllerServicer):
+    """One node's service. Create inside a running event loop; `start()` begins the scan."""
+
+    def __init__(self, cfg: ControllerConfig) -> None:
+        self.cfg = cfg
+        self.loop = asyncio.get_running_loop()
+        self.raft = RaftNode(cfg, on_applied=self._applied_on_raft_thread)
+        self.live: dict[tuple[st.SetKey, int], LiveEntry] = {}
+        self.sessions: dict[st.SetKey, set[Session]] = {}
+        self._gens = itertools.count(1)
+        self.leader_since: float | None = None
+        self.announced = False
+        self._announcing = False
+        self._electing: set[st.SetKey] = set()
+        self._last_try: dict[st.SetKey, float] = {}
+        self._pushed: dict[st.SetKey, tuple] = {}
+        self._scan_task: asyncio.Task | None = None
+        self.commands_committed = 0
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._scan_task = asyncio.create_task(self._scan_forever())
+
+    async def stop(self) -> None:
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._scan_task
+        self._close_sessions()
+        await asyncio.get_running_loop().run_in_executor(None, self.raft.destroy)
+
+    # ---- leadership -----------------------------------------------------------------------------------
+
+    def leader_address(self) -> str:
+        raft = self.raft.leader_raft_address()
+        if not raft:
+            return ""
+        if raft == self.cfg.raft_addr:
+            return self.cfg.listen
+        return self.raft.read(lambda s: s.nodes.get(raft, ""))
+
+    def serving(self) -> bool:
+        return self.raft.is_leader() and self.announced
+
+    def liveness_ready(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return self.serving() and self.leader_since is not None and \
+            now - self.leader_since >= self.cfg.heartbeat_timeout_s
+
+    async def _not_leader(self, context: grpc.aio.ServicerContext) -> None:
+        leader = self.leader_address() if not self.raft.is_leader() else ""
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                            f"controller {self.cfg.name} is not the leader" + (f"; leader is {leader}" if leader else
+                                                                                "; no leader known"),
+                            trailing_metadata=((ERROR_KEY, "NOT_LEADER"), (LEADER_KEY, leader)))
+
+    async def _require_leader(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.serving():
+            await self._not_leader(context)
+
+    # ---- commands through Raft ---------------------------------------------------------------------
+
+    def _applied_on_raft_thread(self, cmd: st.Command, result: st.Result) -> None:
+        key = getattr(cmd, "cluster", None), getattr(cmd, "broker_set", None)
+        if result.ok and key[0] is not None:
+            self.loop.call_soon_threadsafe(self._push_if_changed, key, type(cmd).__name__)
+
+    async def commit(self, cmd: st.Command) -> st.Result:
+        """Submit `cmd` on this (leader) node and wait until it is applied; CommitError otherwise."""
+        fut: asyncio.Future = self.loop.create_future()
+
+        def done(result: Any, err: int) -> None:
+            def settle() -> None:
+                if not fut.done():
+                    if err == 0:
+                        fut.set_result(result)
+                    else:
+                        fut.set_exception(CommitError(f"not committed: {fail_name(err)}"))
+            self.loop.call_soon_threadsafe(settle)
+
+        self.raft.submit(cmd, done)
+        try:
+            result = await asyncio.wait_for(fut, self.cfg.commit_timeout_s)
+        except TimeoutError:
+            raise CommitError(f"not committed by a majority within {self.cfg.commit_timeout_s} s "
+                              "(no quorum?); it may still commit later") from None
+        self.commands_committed += 1
+        return result
+
+    async def _commit_rpc(self, cmd: st.Command, context: grpc.aio.ServicerContext) -> st.Result:
+        try:
+            return await self.commit(cmd)
+        except CommitError as e:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(e),
+                                trailing_metadata=((ERROR_KEY, "REPLICATION_TIMEOUT"),))
+            raise AssertionError("unreachable") from None
+
+    # ---- views ------------------------------------------------------------------------------------------
+
+    def _alive(self, key: st.SetKey, broker_id: int, now: float) -> bool:
+        e = self.live.get((key, broker_id))
+        if e is None:
+            return False
+        age = now - e.last_seen
+        if age > self.cfg.heartbeat_timeout_s:
+            return False
+        # a closed session (and no newer one) is a hint: dead once its lease must have run out
+        return not (e.closed and age >= self.cfg.broker_lease_s)
+
+    def alive_map(self, bs: st.BrokerSet, now: float) -> dict[int, el.Live]:
+        key = (bs.cluster, bs.name)
+        return {b: self.live[(key, b)].live for b in bs.replicas if self._alive(key, b, now)}
+
+    def view(self, cluster: str, broker_set: str, now: float | None = None) -> pb.CtlSetView:
+        now = time.monotonic() if now is None else now
+
+        def build(s: st.ControllerState) -> pb.CtlSetView:
+            bs = s.get(cluster, broker_set)
+            if bs is None:
+                return pb.CtlSetView(cluster=cluster, broker_set=broker_set, exists=False, next_broker_id=1)
+            key = (cluster, broker_set)
+            m = bs.replicas.get(bs.master_id) if bs.master_id is not None else None
+            v = pb.CtlSetView(cluster=cluster, broker_set=broker_set, exists=True, master_id=bs.master_id or 0,
+                              master_address=m.address if m else "", master_ha_address=m.ha_address if m else "",
+                              master_epoch=bs.master_epoch, sync_state_set=sorted(bs.sss), sss_epoch=bs.sss_epoch,
+                              next_broker_id=bs.next_broker_id)
+            for b in sorted(bs.replicas):
+                r = bs.replicas[b]
+                e = self.live.get((key, b))
+                v.replicas.append(pb.CtlReplica(
+                    broker_id=b, address=r.address, ha_address=r.ha_address, learner=r.learner,
+                    alive=self._alive(key, b, now), epoch=e.live.epoch if e else 0,
+                    max_offset=e.live.max_offset if e else 0, confirm_offset=e.live.confirm_offset if e else 0,
+                    election_priority=e.live.priority if e else 0,
+                    heartbeat_age_s=round(now - e.last_seen, 3) if e else -1.0))
+            return v
+
+        return self.raft.read(build)
+
+    def _push_if_changed(self, key: st.SetKey, reason: str) -> None:
+        subs = self.sessions.get(key)
+        v = self.view(*key)
+        sig = (v.master_id, v.master_epoch, v.sss_epoch, v.master_address, v.master_ha_address, v.exists)
+        if self._pushed.get(key) == sig:
+            return
+        self._pushed[key] = sig
+        if subs:
+            ev = pb.CtlSessionEvent(view=v, reason=reason)
+            for s in list(subs):
+                s.queue.put_nowait(ev)
+            log.info("pushed role change %s", kv(set=f"{key[0]}/{key[1]}", master=v.master_id,
+                                                   epoch=v.master_epoch, sss=list(v.sync_state_set),
+                                                   sessions=len(subs), reason=reason))
+
+    # ---- liveness ---------------------------------------------------------------------------------------
+
+    def record_heartbeat(self, req: pb.CtlHeartbeatRequest, gen: int = 0) -> None:
+        key = (req.cluster, req.broker_set)
+        now = time.monotonic()
+        prev = self.live.get((key, req.broker_id))
+        live = el.Live(req.epoch, req.max_offset, req.confirm_offset, req.election_priority)
+        if prev is not None and (prev.live.epoch, prev.live.max_offset) > (live.epoch, live.max_offset):
+            # a report that goes backwards (reordered) keeps the higher position, as RocketMQ
+            live = el.Live(prev.live.epoch, prev.live.max_offset, max(prev.live.confirm_offset, live.confirm_offset),
+                           live.priority)
+        if prev is not None and gen == 0 and prev.session_gen and not prev.closed:
+            gen = prev.session_gen   # a unary heartbeat does not replace a live session
+        self.live[(key, req.broker_id)] = LiveEntry(live, now, int(time.time() * 1000), gen, False)
+
+    def _session_closed(self, sess: Session) -> None:
+        if sess.key is None:
+            return
+        subs = self.sessions.get(sess.key)
+        if subs is not None:
+            subs.discard(sess)
+        e = self.live.get((sess.key, sess.broker_id))
+        if e is not None and e.session_gen == sess.gen:   # only the newest session's end is a hint
+            e.closed = True
+
+    def _close_sessions(self) -> None:
+        for subs in self.sessions.values():
+            for s in subs:
+                s.queue.put_nowait(None)
+        self.sessions.clear()
+
+    # ---- the leader's scan ------------------------------------------------------------------------------
+
+    async def _scan_forever(self) -> None:
+        while True:
+            try:
+                await self.scan_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep scanning
+                log.exception("scan failed")
+            await asyncio.sleep(self.cfg.scan_interval_s)
+
+    async def scan_once(self) -> None:
+        now = time.monotonic()
+        if not self.raft.is_leader():
+            if self.leader_since is not None:
+                log.info("no longer leader %s", kv(node=self.cfg.name))
+                self.leader_since = None
+                self.announced = False
+                self.live.clear()
+                self._pushed.clear()
+                self._close_sessions()
+            return
+        if self.leader_since is None:
+            self.leader_since = now
+            self.live.clear()
+            log.info("became leader; rebuilding liveness for %ss %s", self.cfg.heartbeat_timeout_s,
+                     kv(node=self.cfg.name, term=self.raft.status().get("raft_term")))
+        if not self.announced and not self._announcing:
+            self._announcing = True
+            asyncio.create_task(self._announce())
+        if not self.liveness_ready(now):
+            return
+        sets = self.raft.read(lambda s: list(s.sets.keys()))
+        for key in sets:
+            self._push_if_changed(key, "scan")
+            if key in self._electing or now - self._last_try.get(key, -1e9) < self.cfg.election_retry_s:
+                continue
+            bs = self.raft.read(lambda s, k=key: s.sets.get(k))
+            if bs is None:
+                continue
+            if bs.master_id is not None and self._alive(key, bs.master_id, now):
+                continue
+            self._last_try[key] = now
+            self._electing.add(key)
+            asyncio.create_task(self._auto_elect(key))
+
+    async def _announce(self) -> None:
+        try:
+            r = await self.commit(st.AnnounceNode(self.cfg.raft_addr, self.cfg.listen))
+            self.announced = r.ok and self.raft.is_leader()
+            if self.announced:
+                log.info("leader serving %s", kv(node=self.cfg.name, listen=self.cfg.listen))
+        except CommitError as e:
+            log.warning("leader announcement not committed %s", kv(error=e))
+        finally:
+            self._announcing = False
+
+    async def _auto_elect(self, key: st.SetKey) -> None:
+        try:
+            await self.run_election(key, preferred=0, designate=False)
+        except CommitError as e:
+            log.warning("election not committed %s", kv(set=f"{key[0]}/{key[1]}", error=e))
+        finally:
+            self._electing.discard(key)
+
+    async def run_election(self, key: st.SetKey, preferred: int, designate: bool) -> tuple[st.Result, el.Decision]:
+        """Decide with the current liveness and commit the outcome. The old master counts as a
+        candidate only while alive."""
+        now = time.monotonic()
+
+        def decide(s: st.ControllerState) -> tuple[st.BrokerSet | None, el.Decision | None, int, int]:
+            bs = s.sets.get(key)
+            if bs is None:
+                return None, None, 0, 0
+            d = el.elect(bs, self.alive_map(bs, now), preferred=preferred, designate=designate,
+                         unclean_enabled=self.cfg.unclean_election)
+            old = self.live.get((key, bs.master_id)) if bs.master_id is not None else None
+            return bs, d, bs.master_epoch, old.last_seen_ms if old else 0
+
+        bs, d, epoch, old_hb_ms = self.raft.read(decide)
+        if bs is None or d is None:
+            return st.Result.reject("SET_NOT_FOUND", f"unknown broker set {key[0]}/{key[1]}"), \
+                el.Decision(0, frozenset(), False, "SET_NOT_FOUND", "")
+        if d.code == "NO_CANDIDATE" and bs.master_id is not None and not designate and preferred == 0:
+            # the master is gone and nobody may replace it: record that the set has no master
+            cmd = st.ElectMaster(key[0], key[1], epoch, 0, frozenset(), False,
+                                 f"master {bs.master_id} lost; {d.reason}", int(time.time() * 1000), old_hb_ms)
+            r = await self.commit(cmd)
+            log.warning("set has no master %s", kv(set=f"{key[0]}/{key[1]}", why=d.reason, committed=r.ok))
+            return r, d
+        if d.code:
+            return st.Result.reject(d.code, d.reason), d
+        cmd = st.ElectMaster(key[0], key[1], epoch, d.master_id, d.sss, d.unclean, d.reason,
+                             int(time.time() * 1000), old_hb_ms)
+        r = await self.commit(cmd)
+        if r.ok:
+            log.info("elected master %s", kv(set=f"{key[0]}/{key[1]}", master=d.master_id, epoch=epoch + 1,
+                                              sss=sorted(d.sss), reason=d.reason))
+            self._push_if_changed(key, d.reason)
+        else:
+            log.warning("election rejected %s", kv(set=f"{key[0]}/{key[1]}", code=r.code, reason=r.reason))
+        return r, d
+
+    # ---- RPCs ---------------------------------------------------------------------------------------------
+
+    async def GetNextBrokerId(self, request, context):
+        await self._require_leader(context)
+        n = self.raft.read(lambda s: s.next_broker_id(request.cluster, request.broker_set))
+        return pb.CtlGetNextBrokerIdReply(next_broker_id=n)
+
+    async def ApplyBrokerId(self, request, context):
+        await self._require_leader(context)
+        r = await self._commit_rpc(st.ApplyBrokerId(request.cluster, request.broker_set, request.broker_id,
+                                                    request.check_code), context)
+        return pb.CtlApplyBrokerIdReply(result=_result(r), broker_id=r.broker_id)
+
+    async def RegisterBroker(self, request, context):
+        await self._require_leader(context)
+        r = await self._commit_rpc(st.RegisterBroker(request.cluster, request.broker_set, request.broker_id,
+                                                     request.address, request.ha_address, request.learner,
+                                                     request.check_code), context)
+        if r.ok:
+            self.record_heartbeat(pb.CtlHeartbeatRequest(cluster=request.cluster, broker_set=request.broker_set,
+                                                         broker_id=request.broker_id))
+            log.info("registered %s", kv(set=f"{request.cluster}/{request.broker_set}", broker_id=request.broker_id,
+                                          address=request.address, learner=request.learner))
+        return pb.CtlRegisterBrokerReply(result=_result(r), view=self.view(request.cluster, request.broker_set))
+
+    async def Heartbeat(self, request, context):
+        await self._require_leader(context)
+        self.record_heartbeat(request)
+        return pb.CtlHeartbeatReply(view=self.view(request.cluster, request.broker_set))
+
+    async def BrokerSession(self, request_iterator: AsyncIterator[pb.CtlHeartbeatRequest],
+                            context) -> AsyncIterator[pb.CtlSessionEvent]:
+        await self._require_leader(context)
+        sess = Session(next(self._gens))
+
+        async def read() -> None:
+            try:
+                async for hb in request_iterator:
+                    if not self.serving():
+                        break
+                    key = (hb.cluster, hb.broker_set)
+                    if sess.key is None:
+                        sess.key, sess.broker_id = key, hb.broker_id
+                        self.sessions.setdefault(key, set()).add(sess)
+                    self.record_heartbeat(hb, sess.gen)
+                    sess.queue.put_nowait(pb.CtlSessionEvent(ack_seq=hb.seq, view=self.view(*key)))
+            except (grpc.RpcError, asyncio.CancelledError):
+                pass
+            finally:
+                sess.queue.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                ev = await sess.queue.get()
+                if ev is None:
+                    break
+                yield ev
+        finally:
+            reader.cancel()
+            self._session_closed(sess)
+        if not self.serving():
+            await self._not_leader(context)
+
+    async def GetReplicaInfo(self, request, context):
+        await self._require_leader(context)
+        return self.view(request.cluster, request.broker_set)
+
+    async def AlterSyncStateSet(self, request, context):
+        await self._require_leader(context)
+        key = (request.cluster, request.broker_set)
+        now = time.monotonic()
+        cur = self.raft.read(lambda s: (s.sets[key].sss, s.sets[key].sss_epoch) if key in s.sets else None)
+        new = frozenset(request.new_sync_state_set)
+        if cur is not None:
+            dead = sorted(b for b in new - cur[0] if not self._alive(key, b, now))
+            if dead:
+                return pb.CtlAlterSyncStateSetReply(
+                    result=pb.CtlResult(ok=False, code="BROKER_NOT_ALIVE", reason=f"broker(s) {dead} not alive"),
+                    sync_state_set=sorted(cur[0]), sss_epoch=cur[1])
+        r = await self._commit_rpc(st.AlterSyncStateSet(request.cluster, request.broker_set, request.master_id,
+                                                        request.master_epoch, new, request.sss_epoch), context)
+        if r.ok:
+            log.info("sync-state-set %s", kv(set=f"{key[0]}/{key[1]}", sss=list(r.sss), sss_epoch=r.sss_epoch))
+        return pb.CtlAlterSyncStateSetReply(result=_result(r), sync_state_set=list(r.sss), sss_epoch=r.sss_epoch)
+
+    async def ElectMaster(self, request, context):
+        await self._require_leader(context)
+        key = (request.cluster, request.broker_set)
+        if not self.liveness_ready():
+            return pb.CtlElectMasterReply(result=pb.CtlResult(
+                ok=False, code="LIVENESS_NOT_READY",
+                reason=f"new leader rebuilds liveness for {self.cfg.heartbeat_timeout_s} s before electing"),
+                view=self.view(*key))
+        if key in self._electing:
+            return pb.CtlElectMasterReply(result=pb.CtlResult(ok=False, code="ELECTION_IN_PROGRESS",
+                                                              reason="an election for this set is in progress"),
+                                          view=self.view(*key))
+        self._electing.add(key)
+        try:
+            r, _ = await self.run_election(key, request.broker_id, request.designate)
+        except CommitError as e:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(e),
+                                trailing_metadata=((ERROR_KEY, "REPLICATION_TIMEOUT"),))
+        finally:
+            self._electing.discard(key)
+        return pb.CtlElectMasterReply(result=_result(r), view=self.view(*key))
+
+    async def CleanBrokerData(self, request, context):
+        await self._require_leader(context)
+        key = (request.cluster, request.broker_set)
+        now = time.monotonic()
+        ids = frozenset(request.broker_ids)
+        targets = ids or frozenset(self.raft.read(lambda s: list(s.sets[key].replicas) if key in s.sets else []))
+        alive = sorted(b for b in targets if self._alive(key, b, now))
+        if alive:
+            return pb.CtlCleanBrokerDataReply(result=pb.CtlResult(
+                ok=False, code="BROKER_ALIVE", reason=f"broker(s) {alive} are alive; stop them first"))
+        r = await self._commit_rpc(st.CleanBrokerData(request.cluster, request.broker_set, ids), context)
+        if r.ok:
+            for b in targets:
+                self.live.pop((key, b), None)
+            log.info("cleaned %s", kv(set=f"{key[0]}/{key[1]}", brokers=sorted(ids) or "all"))
+        return pb.CtlCleanBrokerDataReply(result=_result(r))
+
+    async def GetSyncStateData(self, request, context):
+        await self._require_leader(context)
+        keys = [(k.cluster, k.broker_set) for k in request.sets] or \
+            self.raft.read(lambda s: sorted(s.sets.keys()))
+        return pb.CtlGetSyncStateDataReply(sets=[self.view(c, b) for c, b in keys])
+
+    async def GetMetadata(self, request, context):
+        status = self.raft.status()
+        nodes = self.raft.read(lambda s: dict(s.nodes))
+        reply = pb.CtlGetMetadataReply(
+            leader_address=self.leader_address(), leader_raft_address=self.raft.leader_raft_address(),
+            self_raft_address=self.cfg.raft_addr, term=int(status.get("raft_term", 0)),
+            commit_index=int(status.get("commit_idx", 0)), last_applied=int(status.get("last_applied", 0)),
+            liveness_ready=self.liveness_ready())
+        reply.peers.append(pb.ControllerNode(raft_address=self.cfg.raft_addr, address=self.cfg.listen, connected=True))
+        for p in self.cfg.peers:
+            reply.peers.append(pb.ControllerNode(raft_address=p, address=nodes.get(p, ""),
+                                                 connected=self.raft.peer_connected(p)))
+        for c, b in self.raft.read(lambda s: sorted(s.sets.keys())):
+            reply.sets.append(pb.CtlSetKey(cluster=c, broker_set=b))
+        return reply
+
+    async def GetHistory(self, request, context):
+        await self._require_leader(context)
+        hist = self.raft.read(lambda s: s.history_of(request.cluster, request.broker_set, request.limit))
+        return pb.CtlGetHistoryReply(changes=[pb.CtlMasterChange(
+            cluster=h.cluster, broker_set=h.broker_set, master_epoch=h.master_epoch, master_id=h.master_id,
+            old_master_id=h.old_master_id, reason=h.reason, time_ms=h.time_ms,
+            old_master_last_heartbeat_ms=h.old_master_last_heartbeat_ms, sync_state_set=list(h.sss)) for h in hist])
+
+
+# ---- running it ---------------------------------------------------------------------------------------
+
+@dataclass
+class ControllerHandle:
+    """A running controller node; `await handle.stop()` stops it."""
+
+    config: ControllerConfig
+    service: ControllerService
+    server: grpc.aio.Server | None      # None when embedded in another process's server
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(grace=1.0)
+        await self.service.stop()
+
+
+async def start_controller(config: ControllerConfig, server: grpc.aio.Server | None = None) -> ControllerHandle:
+    """Start a controller node. With `server` (e.g. a name server's), the Controller service is
+    added to it and `config.listen` must be that server's address; otherwise a gRPC server is
+    started on `config.listen`."""
+    config.validate()
+    service = ControllerService(config)
+    own = server is None
+    if own:
+        server = grpc.aio.server()
+    pbg.add_ControllerServicer_to_server(service, server)
+    if own:
+        if server.add_insecure_port(config.listen) == 0:
+            await service.stop()
+            raise OSError(f"cannot listen on {config.listen}")
+        await server.start()
+    service.start()
+    log.info("controller started %s", kv(node=config.name, listen=config.listen, raft=config.raft_addr,
+                                         peers=",".join(config.peers), data_dir=config.data_dir))
+    return ControllerHandle(config, service, server if own else None)
+
+
+def namesrv_hook(config: ControllerConfig) -> Callable[[grpc.aio.Server], Awaitable[Callable[[], Awaitable[None]]]]:
+    """A name server service hook (namesrv.server.serve(..., hooks=[...])) that embeds a controller
+    in the name server's gRPC server (RocketMQ's enableControllerInNamesrv)."""
+
+    async def hook(server: grpc.aio.Server) -> Callable[[], Awaitable[None]]:
+        handle = await start_controller(config, server)
+        return handle.stop
+
+    return hook
