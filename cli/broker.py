@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"orbitmq broker: {e}")
         return 2
     logs.setup(f"broker[{cfg.broker_set}/{cfg.broker_id}]", cfg.log_level)
+    from orbitmq.broker.role_manager import make_hooks
     from orbitmq.broker.server import run as serve
 
-    asyncio.run(serve(cfg))
+    asyncio.run(serve(cfg, make_hooks(cfg)))
     return 0
