@@ -217,6 +217,8 @@ class ControllerClient:
                 md = await self.call("GetMetadata", pb.CtlGetMetadataRequest(), deadline_s=max(0.1, end - loop.time()))
                 if md.liveness_ready:
                     return md
+                if md.leader_address and md.leader_address != self.leader:
+                    self.leader = md.leader_address
             except NoLeader:
                 pass
             if loop.time() >= end:

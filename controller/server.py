@@ -50,7 +50,7 @@ class LiveEntry:
     closed: bool = False        # that session ended (a hint: it may be dead)
 
 
-@dataclass
+@dataclass(eq=False)
 class Session:
     gen: int
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
