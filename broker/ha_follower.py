@@ -123,11 +123,11 @@ class HAFollower:
                                                                 common_epoch=point.common_epoch,
                                                                 master_epoch=welcome.master_epoch))
                 await loop.run_in_executor(None, self.store.truncate, point.offset)
-                await loop.run_in_executor(None, self.epochs.truncate, point.offset)
                 self.truncations.append((mx, point.offset))
-            elif any(e.start_offset > mx for e in self.epochs.entries):
-                # entries past our log's end (a crash cut the tail) describe nothing: drop them
-                await loop.run_in_executor(None, self.epochs.truncate, mx + 1)
+            # epochs starting at or after the point hold nothing we keep (also: an epoch we opened as
+            # a master but never wrote in, entries past a tail cut by a crash); the master's data
+            # re-adds the entries it needs
+            await loop.run_in_executor(None, self.epochs.truncate, point.offset)
             mx = store_max(self.store)
             if mx == 0 and welcome.min_offset > 0:
                 raise ReplicationRefused(f"master's log starts at {welcome.min_offset}; an empty follower cannot "

@@ -74,7 +74,8 @@ class HAMaster:
     def __init__(self, store: Any, epochs: EpochFile, master_id: int, master_epoch: int, sss: SyncStateSet,
                  settings: MasterSettings, listen: str,
                  alter: Callable[[frozenset[int], int], Any] | None = None,
-                 writable: Callable[[], ReplicationError | None] | None = None) -> None:
+                 writable: Callable[[], ReplicationError | None] | None = None,
+                 replica_count: Callable[[], int] | None = None) -> None:
         self.store = store
         self.epochs = epochs
         self.master_id = master_id
@@ -84,6 +85,7 @@ class HAMaster:
         self.listen = listen
         self.alter = alter            # async (members, sss_epoch) -> (ok, members, sss_epoch)
         self.writable = writable      # None if writes may be acknowledged, else the refusal
+        self._known_replicas = replica_count  # non-learner replicas the controller knows of
         self.server: asyncio.base_events.Server | None = None
         self.conns: dict[int, _Conn] = {}
         self._waiters: list[tuple[int, int, asyncio.Future]] = []  # (end, seq, future) sorted
@@ -128,7 +130,9 @@ class HAMaster:
         return self.sss.holding(broker_id, store_max(self.store))
 
     def replica_count(self) -> int:
-        return len({i for i in self._replica_ids if not self._is_learner(i)} | {self.master_id})
+        seen = len({i for i in self._replica_ids if not self._is_learner(i)} | {self.master_id})
+        known = self._known_replicas() if self._known_replicas is not None else 0
+        return max(seen, known)
 
     def _is_learner(self, broker_id: int) -> bool:
         r = self.sss.replicas.get(broker_id)

@@ -165,7 +165,7 @@ class RoleManager(ReplicationHooks):
         state = SyncStateSet(self.broker_id, epoch, end, sss | {self.broker_id}, sss_epoch, settings.max_lag_s,
                              time.monotonic(), confirm_offset=store_confirm(store))
         self.master = HAMaster(store, self.epochs, self.broker_id, epoch, state, settings, self.config.ha_listen,
-                               alter=self._alter, writable=self._refusal)
+                               alter=self._alter, writable=self._refusal, replica_count=self._replica_count)
         self._ha_port = await self.master.start()
         if hasattr(store, "append_meta_snapshot"):
             await loop.run_in_executor(None, store.append_meta_snapshot)
@@ -211,6 +211,13 @@ class RoleManager(ReplicationHooks):
     def _registered_changed(self) -> None:
         if self.server is not None and self.server.registrar is not None:
             self.server.registrar.register_now()
+
+    def _replica_count(self) -> int:
+        """Non-learner replicas registered with the controller (the automatic minimum uses it)."""
+        view = getattr(self.agent, "view", None)
+        if view is None:
+            return 1
+        return max(1, sum(1 for r in view.replicas if not r.learner))
 
     async def _alter(self, members: frozenset[int], sss_epoch: int) -> tuple[bool, list[int] | None, int | None]:
         return await self.agent.alter_sync_state_set(self._epoch, sorted(members), sss_epoch)
