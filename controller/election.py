@@ -4,7 +4,7 @@ these heartbeat values".
 
 Policy (see controller/DESIGN-election.md):
 - candidates are the live, registered, non-learner members of the sync-state-set; for a set
-  that never had a master (epoch 0, empty set) every live registered non-learner replica;
+  that never had a master every live registered non-learner replica;
 - rank: the broker the request names (manual switch / a broker asking), then the highest epoch,
   then the largest max offset, then the lowest election priority, then the lowest broker id
   (Python ints: no overflow; the id makes the order total, so no ties are merged);
@@ -48,8 +48,7 @@ def rank_key(broker_id: int, live: Live, preferred: int) -> tuple[int, int, int,
 
 def candidates(bs: BrokerSet, alive: Mapping[int, Live], unclean: bool = False) -> list[int]:
     """Clean candidates, or (unclean) every live registered non-learner replica."""
-    first = bs.master_epoch == 0 and not bs.sss
-    pool = bs.replicas.keys() if (first or unclean) else bs.sss
+    pool = bs.replicas.keys() if (not bs.had_master or unclean) else bs.sss
     return sorted(b for b in pool if b in alive and bs.electable(b))
 
 
@@ -79,7 +78,7 @@ def elect(bs: BrokerSet, alive: Mapping[int, Live], preferred: int = 0, designat
         sss = frozenset({winner} | {b for b in bs.sss if b in alive and bs.electable(b)})
     if designate:
         reason = f"manual switch to {winner}"
-    elif bs.master_id is None and bs.master_epoch == 0:
+    elif not bs.had_master:
         reason = "first election"
     elif bs.master_id is None:
         reason = "set had no master"

@@ -42,6 +42,7 @@ class BrokerSet:
     master_epoch: int = 0
     sss: frozenset[int] = frozenset()
     sss_epoch: int = 0
+    had_master: bool = False   # some election succeeded since the set was (re)created
 
     def electable(self, broker_id: int) -> bool:
         r = self.replicas.get(broker_id)
@@ -157,7 +158,9 @@ class ControllerState:
         self.sets: dict[SetKey, BrokerSet] = {}
         self.history: list[MasterChange] = []
         self.nodes: dict[str, str] = {}        # raft address -> gRPC address
-        self.applied = 0                       # commands applied (accepted or rejected)
+        # master epoch of each set removed by CleanBrokerData: a re-created set continues from it,
+        # so epochs only grow and no two masters of a set ever share an epoch
+        self.retired_epochs: dict[SetKey, int] = {}
 
     # -- queries (read-only) --
 
@@ -177,7 +180,6 @@ class ControllerState:
 
     def apply(self, cmd: Command) -> Result:
         """Apply one command: whole, or not at all with a reason."""
-        self.applied += 1
         handler = {ApplyBrokerId: self._apply_broker_id, RegisterBroker: self._register,
                    AlterSyncStateSet: self._alter_sss, ElectMaster: self._elect,
                    CleanBrokerData: self._clean, AnnounceNode: self._announce}.get(type(cmd))
@@ -203,7 +205,8 @@ class ControllerState:
                 return Result.reject("BROKER_ID_INVALID", f"broker id {c.broker_id} of {c.cluster}/{c.broker_set} "
                                      "belongs to another broker (check code differs)")
         else:
-            bs = self.sets[(c.cluster, c.broker_set)] = BrokerSet(c.cluster, c.broker_set)
+            key = (c.cluster, c.broker_set)
+            bs = self.sets[key] = BrokerSet(c.cluster, c.broker_set, master_epoch=self.retired_epochs.get(key, 0))
         bs.replicas[c.broker_id] = ReplicaRec(c.broker_id, c.check_code)
         bs.next_broker_id = max(bs.next_broker_id, c.broker_id + 1)
         return Result(True, broker_id=c.broker_id)
@@ -287,11 +290,12 @@ class ControllerState:
                 return Result.reject("UNKNOWN_BROKER", f"broker {b} cannot be in the sync-state-set")
             if b != c.master_id and b not in bs.sss:
                 return Result.reject("NOT_IN_SET", f"broker {b} was not in the sync-state-set")
-        if not c.unclean and bs.master_epoch > 0 and bs.sss and c.master_id not in bs.sss:
+        if not c.unclean and bs.had_master and c.master_id not in bs.sss:
             return Result.reject("NOT_IN_SET", f"broker {c.master_id} is not in the sync-state-set "
                                  "(unclean election is off)")
         bs.master_id = c.master_id
         bs.master_epoch += 1
+        bs.had_master = True
         bs.sss = frozenset(c.new_sss)
         bs.sss_epoch += 1
         self._record(bs, c.master_id, old, c)
@@ -308,6 +312,9 @@ class ControllerState:
         if bs is None:
             return Result.reject("SET_NOT_FOUND", f"unknown broker set {c.cluster}/{c.broker_set}")
         if not c.broker_ids:
+            if bs.master_id is not None:
+                return Result.reject("IS_MASTER", f"broker {bs.master_id} is the master; the set is in use")
+            self.retired_epochs[(c.cluster, c.broker_set)] = bs.master_epoch
             del self.sets[(c.cluster, c.broker_set)]
             return OK
         for b in sorted(c.broker_ids):
