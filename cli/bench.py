@@ -16,6 +16,7 @@ BENCHES: dict[str, str] = {
     "produce": "client producer: sync/async/batch throughput, e2e latency, send_vs_grpc",
     "consume": "client consumers: pull and push consume throughput vs an empty gRPC call",
     "replication": "HA: replicated produce vs single, lag, failover time, acknowledged loss",
+    "election": "controller: master failover time (kill -> new master notified), command throughput",
 }
 
 
