@@ -308,7 +308,10 @@ class BrokerAgent:
                 log.debug("session ended %s", kv(controller=addr, error=err))
         except asyncio.CancelledError:
             call.cancel()
-            raise
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise            # we are being stopped
+            # else: the watchdog cancelled a stalled call; try the next controller
         finally:
             dog.cancel()
 

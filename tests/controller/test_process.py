@@ -1,0 +1,207 @@
+"""The controller on real processes: 3 controller nodes (pysyncobj over loopback) and stand-in
+broker agents (`python -m orbitmq.controller.agent`).
+
+Shown: a master agent that stops heartbeating is replaced by a member of its sync-state-set and
+the survivors are told; with unclean election off and no live member the set stays masterless
+(and the history says so); a learner is never elected; SIGKILL of the controller leader gives a
+new leader that keeps every committed change; a minority cannot commit; restarting every node
+recovers the state without a spurious election.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from orbitmq.bench.election import AgentProc, ControllerCluster
+from orbitmq.common import proc
+from orbitmq.controller.client import CommitTimeout, NoLeader
+
+pytestmark = pytest.mark.process
+
+CL = "DefaultCluster"
+
+
+def _run(coro_fn, cluster: ControllerCluster, addrs: list[str] | None = None, **kw):
+    async def go():
+        c = cluster.client(addrs, **kw)
+        try:
+            return await coro_fn(c)
+        finally:
+            await c.close()
+    return asyncio.run(go())
+
+
+def view(cluster, bset):
+    return _run(lambda c: c.get_replica_info(CL, bset), cluster, rpc_timeout_s=2.0)
+
+
+def history(cluster, bset):
+    return _run(lambda c: c.get_history(CL, bset), cluster, rpc_timeout_s=2.0)
+
+
+def broker_id(a: AgentProc) -> int:
+    ev = [e for e in a.events() if e.get("event") == "broker_id"]
+    return ev[-1]["broker_id"] if ev else 0
+
+
+def wait(pred, timeout, what):
+    return proc.wait_until(pred, timeout, 0.1, what)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("controller")
+    c = ControllerCluster(root, 3)
+    try:
+        c.start_controllers()
+        c.leader_index(60)
+        yield c
+    except BaseException:
+        print(c.logs(40))
+        raise
+    finally:
+        c.stop()
+
+
+def test_dead_master_replaced_from_sync_state_set_and_survivors_told(cluster):
+    agents = [cluster.add_agent(f"fo{i}", "fo", max_offset=100 * i) for i in range(3)]
+    for a in agents:
+        cluster.start_agent(a)
+    wait(lambda: len(view(cluster, "fo").sync_state_set) == 3, 60, "sync-state-set of three")
+    v = view(cluster, "fo")
+    old_master, old_epoch = v.master_id, v.master_epoch
+    victim = next(a for a in agents if broker_id(a) == old_master)
+    survivors = [a for a in agents if a is not victim]
+    victim.child.pause()          # stops heartbeating; its session stays open
+    try:
+        def told(a):
+            r = a.last_role()
+            return r is not None and r["master_epoch"] > old_epoch and r["master_id"] not in (0, old_master)
+        wait(lambda: all(told(a) for a in survivors), 20, "survivors told of the new master")
+        new = survivors[0].last_role()
+        assert new["master_id"] in set(v.sync_state_set) - {old_master}
+        assert all(a.last_role()["master_id"] == new["master_id"] for a in survivors)
+        # the best-ranked survivor wins: equal epochs, the larger max offset
+        best = max(survivors, key=lambda a: int(a.args[a.args.index("--max-offset") + 1]))
+        assert new["master_id"] == broker_id(best)
+        h = history(cluster, "fo")[-1]
+        assert (h.master_id, h.master_epoch, h.old_master_id) == (new["master_id"], new["master_epoch"], old_master)
+        assert f"master {old_master} lost" in h.reason and h.old_master_last_heartbeat_ms > 0
+    finally:
+        victim.child.resume()
+    # the old master comes back and is told it follows
+    wait(lambda: (victim.last_role() or {}).get("master_id") == new["master_id"], 20, "old master told")
+    assert victim.last_role()["role"] == "follower"
+
+
+def test_no_live_sync_state_set_member_means_no_master_when_unclean_is_off(cluster):
+    first = cluster.add_agent("nc0", "nc", auto_sss=False)
+    cluster.start_agent(first)
+    wait(lambda: view(cluster, "nc").master_id == broker_id(first) != 0, 30, "first agent master")
+    second = cluster.add_agent("nc1", "nc", auto_sss=False, max_offset=10**9)
+    cluster.start_agent(second)
+    wait(lambda: (second.last_role() or {}).get("master_id") == broker_id(first), 30, "second agent follows")
+    v = view(cluster, "nc")
+    assert list(v.sync_state_set) == [broker_id(first)]      # nobody added the second one
+    first.child.kill9()
+    wait(lambda: view(cluster, "nc").master_epoch > v.master_epoch, 20, "the master's loss recorded")
+    time.sleep(1.5)   # several retry periods: still nobody may be elected
+    after = view(cluster, "nc")
+    assert after.master_id == 0 and list(after.sync_state_set) == [broker_id(first)]
+    h = history(cluster, "nc")
+    assert h[-1].master_id == 0 and "unclean election is off" in h[-1].reason
+    assert all(x.master_id != broker_id(second) for x in h)
+    assert second.last_role()["master_id"] == 0 and second.last_role()["role"] == "none"
+
+
+def test_learner_is_never_elected(cluster):
+    learner = cluster.add_agent("ln0", "ln", learner=True, max_offset=10**12)
+    cluster.start_agent(learner)
+    wait(lambda: broker_id(learner) != 0 and learner.last_role() is not None, 30, "learner registered")
+    time.sleep(3.0)   # longer than the heartbeat timeout: a first election would have happened
+    assert view(cluster, "ln").master_id == 0
+    normal = cluster.add_agent("ln1", "ln")
+    cluster.start_agent(normal)
+    wait(lambda: view(cluster, "ln").master_id == broker_id(normal) != 0, 30, "the non-learner elected")
+    assert list(view(cluster, "ln").sync_state_set) == [broker_id(normal)]
+    normal.child.kill9()
+    wait(lambda: history(cluster, "ln")[-1].master_id == 0, 20, "master loss recorded")
+    assert all(h.master_id != broker_id(learner) for h in history(cluster, "ln"))
+    assert view(cluster, "ln").master_id == 0
+
+
+def test_leader_sigkill_new_leader_keeps_committed_state(cluster):
+    before = view(cluster, "fo")
+    hist = history(cluster, "fo")
+    li = cluster.leader_index()
+    t0 = time.monotonic()
+    cluster.controllers[li].kill9()
+    others = [a for i, a in enumerate(cluster.addrs) if i != li]
+    md = _run(lambda c: c.wait_leader(20), cluster, others)
+    took = time.monotonic() - t0
+    assert md.leader_address in others
+    print(f"new leader serving after {took:.2f}s")
+    after = _run(lambda c: c.get_replica_info(CL, "fo"), cluster, others)
+    assert (after.master_id, after.master_epoch, list(after.sync_state_set), after.sss_epoch) == \
+        (before.master_id, before.master_epoch, list(before.sync_state_set), before.sss_epoch)
+    assert [r.broker_id for r in after.replicas] == [r.broker_id for r in before.replicas]
+    h2 = _run(lambda c: c.get_history(CL, "fo"), cluster, others)
+    assert [(h.master_epoch, h.master_id) for h in h2] == [(h.master_epoch, h.master_id) for h in hist]
+    # a new command commits on the new leader
+    r = _run(lambda c: c.apply_broker_id(CL, "extra", 1, "k1"), cluster, others)
+    assert r.ok
+    cluster.start_controller(li)   # back for the next tests (same data dir)
+    wait(lambda: _run(lambda c: c.get_metadata(cluster.addrs[li]), cluster).leader_address != "", 30,
+         "restarted node sees a leader")
+
+
+def test_minority_cannot_commit(cluster):
+    li = cluster.leader_index()
+    keep = (li + 1) % 3
+    stopped = [i for i in range(3) if i != keep]
+    for i in stopped:
+        cluster.controllers[i].pause()
+    try:
+        time.sleep(2.5)   # longer than the Raft election timeout and the leader fallback
+        t0 = time.monotonic()
+        with pytest.raises((CommitTimeout, NoLeader)) as e:
+            _run(lambda c: c.apply_broker_id(CL, "minority", 1, "m"), cluster, [cluster.addrs[keep]],
+                 rpc_timeout_s=2.0, retry_deadline_s=4.0)
+        assert e.value.code in ("NO_LEADER", "REPLICATION_TIMEOUT")
+        assert time.monotonic() - t0 < 15
+        with pytest.raises((CommitTimeout, NoLeader)):
+            _run(lambda c: c.get_replica_info(CL, "fo"), cluster, [cluster.addrs[keep]],
+                 rpc_timeout_s=2.0, retry_deadline_s=2.0)
+    finally:
+        for i in stopped:
+            cluster.controllers[i].resume()
+    cluster.leader_index(30)
+    assert view(cluster, "fo").exists
+
+
+def test_restart_of_every_node_recovers_state_without_spurious_election(cluster):
+    try:
+        wait(lambda: len(view(cluster, "fo").sync_state_set) == 3, 30, "fo set settled")
+    except TimeoutError:
+        print(view(cluster, "fo"))
+        for a in cluster.agents:
+            print(a.name, a.log.read_text()[-3000:])
+        raise
+    before = view(cluster, "fo")
+    hist = history(cluster, "fo")
+    for c in cluster.controllers:
+        c.kill9()
+    for i in range(3):
+        cluster.start_controller(i)
+    cluster.leader_index(60)    # a leader that has rebuilt liveness (one heartbeat timeout)
+    time.sleep(1.0)
+    after = view(cluster, "fo")
+    assert (after.master_id, after.master_epoch, list(after.sync_state_set)) == \
+        (before.master_id, before.master_epoch, list(before.sync_state_set))
+    assert [(h.master_epoch, h.master_id, h.reason) for h in history(cluster, "fo")] == \
+        [(h.master_epoch, h.master_id, h.reason) for h in hist]
+    assert view(cluster, "extra").exists     # committed on the earlier leader, still there
+    assert all(r.alive for r in after.replicas)
