@@ -93,3 +93,31 @@ async def _serve(cfg: ControllerConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await handle.stop()
+
+
+# ---- embedded in a name server (`orbitmq namesrv --enable-controller ...`) ----------------------------
+
+def add_embedded_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of a controller embedded in another process (RocketMQ's enableControllerInNamesrv)."""
+    g = p.add_argument_group("embedded controller")
+    g.add_argument("--enable-controller", action="store_true",
+                   help="also run a controller node in this process, on the same gRPC port")
+    g.add_argument("--controller-config", default=None, help="TOML file with a [controller] table")
+    g.add_argument("--controller-raft-addr", default=None, help="the controller's Raft address host:port")
+    g.add_argument("--controller-peers", default=None, help="the other controllers' Raft addresses")
+    g.add_argument("--controller-data-dir", default=None, help="Raft journal and snapshot directory")
+    g.add_argument("--controller-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any controller config key")
+
+
+def embedded_hooks(args: argparse.Namespace, listen: str) -> list:
+    """Service hooks that embed a controller (empty unless --enable-controller); raises ConfigError."""
+    if not getattr(args, "enable_controller", False):
+        return []
+    ns = argparse.Namespace(config=args.controller_config, set=list(args.controller_set), node_id=None,
+                            listen=listen, raft_addr=args.controller_raft_addr, peers=args.controller_peers,
+                            data_dir=args.controller_data_dir)
+    cfg = load_config(ns)
+    from orbitmq.controller.server import namesrv_hook
+
+    return [namesrv_hook(cfg)]

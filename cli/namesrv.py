@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--listen", default=None, help="gRPC listen address host:port (overrides the file)")
     p.add_argument("--expire-after-s", type=float, default=None, help="replica entry expiry in seconds")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
-    p.set_defaults(func=run)
+    from orbitmq.cli.controller import add_embedded_flags, embedded_hooks  # the controller engineer's flags
+    add_embedded_flags(p)
+    p.set_defaults(func=run, embedded_hooks=embedded_hooks)
 
 
 def load_config(args: argparse.Namespace) -> NamesrvConfig:
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace, hooks: list | None = None) -> int:
     """Start the name server; `hooks` add services (e.g. the embedded controller) to the same server."""
     try:
         cfg = load_config(args)
+        hooks = list(hooks or []) + getattr(args, "embedded_hooks", lambda a, listen: [])(args, cfg.listen)
     except cfgmod.ConfigError as e:
         print(f"orbitmq namesrv: {e}")
         return 2
