@@ -11,6 +11,8 @@ recovers the state without a spurious election.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import time
 
 import pytest
@@ -95,6 +97,35 @@ def test_dead_master_replaced_from_sync_state_set_and_survivors_told(cluster):
     # the old master comes back and is told it follows
     wait(lambda: (victim.last_role() or {}).get("master_id") == new["master_id"], 20, "old master told")
     assert victim.last_role()["role"] == "follower"
+
+
+def admin(cluster, *args: str) -> tuple[int, str]:
+    p = subprocess.run(proc.orbitmq_argv("admin", "controller", *args, "--controllers", ",".join(cluster.addrs)),
+                       capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_admin_manual_switch_history_and_clean_refusal(cluster):
+    wait(lambda: len(view(cluster, "fo").sync_state_set) == 3, 30, "fo set of three")
+    rc, out = admin(cluster, "replicas", "fo", "--json")
+    assert rc == 0, out
+    v = json.loads(out)
+    target = next(int(r["broker_id"]) for r in v["replicas"] if int(r["broker_id"]) != int(v["master_id"]))
+    rc, out = admin(cluster, "elect", "fo", "--broker-id", str(target))
+    assert rc == 0, out
+    after = view(cluster, "fo")
+    assert after.master_id == target and after.master_epoch == int(v["master_epoch"]) + 1
+    assert set(after.sync_state_set) == {int(x) for x in v["sync_state_set"]}   # the old master stays in
+    rc, out = admin(cluster, "elect", "fo", "--broker-id", "99")
+    assert rc == 1 and "NOT_CANDIDATE" in out
+    rc, out = admin(cluster, "history", "--broker-set", "fo", "--json")
+    assert rc == 0 and json.loads(out)[-1]["reason"] == f"manual switch to {target}"
+    rc, out = admin(cluster, "clean", "fo", "--broker-id", str(target))
+    assert rc == 1 and "BROKER_ALIVE" in out          # a live broker's data is never cleaned
+    rc, out = admin(cluster, "metadata")
+    assert rc == 0 and out.count("LEADER") == 1, out
+    agents = [a for a in cluster.agents if a.broker_set == "fo"]
+    wait(lambda: all((a.last_role() or {}).get("master_id") == target for a in agents), 10, "agents told")
 
 
 def test_no_live_sync_state_set_member_means_no_master_when_unclean_is_off(cluster):
