@@ -76,5 +76,12 @@ class ControllerConfig:
             raise ConfigError("log_compaction_entries must be >= 2")
 
     @property
+    def liveness_rebuild_s(self) -> float:
+        """How long a new leader collects heartbeats before it may elect: one heartbeat timeout,
+        and at least until every lease an old, partitioned leader may still have renewed has run
+        out (that leader steps down within raft_max_timeout_s of losing its majority)."""
+        return max(self.heartbeat_timeout_s, self.raft_max_timeout_s + self.broker_lease_s)
+
+    @property
     def name(self) -> str:
         return self.node_id or self.raft_addr

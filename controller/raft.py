@@ -96,6 +96,9 @@ class RaftNode:
     def is_leader(self) -> bool:
         return bool(self.obj._isLeader())
 
+    def term(self) -> int:
+        return int(getattr(self.obj, "raftCurrentTerm", 0))
+
     def leader_raft_address(self) -> str:
         node = self.obj._getLeader()
         return "" if node is None else str(getattr(node, "address", node))

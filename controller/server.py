@@ -73,6 +73,7 @@ class ControllerService(pbg.ControllerServicer):
         self.sessions: dict[st.SetKey, set[Session]] = {}
         self._gens = itertools.count(1)
         self.leader_since: float | None = None
+        self.leader_term = -1
         self.announced = False
         self._announcing = False
         self._electing: set[st.SetKey] = set()
@@ -110,7 +111,7 @@ class ControllerService(pbg.ControllerServicer):
     def liveness_ready(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         return self.serving() and self.leader_since is not None and \
-            now - self.leader_since >= self.cfg.heartbeat_timeout_s
+            now - self.leader_since >= self.cfg.liveness_rebuild_s
 
     async def _not_leader(self, context: grpc.aio.ServicerContext) -> None:
         leader = self.leader_address() if not self.raft.is_leader() else ""
@@ -262,7 +263,8 @@ class ControllerService(pbg.ControllerServicer):
 
     async def scan_once(self) -> None:
         now = time.monotonic()
-        if not self.raft.is_leader():
+        term = self.raft.term()
+        if not self.raft.is_leader() or (self.leader_since is not None and term != self.leader_term):
             if self.leader_since is not None:
                 log.info("no longer leader %s", kv(node=self.cfg.name))
                 self.leader_since = None
@@ -273,9 +275,10 @@ class ControllerService(pbg.ControllerServicer):
             return
         if self.leader_since is None:
             self.leader_since = now
+            self.leader_term = term
             self.live.clear()
-            log.info("became leader; rebuilding liveness for %ss %s", self.cfg.heartbeat_timeout_s,
-                     kv(node=self.cfg.name, term=self.raft.status().get("raft_term")))
+            log.info("became leader; rebuilding liveness for %ss %s", self.cfg.liveness_rebuild_s,
+                     kv(node=self.cfg.name, term=term))
         if not self.announced and not self._announcing:
             self._announcing = True
             asyncio.create_task(self._announce())
@@ -444,7 +447,7 @@ class ControllerService(pbg.ControllerServicer):
         if not self.liveness_ready():
             return pb.CtlElectMasterReply(result=pb.CtlResult(
                 ok=False, code="LIVENESS_NOT_READY",
-                reason=f"new leader rebuilds liveness for {self.cfg.heartbeat_timeout_s} s before electing"),
+                reason=f"new leader rebuilds liveness for {self.cfg.liveness_rebuild_s} s before electing"),
                 view=self.view(*key))
         if key in self._electing:
             return pb.CtlElectMasterReply(result=pb.CtlResult(ok=False, code="ELECTION_IN_PROGRESS",
