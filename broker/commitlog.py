@@ -1,0 +1,357 @@
+"""The commitlog: segmented, preallocated, mmap'd append-only files of records (see record.py).
+
+Owns: segment files (`<dir>/<20-digit base offset>`, each ftruncated to the segment size so
+unwritten bytes read as zero = end of data), positioning records so none spans a segment (a BLANK
+record pads the end), recovery of the end of data after a crash (torn tail cut, mid-segment
+corruption reported), reads by physical offset, raw copies, truncation and whole-segment deletion.
+It never fsyncs on the append path (flush.py does) and takes no lock of its own: the store
+serialises appends, truncation and deletion; reads may run concurrently with appends.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import mmap
+import os
+from collections.abc import Iterator
+
+from orbitmq.broker import record as rc
+from orbitmq.broker.errors import CorruptRecord, MessageTooLarge, OffsetMismatch
+
+log = logging.getLogger("orbitmq.broker.commitlog")
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Segment:
+    """One preallocated file mapped in memory; `base` is the physical offset of its first byte."""
+
+    __slots__ = ("path", "base", "size", "end", "fd", "mm")
+
+    def __init__(self, path: str, base: int, size: int, create: bool) -> None:
+        self.path = path
+        self.base = base
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+        try:
+            if create:
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+            else:
+                size = os.fstat(fd).st_size
+            self.mm = mmap.mmap(fd, size)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        self.size = size
+        self.end = base + size
+
+    def close(self) -> None:
+        try:
+            self.mm.close()
+        finally:
+            os.close(self.fd)
+
+    def cut(self, rel: int) -> None:
+        """Zero everything from `rel` to the end (sparse: shrink then re-extend) and fsync."""
+        self.mm.flush()
+        self.mm.close()
+        os.ftruncate(self.fd, rel)
+        os.ftruncate(self.fd, self.size)
+        os.fsync(self.fd)
+        self.mm = mmap.mmap(self.fd, self.size)
+
+
+class CommitLog:
+    """Segments in `directory`; `max_offset` is the end of valid data."""
+
+    def __init__(self, directory: str, segment_size: int) -> None:
+        if segment_size < 4096:
+            raise ValueError("segment_size must be at least 4096 bytes")
+        self.dir = directory
+        self.segment_size = segment_size
+        self.segments: list[Segment] = []
+        self._bases: list[int] = []
+        self.max_offset = 0
+
+    # ---- open / recovery ------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Map every segment and find the end of data: cut a torn tail, raise on mid-log corruption."""
+        os.makedirs(self.dir, exist_ok=True)
+        names = sorted(n for n in os.listdir(self.dir) if n.isdigit() and len(n) == 20)
+        for n in names:
+            seg = Segment(os.path.join(self.dir, n), int(n), 0, create=False)
+            if self.segments and seg.base != self.segments[-1].end:
+                seg.close()
+                self.close()
+                raise CorruptRecord(os.path.join(self.dir, n), int(n),
+                                    "segment does not start where the previous one ends")
+            self.segments.append(seg)
+        self._bases = [s.base for s in self.segments]
+        if not self.segments:
+            self._new_segment(0)
+            self.max_offset = 0
+            return
+        # an empty last segment (crash right after a rollover) is dropped; scan the one before it
+        while True:
+            last = self.segments[-1]
+            end = self._recover_segment(last)
+            if end == last.base and len(self.segments) > 1:
+                prev = self.segments[-2]
+                if self._segment_is_full(prev):
+                    break
+                log.warning("dropping empty last segment %s (previous segment not closed by a blank)", last.path)
+                self._drop_last()
+                continue
+            break
+        self.max_offset = end
+
+    def _segment_is_full(self, seg: Segment) -> bool:
+        try:
+            return self._recover_segment(seg, cut=False) == seg.end
+        except CorruptRecord:
+            return False
+
+    def _recover_segment(self, seg: Segment, cut: bool = True) -> int:
+        """Scan a segment from its start; returns the end of valid data (cuts a torn tail)."""
+        mm = seg.mm
+        pos = 0
+        limit = seg.size
+        while pos < limit:
+            if limit - pos < rc.BLANK_MIN or rc.peek_size(mm, pos) == 0:
+                if limit - pos >= 4 and mm[pos:pos + 4] != b"\0\0\0\0":
+                    return self._torn(seg, pos, "crc set but size zero", cut)
+                return seg.base + pos
+            try:
+                total, _ = rc.check(mm, pos, limit, expect_offset=seg.base + pos)
+            except rc.CodecError as e:
+                # torn tail or mid-log corruption? a valid record right after says "corruption"
+                size = rc.peek_size(mm, pos)
+                nxt = pos + size
+                if rc.HEADER_SIZE <= size and nxt + rc.BLANK_MIN <= limit:
+                    try:
+                        rc.check(mm, nxt, limit, expect_offset=seg.base + nxt)
+                    except rc.CodecError:
+                        pass
+                    else:
+                        raise CorruptRecord(seg.path, seg.base + pos, f"{e.reason} (valid records follow)") from None
+                return self._torn(seg, pos, e.reason, cut)
+            pos += total
+        return seg.base + pos
+
+    def _torn(self, seg: Segment, pos: int, reason: str, cut: bool) -> int:
+        if cut:
+            log.warning("cutting torn tail of %s at offset %d: %s", seg.path, seg.base + pos, reason)
+            seg.cut(pos)
+        return seg.base + pos
+
+    def _new_segment(self, base: int) -> Segment:
+        seg = Segment(os.path.join(self.dir, f"{base:020d}"), base, self.segment_size, create=True)
+        fsync_dir(self.dir)
+        self.segments.append(seg)
+        self._bases.append(base)
+        return seg
+
+    def _drop_last(self) -> None:
+        seg = self.segments.pop()
+        self._bases.pop()
+        seg.close()
+        os.unlink(seg.path)
+        fsync_dir(self.dir)
+
+    def close(self) -> None:
+        for s in self.segments:
+            s.close()
+        self.segments = []
+        self._bases = []
+
+    # ---- appends (caller holds the store's append lock) -----------------------------------------
+
+    @property
+    def min_offset(self) -> int:
+        return self.segments[0].base if self.segments else 0
+
+    def reserve(self, n: int) -> int:
+        """The position where `n` contiguous bytes go (rolls to a new segment if they do not fit)."""
+        seg = self.segments[-1]
+        pos = self.max_offset
+        if pos + n <= seg.end - rc.BLANK_MIN:
+            return pos
+        if n > self.segment_size - rc.BLANK_MIN:
+            raise MessageTooLarge(f"{n} bytes do not fit a segment of {self.segment_size} bytes")
+        blank = rc.encode_blank(seg.end - pos)
+        seg.mm[pos - seg.base:] = blank
+        self.max_offset = seg.end
+        self._new_segment(seg.end)
+        return self.max_offset
+
+    def write(self, pos: int, data) -> None:
+        """Copy `data` to `pos` (== max_offset, reserved) and advance the end."""
+        seg = self.segments[-1]
+        rel = pos - seg.base
+        seg.mm[rel:rel + len(data)] = data
+        self.max_offset = pos + len(data)
+
+    def append_raw(self, start: int, data: bytes) -> list[tuple[int, int, int]]:
+        """Validate whole records (CRC, offsets, segment fit) and append them as-is.
+
+        Returns [(physical_offset, size, magic)] of every record. Raises OffsetMismatch when
+        `start` is not the end of the log or records do not land where they say, CorruptRecord when
+        a record is damaged; nothing is written then.
+        """
+        if start != self.max_offset:
+            raise OffsetMismatch(self.max_offset, start, "append_raw start")
+        out = []
+        pos = 0
+        n = len(data)
+        seg_end = self.segments[-1].end
+        while pos < n:
+            at = start + pos
+            try:
+                total, magic = rc.check(data, pos, n, expect_offset=at)
+            except rc.CodecError as e:
+                raise CorruptRecord("<replicated data>", at, e.reason) from None
+            if magic == rc.MAGIC_BLANK:
+                if at + total != seg_end:
+                    raise OffsetMismatch(seg_end, at + total, "blank padding end (segment sizes differ?)")
+                seg_end += self.segment_size
+            elif at + total > seg_end - rc.BLANK_MIN:
+                raise OffsetMismatch(seg_end - rc.BLANK_MIN, at + total, "record end beyond the segment (sizes differ?)")
+            out.append((at, total, magic))
+            pos += total
+        pos = 0
+        mv = memoryview(data)
+        for at, total, magic in out:
+            seg = self.segments[-1]
+            rel = at - seg.base
+            seg.mm[rel:rel + total] = mv[pos:pos + total]
+            pos += total
+            self.max_offset = at + total
+            if magic == rc.MAGIC_BLANK:
+                self._new_segment(seg.end)
+        return out
+
+    # ---- reads (any thread) -----------------------------------------------------------------------
+
+    def _segment(self, pos: int) -> Segment:
+        i = bisect.bisect_right(self._bases, pos) - 1
+        if i < 0:
+            raise IndexError(pos)
+        return self.segments[i]
+
+    def read_record(self, pos: int) -> rc.Message:
+        """The verified record at `pos`; CorruptRecord if its CRC/size/offset is wrong."""
+        if not self.min_offset <= pos < self.max_offset:
+            raise IndexError(f"offset {pos} outside [{self.min_offset}, {self.max_offset})")
+        seg = self._segment(pos)
+        rel = pos - seg.base
+        limit = min(seg.size, self.max_offset - seg.base)
+        try:
+            total = rc.peek_size(seg.mm, rel)
+            if total < rc.BLANK_MIN or rel + total > limit:
+                raise rc.CodecError(f"size {total} out of range")
+            buf = seg.mm[rel:rel + total]
+            rc.check(buf, 0, total, expect_offset=pos)
+            return rc.decode(buf, 0, total, verify=False)
+        except rc.CodecError as e:
+            raise CorruptRecord(seg.path, pos, e.reason) from None
+
+    def records(self, start: int, end: int | None = None) -> Iterator[tuple[int, int, memoryview | bytes]]:
+        """Yield (offset, magic, record bytes) of verified records from start to end (blanks too)."""
+        pos = start
+        while True:
+            stop = self.max_offset if end is None else min(end, self.max_offset)
+            if pos >= stop:
+                return
+            seg = self._segment(pos)
+            rel = pos - seg.base
+            limit = min(seg.size, self.max_offset - seg.base)
+            total = rc.peek_size(seg.mm, rel) if limit - rel >= rc.BLANK_MIN else 0
+            if total < rc.BLANK_MIN or rel + total > limit:
+                raise CorruptRecord(seg.path, pos, f"bad size {total}")
+            if pos + total > stop:
+                return  # the record straddles `end`: stop before it
+            buf = seg.mm[rel:rel + total]
+            try:
+                _, magic = rc.check(buf, 0, total, expect_offset=pos)
+            except rc.CodecError as e:
+                raise CorruptRecord(seg.path, pos, e.reason) from None
+            yield pos, magic, buf
+            pos += total
+
+    def read_raw(self, start: int, max_bytes: int) -> bytes:
+        """Whole records from `start` totalling at most max_bytes (b"" if the first is larger)."""
+        if start >= self.max_offset or max_bytes <= 0:
+            return b""
+        if start < self.min_offset:
+            raise IndexError(f"offset {start} below the log start {self.min_offset}")
+        parts = []
+        got = 0
+        pos = start
+        end = self.max_offset
+        while pos < end:
+            seg = self._segment(pos)
+            rel = pos - seg.base
+            seg_stop = min(seg.size, end - seg.base)
+            r = rel
+            while r < seg_stop:
+                total = rc.peek_size(seg.mm, r)
+                if total < rc.BLANK_MIN or r + total > seg_stop:
+                    raise CorruptRecord(seg.path, seg.base + r, f"bad size {total}")
+                if got + (r - rel) + total > max_bytes:
+                    break
+                r += total
+            if r > rel:
+                parts.append(seg.mm[rel:r])
+                got += r - rel
+            if r < seg_stop or r < seg.size:
+                break
+            pos = seg.base + r
+        return b"".join(parts)
+
+    # ---- truncation and deletion --------------------------------------------------------------------
+
+    def truncate(self, offset: int) -> None:
+        """Cut everything at and after `offset` (a record boundary), durably."""
+        if offset >= self.max_offset:
+            return
+        if offset < self.min_offset:
+            offset = self.min_offset
+        while len(self.segments) > 1 and self.segments[-1].base > offset:
+            self._drop_last()
+        if self.segments[-1].base == offset and len(self.segments) > 1:
+            # the previous segment ends with a blank; keep it and an empty segment starting here
+            pass
+        seg = self.segments[-1]
+        seg.cut(offset - seg.base)
+        self.max_offset = offset
+        fsync_dir(self.dir)
+
+    def delete_oldest(self) -> Segment | None:
+        """Delete the oldest segment (never the active one); returns it (closed) or None."""
+        if len(self.segments) < 2:
+            return None
+        seg = self.segments.pop(0)
+        self._bases.pop(0)
+        seg.close()
+        os.unlink(seg.path)
+        fsync_dir(self.dir)
+        return seg
+
+    def segment_files(self) -> list[tuple[str, int, int]]:
+        """[(path, base, end)] of every segment, oldest first."""
+        return [(s.path, s.base, s.end) for s in self.segments]
+
+    def flush_range(self, start: int, end: int) -> None:
+        """fdatasync every segment holding bytes of [start, end)."""
+        for s in list(self.segments):
+            if s.end > start and s.base < end:
+                os.fdatasync(s.fd)

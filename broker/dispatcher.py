@@ -1,0 +1,286 @@
+"""The dispatcher: follows the commitlog up to the confirm offset and builds every index from it.
+
+Owns: turning records into index entries (consume queue, key and id index, queue ends) and META
+records into metadata table changes, one rocksdict WriteBatch per round that also carries the
+dispatch checkpoint (so a restart resumes with neither duplicates nor gaps), the in-memory queue
+end/min tables readers use, and notifying listeners (long polling) of the queues that grew.
+`apply_meta` (pure, on a plain dict) is also how truncation and snapshots replay metadata.
+It never appends to the commitlog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from orbitmq.broker import index_store as ix
+from orbitmq.broker import record as rc
+from orbitmq.broker.errors import CorruptRecord
+
+log = logging.getLogger("orbitmq.broker.dispatcher")
+
+QueueKey = tuple[str, int]
+
+# META operations (the JSON body's "op")
+OP_TOPIC_PUT = "topic_put"
+OP_TOPIC_DEL = "topic_del"
+OP_GROUP_PUT = "group_put"
+OP_GROUP_DEL = "group_del"
+OP_OFFSET = "offset"
+OP_SNAPSHOT = "snapshot"
+OPS = (OP_TOPIC_PUT, OP_TOPIC_DEL, OP_GROUP_PUT, OP_GROUP_DEL, OP_OFFSET, OP_SNAPSHOT)
+
+
+def empty_meta() -> dict[str, Any]:
+    return {"topics": {}, "groups": {}, "offsets": []}
+
+
+def apply_meta(state: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
+    """Apply one META operation to a metadata state (pure; returns the new state)."""
+    kind = op["op"]
+    if kind == OP_SNAPSHOT:
+        return {"topics": dict(op["topics"]), "groups": dict(op["groups"]),
+                "offsets": [list(x) for x in op["offsets"]]}
+    topics, groups = dict(state["topics"]), dict(state["groups"])
+    offsets = {(g, t, q): o for g, t, q, o in state["offsets"]}
+    if kind == OP_TOPIC_PUT:
+        topics[op["topic"]] = op["config"]
+    elif kind == OP_TOPIC_DEL:
+        topics.pop(op["topic"], None)
+        offsets = {k: v for k, v in offsets.items() if k[1] != op["topic"]}
+    elif kind == OP_GROUP_PUT:
+        groups[op["group"]] = op["config"]
+    elif kind == OP_GROUP_DEL:
+        groups.pop(op["group"], None)
+        offsets = {k: v for k, v in offsets.items() if k[0] != op["group"]}
+    elif kind == OP_OFFSET:
+        offsets[(op["group"], op["topic"], op["queue_id"])] = op["offset"]
+    else:
+        raise ValueError(f"unknown META op {kind!r}")
+    return {"topics": topics, "groups": groups, "offsets": [[g, t, q, o] for (g, t, q), o in sorted(offsets.items())]}
+
+
+def parse_index_fields(buf) -> tuple:
+    """(magic, queue_id, queue_offset, size, topic, tags, keys, msg_id, body_or_None) of a verified record."""
+    h = rc.HEADER.unpack_from(buf, 0)
+    magic, total = h[2], h[1]
+    p = rc.HEADER_SIZE
+    topic = bytes(buf[p:p + h[13]]).decode()
+    p += h[13] + h[14] + h[15]
+    if magic == rc.MAGIC_META:
+        body = bytes(buf[p + h[16]:p + h[16] + h[12]])
+        return magic, h[4], h[5], total, topic, "", (), "", body
+    tags, keys, msg_id = "", (), ""
+    if h[16]:
+        props = bytes(buf[p:p + h[16]])
+        if b"TAGS\x01" in props or b"KEYS\x01" in props or b"UNIQ_KEY\x01" in props:
+            d = rc.decode_properties(props)
+            tags = d.get(rc.PROP_TAGS, "")
+            ks = d.get(rc.PROP_KEYS, "")
+            keys = ks.split() if ks else ()
+            msg_id = d.get(rc.PROP_UNIQ, "")
+    return magic, h[4], h[5], total, topic, tags, keys, msg_id, None
+
+
+class Dispatcher:
+    """Builds the indexes of `log` into `db` up to `confirm_fn()`; see the module docstring."""
+
+    def __init__(self, log_: Any, db: ix.IndexStore, confirm_fn: Callable[[], int], batch_bytes: int = 4 << 20) -> None:
+        self.log = log_
+        self.db = db
+        self.confirm_fn = confirm_fn
+        self.batch_bytes = batch_bytes
+        self.lock = threading.Lock()  # held while a round runs; truncation/expiry/snapshots take it
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self.idle = True
+        self.dispatched = 0
+        self.qmax: dict[QueueKey, int] = {}
+        self.qmin: dict[QueueKey, int] = {}
+        self.listeners: list[Callable[[set[QueueKey]], None]] = []
+        self.error: CorruptRecord | None = None
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.rounds = 0
+        self.records_dispatched = 0
+
+    # ---- state ------------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the checkpoint and queue tables (a missing checkpoint: rebuild from the log start)."""
+        cp = self.db.checkpoint()
+        self.dispatched = self.log.min_offset if cp is None else cp
+        self.qmax = {ix.parse_queue_key(k): ix.unpack_q(v) for k, v in self.db.scan(b"Q")}
+        self.qmin = {ix.parse_queue_key(k): ix.unpack_q(v) for k, v in self.db.scan(b"N")}
+        if self.dispatched < self.log.min_offset:
+            log.warning("dispatch checkpoint %d below the log start %d: skipping the expired range",
+                        self.dispatched, self.log.min_offset)
+            self.dispatched = self.log.min_offset
+
+    def start(self) -> None:
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="orbitmq-dispatch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def wake(self) -> None:
+        if self.idle:
+            self._wake.set()
+
+    def wait_dispatched(self, end: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.dispatched >= end or self._stop, timeout) and \
+                self.dispatched >= end
+
+    # ---- the thread -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                with self.lock:
+                    n = self.dispatch_once()
+            except CorruptRecord as e:
+                if self.error is None or self.error.offset != e.offset:
+                    log.error("dispatch stopped at a corrupt record: %s", e)
+                self.error = e
+                n = 0
+                self._wake.wait(1.0)
+            except Exception:  # noqa: BLE001 - keep dispatching after an unexpected error, loudly
+                log.exception("dispatch round failed")
+                n = 0
+                self._wake.wait(0.5)
+            if n == 0:
+                self.idle = True
+                self._wake.wait(0.05)
+                self._wake.clear()
+                self.idle = False
+
+    def dispatch_once(self) -> int:
+        """One round up to the confirm offset (caller holds `lock`); returns records dispatched."""
+        target = min(self.confirm_fn(), self.log.max_offset)
+        start = self.dispatched
+        if start >= target:
+            return 0
+        db = self.db
+        wb = db.batch()
+        qmax = dict()
+        qmin_new: dict[QueueKey, int] = {}
+        changed: set[QueueKey] = set()
+        pos = start
+        n = 0
+        limit = self.batch_bytes
+        known_qmax = self.qmax
+        for off, magic, buf in self.log.records(start, target):
+            total = len(buf)
+            if magic == rc.MAGIC_BLANK:
+                pos = off + total
+                continue
+            magic, qid, qoff, total, topic, tags, keys, msg_id, body = parse_index_fields(buf)
+            if magic == rc.MAGIC_META:
+                op = json.loads(body)
+                kind = op.get("op")
+                if kind in (OP_TOPIC_DEL, OP_SNAPSHOT, OP_GROUP_DEL):
+                    # these read committed tables: commit what we have first
+                    self._commit(wb, off, qmax, qmin_new, changed)
+                    wb, qmax, qmin_new, changed = db.batch(), {}, {}, set()
+                    self._apply_heavy(op, off, off + total)
+                    pos = off + total
+                    n += 1
+                    continue
+                self._apply_light(wb, op)
+                wb.put(ix.meta_key(off), b"m")
+            else:
+                key = (topic, qid)
+                wb.put(ix.cq_key(topic, qid, qoff), ix.CQ_VALUE.pack(off, total, rc.tag_hash(tags)))
+                for k in keys:
+                    wb.put(ix.key_key(topic, k, off), b"")
+                if msg_id:
+                    wb.put(ix.id_key(msg_id), ix.pack_q(off))
+                cur = qmax.get(key)
+                if cur is None:
+                    cur = known_qmax.get(key)
+                    if cur is None and key not in qmin_new:
+                        qmin_new[key] = qoff
+                if cur is None or qoff + 1 > cur:
+                    qmax[key] = qoff + 1
+                changed.add(key)
+            pos = off + total
+            n += 1
+            if pos - start >= limit:
+                break
+        self._commit(wb, pos, qmax, qmin_new, changed)
+        self.records_dispatched += n
+        return n
+
+    def _commit(self, wb, pos: int, qmax: dict, qmin_new: dict, changed: set) -> None:
+        for key, v in qmax.items():
+            wb.put(ix.qmax_key(*key), ix.pack_q(v))
+        for key, v in qmin_new.items():
+            if key not in self.qmin:
+                wb.put(ix.qmin_key(*key), ix.pack_q(v))
+        wb.put(ix.CHECKPOINT, ix.pack_q(pos))
+        self.db.write(wb)
+        self.qmax.update(qmax)
+        for key, v in qmin_new.items():
+            self.qmin.setdefault(key, v)
+        self.rounds += 1
+        with self._cond:
+            self.dispatched = pos
+            self._cond.notify_all()
+        if changed:
+            for fn in self.listeners:
+                try:
+                    fn(changed)
+                except Exception:  # noqa: BLE001 - a listener must not stop dispatching
+                    log.exception("dispatch listener failed")
+
+    @staticmethod
+    def _apply_light(wb, op: dict) -> None:
+        kind = op["op"]
+        if kind == OP_TOPIC_PUT:
+            wb.put(b"t" + op["topic"].encode(), json.dumps(op["config"], sort_keys=True).encode())
+        elif kind == OP_GROUP_PUT:
+            wb.put(b"g" + op["group"].encode(), json.dumps(op["config"], sort_keys=True).encode())
+        elif kind == OP_OFFSET:
+            wb.put(ix.offset_key(op["group"], op["topic"], op["queue_id"]), ix.pack_q(op["offset"]))
+        else:
+            log.error("unknown META op %r ignored", kind)
+
+    def _apply_heavy(self, op: dict, off: int, end: int) -> None:
+        """topic/group deletion and snapshots: one batch of their own, checkpoint `end`."""
+        db = self.db
+        wb = db.batch()
+        kind = op["op"]
+        dropped: list[QueueKey] = []
+        if kind == OP_SNAPSHOT:
+            db.write_meta_state(wb, apply_meta(empty_meta(), op))
+            wb.put(ix.meta_key(off), b"S")
+            wb.put(ix.LAST_SNAPSHOT, ix.pack_q(off))
+        else:
+            state = apply_meta(db.meta_state(), op)
+            db.write_meta_state(wb, state)
+            wb.put(ix.meta_key(off), b"m")
+            if kind == OP_TOPIC_DEL:
+                t = op["topic"]
+                for p in (b"c", b"Q", b"N", b"k"):
+                    pre = p + t.encode() + b"\x00"
+                    wb.delete_range(pre, ix.prefix_end(pre))
+                dropped = [k for k in self.qmax if k[0] == t]
+        wb.put(ix.CHECKPOINT, ix.pack_q(end))
+        db.write(wb)
+        for k in dropped:
+            self.qmax.pop(k, None)
+            self.qmin.pop(k, None)
+        self.rounds += 1
+        with self._cond:
+            self.dispatched = end
+            self._cond.notify_all()

@@ -1,0 +1,768 @@
+"""`MessageStore`: the broker's storage engine facade (see DESIGN.md "Storage engine contract").
+
+Owns: the append path (queue offsets assigned under one lock, one contiguous write per batch),
+reads through the consume queues, metadata as META records, replication entry points
+(read_raw/append_raw/truncate, confirm offset), expiry and the lifecycle of the commitlog, the
+flush thread, the dispatcher thread and the index database. No sockets, no asyncio loop of its
+own (asyncio callers await `flushed()`, resolved from the flush thread).
+
+Files under `store_dir`: `commitlog/` (segments), `index/` (rocksdict), `TRUNCATING` (present only
+while a truncation runs; a restart finishes it).
+
+Truncation and metadata: META records applied after the truncation point are undone by
+rebuilding the metadata tables from the last snapshot record before the point plus a replay of
+the META records between (the index keeps where every META record is), in the same WriteBatch
+that removes the truncated records' index entries and moves the checkpoint back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from orbitmq.broker import expiry as ex
+from orbitmq.broker import index_store as ix
+from orbitmq.broker import names
+from orbitmq.broker import record as rc
+from orbitmq.broker.commitlog import CommitLog, fsync_dir
+from orbitmq.broker.dispatcher import (
+    OP_GROUP_DEL,
+    OP_GROUP_PUT,
+    OP_OFFSET,
+    OP_SNAPSHOT,
+    OP_TOPIC_DEL,
+    OP_TOPIC_PUT,
+    Dispatcher,
+    apply_meta,
+    empty_meta,
+    parse_index_fields,
+)
+from orbitmq.broker.errors import CorruptRecord, StoreClosed
+from orbitmq.broker.flush import Flusher
+from orbitmq.broker.record import Message
+
+log = logging.getLogger("orbitmq.broker.store")
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+__all__ = ["GetResult", "GetStatus", "Message", "MessageStore", "PutResult", "StoreConfig"]
+
+
+@dataclass
+class StoreConfig:
+    """Storage engine settings (the broker's `[store]` TOML table; store_dir/flush_mode from the broker)."""
+
+    store_dir: str = "./orbitmq-store"
+    segment_size: int = GiB
+    flush_mode: str = "async"  # async: periodic fdatasync; sync: group commit on demand
+    flush_interval_s: float = 0.5
+    auto_confirm: bool = True  # False for an HA replica: dispatch only up to set_confirm_offset()
+    store_host: str = "127.0.0.1:0"
+    retention_hours: float = 72.0
+    disk_max_ratio: float = 0.85
+    expiry_interval_s: float = 10.0  # 0: no expiry thread (call expire() yourself)
+    dispatch_batch_bytes: int = 4 * MiB
+    meta_wait_s: float = 3.0  # META writes wait this long to become readable
+    max_scan_entries: int = 4096  # consume queue entries one filtered read looks at
+
+    def validate(self) -> None:
+        if self.flush_mode not in ("async", "sync"):
+            raise ValueError(f"flush_mode must be async or sync, got {self.flush_mode!r}")
+        if self.segment_size < 64 * 1024:
+            raise ValueError("segment_size must be at least 64 KiB")
+        if not 0 < self.disk_max_ratio <= 1:
+            raise ValueError("disk_max_ratio must be in (0, 1]")
+
+
+@dataclass(slots=True)
+class PutResult:
+    physical_offset: int
+    size: int
+    end_offset: int
+    queue_id: int
+    queue_offset: int
+    msg_id: str
+
+
+class GetStatus(StrEnum):
+    FOUND = "FOUND"
+    NO_NEW = "NO_NEW"
+    OFFSET_MOVED = "OFFSET_MOVED"
+    OFFSET_TOO_BIG = "OFFSET_TOO_BIG"
+    NO_QUEUE = "NO_QUEUE"
+
+
+@dataclass
+class GetResult:
+    status: GetStatus
+    messages: list[Message] = field(default_factory=list)
+    next_offset: int = 0
+    min_offset: int = 0
+    max_offset: int = 0
+
+
+class MessageStore:
+    """Thread-safe; `open()` before use, `close()` at the end."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        config.validate()
+        self.config = config
+        self.dir = config.store_dir
+        self._lock = threading.Lock()  # the append lock (also guards _next and truncation)
+        self._next: dict[tuple[str, int], int] = {}
+        self._offsets_overlay: dict[tuple[str, str, int], int] = {}
+        self._auto_confirm = config.auto_confirm
+        self._confirm = 0
+        self._host_b = config.store_host.encode()
+        self._id_prefix = os.urandom(6).hex().upper()
+        self._ids = itertools.count(1)
+        self._topic_ok: set[str] = set()
+        self._opened = False
+        self._expiry_stop = threading.Event()
+        self._expiry_thread: threading.Thread | None = None
+        self.log: CommitLog | None = None
+        self.db: ix.IndexStore | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.flusher: Flusher | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Recover the commitlog, finish an interrupted truncation, resume dispatching."""
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = CommitLog(os.path.join(self.dir, "commitlog"), self.config.segment_size)
+        self.log.open()
+        index_dir = os.path.join(self.dir, "index")
+        self.db = ix.IndexStore(index_dir)
+        self.dispatcher = Dispatcher(self.log, self.db, self._dispatch_target, self.config.dispatch_batch_bytes)
+        self.dispatcher.load()
+        marker = os.path.join(self.dir, "TRUNCATING")
+        if os.path.exists(marker):
+            with open(marker) as f:
+                point = int(f.read().strip() or self.log.max_offset)
+            log.warning("finishing an interrupted truncation to %d", point)
+            self._truncate_locked(point)
+        if self.dispatcher.dispatched > self.log.max_offset:
+            log.warning("index checkpoint %d beyond the log end %d: rebuilding the index",
+                        self.dispatcher.dispatched, self.log.max_offset)
+            self.db.close()
+            ix.IndexStore.destroy(index_dir)
+            self.db = ix.IndexStore(index_dir)
+            self.dispatcher = Dispatcher(self.log, self.db, self._dispatch_target, self.config.dispatch_batch_bytes)
+            self.dispatcher.load()
+        self._confirm = self.dispatcher.dispatched
+        self._rebuild_next()
+        self.log.flush_range(self.log.min_offset, self.log.max_offset)
+        self.flusher = Flusher(self.log.flush_range, lambda: self.log.max_offset, self.config.flush_mode,
+                               self.config.flush_interval_s, flushed=self.log.max_offset)
+        self.flusher.start()
+        self.dispatcher.start()
+        self._opened = True
+        if self.config.expiry_interval_s > 0:
+            self._expiry_stop.clear()
+            self._expiry_thread = threading.Thread(target=self._expiry_loop, name="orbitmq-expiry", daemon=True)
+            self._expiry_thread.start()
+        log.info("store open dir=%s min=%d max=%d dispatched=%d segments=%d", self.dir, self.log.min_offset,
+                 self.log.max_offset, self.dispatcher.dispatched, len(self.log.segments))
+
+    def close(self) -> None:
+        """Flush, stop the threads, close files (idempotent)."""
+        if not self._opened:
+            return
+        self._opened = False
+        self._expiry_stop.set()
+        if self._expiry_thread is not None:
+            self._expiry_thread.join()
+            self._expiry_thread = None
+        self.dispatcher.stop()
+        self.flusher.stop()
+        self.db.close()
+        self.log.close()
+
+    def __enter__(self) -> MessageStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if not self._opened:
+            raise StoreClosed("the store is not open")
+
+    def _rebuild_next(self) -> None:
+        """Queue next offsets = dispatched queue ends + the undispatched tail of the log."""
+        nxt = dict(self.dispatcher.qmax)
+        for _off, magic, buf in self.log.records(self.dispatcher.dispatched):
+            if magic == rc.MAGIC_BLANK:
+                continue
+            m, qid, qoff, _total, topic, _t, _k, _i, body = parse_index_fields(buf)
+            if m == rc.MAGIC_MESSAGE:
+                key = (topic, qid)
+                if qoff + 1 > nxt.get(key, 0):
+                    nxt[key] = qoff + 1
+            else:
+                op = json.loads(body)
+                if op.get("op") == OP_TOPIC_DEL:
+                    nxt = {k: v for k, v in nxt.items() if k[0] != op["topic"]}
+        self._next = nxt
+
+    # ---- confirm offset ---------------------------------------------------------------------------
+
+    def _dispatch_target(self) -> int:
+        return self.log.max_offset if self._auto_confirm else min(self._confirm, self.log.max_offset)
+
+    @property
+    def confirm_offset(self) -> int:
+        return self._dispatch_target()
+
+    def set_confirm_offset(self, offset: int) -> None:
+        """HA: consumers may see records up to `offset` (never beyond the log end)."""
+        self._confirm = min(offset, self.log.max_offset)
+        self.dispatcher.wake()
+
+    def set_auto_confirm(self, auto: bool) -> None:
+        """True (standalone): confirm = max offset. False (HA): only set_confirm_offset moves it."""
+        if not auto and self._auto_confirm:
+            self._confirm = self.dispatcher.dispatched
+        self._auto_confirm = auto
+        self.dispatcher.wake()
+
+    @property
+    def dispatched_offset(self) -> int:
+        return self.dispatcher.dispatched
+
+    def wait_dispatched(self, end: int, timeout: float) -> bool:
+        """Block until indexes cover everything before `end`; False on timeout."""
+        return self.dispatcher.wait_dispatched(end, timeout)
+
+    def add_dispatch_listener(self, fn: Callable[[set[tuple[str, int]]], None]) -> None:
+        """`fn(queues)` runs on the dispatcher thread after new messages of `queues` became visible."""
+        self.dispatcher.listeners.append(fn)
+
+    # ---- appends ----------------------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):012X}"
+
+    def put(self, msg: Message) -> PutResult:
+        """Append one message (no fsync); the result carries its offsets and message id."""
+        return self.put_batch([msg])[0]
+
+    def put_batch(self, msgs: list[Message]) -> list[PutResult]:
+        """Append messages as one contiguous write; queue offsets assigned in order."""
+        self._check_open()
+        prepared = []
+        total = 0
+        topic_ok = self._topic_ok
+        host_b = self._host_b
+        hdr = rc.HEADER_SIZE + len(host_b)
+        for m in msgs:
+            topic = m.topic
+            if topic not in topic_ok:
+                names.validate_topic(topic)
+                if len(topic_ok) < 100_000:
+                    topic_ok.add(topic)
+            if m.tags:
+                names.validate_tag(m.tags)
+            for k in m.keys:
+                names.validate_key(k)
+            mid = m.msg_id or self._new_id()
+            pb = rc.encode_properties(m.tags, m.keys, mid, m.properties)
+            body = m.body if type(m.body) is bytes else bytes(m.body)
+            bb = m.born_host.encode() if m.born_host else b""
+            tb = topic.encode()
+            n = hdr + len(tb) + len(bb) + len(pb) + len(body)
+            prepared.append((m, tb, bb, pb, body, mid, n))
+            total += n
+        now = int(time.time() * 1000)
+        results = []
+        encode_into = rc.encode_into
+        magic = rc.MAGIC_MESSAGE
+        cap = self.config.segment_size - rc.BLANK_MIN
+        if total <= cap:
+            groups = [prepared]
+        else:  # larger than a segment: contiguous writes of what fits in one
+            groups, cur, cur_n = [], [], 0
+            for p in prepared:
+                if cur and cur_n + p[6] > cap:
+                    groups.append(cur)
+                    cur, cur_n = [], 0
+                cur.append(p)
+                cur_n += p[6]
+            groups.append(cur)
+        with self._lock:
+            nxt = self._next
+            for group in groups:
+                buf = bytearray()
+                pos = self.log.reserve(total if len(groups) == 1 else sum(p[6] for p in group))
+                off = pos
+                for m, tb, bb, pb, body, mid, n in group:
+                    key = (m.topic, m.queue_id)
+                    q = nxt.get(key, 0)
+                    nxt[key] = q + 1
+                    encode_into(buf, magic, tb, bb, host_b, pb, body, flag=m.flag, queue_id=m.queue_id,
+                                queue_offset=q, physical_offset=off, sys_flag=m.sys_flag,
+                                born_ts=m.born_timestamp or now, store_ts=now, reconsume=m.reconsume_times,
+                                prepared_tx_offset=m.prepared_tx_offset)
+                    results.append(PutResult(off, n, off + n, m.queue_id, q, mid))
+                    off += n
+                self.log.write(pos, buf)
+        if self._auto_confirm:
+            self.dispatcher.wake()
+        return results
+
+    def _append_meta(self, op: dict[str, Any]) -> PutResult:
+        self._check_open()
+        body = json.dumps(op, sort_keys=True, separators=(",", ":")).encode()
+        now = int(time.time() * 1000)
+        buf = bytearray()
+        with self._lock:
+            pos = self.log.reserve(rc.HEADER_SIZE + len(self._host_b) + len(body))
+            n = rc.encode_into(buf, rc.MAGIC_META, b"", b"", self._host_b, b"", body, flag=0, queue_id=-1,
+                               queue_offset=-1, physical_offset=pos, sys_flag=0, born_ts=now, store_ts=now,
+                               reconsume=0, prepared_tx_offset=0)
+            self._meta_appended(op)
+            self.log.write(pos, buf)
+        if self._auto_confirm:
+            self.dispatcher.wake()
+        return PutResult(pos, n, pos + n, -1, -1, "")
+
+    def _meta_appended(self, op: dict[str, Any]) -> None:
+        """In-memory effects at append time (append lock held)."""
+        kind = op["op"]
+        if kind == OP_TOPIC_DEL:
+            t = op["topic"]
+            self._next = {k: v for k, v in self._next.items() if k[0] != t}
+            self._offsets_overlay = {k: v for k, v in self._offsets_overlay.items() if k[1] != t}
+        elif kind == OP_GROUP_DEL:
+            g = op["group"]
+            self._offsets_overlay = {k: v for k, v in self._offsets_overlay.items() if k[0] != g}
+        elif kind == OP_OFFSET:
+            self._offsets_overlay[(op["group"], op["topic"], op["queue_id"])] = op["offset"]
+
+    def _meta_wait(self, r: PutResult) -> PutResult:
+        if not self.dispatcher.wait_dispatched(r.end_offset, self.config.meta_wait_s):
+            log.warning("META record at %d not dispatched within %.1fs (confirm offset %d)", r.physical_offset,
+                        self.config.meta_wait_s, self.confirm_offset)
+        return r
+
+    # ---- durability -------------------------------------------------------------------------------
+
+    def wait_flushed(self, end_offset: int, timeout: float | None = None) -> bool:
+        """Block until everything before end_offset is fdatasync'ed; False on timeout."""
+        return self.flusher.wait_flushed(end_offset, timeout)
+
+    async def flushed(self, end_offset: int) -> None:
+        """Await durability of everything before end_offset (group commit in sync mode)."""
+        await self.flusher.flushed_async(end_offset)
+
+    @property
+    def flushed_offset(self) -> int:
+        return self.flusher.flushed
+
+    # ---- reads ------------------------------------------------------------------------------------
+
+    def min_offset(self, topic: str, queue_id: int) -> int:
+        return self.dispatcher.qmin.get((topic, queue_id), 0)
+
+    def max_offset(self, topic: str, queue_id: int) -> int:
+        return self.dispatcher.qmax.get((topic, queue_id), 0)
+
+    def queues(self) -> list[tuple[str, int]]:
+        """Every (topic, queue_id) that has dispatched messages."""
+        return sorted(self.dispatcher.qmax)
+
+    def get_messages(self, topic: str, queue_id: int, queue_offset: int, max_count: int = 32,
+                     max_bytes: int = 4 * MiB, tags: set[str] | None = None) -> GetResult:
+        """Messages of one queue from queue_offset (see GetStatus)."""
+        self._check_open()
+        key = (topic, queue_id)
+        d = self.dispatcher
+        mx = d.qmax.get(key)
+        mn = d.qmin.get(key, 0)
+        if mx is None:
+            if self.db.get(b"t" + topic.encode()) is None:
+                return GetResult(GetStatus.NO_QUEUE, next_offset=0, min_offset=0, max_offset=0)
+            mx = 0
+        if queue_offset < mn:
+            return GetResult(GetStatus.OFFSET_MOVED, next_offset=mn, min_offset=mn, max_offset=mx)
+        if queue_offset == mx:
+            return GetResult(GetStatus.NO_NEW, next_offset=mx, min_offset=mn, max_offset=mx)
+        if queue_offset > mx:
+            return GetResult(GetStatus.OFFSET_TOO_BIG, next_offset=mx, min_offset=mn, max_offset=mx)
+        hashes = {rc.tag_hash(t) for t in tags} if tags else None
+        budget = self.config.max_scan_entries if tags else max_count
+        msgs: list[Message] = []
+        size = 0
+        nxt = queue_offset
+        scanned = 0
+        log_ = self.log
+        unpack = ix.CQ_VALUE.unpack
+        for k, v in self.db.scan(ix.cq_prefix(topic, queue_id), ix.cq_key(topic, queue_id, queue_offset)):
+            qo = int.from_bytes(k[-8:], "big", signed=True)
+            if qo >= mx:
+                break
+            phys, sz, th = unpack(v)
+            if msgs and size + sz > max_bytes:
+                break
+            nxt = qo + 1
+            scanned += 1
+            if phys < log_.min_offset:
+                if not msgs:
+                    nmin = d.qmin.get(key, 0)
+                    if nmin > queue_offset:
+                        return GetResult(GetStatus.OFFSET_MOVED, next_offset=nmin, min_offset=nmin, max_offset=mx)
+                continue
+            if hashes is None or th in hashes:
+                try:
+                    m = log_.read_record(phys)
+                except (IndexError, ValueError):  # expired under us
+                    continue
+                if tags is None or m.tags in tags:
+                    msgs.append(m)
+                    size += sz
+                    if len(msgs) >= max_count:
+                        break
+            if scanned >= budget:
+                break
+        if scanned == 0:
+            nxt = mx  # a gap (deleted entries): skip to the end
+        return GetResult(GetStatus.FOUND, msgs, nxt, mn, mx)
+
+    def get_by_physical_offset(self, offset: int) -> Message | None:
+        """The record at offset (None outside the log); CorruptRecord if it is damaged."""
+        self._check_open()
+        try:
+            return self.log.read_record(offset)
+        except (IndexError, ValueError):
+            return None
+
+    def query_by_key(self, topic: str, key: str, limit: int = 32) -> list[Message]:
+        """The newest `limit` messages of topic carrying key, oldest first."""
+        self._check_open()
+        prefix = ix.key_prefix(topic, key)
+        out: list[Message] = []
+        for k, _ in self.db.scan_reverse(prefix, ix.prefix_end(prefix)):
+            if len(out) >= limit:
+                break
+            phys = int.from_bytes(k[-8:], "big", signed=True)
+            m = self.get_by_physical_offset(phys) if phys >= self.log.min_offset else None
+            if m is not None and m.topic == topic and key in m.keys:
+                out.append(m)
+        out.reverse()
+        return out
+
+    def query_by_msg_id(self, msg_id: str) -> Message | None:
+        self._check_open()
+        v = self.db.get(ix.id_key(msg_id))
+        if v is None:
+            return None
+        phys = ix.unpack_q(v)
+        if phys < self.log.min_offset:
+            return None
+        m = self.get_by_physical_offset(phys)
+        return m if m is not None and m.msg_id == msg_id else None
+
+    # ---- metadata ---------------------------------------------------------------------------------
+
+    def put_topic_config(self, topic: str, config: dict[str, Any]) -> PutResult:
+        """Create/update a topic config (JSON-able dict); readable when this returns (see meta_wait_s)."""
+        names.validate_topic(topic)
+        return self._meta_wait(self._append_meta({"op": OP_TOPIC_PUT, "topic": topic, "config": config}))
+
+    def delete_topic(self, topic: str) -> bool:
+        """Delete a topic's config, consume queues and consumer offsets; False if it did not exist."""
+        names.validate_topic(topic)
+        existed = self.get_topic_config(topic) is not None or any(k[0] == topic for k in self.dispatcher.qmax)
+        self._meta_wait(self._append_meta({"op": OP_TOPIC_DEL, "topic": topic}))
+        return existed
+
+    def get_topic_config(self, topic: str) -> dict[str, Any] | None:
+        v = self.db.get(b"t" + topic.encode())
+        return None if v is None else json.loads(v)
+
+    def list_topics(self) -> dict[str, dict[str, Any]]:
+        return {k[1:].decode(): json.loads(v) for k, v in self.db.scan(b"t")}
+
+    def put_subscription_group(self, group: str, config: dict[str, Any]) -> PutResult:
+        names.validate_group(group)
+        return self._meta_wait(self._append_meta({"op": OP_GROUP_PUT, "group": group, "config": config}))
+
+    def delete_subscription_group(self, group: str) -> bool:
+        """Delete a group and its offsets; False if it did not exist."""
+        names.validate_group(group)
+        existed = self.get_subscription_group(group) is not None
+        self._meta_wait(self._append_meta({"op": OP_GROUP_DEL, "group": group}))
+        return existed
+
+    def get_subscription_group(self, group: str) -> dict[str, Any] | None:
+        v = self.db.get(b"g" + group.encode())
+        return None if v is None else json.loads(v)
+
+    def list_subscription_groups(self) -> dict[str, dict[str, Any]]:
+        return {k[1:].decode(): json.loads(v) for k, v in self.db.scan(b"g")}
+
+    def commit_offset(self, group: str, topic: str, queue_id: int, offset: int) -> PutResult:
+        """Record a consumer offset (a META record); visible to query_offset at once."""
+        names.validate_group(group)
+        names.validate_topic(topic)
+        if offset < 0 or queue_id < 0:
+            raise ValueError("offset and queue_id must be >= 0")
+        return self._append_meta({"op": OP_OFFSET, "group": group, "topic": topic, "queue_id": queue_id,
+                                  "offset": offset})
+
+    def query_offset(self, group: str, topic: str, queue_id: int) -> int | None:
+        v = self._offsets_overlay.get((group, topic, queue_id))
+        if v is not None:
+            return v
+        b = self.db.get(ix.offset_key(group, topic, queue_id))
+        return None if b is None else ix.unpack_q(b)
+
+    def offsets_of_group(self, group: str) -> dict[tuple[str, int], int]:
+        out = {}
+        for k, v in self.db.scan(b"o" + group.encode() + b"\x00"):
+            _, t, q = ix.parse_offset_key(k)
+            out[(t, q)] = ix.unpack_q(v)
+        for (g, t, q), off in list(self._offsets_overlay.items()):
+            if g == group:
+                out[(t, q)] = off
+        return out
+
+    def _meta_state_now(self) -> dict[str, Any]:
+        """Metadata as of the end of the log (append lock held): the tables + undispatched META."""
+        with self.dispatcher.lock:
+            state = self.db.meta_state()
+            start = self.dispatcher.dispatched
+        for _off, magic, buf in self.log.records(start):
+            if magic == rc.MAGIC_META:
+                state = apply_meta(state, json.loads(parse_index_fields(buf)[8]))
+        return state
+
+    def append_meta_snapshot(self) -> PutResult:
+        """Write the whole metadata as one META record (waits for it to be dispatched)."""
+        self._check_open()
+        with self._lock:
+            state = self._meta_state_now()
+        op = {"op": OP_SNAPSHOT, **state}
+        return self._meta_wait(self._append_meta(op))
+
+    # ---- replication ------------------------------------------------------------------------------
+
+    @property
+    def max_physical_offset(self) -> int:
+        return self.log.max_offset
+
+    @property
+    def min_physical_offset(self) -> int:
+        return self.log.min_offset
+
+    def read_raw(self, start: int, max_bytes: int) -> bytes:
+        """Whole records from start (a record boundary), at most max_bytes (b"" if the first is larger)."""
+        self._check_open()
+        return self.log.read_raw(start, max_bytes)
+
+    def append_raw(self, start: int, data: bytes) -> int:
+        """Append replicated records as-is (validated first); returns the new max offset."""
+        self._check_open()
+        with self._lock:
+            recs = self.log.append_raw(start, data)
+            nxt = self._next
+            mv = memoryview(data)
+            for off, _size, magic in recs:
+                if magic == rc.MAGIC_BLANK:
+                    continue
+                rel = off - start
+                fields = parse_index_fields(mv[rel:rel + _size])
+                if magic == rc.MAGIC_MESSAGE:
+                    key = (fields[4], fields[1])
+                    if fields[2] + 1 > nxt.get(key, 0):
+                        nxt[key] = fields[2] + 1
+                else:
+                    self._meta_appended(json.loads(fields[8]))
+            end = self.log.max_offset
+        if self._auto_confirm:
+            self.dispatcher.wake()
+        return end
+
+    def truncate(self, offset: int) -> None:
+        """Cut the commitlog and every index at `offset` (a record boundary), durably."""
+        self._check_open()
+        with self._lock, self.dispatcher.lock:
+            marker = os.path.join(self.dir, "TRUNCATING")
+            with open(marker, "w") as f:
+                f.write(str(offset))
+                f.flush()
+                os.fsync(f.fileno())
+            fsync_dir(self.dir)
+            self._truncate_locked(offset)
+        self.flusher.reset(self.log.max_offset)
+
+    def _truncate_locked(self, offset: int) -> None:
+        """Index first (from the records still in the log), then the log, then the marker."""
+        d = self.dispatcher
+        log_ = self.log
+        offset = max(offset, log_.min_offset)
+        if offset < d.dispatched:
+            wb = self.db.batch()
+            new_qmax: dict[tuple[str, int], int] = {}
+            meta_hit = False
+            for off, magic, buf in log_.records(offset, d.dispatched):
+                if magic == rc.MAGIC_BLANK:
+                    continue
+                m, qid, qoff, _total, topic, _tags, keys, msg_id, _body = parse_index_fields(buf)
+                if m == rc.MAGIC_META:
+                    meta_hit = True
+                    wb.delete(ix.meta_key(off))
+                    continue
+                wb.delete(ix.cq_key(topic, qid, qoff))
+                for k in keys:
+                    wb.delete(ix.key_key(topic, k, off))
+                if msg_id:
+                    v = self.db.get(ix.id_key(msg_id))
+                    if v is not None and ix.unpack_q(v) >= offset:
+                        wb.delete(ix.id_key(msg_id))
+                key = (topic, qid)
+                if key in d.qmax and qoff < new_qmax.get(key, d.qmax[key]):
+                    new_qmax[key] = qoff
+            if meta_hit:
+                state, snap = self._replay_meta_before(offset)
+                self.db.write_meta_state(wb, state)
+                if snap is None:
+                    wb.delete(ix.LAST_SNAPSHOT)
+                else:
+                    wb.put(ix.LAST_SNAPSHOT, ix.pack_q(snap))
+            for key, v in new_qmax.items():
+                wb.put(ix.qmax_key(*key), ix.pack_q(v))
+            wb.put(ix.CHECKPOINT, ix.pack_q(offset))
+            self.db.write(wb, sync=True)
+            d.qmax.update(new_qmax)
+            d.dispatched = offset
+        log_.truncate(offset)
+        marker = os.path.join(self.dir, "TRUNCATING")
+        if os.path.exists(marker):
+            os.unlink(marker)
+            fsync_dir(self.dir)
+        self._confirm = min(self._confirm, log_.max_offset)
+        self._offsets_overlay = {}
+        self._rebuild_next()
+        log.warning("truncated to %d (dispatched %d)", log_.max_offset, d.dispatched)
+
+    def _replay_meta_before(self, offset: int) -> tuple[dict[str, Any], int | None]:
+        """Metadata as of `offset`: the last snapshot before it + the META records after that snapshot."""
+        offs: list[int] = []
+        snap = None
+        for k, v in self.db.scan_reverse(b"M", ix.meta_key(offset)):
+            off = int.from_bytes(k[1:], "big", signed=True)
+            offs.append(off)
+            if v == b"S":
+                snap = off
+                break
+        state = empty_meta()
+        for off in reversed(offs):
+            m = self.log.read_record(off)
+            state = apply_meta(state, json.loads(m.body))
+        return state, snap
+
+    # ---- expiry -----------------------------------------------------------------------------------
+
+    def _expiry_loop(self) -> None:
+        while not self._expiry_stop.wait(self.config.expiry_interval_s):
+            try:
+                self.expire()
+            except Exception:  # noqa: BLE001 - keep the broker up; say why
+                log.exception("expiry failed")
+
+    def disk_usage(self) -> tuple[int, int]:
+        st = os.statvfs(self.dir)
+        total = st.f_blocks * st.f_frsize
+        return total - st.f_bfree * st.f_frsize, total
+
+    def expire(self, now: float | None = None, disk_usage: tuple[int, int] | None = None) -> int:
+        """Delete expired segments (retention or disk ratio); returns how many were deleted."""
+        self._check_open()
+        now = time.time() if now is None else now
+        used, total = disk_usage if disk_usage is not None else self.disk_usage()
+        infos = []
+        for s in list(self.log.segments):
+            st = os.stat(s.path)
+            infos.append(ex.SegmentInfo(s.base, s.end, st.st_mtime, st.st_blocks * 512))
+        safe = min(self.dispatcher.dispatched, self.flusher.flushed)
+        n = ex.segments_to_expire(infos, now, self.config.retention_hours * 3600, used, total,
+                                  self.config.disk_max_ratio, safe)
+        done = 0
+        for _ in range(n):
+            if not self._delete_oldest():
+                break
+            done += 1
+        return done
+
+    def _delete_oldest(self) -> bool:
+        seg = self.log.segments[0]
+        base, end = seg.base, seg.end
+        has_meta = any(True for _ in self.db.scan(b"M", ix.meta_key(base)) if _[0] < ix.meta_key(end))
+        if has_meta:
+            v = self.db.get(ix.LAST_SNAPSHOT)
+            if v is None or ix.unpack_q(v) < end:
+                r = self.append_meta_snapshot()
+                if not self.dispatcher.wait_dispatched(r.end_offset, self.config.meta_wait_s):
+                    log.warning("segment %s kept: its metadata snapshot is not dispatched yet", seg.path)
+                    return False
+        with self.dispatcher.lock:
+            d = self.dispatcher
+            wb = self.db.batch()
+            for key in list(d.qmax):
+                mx = d.qmax[key]
+                newmin = d.qmin.get(key, 0)
+                for k, v in self.db.scan(ix.cq_prefix(*key), ix.cq_key(key[0], key[1], newmin)):
+                    phys = ix.CQ_VALUE.unpack(v)[0]
+                    if phys >= end:
+                        break
+                    wb.delete(k)
+                    newmin = int.from_bytes(k[-8:], "big", signed=True) + 1
+                newmin = min(newmin, mx)
+                if newmin != d.qmin.get(key, 0):
+                    wb.put(ix.qmin_key(*key), ix.pack_q(newmin))
+                    d.qmin[key] = newmin
+            wb.delete_range(ix.meta_key(0), ix.meta_key(end))
+            self.db.write(wb, sync=True)
+            self.log.delete_oldest()
+        log.info("expired segment %s [%d, %d)", seg.path, base, end)
+        return True
+
+    # ---- introspection ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        d = self.dispatcher
+        return {"max_physical_offset": self.log.max_offset, "min_physical_offset": self.log.min_offset,
+                "confirm_offset": self.confirm_offset, "dispatched_offset": d.dispatched,
+                "flushed_offset": self.flusher.flushed, "flushes": self.flusher.flushes,
+                "segments": len(self.log.segments), "dispatch_error": str(d.error) if d.error else "",
+                "flush_error": str(self.flusher.error) if self.flusher.error else ""}
+
+    def verify(self) -> list[CorruptRecord]:
+        """Scan the whole log; every corrupt record found (the scan resyncs by the stored size)."""
+        out: list[CorruptRecord] = []
+        for seg in list(self.log.segments):
+            pos = seg.base
+            end = min(seg.end, self.log.max_offset)
+            while pos < end:
+                rel = pos - seg.base
+                size = rc.peek_size(seg.mm, rel) if end - pos >= rc.BLANK_MIN else 0
+                try:
+                    rc.check(seg.mm, rel, end - seg.base, expect_offset=pos)
+                except rc.CodecError as e:
+                    out.append(CorruptRecord(seg.path, pos, e.reason))
+                    if size < rc.BLANK_MIN or pos + size > end:
+                        break
+                pos += size
+        return out
