@@ -59,7 +59,7 @@ class RaftNode:
             journalFile=str(data / "raft.journal"),
             fullDumpFile=str(data / "raft.dump"),
             dynamicMembershipChange=False,
-            appendEntriesUseBatch=True,
+            appendEntriesUseBatch=cfg.raft_batch_appends,
             autoTick=True,
             raftMinTimeout=cfg.raft_min_timeout_s,
             raftMaxTimeout=cfg.raft_max_timeout_s,
