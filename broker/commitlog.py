@@ -14,7 +14,7 @@ import bisect
 import logging
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from orbitmq.broker import record as rc
 from orbitmq.broker.errors import CorruptRecord, MessageTooLarge, OffsetMismatch
@@ -179,6 +179,10 @@ class CommitLog:
     def min_offset(self) -> int:
         return self.segments[0].base if self.segments else 0
 
+    def room(self) -> int:
+        """Bytes a record (or batch) may still take in the active segment."""
+        return self.segments[-1].end - rc.BLANK_MIN - self.max_offset
+
     def reserve(self, n: int) -> int:
         """The position where `n` contiguous bytes go (rolls to a new segment if they do not fit)."""
         seg = self.segments[-1]
@@ -264,8 +268,13 @@ class CommitLog:
         except rc.CodecError as e:
             raise CorruptRecord(seg.path, pos, e.reason) from None
 
-    def records(self, start: int, end: int | None = None) -> Iterator[tuple[int, int, memoryview | bytes]]:
-        """Yield (offset, magic, record bytes) of verified records from start to end (blanks too)."""
+    def records(self, start: int, end: int | None = None,
+                on_corrupt: Callable[[CorruptRecord], None] | None = None) -> Iterator[tuple[int, int, bytes]]:
+        """Yield (offset, magic, record bytes) of verified records from start to end (blanks too).
+
+        A corrupt record raises CorruptRecord; with `on_corrupt`, one whose size field still leads
+        to a valid record (or the end) is reported to it and skipped instead.
+        """
         pos = start
         while True:
             stop = self.max_offset if end is None else min(end, self.max_offset)
@@ -283,9 +292,24 @@ class CommitLog:
             try:
                 _, magic = rc.check(buf, 0, total, expect_offset=pos)
             except rc.CodecError as e:
-                raise CorruptRecord(seg.path, pos, e.reason) from None
+                err = CorruptRecord(seg.path, pos, e.reason)
+                if on_corrupt is None or not self._resyncs(seg, rel + total, limit):
+                    raise err from None
+                on_corrupt(err)
+                pos += total
+                continue
             yield pos, magic, buf
             pos += total
+
+    @staticmethod
+    def _resyncs(seg: Segment, rel: int, limit: int) -> bool:
+        if rel == limit or rel == seg.size:
+            return True
+        try:
+            rc.check(seg.mm, rel, limit, expect_offset=seg.base + rel)
+            return True
+        except rc.CodecError:
+            return False
 
     def read_raw(self, start: int, max_bytes: int) -> bytes:
         """Whole records from `start` totalling at most max_bytes (b"" if the first is larger)."""

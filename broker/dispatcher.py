@@ -106,6 +106,7 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self.rounds = 0
         self.records_dispatched = 0
+        self.corrupt_skipped = 0
 
     # ---- state ------------------------------------------------------------------------------------
 
@@ -179,7 +180,7 @@ class Dispatcher:
         n = 0
         limit = self.batch_bytes
         known_qmax = self.qmax
-        for off, magic, buf in self.log.records(start, target):
+        for off, magic, buf in self.log.records(start, target, self._on_corrupt):
             total = len(buf)
             if magic == rc.MAGIC_BLANK:
                 pos = off + total
@@ -220,6 +221,12 @@ class Dispatcher:
         self._commit(wb, pos, qmax, qmin_new, changed)
         self.records_dispatched += n
         return n
+
+    def _on_corrupt(self, e: CorruptRecord) -> None:
+        if self.error is None or self.error.offset != e.offset:
+            log.error("skipping a corrupt record (its message is lost to consumers): %s", e)
+        self.error = e
+        self.corrupt_skipped += 1
 
     def _commit(self, wb, pos: int, qmax: dict, qmin_new: dict, changed: set) -> None:
         for key, v in qmax.items():

@@ -202,7 +202,8 @@ class MessageStore:
     def _rebuild_next(self) -> None:
         """Queue next offsets = dispatched queue ends + the undispatched tail of the log."""
         nxt = dict(self.dispatcher.qmax)
-        for _off, magic, buf in self.log.records(self.dispatcher.dispatched):
+        for _off, magic, buf in self.log.records(self.dispatcher.dispatched, None,
+                                                 lambda e: log.error("corrupt record in the log tail: %s", e)):
             if magic == rc.MAGIC_BLANK:
                 continue
             m, qid, qoff, _total, topic, _t, _k, _i, body = parse_index_fields(buf)
@@ -259,7 +260,7 @@ class MessageStore:
         return self.put_batch([msg])[0]
 
     def put_batch(self, msgs: list[Message]) -> list[PutResult]:
-        """Append messages as one contiguous write; queue offsets assigned in order."""
+        """Append messages as one contiguous write (split only at a segment end); queue offsets in order."""
         self._check_open()
         prepared = []
         total = 0
@@ -288,35 +289,31 @@ class MessageStore:
         results = []
         encode_into = rc.encode_into
         magic = rc.MAGIC_MESSAGE
-        cap = self.config.segment_size - rc.BLANK_MIN
-        if total <= cap:
-            groups = [prepared]
-        else:  # larger than a segment: contiguous writes of what fits in one
-            groups, cur, cur_n = [], [], 0
-            for p in prepared:
-                if cur and cur_n + p[6] > cap:
-                    groups.append(cur)
-                    cur, cur_n = [], 0
-                cur.append(p)
-                cur_n += p[6]
-            groups.append(cur)
+        log_ = self.log
         with self._lock:
             nxt = self._next
-            for group in groups:
-                buf = bytearray()
-                pos = self.log.reserve(total if len(groups) == 1 else sum(p[6] for p in group))
-                off = pos
-                for m, tb, bb, pb, body, mid, n in group:
-                    key = (m.topic, m.queue_id)
-                    q = nxt.get(key, 0)
-                    nxt[key] = q + 1
-                    encode_into(buf, magic, tb, bb, host_b, pb, body, flag=m.flag, queue_id=m.queue_id,
-                                queue_offset=q, physical_offset=off, sys_flag=m.sys_flag,
-                                born_ts=m.born_timestamp or now, store_ts=now, reconsume=m.reconsume_times,
-                                prepared_tx_offset=m.prepared_tx_offset)
-                    results.append(PutResult(off, n, off + n, m.queue_id, q, mid))
-                    off += n
-                self.log.write(pos, buf)
+            buf = bytearray()
+            pos = off = log_.max_offset
+            room = log_.room()
+            for m, tb, bb, pb, body, mid, n in prepared:
+                if n > room:  # the rest goes to the next segment (a record never spans two)
+                    if buf:
+                        log_.write(pos, buf)
+                        buf = bytearray()
+                    pos = off = log_.reserve(n)
+                    room = log_.room()
+                key = (m.topic, m.queue_id)
+                q = nxt.get(key, 0)
+                nxt[key] = q + 1
+                encode_into(buf, magic, tb, bb, host_b, pb, body, flag=m.flag, queue_id=m.queue_id,
+                            queue_offset=q, physical_offset=off, sys_flag=m.sys_flag,
+                            born_ts=m.born_timestamp or now, store_ts=now, reconsume=m.reconsume_times,
+                            prepared_tx_offset=m.prepared_tx_offset)
+                results.append(PutResult(off, n, off + n, m.queue_id, q, mid))
+                off += n
+                room -= n
+            if buf:
+                log_.write(pos, buf)
         if self._auto_confirm:
             self.dispatcher.wake()
         return results
