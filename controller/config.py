@@ -54,13 +54,12 @@ class ControllerConfig:
         from orbitmq.common.config import ConfigError
         from orbitmq.common.net import split_addr
 
-        try:
-            split_addr(self.listen)
-            split_addr(self.raft_addr)
-            for p in self.peers:
-                split_addr(p)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        for key, addrs in (("listen", [self.listen]), ("raft_addr", [self.raft_addr]), ("peers", self.peers)):
+            for addr in addrs:
+                try:
+                    split_addr(addr)
+                except ValueError as e:
+                    raise ConfigError(f"{key}: {e}") from None
         if self.raft_addr in self.peers:
             raise ConfigError("peers must not include this node's own raft_addr")
         for name in ("heartbeat_timeout_s", "broker_lease_s", "scan_interval_s", "election_retry_s",
