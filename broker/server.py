@@ -24,6 +24,7 @@ import grpc
 from orbitmq.broker.config import BrokerConfig, MiB
 from orbitmq.broker.registrar import Registrar
 from orbitmq.broker.replication_hooks import ReplicationHooks
+from orbitmq.broker.service import WireError
 from orbitmq.common.logs import kv
 from orbitmq.protos import broker_pb2_grpc, common_pb2, namesrv_pb2
 
@@ -145,16 +146,89 @@ class BrokerServer:
             self.registrar.register_now()
 
     # ---- the storage engine adapter ---------------------------------------------------------------
-    # Everything below is the one place that knows the store's record and metadata shapes.
+    # The one place that knows the store's record and metadata shapes.
 
     def _make_store(self) -> Any:
-        raise NotImplementedError
+        from orbitmq.broker.store import MessageStore, StoreConfig
+        from orbitmq.common.config import from_dict
+
+        c = self.config
+        data = {**c.store, "store_dir": c.store_dir, "flush_mode": c.flush_mode, "store_host": c.listen}
+        return MessageStore(from_dict(StoreConfig, data, "[store]"))
 
     def _attach_dispatch_listener(self) -> None:
-        raise NotImplementedError
+        self.store.add_dispatch_listener(self.service.waiters.notify_threadsafe)
 
     def store_topics(self) -> list[common_pb2.TopicConfig]:
-        raise NotImplementedError
+        return [topic_from_dict(t, d) for t, d in sorted(self.store.list_topics().items())]
+
+    async def store_put_topic(self, cfg: common_pb2.TopicConfig) -> None:
+        d = {"read_queues": cfg.read_queues, "write_queues": cfg.write_queues, "perm": cfg.perm,
+             "order": cfg.order, "attributes": dict(cfg.attributes)}
+        await asyncio.get_running_loop().run_in_executor(None, self.store.put_topic_config, cfg.topic, d)
+
+    async def store_delete_topic(self, topic: str) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(None, self.store.delete_topic, topic)
+
+    async def store_put_group(self, cfg: common_pb2.SubscriptionGroupConfig) -> None:
+        d = {"consume_enable": cfg.consume_enable, "broadcast_enable": cfg.broadcast_enable,
+             "retry_max_times": cfg.retry_max_times, "attributes": dict(cfg.attributes)}
+        await asyncio.get_running_loop().run_in_executor(None, self.store.put_subscription_group, cfg.group, d)
+
+    async def store_delete_group(self, group: str) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(None, self.store.delete_subscription_group, group)
+
+    def store_commit_offset(self, group: str, topic: str, queue_id: int, offset: int) -> None:
+        self.store.commit_offset(group, topic, queue_id, offset)
+
+    def store_query_offset(self, group: str, topic: str, queue_id: int) -> int | None:
+        return self.store.query_offset(group, topic, queue_id)
+
+    def store_group_topics(self, group: str) -> set[str]:
+        return {t for t, _ in self.store.offsets_of_group(group)}
+
+    def store_confirm_offset(self) -> int:
+        return int(self.store.confirm_offset)
+
+    @staticmethod
+    def status_name(res: Any) -> str:
+        return str(res.status)
+
+    def to_records(self, topic: str, queue_id: int, msgs: Any, peer: str) -> list[Any]:
+        """Wire messages -> store records, checking what the store does not (body, topic match)."""
+        from orbitmq.broker.record import Message
+
+        max_size = self.config.max_message_size
+        host = peer.partition(":")[2] if peer.startswith("ipv") else peer
+        out = []
+        for m in msgs:
+            body = m.body
+            n = len(body)
+            if not n:
+                raise WireError("BODY_EMPTY", f"message {len(out)} of the request has an empty body")
+            if n > max_size:
+                raise WireError("BODY_TOO_LARGE", f"message body of {n} bytes exceeds max_message_size {max_size}")
+            if m.topic and m.topic != topic:
+                raise WireError("BAD_REQUEST", f"message topic {m.topic!r} differs from the request's {topic!r}")
+            out.append(Message(topic, body, queue_id, m.tags, list(m.keys) if m.keys else [],
+                               dict(m.properties) if m.properties else {}, m.msg_id, m.flags, m.sys_flag,
+                               m.born_timestamp, m.born_host or host, "", 0, m.reconsume_times))
+        return out
+
+    @staticmethod
+    def to_proto(m: Any, broker_set: str) -> common_pb2.Message:
+        return common_pb2.Message(
+            topic=m.topic, body=m.body, tags=m.tags, keys=m.keys, properties=m.properties, msg_id=m.msg_id,
+            queue_id=m.queue_id, queue_offset=m.queue_offset, physical_offset=m.physical_offset,
+            born_timestamp=m.born_timestamp, born_host=m.born_host, store_timestamp=m.store_timestamp,
+            store_host=m.store_host, reconsume_times=m.reconsume_times, flags=m.flag, sys_flag=m.sys_flag,
+            broker_set=broker_set)
+
+
+def topic_from_dict(topic: str, d: dict[str, Any]) -> common_pb2.TopicConfig:
+    return common_pb2.TopicConfig(topic=topic, read_queues=int(d.get("read_queues", 0)),
+                                  write_queues=int(d.get("write_queues", 0)), perm=int(d.get("perm", 6)),
+                                  order=bool(d.get("order", False)), attributes=d.get("attributes") or {})
 
 
 def default_hooks(config: BrokerConfig) -> ReplicationHooks | None:

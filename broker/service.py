@@ -45,7 +45,7 @@ STATUS_OF: dict[str, grpc.StatusCode] = {
 }
 
 
-class WireError(Exception):
+class WireError(Exception):  # noqa: N818 - the wire's word for it
     """A refusal with an ErrorCode name; the servicer turns it into status + trailing metadata."""
 
     def __init__(self, code: str, details: str, master_address: str = "") -> None:
@@ -125,7 +125,8 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             cfg = self._topics.get(topic)
         return cfg
 
-    def _require_topic(self, topic: str, for_write: bool) -> common_pb2.TopicConfig:
+    def _require_topic(self, topic: str) -> common_pb2.TopicConfig:
+        """The topic's config, or BAD_TOPIC_NAME / TOPIC_NOT_FOUND."""
         cfg = self._topics.get(topic)
         if cfg is not None:
             return cfg
@@ -136,16 +137,25 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         cfg = self.topic_config(topic)
         if cfg is not None:
             return cfg
-        if for_write and self.config.auto_create_topics and self.config.writable:
-            self.hooks.check_writable()
-            n = self.config.default_queues
-            cfg = common_pb2.TopicConfig(topic=topic, read_queues=n, write_queues=n, perm=PERM_READ | PERM_WRITE)
-            self.server.store_put_topic(cfg)
-            self._topics[topic] = cfg
-            log.info("auto-created topic %s with %d queues", topic, n)
-            self.server.topics_changed()
-            return cfg
         raise WireError("TOPIC_NOT_FOUND", f"topic {topic!r} does not exist on broker {self.config.broker_set}")
+
+    async def _topic_for_send(self, topic: str) -> common_pb2.TopicConfig:
+        cfg = self._topics.get(topic)
+        if cfg is not None:
+            return cfg
+        try:
+            return self._require_topic(topic)
+        except WireError as e:
+            if e.code != "TOPIC_NOT_FOUND" or not (self.config.auto_create_topics and self.config.writable):
+                raise
+        self.hooks.check_writable()
+        n = self.config.default_queues
+        cfg = common_pb2.TopicConfig(topic=topic, read_queues=n, write_queues=n, perm=PERM_READ | PERM_WRITE)
+        await self.server.store_put_topic(cfg)
+        self._topics[topic] = cfg
+        log.info("auto-created topic %s with %d queues", topic, n)
+        self.server.topics_changed()
+        return cfg
 
     # ---- producers ----------------------------------------------------------------------------------
 
@@ -155,7 +165,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             if not msgs:
                 raise WireError("BAD_REQUEST", "send request has no messages")
             topic = request.topic
-            cfg = self._require_topic(topic, for_write=True)
+            cfg = await self._topic_for_send(topic)
             if not self.config.writable or not cfg.perm & PERM_WRITE:
                 raise WireError("NO_PERMISSION", f"topic {topic!r} is not writable on broker "
                                 f"{self.config.broker_set}/{self.config.broker_id}")
@@ -203,7 +213,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
     async def PullMessage(self, request: broker_pb2.PullRequest, context) -> broker_pb2.PullResponse:  # noqa: N802
         try:
             topic, qid = request.topic, request.queue_id
-            cfg = self._require_topic(topic, for_write=False)
+            cfg = self._require_topic(topic)
             if not cfg.perm & PERM_READ:
                 raise WireError("NO_PERMISSION", f"topic {topic!r} is not readable")
             if not 0 <= qid < max(cfg.read_queues, cfg.write_queues):
@@ -307,7 +317,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
 
     async def CommitOffset(self, request, context):  # noqa: N802
         try:
-            self._require_topic(request.topic, for_write=False)
+            self._require_topic(request.topic)
             if request.offset < 0:
                 raise WireError("BAD_REQUEST", "offset must be >= 0")
             self._commit(request.group, request.topic, request.queue_id, request.offset)
@@ -325,7 +335,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
 
     async def GetOffsetRange(self, request, context):  # noqa: N802
         try:
-            self._require_topic(request.topic, for_write=False)
+            self._require_topic(request.topic)
             return broker_pb2.GetOffsetRangeResponse(
                 min_offset=self.store.min_offset(request.topic, request.queue_id),
                 max_offset=self.store.max_offset(request.topic, request.queue_id))
@@ -334,7 +344,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
 
     async def QueryMessageByKey(self, request, context):  # noqa: N802
         try:
-            self._require_topic(request.topic, for_write=False)
+            self._require_topic(request.topic)
             if not request.key:
                 raise WireError("BAD_KEY", "key is empty")
             limit = min(request.max_messages or 32, self.config.pull_max_messages)
@@ -373,7 +383,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             new = common_pb2.TopicConfig()
             new.CopyFrom(cfg)
             new.perm = perm
-            self.server.store_put_topic(new)
+            await self.server.store_put_topic(new)
             self._topics[new.topic] = new
             log.info("topic created/updated topic=%s read=%d write=%d perm=%d", new.topic, new.read_queues,
                      new.write_queues, new.perm)
@@ -384,9 +394,9 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
 
     async def DeleteTopic(self, request, context):  # noqa: N802
         try:
-            self._require_topic(request.topic, for_write=False)
+            self._require_topic(request.topic)
             self.hooks.check_writable()
-            self.server.store_delete_topic(request.topic)
+            await self.server.store_delete_topic(request.topic)
             self._topics.pop(request.topic, None)
             log.info("topic deleted topic=%s", request.topic)
             self.server.topics_changed()
@@ -402,7 +412,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         try:
             self._check_group(request.config.group)
             self.hooks.check_writable()
-            self.server.store_put_group(request.config)
+            await self.server.store_put_group(request.config)
             return broker_pb2.CreateSubscriptionGroupResponse()
         except Exception as e:  # noqa: BLE001
             await self._fail(context, e)
@@ -411,7 +421,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         try:
             self._check_group(request.group)
             self.hooks.check_writable()
-            if not self.server.store_delete_group(request.group):
+            if not await self.server.store_delete_group(request.group):
                 raise WireError("GROUP_NOT_FOUND", f"subscription group {request.group!r} does not exist")
             return broker_pb2.DeleteSubscriptionGroupResponse()
         except Exception as e:  # noqa: BLE001
@@ -422,7 +432,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             self._check_group(request.group)
             out = broker_pb2.GetConsumeStatsResponse(broker_set=self.config.broker_set)
             if request.topic:
-                self._require_topic(request.topic, for_write=False)
+                self._require_topic(request.topic)
                 topics = [request.topic]
             else:
                 topics = sorted(self.server.store_group_topics(request.group))
