@@ -65,6 +65,7 @@ class RoleManager(ReplicationHooks):
         self._ha_port = 0
         self.server: BrokerServer | None = None
         self._status_task: asyncio.Task | None = None
+        self._snapshot_task: asyncio.Task | None = None
         self.truncations: list[tuple[int, int]] = []  # (from, to) of every divergent tail cut
 
     # ---- lifecycle --------------------------------------------------------------------------------
@@ -167,9 +168,9 @@ class RoleManager(ReplicationHooks):
         self.master = HAMaster(store, self.epochs, self.broker_id, epoch, state, settings, self.config.ha_listen,
                                alter=self._alter, writable=self._refusal, replica_count=self._replica_count)
         self._ha_port = await self.master.start()
-        if hasattr(store, "append_meta_snapshot"):
-            await loop.run_in_executor(None, store.append_meta_snapshot)
         self._role = "MASTER"
+        # the metadata snapshot waits until it is confirmed: write it without holding up writes
+        self._snapshot_task = asyncio.create_task(self._write_snapshot(epoch))
         log.info("became master %s", kv(broker_set=self.config.broker_set, broker_id=self.broker_id, epoch=epoch,
                                          start=end, sss=sorted(state.members), sss_epoch=sss_epoch))
         self._registered_changed()
@@ -190,6 +191,16 @@ class RoleManager(ReplicationHooks):
         log.info("following %s", kv(broker_set=self.config.broker_set, broker_id=self.broker_id, epoch=epoch,
                                      master_id=master_id, master_ha=master_ha, learner=self.config.ha_learner))
         self._registered_changed()
+
+    async def _write_snapshot(self, epoch: int) -> None:
+        store = self.server.store if self.server is not None else None
+        if store is None or not hasattr(store, "append_meta_snapshot"):
+            return
+        try:
+            r = await asyncio.get_running_loop().run_in_executor(None, store.append_meta_snapshot)
+            log.info("metadata snapshot written %s", kv(epoch=epoch, offset=r.physical_offset))
+        except Exception as e:  # noqa: BLE001 - the next master writes one again
+            log.warning("metadata snapshot failed %s", kv(epoch=epoch, error=e))
 
     async def _stop_master(self) -> None:
         if self.master is not None:
@@ -300,5 +311,8 @@ class RoleManager(ReplicationHooks):
 def make_hooks(config: BrokerConfig) -> ReplicationHooks | None:
     """The hooks for `config.ha_mode`: None (standalone default) or a RoleManager."""
     if getattr(config, "ha_mode", "standalone") == "controller":
+        # consumers must never see what a failover could truncate, not even right after a restart:
+        # the store dispatches only up to the confirm offset we set (from the moment it opens)
+        config.store.setdefault("auto_confirm", False)
         return RoleManager(config)
     return None
