@@ -17,6 +17,7 @@ BENCHES: dict[str, str] = {
     "consume": "client consumers: pull and push consume throughput vs an empty gRPC call",
     "replication": "HA: replicated produce vs single, lag, failover time, acknowledged loss",
     "election": "controller: master failover time (kill -> new master notified), command throughput",
+    "broker_send": "broker over raw stubs: empty call vs sync send, batched 1 KiB msgs/s",
 }
 
 
