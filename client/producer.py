@@ -58,12 +58,13 @@ class Producer:
         self._acc = BatchAccumulator(batch_max_messages, batch_max_bytes, linger_ms / 1000.0)
         self._cond = threading.Condition()
         self._in_flight = threading.BoundedSemaphore(max_in_flight)
-        self._max_in_flight = max_in_flight
         self._closed = False
         self._sender: threading.Thread | None = None
         self._retry_pool: ThreadPoolExecutor | None = None
         self._oneway: set[Any] = set()
         self._sticky: dict[str, tuple[MessageQueue, str]] = {}
+        self._unresolved = 0                      # async sends whose future is not yet done
+        self._idle = threading.Condition()
 
     def __enter__(self) -> Producer:
         return self
@@ -179,6 +180,9 @@ class Producer:
         pm = self._prepare(msg)
         sticky = selector is None and self.selector is None
         fut: Future = Future()
+        with self._idle:
+            self._unresolved += 1
+        fut.add_done_callback(self._resolved)
         if callback is not None:
             fut.add_done_callback(callback)
         with self._cond:
@@ -203,22 +207,21 @@ class Producer:
             self._dispatch(b, addr)
         return fut
 
+    def _resolved(self, _f: Future) -> None:
+        with self._idle:
+            self._unresolved -= 1
+            if self._unresolved == 0:
+                self._idle.notify_all()
+
     def flush(self, timeout: float = 30.0) -> None:
-        """Send every open batch now and wait until all async sends have completed."""
+        """Send every open batch now and wait until every async send's future is resolved."""
         with self._cond:
             batches = self._acc.drain()
         for b in batches:
             self._dispatch(b)
-        deadline = time.monotonic() + timeout
-        taken = 0
-        try:
-            while taken < self._max_in_flight:
-                if not self._in_flight.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                    raise errors.RequestTimeoutError(f"async sends still in flight after {timeout}s")
-                taken += 1
-        finally:
-            for _ in range(taken):
-                self._in_flight.release()
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._unresolved == 0, timeout):
+                raise errors.RequestTimeoutError(f"{self._unresolved} async sends unresolved after {timeout}s")
 
     def _sender_loop(self) -> None:
         while True:
@@ -260,7 +263,12 @@ class Producer:
         call.add_done_callback(lambda c: self._on_batch_done(c, mq, items, addr))
 
     def _on_batch_done(self, call: Any, mq: MessageQueue, items: list, addr: str) -> None:
-        self._in_flight.release()
+        try:
+            self._complete_batch(call, mq, items, addr)
+        finally:
+            self._in_flight.release()
+
+    def _complete_batch(self, call: Any, mq: MessageQueue, items: list, addr: str) -> None:
         try:
             resp = call.result()
         except grpc.RpcError as e:
@@ -282,6 +290,9 @@ class Producer:
         for r, (pm, f) in zip(resp.results, items, strict=False):
             f.set_result(SendReceipt(r.msg_id or pm.msg_id, MessageQueue(mq.topic, bset, r.queue_id),
                                      r.queue_offset, r.physical_offset))
+        for _, f in items[len(resp.results):]:
+            f.set_exception(errors.InternalError(f"broker answered {len(resp.results)} results for {len(items)} messages",
+                                                 address=addr))
 
     def _retry_batch(self, mq: MessageQueue, items: list, err: errors.OrbitError) -> None:
         if self._retry_pool is None:
