@@ -192,10 +192,12 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             st = self.stats
             st["sends"] += 1
             st["msgs_put"] += len(results)
-            return broker_pb2.SendResponse(
-                results=[broker_pb2.SendResult(msg_id=r.msg_id, queue_id=r.queue_id, queue_offset=r.queue_offset,
-                                               physical_offset=r.physical_offset) for r in results],
-                broker_set=self.config.broker_set, epoch=self.hooks.epoch())
+            out = broker_pb2.SendResponse(broker_set=self.config.broker_set, epoch=self.hooks.epoch())
+            add = out.results.add
+            for r in results:
+                add(msg_id=r.msg_id, queue_id=r.queue_id, queue_offset=r.queue_offset,
+                    physical_offset=r.physical_offset)
+            return out
         except Exception as e:  # noqa: BLE001 - every failure becomes a typed wire error
             self.stats["send_errors"] += 1
             await self._fail(context, e)
