@@ -24,9 +24,9 @@ import grpc
 from orbitmq.broker.config import BrokerConfig, MiB
 from orbitmq.broker.registrar import Registrar
 from orbitmq.broker.replication_hooks import ReplicationHooks
-from orbitmq.broker.service import WireError
+from orbitmq.broker.service import WireError, add_to_server
 from orbitmq.common.logs import kv
-from orbitmq.protos import broker_pb2_grpc, common_pb2, namesrv_pb2
+from orbitmq.protos import common_pb2, namesrv_pb2
 
 log = logging.getLogger("orbitmq.broker")
 
@@ -67,7 +67,7 @@ class BrokerServer:
         self.grpc_server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0)])
-        broker_pb2_grpc.add_BrokerServicer_to_server(self.service, self.grpc_server)
+        add_to_server(self.service, self.grpc_server)
         self.registrar = Registrar(cfg.namesrv, self.build_register_request, self.identity(),
                                    cfg.register_interval_s, cfg.keepalive_interval_s, self._on_register_response)
         # The hooks may add their own servicers to self.grpc_server (not started yet) and use the store.

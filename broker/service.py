@@ -462,3 +462,47 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             role=self.hooks.role(), epoch=self.hooks.epoch(), max_physical_offset=s.max_physical_offset,
             confirm_offset=self.server.store_confirm_offset(), min_physical_offset=s.min_physical_offset,
             stats=st)
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not parse; the guarded handler answers BAD_REQUEST."""
+
+    __slots__ = ("error", "type_name")
+
+    def __init__(self, type_name: str, error: Exception) -> None:
+        self.type_name = type_name
+        self.error = error
+
+
+def _safe_parser(cls: Any):
+    from_string = cls.FromString
+    name = cls.DESCRIPTOR.name
+
+    def parse(data: bytes) -> Any:
+        try:
+            return from_string(data)
+        except Exception as e:  # noqa: BLE001 - any decode failure is the client's malformed request
+            return _Malformed(name, e)
+    return parse
+
+
+def _guard(fn):
+    async def handler(request, context):
+        if type(request) is _Malformed:
+            await abort(context, WireError("BAD_REQUEST", f"malformed {request.type_name}: {request.error}"))
+        return await fn(request, context)
+    return handler
+
+
+def add_to_server(service: BrokerService, server: grpc.aio.Server) -> None:
+    """Register every Broker RPC; undecodable request bytes get BAD_REQUEST, not a bare INTERNAL."""
+    desc = broker_pb2.DESCRIPTOR.services_by_name["Broker"]
+    handlers = {}
+    for m in desc.methods:
+        req_cls = getattr(broker_pb2, m.input_type.name)
+        resp_cls = getattr(broker_pb2, m.output_type.name)
+        handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+            _guard(getattr(service, m.name)), request_deserializer=_safe_parser(req_cls),
+            response_serializer=resp_cls.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(desc.full_name, handlers),))
+    server.add_registered_method_handlers(desc.full_name, handlers)

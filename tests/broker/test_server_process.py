@@ -159,8 +159,8 @@ def test_bad_inputs_get_clear_errors_and_lose_nothing(procs, tmp_path):
     # malformed bytes on the wire: an error, and the broker keeps serving
     ch = grpc.insecure_channel(addr)
     raw = ch.unary_unary("/orbitmq.v1.Broker/SendMessage", request_serializer=None, response_deserializer=None)
-    with pytest.raises(grpc.RpcError):
-        raw(b"\xff\xff\xff\xff garbage", timeout=5)
+    code, err = error_of(lambda: raw(b"\xff\xff\xff\xff garbage", timeout=5))
+    assert (code, err) == (grpc.StatusCode.INVALID_ARGUMENT, "BAD_REQUEST")
     # read-only topic
     create_topic(b, "RO", perm=4)
     assert error_of(lambda: send(b, "RO", [b"x"]))[1] == "NO_PERMISSION"
