@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=256, help="messages per batched send")
     p.add_argument("--body-size", type=int, default=1024, help="body bytes")
     p.add_argument("--flush-mode", default="async", choices=["async", "sync"])
+    p.add_argument("--concurrency", type=int, default=2, help="batched sends in flight at once (threads)")
     p.add_argument("--broker", default="", help="use this running broker instead of starting one")
 
 
@@ -37,6 +39,30 @@ def _rate(fn, limit: int, seconds: float, per_call: int = 1) -> float:
         fn()
         n += per_call
     return n / (time.perf_counter() - t0)
+
+
+def _concurrent_rate(fn, limit: int, seconds: float, per_call: int, threads: int) -> float:
+    """Like _rate with `threads` callers sharing the count and time limits."""
+    fn()
+    lock = threading.Lock()
+    done = [0]
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> None:
+        while time.perf_counter() < deadline:
+            with lock:
+                if done[0] >= limit:
+                    return
+                done[0] += per_call
+            fn()
+
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return done[0] / (time.perf_counter() - t0)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -64,8 +90,8 @@ def run(args: argparse.Namespace) -> dict:
             send_rate = _rate(lambda: stub.SendMessage(one, timeout=10), args.count, args.seconds)
             batch = broker_pb2.SendRequest(topic=topic, queue_id=-1, messages=[
                 common_pb2.Message(topic=topic, body=body, tags="t") for _ in range(args.batch)])
-            batch_rate = _rate(lambda: stub.SendMessage(batch, timeout=30), args.count, args.seconds,
-                               per_call=args.batch)
+            batch_rate = _concurrent_rate(lambda: stub.SendMessage(batch, timeout=30), args.count, args.seconds,
+                                          args.batch, max(1, args.concurrency))
         return {
             "empty_calls_per_s": round(empty_rate),
             "sync_sends_per_s": round(send_rate),
@@ -73,6 +99,7 @@ def run(args: argparse.Namespace) -> dict:
             "batch_msgs_per_s": round(batch_rate),
             "batch_mb_per_s": round(batch_rate * args.body_size / 1e6, 1),
             "batch": args.batch,
+            "concurrency": args.concurrency,
             "body_size": args.body_size,
             "flush_mode": args.flush_mode,
         }
