@@ -222,7 +222,8 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 raise WireError("BAD_REQUEST", f"queue_id {qid} out of range for topic {topic!r}")
             if request.queue_offset < 0:
                 raise WireError("BAD_REQUEST", "queue_offset must be >= 0")
-            if request.commit_offset >= 0 and request.group:
+            # > 0, not >= 0: a client that leaves the field unset (0) must not reset the group's offset
+            if request.commit_offset > 0 and request.group:
                 self._commit(request.group, topic, qid, request.commit_offset, piggyback=True)
             max_n = min(request.max_messages or 32, self.config.pull_max_messages)
             max_bytes = min(request.max_bytes or self.config.pull_max_bytes, self.config.pull_max_bytes)
