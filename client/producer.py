@@ -63,8 +63,7 @@ class Producer:
         self._retry_pool: ThreadPoolExecutor | None = None
         self._oneway: set[Any] = set()
         self._sticky: dict[str, tuple[MessageQueue, str]] = {}
-        self._unresolved = 0                      # async sends whose future is not yet done
-        self._idle = threading.Condition()
+        self._unresolved = 0                      # async sends not yet resolved (guarded by _cond)
 
     def __enter__(self) -> Producer:
         return self
@@ -180,12 +179,10 @@ class Producer:
         pm = self._prepare(msg)
         sticky = selector is None and self.selector is None
         fut: Future = Future()
-        with self._idle:
-            self._unresolved += 1
-        fut.add_done_callback(self._resolved)
         if callback is not None:
             fut.add_done_callback(callback)
         with self._cond:
+            self._unresolved += 1
             if sticky:
                 # sticky round robin: fill one queue's batch, then move on (bigger batches than per message)
                 cur = self._sticky.get(msg.topic)
@@ -207,11 +204,21 @@ class Producer:
             self._dispatch(b, addr)
         return fut
 
-    def _resolved(self, _f: Future) -> None:
-        with self._idle:
-            self._unresolved -= 1
-            if self._unresolved == 0:
-                self._idle.notify_all()
+    def _settle(self, items: list, receipts: list[SendReceipt] | None = None,
+                exc: BaseException | None = None) -> None:
+        """Resolve the futures of a batch (receipts in order, the rest failed with `exc`)."""
+        n = 0
+        for r in receipts or ():
+            items[n][1].set_result(r)
+            n += 1
+        if n < len(items):
+            err = exc or errors.InternalError(f"broker answered {n} results for {len(items)} messages")
+            for _, f in items[n:]:
+                f.set_exception(err)
+        with self._cond:
+            self._unresolved -= len(items)
+            if self._unresolved <= 0:
+                self._cond.notify_all()
 
     def flush(self, timeout: float = 30.0) -> None:
         """Send every open batch now and wait until every async send's future is resolved."""
@@ -219,8 +226,8 @@ class Producer:
             batches = self._acc.drain()
         for b in batches:
             self._dispatch(b)
-        with self._idle:
-            if not self._idle.wait_for(lambda: self._unresolved == 0, timeout):
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._unresolved <= 0, timeout):
                 raise errors.RequestTimeoutError(f"{self._unresolved} async sends unresolved after {timeout}s")
 
     def _sender_loop(self) -> None:
@@ -257,8 +264,7 @@ class Producer:
             call = self.transport.broker(addr).SendMessage.future(req, timeout=self.send_timeout_s)
         except Exception as e:  # noqa: BLE001 - e.g. client closed
             self._in_flight.release()
-            for _, f in items:
-                f.set_exception(e)
+            self._settle(items, exc=e)
             return
         call.add_done_callback(lambda c: self._on_batch_done(c, mq, items, addr))
 
@@ -279,20 +285,21 @@ class Producer:
             if err.retriable and self.retries > 0 and not self._closed:
                 self._retry_batch(mq, items, err)
             else:
-                for _, f in items:
-                    f.set_exception(err)
+                self._settle(items, exc=err)
             return
         except Exception as e:  # noqa: BLE001 - cancelled on close
-            for _, f in items:
-                f.set_exception(errors.ClientClosedError(str(e) or "cancelled"))
+            self._settle(items, exc=errors.ClientClosedError(str(e) or "cancelled"))
             return
+        topic = mq.topic
         bset = resp.broker_set or mq.broker_set
-        for r, (pm, f) in zip(resp.results, items, strict=False):
-            f.set_result(SendReceipt(r.msg_id or pm.msg_id, MessageQueue(mq.topic, bset, r.queue_id),
-                                     r.queue_offset, r.physical_offset))
-        for _, f in items[len(resp.results):]:
-            f.set_exception(errors.InternalError(f"broker answered {len(resp.results)} results for {len(items)} messages",
-                                                 address=addr))
+        queues: dict[int, MessageQueue] = {}
+        receipts = []
+        for r, (pm, _) in zip(resp.results, items, strict=False):
+            q = queues.get(r.queue_id)
+            if q is None:
+                q = queues[r.queue_id] = MessageQueue(topic, bset, r.queue_id)
+            receipts.append(SendReceipt(r.msg_id or pm.msg_id, q, r.queue_offset, r.physical_offset))
+        self._settle(items, receipts)
 
     def _retry_batch(self, mq: MessageQueue, items: list, err: errors.OrbitError) -> None:
         if self._retry_pool is None:
@@ -302,17 +309,14 @@ class Producer:
             try:
                 receipts = self._send_with_retry(mq.topic, [pm for pm, _ in items], None, None, None)
             except Exception as e:  # noqa: BLE001
-                for _, f in items:
-                    f.set_exception(e)
+                self._settle(items, exc=e)
                 return
-            for r, (_, f) in zip(receipts, items, strict=False):
-                f.set_result(r)
+            self._settle(items, receipts)
 
         try:
             self._retry_pool.submit(again)
         except RuntimeError:
-            for _, f in items:
-                f.set_exception(err)
+            self._settle(items, exc=err)
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is queued, wait for it (up to `timeout`), then close the channels."""
