@@ -371,8 +371,8 @@ class BrokerAgent:
 # ---- standalone: a stand-in broker for tests and benchmarks --------------------------------------------
 
 class PrintingHooks:
-    """Hooks of a stand-in broker: prints events as JSON lines; as master, puts every live
-    registered non-learner replica into the sync-state-set (with --auto-sss)."""
+    """Hooks of a stand-in broker: prints events as JSON lines; as master, adds every live
+    registered non-learner replica to the sync-state-set (with --auto-sss)."""
 
     def __init__(self, max_offset: int, auto_sss: bool) -> None:
         self.epoch = 0
@@ -411,7 +411,10 @@ class PrintingHooks:
             if a is None or not self.is_master or a.view is None:
                 continue
             v = a.view
-            want = sorted({a.broker_id} | {r.broker_id for r in v.replicas if r.alive and not r.learner})
+            # only adds (a real master removes members that stop replicating; liveness alone may
+            # be missing for a while after a controller leader change)
+            want = sorted(set(v.sync_state_set) | {a.broker_id}
+                          | {r.broker_id for r in v.replicas if r.alive and not r.learner})
             if v.master_id == a.broker_id and want != sorted(v.sync_state_set):
                 with contextlib.suppress(ControllerError, grpc.RpcError):
                     ok, members, epoch = await a.alter_sync_state_set(v.master_epoch, want, v.sss_epoch)

@@ -68,6 +68,25 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
+def test_follower_answers_not_leader_with_the_leaders_address(cluster):
+    import grpc
+
+    from orbitmq.protos import controller_pb2 as pb
+    from orbitmq.protos import controller_pb2_grpc as pbg
+
+    li = cluster.leader_index()
+    follower = cluster.addrs[(li + 1) % 3]
+    with grpc.insecure_channel(follower) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            pbg.ControllerStub(ch).GetReplicaInfo(pb.CtlGetReplicaInfoRequest(cluster=CL, broker_set="x"), timeout=5)
+    md = dict(e.value.trailing_metadata())
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert md["orbitmq-error"] == "NOT_LEADER" and md["orbitmq-leader"] == cluster.addrs[li]
+    # the client follows it transparently
+    v = _run(lambda c: c.get_replica_info(CL, "x"), cluster, [follower])
+    assert not v.exists
+
+
 def test_dead_master_replaced_from_sync_state_set_and_survivors_told(cluster):
     agents = [cluster.add_agent(f"fo{i}", "fo", max_offset=100 * i) for i in range(3)]
     for a in agents:
