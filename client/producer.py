@@ -104,13 +104,30 @@ class Producer:
             msg.msg_id = self._ids.next()
         return msg.to_proto(int(time.time() * 1000), self._host)
 
+    def _prepare_into(self, msg: Message, container: Any, born_ms: int) -> None:
+        """Like _prepare, but adds the wire message straight into a request (no copy)."""
+        if not isinstance(msg, Message):
+            raise TypeError(f"expected orbitmq.client.Message, got {type(msg).__name__}")
+        if self._closed:
+            raise errors.ClientClosedError("producer is closed")
+        msg.check()
+        if not msg.msg_id:
+            msg.msg_id = self._ids.next()
+        pm = container.add(topic=msg.topic, body=bytes(msg.body), tags=msg.tags, msg_id=msg.msg_id,
+                           born_timestamp=born_ms, born_host=self._host)
+        if msg.keys:
+            pm.keys.extend(msg.keys)
+        if msg.properties:
+            pm.properties.update(msg.properties)
+
     # ---- sync --------------------------------------------------------------------------------------
 
-    def _send_once(self, topic: str, pms: list[Any], selector: Selector | None, arg: Any, avoid: set[str],
-                   deadline: float, oneway: bool = False) -> list[SendReceipt]:
+    def _send_once(self, topic: str, req: Any, selector: Selector | None, arg: Any, avoid: set[str],
+                   deadline: float) -> list[SendReceipt]:
+        pms = req.messages
         mq, addr = self._pick(topic, pms[0], selector, arg, avoid)
         timeout = max(0.01, deadline - time.monotonic())
-        req = broker_pb2.SendRequest(topic=topic, queue_id=mq.queue_id, messages=pms, oneway=oneway)
+        req.queue_id = mq.queue_id
         try:
             resp = self.transport.broker(addr).SendMessage(req, timeout=timeout)
         except grpc.RpcError as e:
@@ -120,16 +137,20 @@ class Producer:
             avoid.add(mq.broker_set)
             raise err from None
         bset = resp.broker_set or mq.broker_set
-        return [SendReceipt(r.msg_id or pm.msg_id, MessageQueue(topic, bset, r.queue_id), r.queue_offset,
-                            r.physical_offset) for r, pm in zip(resp.results, pms, strict=False)]
+        if len(resp.results) != len(pms):
+            raise errors.InternalError(f"broker answered {len(resp.results)} results for {len(pms)} messages",
+                                       address=addr)
+        q = MessageQueue(topic, bset, mq.queue_id)
+        return [SendReceipt(r.msg_id or pm.msg_id, q if r.queue_id == q.queue_id else MessageQueue(topic, bset, r.queue_id),
+                            r.queue_offset, r.physical_offset) for r, pm in zip(resp.results, pms, strict=True)]
 
-    def _send_with_retry(self, topic: str, pms: list[Any], selector: Selector | None, arg: Any,
+    def _send_with_retry(self, topic: str, req: Any, selector: Selector | None, arg: Any,
                          timeout: float | None) -> list[SendReceipt]:
         t = timeout or self.send_timeout_s
         deadline = time.monotonic() + t
         avoid: set[str] = set()
         try:
-            return self._send_once(topic, pms, selector, arg, avoid, deadline)   # fast path, no retry machinery
+            return self._send_once(topic, req, selector, arg, avoid, deadline)   # fast path, no retry machinery
         except errors.OrbitError as e:
             if not e.retriable or self.retries == 0:
                 raise
@@ -138,25 +159,29 @@ class Producer:
                                 wait=wait_exponential(multiplier=0.05, max=0.5),
                                 retry=retry_if_exception(_retriable), reraise=True):
             with attempt:
-                return self._send_once(topic, pms, selector, arg, avoid, deadline)
+                return self._send_once(topic, req, selector, arg, avoid, deadline)
         raise AssertionError("unreachable")
 
     def send(self, msg: Message, *, selector: Selector | None = None, arg: Any = None,
              timeout: float | None = None) -> SendReceipt:
         """Send one message and wait for the broker's receipt (retrying on another broker set)."""
-        pm = self._prepare(msg)
-        return self._send_with_retry(msg.topic, [pm], selector, arg, timeout)[0]
+        req = broker_pb2.SendRequest(topic=msg.topic)
+        self._prepare_into(msg, req.messages, int(time.time() * 1000))
+        return self._send_with_retry(msg.topic, req, selector, arg, timeout)[0]
 
     def send_batch(self, msgs: list[Message], *, selector: Selector | None = None, arg: Any = None,
                    timeout: float | None = None) -> list[SendReceipt]:
         """Send messages of one topic as one request to one queue; receipts in the same order."""
         if not msgs:
             raise errors.BadRequestError("send_batch needs at least one message")
-        topic = msgs[0].topic
-        pms = [self._prepare(m) for m in msgs]
-        if any(m.topic != topic for m in msgs):
+        topic = getattr(msgs[0], "topic", "")
+        if any(getattr(m, "topic", topic) != topic for m in msgs):
             raise errors.BadRequestError("every message of a batch must have the same topic")
-        return self._send_with_retry(topic, pms, selector, arg, timeout)
+        req = broker_pb2.SendRequest(topic=topic)
+        born = int(time.time() * 1000)
+        for m in msgs:
+            self._prepare_into(m, req.messages, born)
+        return self._send_with_retry(topic, req, selector, arg, timeout)
 
     def send_oneway(self, msg: Message, *, selector: Selector | None = None, arg: Any = None) -> None:
         """Send without waiting for (or retrying on) the result."""
@@ -307,7 +332,8 @@ class Producer:
 
         def again() -> None:
             try:
-                receipts = self._send_with_retry(mq.topic, [pm for pm, _ in items], None, None, None)
+                req = broker_pb2.SendRequest(topic=mq.topic, messages=[pm for pm, _ in items])
+                receipts = self._send_with_retry(mq.topic, req, None, None, None)
             except Exception as e:  # noqa: BLE001
                 self._settle(items, exc=e)
                 return
