@@ -18,6 +18,7 @@ SUBCOMMANDS: list[str] = [
     "orbitmq.cli.admin",
     "orbitmq.cli.tools",
     "orbitmq.cli.controller",
+    "orbitmq.cli.cluster",
 ]
 
 
