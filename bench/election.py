@@ -7,7 +7,8 @@ history) to the moment every surviving agent has been notified of the new master
 (`election_*_s`: min/median/max), and to the election's commit (`detect_commit_*_s`). The killed
 agent is restarted (same identity, same id) and rejoins the sync-state-set before the next round.
 Then `commands_per_s`: idempotent ApplyBrokerId commands committed through Raft per second by
-`--concurrency` concurrent callers (bounded by --commands and --seconds).
+`--concurrency` concurrent callers (bounded by --commands and --seconds), and
+`leader_failover_s`: SIGKILL of the controller leader until a command commits on the new one.
 
 Also the harness used by tests/controller (ControllerCluster, AgentProc).
 """
@@ -239,12 +240,28 @@ def _run(cluster: ControllerCluster, args: argparse.Namespace) -> dict:
         _wait(lambda: len(asyncio.run(view()).sync_state_set) == n, 60, "the old master back in the set")
 
     cps, committed = asyncio.run(_throughput(cluster, args))
+    leader_s = asyncio.run(_leader_failover(cluster))
     result: dict = {"rounds": len(elections), "failed_rounds": failures, "signal": args.signal,
                     "agents": n, "commands_per_s": round(cps, 1), "commands_committed": committed,
+                    "leader_failover_s": None if leader_s is None else round(leader_s, 3),
                     "heartbeat_timeout_s": float(cluster.settings.get("heartbeat_timeout_s", 2.5))}
     result.update(_summary(elections, "election"))
     result.update(_summary(commits, "detect_commit"))
     return result
+
+
+async def _leader_failover(cluster: ControllerCluster) -> float | None:
+    """SIGKILL the controller leader; seconds until a command commits on a new leader."""
+    c = cluster.client(rpc_timeout_s=1.0, retry_deadline_s=30.0)
+    try:
+        md = await c.wait_leader(30)
+        li = cluster.addrs.index(md.leader_address)
+        t0 = time.monotonic()
+        cluster.controllers[li].kill9()
+        r = await c.apply_broker_id("DefaultCluster", "tp", 1, "bench-0")
+        return time.monotonic() - t0 if r.ok else None
+    finally:
+        await c.close()
 
 
 async def _throughput(cluster: ControllerCluster, args: argparse.Namespace) -> tuple[float, int]:
