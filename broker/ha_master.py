@@ -330,6 +330,13 @@ class HAMaster:
         except (ConnectionError, OSError) as e:
             log.info("replica sender ended %s", kv(replica=c.broker_id, error=e))
             c.writer.close()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - our own failure: say so to the follower and log it
+            log.exception("replica sender failed %s", kv(replica=c.broker_id, pos=c.pos))
+            with contextlib.suppress(Exception):
+                c.writer.write(hp.encode(hp.Refuse("INTERNAL", f"master cannot stream from {c.pos}: {e}")))
+            c.writer.close()
 
     async def _housekeeping(self) -> None:
         """Caught-up ticks, confirm offset, sync-state-set shrink/expand through the controller."""
