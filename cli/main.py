@@ -19,6 +19,7 @@ SUBCOMMANDS: list[str] = [
     "orbitmq.cli.tools",
     "orbitmq.cli.controller",
     "orbitmq.cli.cluster",
+    "orbitmq.cli.demo",
 ]
 
 
