@@ -39,7 +39,8 @@ class Producer:
     """Thread-safe producer; use as a context manager or call `close()`.
 
     selector(queues, message, arg) -> MessageQueue picks the queue (e.g. `select_by_hash` with a
-    sharding key as `arg`); by default queues are taken in round robin.
+    sharding key as `arg`; `message` is the Message sent, the first one of a batch); by default
+    queues are taken in round robin.
     """
 
     def __init__(self, namesrv: str | list[str], *, send_timeout_s: float = 3.0, retries: int = 2,
@@ -64,6 +65,7 @@ class Producer:
         self._oneway: set[Any] = set()
         self._sticky: dict[str, tuple[MessageQueue, str]] = {}
         self._unresolved = 0                      # async sends not yet resolved (guarded by _cond)
+        self._reqs: dict[MessageQueue, Any] = {}  # open batch -> its SendRequest (messages added in place)
 
     def __enter__(self) -> Producer:
         return self
@@ -94,7 +96,8 @@ class Producer:
             raise errors.NoRouteError(f"broker set {mq.broker_set!r} has no master")
         return mq, addr
 
-    def _prepare(self, msg: Message) -> Any:
+    def _validate(self, msg: Message) -> None:
+        """Type checks and the producer-assigned msg_id (kept across retries)."""
         if not isinstance(msg, Message):
             raise TypeError(f"expected orbitmq.client.Message, got {type(msg).__name__}")
         if self._closed:
@@ -102,17 +105,17 @@ class Producer:
         msg.check()
         if not msg.msg_id:
             msg.msg_id = self._ids.next()
+
+    def _prepare(self, msg: Message) -> Any:
+        self._validate(msg)
         return msg.to_proto(int(time.time() * 1000), self._host)
 
     def _prepare_into(self, msg: Message, container: Any, born_ms: int) -> None:
-        """Like _prepare, but adds the wire message straight into a request (no copy)."""
-        if not isinstance(msg, Message):
-            raise TypeError(f"expected orbitmq.client.Message, got {type(msg).__name__}")
-        if self._closed:
-            raise errors.ClientClosedError("producer is closed")
-        msg.check()
-        if not msg.msg_id:
-            msg.msg_id = self._ids.next()
+        """Validate, then add the wire message straight into a request's messages (no copy)."""
+        self._validate(msg)
+        self._add_wire(msg, container, born_ms)
+
+    def _add_wire(self, msg: Message, container: Any, born_ms: int) -> None:
         pm = container.add(topic=msg.topic, body=bytes(msg.body), tags=msg.tags, msg_id=msg.msg_id,
                            born_timestamp=born_ms, born_host=self._host)
         if msg.keys:
@@ -123,9 +126,9 @@ class Producer:
     # ---- sync --------------------------------------------------------------------------------------
 
     def _send_once(self, topic: str, req: Any, selector: Selector | None, arg: Any, avoid: set[str],
-                   deadline: float) -> list[SendReceipt]:
+                   deadline: float, first: Any = None) -> list[SendReceipt]:
         pms = req.messages
-        mq, addr = self._pick(topic, pms[0], selector, arg, avoid)
+        mq, addr = self._pick(topic, first if first is not None else pms[0], selector, arg, avoid)
         timeout = max(0.01, deadline - time.monotonic())
         req.queue_id = mq.queue_id
         try:
@@ -145,12 +148,12 @@ class Producer:
                             r.queue_offset, r.physical_offset) for r, pm in zip(resp.results, pms, strict=True)]
 
     def _send_with_retry(self, topic: str, req: Any, selector: Selector | None, arg: Any,
-                         timeout: float | None) -> list[SendReceipt]:
+                         timeout: float | None, first: Any = None) -> list[SendReceipt]:
         t = timeout or self.send_timeout_s
         deadline = time.monotonic() + t
         avoid: set[str] = set()
         try:
-            return self._send_once(topic, req, selector, arg, avoid, deadline)   # fast path, no retry machinery
+            return self._send_once(topic, req, selector, arg, avoid, deadline, first)   # fast path, no retry machinery
         except errors.OrbitError as e:
             if not e.retriable or self.retries == 0:
                 raise
@@ -159,7 +162,7 @@ class Producer:
                                 wait=wait_exponential(multiplier=0.05, max=0.5),
                                 retry=retry_if_exception(_retriable), reraise=True):
             with attempt:
-                return self._send_once(topic, req, selector, arg, avoid, deadline)
+                return self._send_once(topic, req, selector, arg, avoid, deadline, first)
         raise AssertionError("unreachable")
 
     def send(self, msg: Message, *, selector: Selector | None = None, arg: Any = None,
@@ -167,7 +170,7 @@ class Producer:
         """Send one message and wait for the broker's receipt (retrying on another broker set)."""
         req = broker_pb2.SendRequest(topic=msg.topic)
         self._prepare_into(msg, req.messages, int(time.time() * 1000))
-        return self._send_with_retry(msg.topic, req, selector, arg, timeout)[0]
+        return self._send_with_retry(msg.topic, req, selector, arg, timeout, msg)[0]
 
     def send_batch(self, msgs: list[Message], *, selector: Selector | None = None, arg: Any = None,
                    timeout: float | None = None) -> list[SendReceipt]:
@@ -181,7 +184,7 @@ class Producer:
         born = int(time.time() * 1000)
         for m in msgs:
             self._prepare_into(m, req.messages, born)
-        return self._send_with_retry(topic, req, selector, arg, timeout)
+        return self._send_with_retry(topic, req, selector, arg, timeout, msgs[0])
 
     def send_oneway(self, msg: Message, *, selector: Selector | None = None, arg: Any = None) -> None:
         """Send without waiting for (or retrying on) the result."""
@@ -196,61 +199,83 @@ class Producer:
 
     def send_async(self, msg: Message, *, selector: Selector | None = None, arg: Any = None,
                    callback: Callable[[Future], None] | None = None) -> Future:
-        """Queue one message; returns a Future resolved with its SendReceipt (or an OrbitError).
+        """Queue one message; returns a `concurrent.futures.Future` resolved with its SendReceipt
+        (or failed with an OrbitError).
 
-        Messages are grouped per queue and sent as one request when the batch is full or after
-        `linger_ms`. Blocks only when `max_in_flight` requests are already outstanding.
+        Messages are grouped per queue (sticky round robin without a selector) and sent as one
+        request when the batch is full or after `linger_ms`; batches of one queue may land out of
+        order. Blocks only when `max_in_flight` requests are already outstanding.
         """
-        pm = self._prepare(msg)
+        self._validate(msg)
         sticky = selector is None and self.selector is None
         fut: Future = Future()
         if callback is not None:
             fut.add_done_callback(callback)
+        born = int(time.time() * 1000)
+        out: list[tuple[MessageQueue, list[Future], Any]] = []
         with self._cond:
-            self._unresolved += 1
             if sticky:
                 # sticky round robin: fill one queue's batch, then move on (bigger batches than per message)
                 cur = self._sticky.get(msg.topic)
                 if cur is None:
-                    cur = self._sticky[msg.topic] = self._pick(msg.topic, pm, None, None)
+                    cur = self._sticky[msg.topic] = self._pick(msg.topic, msg, None, None)
                 mq, addr = cur
             else:
-                mq, addr = self._pick(msg.topic, pm, selector, arg)
+                mq, addr = self._pick(msg.topic, msg, selector, arg)
             if self._sender is None:
                 self._sender = threading.Thread(target=self._sender_loop, name="orbitmq-sender", daemon=True)
                 self._sender.start()
-            new = not self._acc.is_open(mq)
-            ready = self._acc.add(mq, (pm, fut), len(pm.body) + 64, time.monotonic())
+            was_open = self._acc.is_open(mq)
+            ready = self._acc.add(mq, fut, len(msg.body) + 64, time.monotonic())
+            for b in ready:
+                if b.items[-1] is not fut:     # the previous batch closed to make room
+                    out.append((mq, b.items, self._reqs.pop(mq)))
+            req = self._reqs.get(mq)
+            if req is None:
+                req = self._reqs[mq] = broker_pb2.SendRequest(topic=mq.topic, queue_id=mq.queue_id)
+            self._add_wire(msg, req.messages, born)
+            self._unresolved += 1
+            if ready and ready[-1].items[-1] is fut:
+                out.append((mq, ready[-1].items, self._reqs.pop(mq)))
             if ready and sticky:
                 self._sticky.pop(msg.topic, None)
-            if new and not ready:
-                self._cond.notify()
-        for b in ready:
-            self._dispatch(b, addr)
+            if self._acc.is_open(mq) and (ready or not was_open):
+                self._cond.notify()            # a new batch opened: the sender thread times its linger
+        for q, futs, r in out:
+            self._dispatch(q, futs, r, addr)
         return fut
 
-    def _settle(self, items: list, receipts: list[SendReceipt] | None = None,
+    def _settle(self, futs: list[Future], receipts: list[SendReceipt] | None = None,
                 exc: BaseException | None = None) -> None:
         """Resolve the futures of a batch (receipts in order, the rest failed with `exc`)."""
         n = 0
         for r in receipts or ():
-            items[n][1].set_result(r)
+            futs[n].set_result(r)
             n += 1
-        if n < len(items):
-            err = exc or errors.InternalError(f"broker answered {n} results for {len(items)} messages")
-            for _, f in items[n:]:
+        if n < len(futs):
+            err = exc or errors.InternalError(f"broker answered {n} results for {len(futs)} messages")
+            for f in futs[n:]:
                 f.set_exception(err)
         with self._cond:
-            self._unresolved -= len(items)
+            self._unresolved -= len(futs)
             if self._unresolved <= 0:
                 self._cond.notify_all()
+
+    def _take(self, batches: list[Batch]) -> list[tuple[MessageQueue, list[Future], Any]]:
+        """Pair closed batches with their requests (caller holds _cond)."""
+        out = []
+        for b in batches:
+            out.append((b.key, b.items, self._reqs.pop(b.key)))
+            if self._sticky.get(b.key.topic, (None,))[0] == b.key:
+                self._sticky.pop(b.key.topic, None)
+        return out
 
     def flush(self, timeout: float = 30.0) -> None:
         """Send every open batch now and wait until every async send's future is resolved."""
         with self._cond:
-            batches = self._acc.drain()
-        for b in batches:
-            self._dispatch(b)
+            out = self._take(self._acc.drain())
+        for q, futs, r in out:
+            self._dispatch(q, futs, r)
         with self._cond:
             if not self._cond.wait_for(lambda: self._unresolved <= 0, timeout):
                 raise errors.RequestTimeoutError(f"{self._unresolved} async sends unresolved after {timeout}s")
@@ -268,38 +293,32 @@ class Producer:
                 if dl > now:
                     self._cond.wait(dl - now)
                     continue
-                due = self._acc.due(now)
-                for b in due:
-                    if self._sticky.get(b.key.topic, (None,))[0] == b.key:
-                        self._sticky.pop(b.key.topic, None)
-            for b in due:
-                self._dispatch(b)
+                out = self._take(self._acc.due(now))
+            for q, futs, r in out:
+                self._dispatch(q, futs, r)
 
-    def _dispatch(self, batch: Batch, addr: str | None = None) -> None:
-        mq: MessageQueue = batch.key
-        items = batch.items
+    def _dispatch(self, mq: MessageQueue, futs: list[Future], req: Any, addr: str | None = None) -> None:
         if addr is None:
             addr = self._route(mq.topic).masters.get(mq.broker_set)
         if not addr:
-            self._retry_batch(mq, items, errors.NoRouteError(f"broker set {mq.broker_set!r} has no master"))
+            self._retry_batch(mq, futs, req, errors.NoRouteError(f"broker set {mq.broker_set!r} has no master"))
             return
-        req = broker_pb2.SendRequest(topic=mq.topic, queue_id=mq.queue_id, messages=[pm for pm, _ in items])
         self._in_flight.acquire()
         try:
             call = self.transport.broker(addr).SendMessage.future(req, timeout=self.send_timeout_s)
         except Exception as e:  # noqa: BLE001 - e.g. client closed
             self._in_flight.release()
-            self._settle(items, exc=e)
+            self._settle(futs, exc=e)
             return
-        call.add_done_callback(lambda c: self._on_batch_done(c, mq, items, addr))
+        call.add_done_callback(lambda c: self._on_batch_done(c, mq, futs, req, addr))
 
-    def _on_batch_done(self, call: Any, mq: MessageQueue, items: list, addr: str) -> None:
+    def _on_batch_done(self, call: Any, mq: MessageQueue, futs: list[Future], req: Any, addr: str) -> None:
         try:
-            self._complete_batch(call, mq, items, addr)
+            self._complete_batch(call, mq, futs, req, addr)
         finally:
             self._in_flight.release()
 
-    def _complete_batch(self, call: Any, mq: MessageQueue, items: list, addr: str) -> None:
+    def _complete_batch(self, call: Any, mq: MessageQueue, futs: list[Future], req: Any, addr: str) -> None:
         try:
             resp = call.result()
         except grpc.RpcError as e:
@@ -308,41 +327,40 @@ class Producer:
             if err.stale_route:
                 self.transport.invalidate(mq.topic)
             if err.retriable and self.retries > 0 and not self._closed:
-                self._retry_batch(mq, items, err)
+                self._retry_batch(mq, futs, req, err)
             else:
-                self._settle(items, exc=err)
+                self._settle(futs, exc=err)
             return
         except Exception as e:  # noqa: BLE001 - cancelled on close
-            self._settle(items, exc=errors.ClientClosedError(str(e) or "cancelled"))
+            self._settle(futs, exc=errors.ClientClosedError(str(e) or "cancelled"))
             return
         topic = mq.topic
         bset = resp.broker_set or mq.broker_set
         queues: dict[int, MessageQueue] = {}
         receipts = []
-        for r, (pm, _) in zip(resp.results, items, strict=False):
+        for r, pm in zip(resp.results, req.messages, strict=False):
             q = queues.get(r.queue_id)
             if q is None:
                 q = queues[r.queue_id] = MessageQueue(topic, bset, r.queue_id)
             receipts.append(SendReceipt(r.msg_id or pm.msg_id, q, r.queue_offset, r.physical_offset))
-        self._settle(items, receipts)
+        self._settle(futs, receipts)
 
-    def _retry_batch(self, mq: MessageQueue, items: list, err: errors.OrbitError) -> None:
+    def _retry_batch(self, mq: MessageQueue, futs: list[Future], req: Any, err: errors.OrbitError) -> None:
         if self._retry_pool is None:
             self._retry_pool = ThreadPoolExecutor(2, thread_name_prefix="orbitmq-retry")
 
         def again() -> None:
             try:
-                req = broker_pb2.SendRequest(topic=mq.topic, messages=[pm for pm, _ in items])
                 receipts = self._send_with_retry(mq.topic, req, None, None, None)
             except Exception as e:  # noqa: BLE001
-                self._settle(items, exc=e)
+                self._settle(futs, exc=e)
                 return
-            self._settle(items, receipts)
+            self._settle(futs, receipts)
 
         try:
             self._retry_pool.submit(again)
         except RuntimeError:
-            self._settle(items, exc=err)
+            self._settle(futs, exc=err)
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is queued, wait for it (up to `timeout`), then close the channels."""

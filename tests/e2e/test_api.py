@@ -55,6 +55,11 @@ def test_send_modes_and_receipts(one_broker):
         p.send_oneway(Message("Api", b"fire-and-forget"))
         msg = Message("Api", b"keep-id", msg_id="MY-ID-1")
         assert p.send(msg).msg_id == "MY-ID-1"
+    # batches closed by the byte limit: every future still gets its own message's receipt
+    with Producer(ns, batch_max_bytes=3000, linger_ms=1) as p2:
+        msgs = [Message("Api", b"y" * (100 + (i * 397) % 1900)) for i in range(200)]
+        futs = [p2.send_async(m) for m in msgs]
+        assert [f.result(timeout=30).msg_id for f in futs] == [m.msg_id for m in msgs]
 
 
 def test_push_consumer_reconsume_later_then_success_and_commit(one_broker):
