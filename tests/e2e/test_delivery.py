@@ -114,3 +114,19 @@ def test_broker_restart_keeps_flushed_messages_and_committed_offsets(cluster):
     c3, out3 = cluster.consume("fresh", "Ledger", "fresh", ["--count", "3000"])
     assert cluster.wait_exit(c3, 60) == 0
     assert set(cluster.read_ids(out3)) == first | second
+
+
+def test_running_consumer_survives_a_broker_restart(cluster):
+    cluster.start_broker("bs1", ["--set", "flush_mode=sync"])
+    cluster.create_topic("Survive", 4)
+    c, out = cluster.consume("survivor", "Survive", "survivor")
+    cluster.wait_stable([c], 4)
+    prod, ids1 = cluster.produce("Survive", 500, extra=["--mode", "batch", "--batch", "25"])
+    assert cluster.wait_exit(prod, 60) == 0
+    cluster.restart_broker("bs1", kill=True)
+    prod, ids2 = cluster.produce("Survive", 500, name="producer2", extra=["--mode", "batch", "--batch", "25"])
+    assert cluster.wait_exit(prod, 60) == 0
+    sent = set(cluster.read_ids(ids1)) | set(cluster.read_ids(ids2))
+    assert len(sent) == 1000
+    wait_until(lambda: set(cluster.read_ids(out)) >= sent, 60, what="the same consumer process got everything")
+    assert c.alive()
