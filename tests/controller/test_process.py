@@ -165,6 +165,12 @@ def test_no_live_sync_state_set_member_means_no_master_when_unclean_is_off(clust
     assert h[-1].master_id == 0 and "unclean election is off" in h[-1].reason
     assert all(x.master_id != broker_id(second) for x in h)
     assert second.last_role()["master_id"] == 0 and second.last_role()["role"] == "none"
+    # the failed election is retried: once the set's member is back it is master again, and told
+    cluster.start_agent(first)
+    wait(lambda: view(cluster, "nc").master_id == broker_id(first), 20, "old member re-elected")
+    h = history(cluster, "nc")[-1]
+    assert h.master_id == broker_id(first) and h.reason == "set had no master"
+    wait(lambda: (second.last_role() or {}).get("master_id") == broker_id(first), 10, "follower told")
 
 
 def test_learner_is_never_elected(cluster):

@@ -302,6 +302,11 @@ class ControllerMachine(RuleBasedStateMachine):
         if live_members:
             assert bs.master_id is not None, "a set was left without master while a member is alive"
 
+    @rule()
+    def replica_restarts_from_snapshot(self):
+        """A Raft snapshot (pickle, as pysyncobj's full dump) then more commands: still equal."""
+        self.replica = pickle.loads(pickle.dumps(self.replica))
+
     @invariant()
     def invariants_hold(self):
         st.check_invariants(self.s)
