@@ -206,10 +206,17 @@ def test_producer_retries_on_another_broker_set_when_one_dies(cluster):
     cluster.start_broker("bs1")
     cluster.start_broker("bs2")
     cluster.create_topic("Failover", 2)
-    with Producer(cluster.namesrv, retries=2, send_timeout_s=5) as p:
+    with Producer(cluster.namesrv, retries=2, send_timeout_s=5) as p, \
+            Producer(cluster.namesrv, retries=2, send_timeout_s=5) as pa:
         before = [p.send(Message("Failover", b"x")) for _ in range(20)]
         assert {r.broker_set for r in before} == {"bs1", "bs2"}
+        warm = [pa.send_async(Message("Failover", b"w")) for _ in range(20)]
+        assert all(f.result(timeout=10) for f in warm)
+        assert {q.broker_set for q in pa.transport.route("Failover").write_queues} == {"bs1", "bs2"}
         cluster.brokers["bs1"][0].kill9()
+        # async batches aimed at bs1 by the cached route fail and are retried on bs2
+        futs = [pa.send_async(Message("Failover", f"async{i}".encode())) for i in range(300)]
+        assert {f.result(timeout=30).broker_set for f in futs} == {"bs2"}
         msgs = [Message("Failover", f"after{i}".encode()) for i in range(40)]
         after = [p.send(m) for m in msgs]        # none fails: retried on bs2
         assert {r.broker_set for r in after} == {"bs2"}
