@@ -27,6 +27,7 @@ from orbitmq.common.logs import kv
 from orbitmq.controller import election as el
 from orbitmq.controller import state as st
 from orbitmq.controller.config import ControllerConfig
+from orbitmq.controller.liveness import Liveness
 from orbitmq.controller.raft import RaftNode, fail_name
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
@@ -39,15 +40,6 @@ LEADER_KEY = "orbitmq-leader"
 
 class CommitError(Exception):
     """A command was not committed (timeout, lost leadership)."""
-
-
-@dataclass
-class LiveEntry:
-    live: el.Live
-    last_seen: float            # monotonic, receive time of the last heartbeat
-    last_seen_ms: int           # wall clock of the same
-    session_gen: int = 0        # the newest session that carried its heartbeats (0: unary)
-    closed: bool = False        # that session ended (a hint: it may be dead)
 
 
 @dataclass(eq=False)
@@ -69,7 +61,7 @@ class ControllerService(pbg.ControllerServicer):
         self.cfg = cfg
         self.loop = asyncio.get_running_loop()
         self.raft = RaftNode(cfg, on_applied=self._applied_on_raft_thread)
-        self.live: dict[tuple[st.SetKey, int], LiveEntry] = {}
+        self.live = Liveness(cfg.heartbeat_timeout_s, cfg.broker_lease_s)
         self.sessions: dict[st.SetKey, set[Session]] = {}
         self._gens = itertools.count(1)
         self.leader_since: float | None = None
@@ -164,18 +156,16 @@ class ControllerService(pbg.ControllerServicer):
     # ---- views ------------------------------------------------------------------------------------------
 
     def _alive(self, key: st.SetKey, broker_id: int, now: float) -> bool:
-        e = self.live.get((key, broker_id))
-        if e is None:
-            return False
-        age = now - e.last_seen
-        if age > self.cfg.heartbeat_timeout_s:
-            return False
-        # a closed session (and no newer one) is a hint: dead once its lease must have run out
-        return not (e.closed and age >= self.cfg.broker_lease_s)
+        return self.live.alive((key, broker_id), now)
 
     def alive_map(self, bs: st.BrokerSet, now: float) -> dict[int, el.Live]:
         key = (bs.cluster, bs.name)
-        return {b: self.live[(key, b)].live for b in bs.replicas if self._alive(key, b, now)}
+        out = {}
+        for b in bs.replicas:
+            e = self.live.get((key, b))
+            if e is not None and self.live.alive((key, b), now):
+                out[b] = e.live
+        return out
 
     def view(self, cluster: str, broker_set: str, now: float | None = None) -> pb.CtlSetView:
         now = time.monotonic() if now is None else now
@@ -221,17 +211,9 @@ class ControllerService(pbg.ControllerServicer):
     # ---- liveness ---------------------------------------------------------------------------------------
 
     def record_heartbeat(self, req: pb.CtlHeartbeatRequest, gen: int = 0) -> None:
-        key = (req.cluster, req.broker_set)
-        now = time.monotonic()
-        prev = self.live.get((key, req.broker_id))
-        live = el.Live(req.epoch, req.max_offset, req.confirm_offset, req.election_priority)
-        if prev is not None and (prev.live.epoch, prev.live.max_offset) > (live.epoch, live.max_offset):
-            # a report that goes backwards (reordered) keeps the higher position, as RocketMQ
-            live = el.Live(prev.live.epoch, prev.live.max_offset, max(prev.live.confirm_offset, live.confirm_offset),
-                           live.priority)
-        if prev is not None and gen == 0 and prev.session_gen and not prev.closed:
-            gen = prev.session_gen   # a unary heartbeat does not replace a live session
-        self.live[(key, req.broker_id)] = LiveEntry(live, now, int(time.time() * 1000), gen, False)
+        self.live.record(((req.cluster, req.broker_set), req.broker_id),
+                         el.Live(req.epoch, req.max_offset, req.confirm_offset, req.election_priority),
+                         time.monotonic(), int(time.time() * 1000), gen)
 
     def _session_closed(self, sess: Session) -> None:
         if sess.key is None:
@@ -239,9 +221,7 @@ class ControllerService(pbg.ControllerServicer):
         subs = self.sessions.get(sess.key)
         if subs is not None:
             subs.discard(sess)
-        e = self.live.get((sess.key, sess.broker_id))
-        if e is not None and e.session_gen == sess.gen:   # only the newest session's end is a hint
-            e.closed = True
+        self.live.session_closed((sess.key, sess.broker_id), sess.gen)
 
     def _close_sessions(self) -> None:
         for subs in self.sessions.values():
@@ -476,7 +456,7 @@ class ControllerService(pbg.ControllerServicer):
         r = await self._commit_rpc(st.CleanBrokerData(request.cluster, request.broker_set, ids), context)
         if r.ok:
             for b in targets:
-                self.live.pop((key, b), None)
+                self.live.forget((key, b))
             log.info("cleaned %s", kv(set=f"{key[0]}/{key[1]}", brokers=sorted(ids) or "all"))
         return pb.CtlCleanBrokerDataReply(result=_result(r))
 
