@@ -14,7 +14,7 @@ from orbitmq.common import net
 from orbitmq.common.proc import wait_until
 
 FAST_BROKER = ["--set", "register_interval_s=0.5", "--set", "keepalive_interval_s=0.3",
-               "--set", "consumer_expire_s=3"]
+               "--set", "consumer_expire_s=5"]
 
 
 class Cluster:
