@@ -283,7 +283,7 @@ class BrokerAgent:
                 if time.monotonic() - last_ack > stale:
                     log.warning("controller session stalled %s", kv(controller=addr))
                     call.cancel()
-                    self.client._rotate(addr)
+                    self.client._rotate(addr, failed_hard=True)
                     return
 
         dog = asyncio.create_task(watchdog())
@@ -304,7 +304,7 @@ class BrokerAgent:
             if isinstance(err, NotLeader):
                 self.client._rotate(addr, err.leader)
             elif e.code() != grpc.StatusCode.CANCELLED:
-                self.client._rotate(addr)
+                self.client._rotate(addr, failed_hard=True)
                 log.debug("session ended %s", kv(controller=addr, error=err))
         except asyncio.CancelledError:
             call.cancel()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
 
 log = logging.getLogger("orbitmq.controller.client")
+
+BAD_FOR_S = 3.0   # an address that was down or stalled is not followed as "the leader" for this long
 
 
 class ControllerError(Exception):
@@ -96,6 +99,7 @@ class ControllerClient:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pbg.ControllerStub] = {}
         self._next = 0
+        self._bad: dict[str, float] = {}   # address -> until when it is not trusted as leader
 
     def stub(self, addr: str) -> pbg.ControllerStub:
         if addr not in self._stubs:
@@ -109,12 +113,20 @@ class ControllerClient:
         for ch in chans:
             await ch.close()
 
-    def _rotate(self, failed: str, hint: str = "") -> None:
-        if hint and hint != failed:
+    def _rotate(self, failed: str, hint: str = "", failed_hard: bool = False) -> None:
+        """Move on from `failed`: to the leader it named (`hint`), unless that one itself failed
+        hard (down, stalled) in the last `BAD_FOR_S` - a follower may still name a dead leader
+        until its own election timeout - else to the next address."""
+        now = time.monotonic()
+        if failed_hard:
+            self._bad[failed] = now + BAD_FOR_S
+        if hint and hint != failed and self._bad.get(hint, 0) <= now:
             self.leader = hint
             return
         i = self.addresses.index(failed) if failed in self.addresses else self._next
-        self._next = (i + 1) % len(self.addresses)
+        n = len(self.addresses)
+        good = [(i + s) % n for s in range(1, n + 1) if self._bad.get(self.addresses[(i + s) % n], 0) <= now]
+        self._next = good[0] if good else (i + 1) % n   # all distrusted: plain round robin
         self.leader = self.addresses[self._next]
 
     async def call(self, method: str, request: Any, timeout: float | None = None,
@@ -133,7 +145,7 @@ class ControllerClient:
                     self._rotate(addr, err.leader)
                     raise _Retry() from err
                 if isinstance(err, NoLeader):
-                    self._rotate(addr)
+                    self._rotate(addr, failed_hard=True)
                     raise _Retry() from err
                 raise err from None
 
