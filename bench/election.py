@@ -8,7 +8,9 @@ history) to the moment every surviving agent has been notified of the new master
 agent is restarted (same identity, same id) and rejoins the sync-state-set before the next round.
 Then `commands_per_s`: idempotent ApplyBrokerId commands committed through Raft per second by
 `--concurrency` concurrent callers (bounded by --commands and --seconds), and
-`leader_failover_s`: SIGKILL of the controller leader until a command commits on the new one.
+`leader_failover_s`: SIGKILL of the controller leader until a command commits on the new one,
+with `leader_failover_heartbeat_gap_max_s`: the longest gap between answered heartbeats of the
+agents meanwhile (a master whose lease is shorter fences itself for the difference).
 
 Also the harness used by tests/controller (ControllerCluster, AgentProc).
 """
@@ -240,10 +242,14 @@ def _run(cluster: ControllerCluster, args: argparse.Namespace) -> dict:
         _wait(lambda: len(asyncio.run(view()).sync_state_set) == n, 60, "the old master back in the set")
 
     cps, committed = asyncio.run(_throughput(cluster, args))
+    t_kill = time.time()
     leader_s = asyncio.run(_leader_failover(cluster))
+    time.sleep(2.0)   # sessions settle on the new leader
+    gaps = [e["gap_s"] for a in agents for e in a.events() if e.get("event") == "heartbeat_gap" and e["t"] >= t_kill]
     result: dict = {"rounds": len(elections), "failed_rounds": failures, "signal": args.signal,
                     "agents": n, "commands_per_s": round(cps, 1), "commands_committed": committed,
                     "leader_failover_s": None if leader_s is None else round(leader_s, 3),
+                    "leader_failover_heartbeat_gap_max_s": max(gaps) if gaps else 0.0,
                     "heartbeat_timeout_s": float(cluster.settings.get("heartbeat_timeout_s", 2.5))}
     result.update(_summary(elections, "election"))
     result.update(_summary(commits, "detect_commit"))

@@ -381,6 +381,7 @@ class PrintingHooks:
         self.agent: BrokerAgent | None = None
         self.master_epoch = 0
         self.is_master = False
+        self.last_ok_sent: float | None = None
 
     def emit(self, **fields: Any) -> None:
         print(json.dumps({"t": time.time(), **fields}), flush=True)
@@ -389,7 +390,12 @@ class PrintingHooks:
         self.emit(event="broker_id", broker_id=broker_id)
 
     def heartbeat_ok(self, sent_at: float) -> None:
-        pass
+        # the gap between the send times of answered heartbeats: a master with a lease shorter
+        # than this gap fences itself for the difference
+        if self.last_ok_sent is not None and sent_at - self.last_ok_sent > 1.0:
+            self.emit(event="heartbeat_gap", gap_s=round(sent_at - self.last_ok_sent, 3))
+        if self.last_ok_sent is None or sent_at > self.last_ok_sent:
+            self.last_ok_sent = sent_at
 
     def live_info(self) -> dict[str, int]:
         return {"epoch": self.epoch, "max_offset": self.max_offset, "confirm_offset": self.max_offset}
