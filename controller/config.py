@@ -42,8 +42,8 @@ class ControllerConfig:
     election_retry_s: float = _doc(0.5, "a failed election is retried this often")
     unclean_election: bool = _doc(False, "elect outside the sync-state-set when no member is alive (may lose data)")
     commit_timeout_s: float = _doc(5.0, "a command not committed by a majority in this time fails")
-    raft_min_timeout_s: float = _doc(0.8, "Raft election timeout, lower bound")
-    raft_max_timeout_s: float = _doc(1.6, "Raft election timeout, upper bound")
+    raft_min_timeout_s: float = _doc(0.5, "Raft election timeout, lower bound")
+    raft_max_timeout_s: float = _doc(1.0, "Raft election timeout, upper bound")
     raft_append_period_s: float = _doc(0.1, "Raft leader heartbeat (append entries) period")
     raft_batch_appends: bool = _doc(False, "true: send log entries with the next periodic append (fewer, larger "
                                     "messages); false: at once (measured ~4x more commands/s, lower latency)")
