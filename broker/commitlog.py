@@ -231,16 +231,19 @@ class CommitLog:
                 raise OffsetMismatch(seg_end - rc.BLANK_MIN, at + total, "record end beyond the segment (sizes differ?)")
             out.append((at, total, magic))
             pos += total
-        pos = 0
+        # copy runs of records that share a segment in one slice each (a blank ends a segment)
         mv = memoryview(data)
-        for at, total, magic in out:
-            seg = self.segments[-1]
-            rel = at - seg.base
-            seg.mm[rel:rel + total] = mv[pos:pos + total]
-            pos += total
-            self.max_offset = at + total
-            if magic == rc.MAGIC_BLANK:
-                self._new_segment(seg.end)
+        run = 0  # start in `data` of the run not yet copied
+        for i, (at, total, magic) in enumerate(out):
+            end = at + total - start
+            if magic == rc.MAGIC_BLANK or i == len(out) - 1:
+                seg = self.segments[-1]
+                rel = start + run - seg.base
+                seg.mm[rel:rel + end - run] = mv[run:end]
+                self.max_offset = start + end
+                run = end
+                if magic == rc.MAGIC_BLANK:
+                    self._new_segment(seg.end)
         return out
 
     # ---- reads (any thread) -----------------------------------------------------------------------

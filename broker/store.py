@@ -575,16 +575,25 @@ class MessageStore:
             recs = self.log.append_raw(start, data)
             nxt = self._next
             mv = memoryview(data)
+            unpack = rc.HEADER.unpack_from
+            hs = rc.HEADER_SIZE
+            topics: dict[bytes, str] = {}
             for off, _size, magic in recs:
                 if magic == rc.MAGIC_BLANK:
                     continue
                 rel = off - start
-                fields = parse_index_fields(mv[rel:rel + _size])
                 if magic == rc.MAGIC_MESSAGE:
-                    key = (fields[4], fields[1])
-                    if fields[2] + 1 > nxt.get(key, 0):
-                        nxt[key] = fields[2] + 1
+                    # only the queue's next offset is needed here: header + topic, not the properties
+                    h = unpack(mv, rel)
+                    tb = bytes(mv[rel + hs:rel + hs + h[13]])
+                    topic = topics.get(tb)
+                    if topic is None:
+                        topic = topics[tb] = tb.decode()
+                    key = (topic, h[4])
+                    if h[5] + 1 > nxt.get(key, 0):
+                        nxt[key] = h[5] + 1
                 else:
+                    fields = parse_index_fields(mv[rel:rel + _size])
                     self._meta_appended(json.loads(fields[8]))
             end = self.log.max_offset
         if self._auto_confirm:
