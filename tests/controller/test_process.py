@@ -214,20 +214,25 @@ def test_leader_sigkill_new_leader_keeps_committed_state(cluster):
          "restarted node sees a leader")
 
 
-def test_minority_cannot_commit(cluster):
+@pytest.mark.parametrize("kept", ["follower", "leader"])
+def test_minority_cannot_commit(cluster, kept):
+    """Two of three nodes stopped (SIGSTOP): the one left, a follower or the old leader itself,
+    commits nothing; callers get a clear error within bounded time, never a false success."""
     li = cluster.leader_index()
-    keep = (li + 1) % 3
+    keep = li if kept == "leader" else (li + 1) % 3
     stopped = [i for i in range(3) if i != keep]
     for i in stopped:
         cluster.controllers[i].pause()
     try:
-        time.sleep(2.5)   # longer than the Raft election timeout and the leader fallback
+        if kept == "follower":
+            time.sleep(2.0)   # longer than the Raft election timeout: it has lost its leader
         t0 = time.monotonic()
         with pytest.raises((CommitTimeout, NoLeader)) as e:
-            _run(lambda c: c.apply_broker_id(CL, "minority", 1, "m"), cluster, [cluster.addrs[keep]],
+            _run(lambda c: c.apply_broker_id(CL, f"minority-{kept}", 1, "m"), cluster, [cluster.addrs[keep]],
                  rpc_timeout_s=2.0, retry_deadline_s=4.0)
         assert e.value.code in ("NO_LEADER", "REPLICATION_TIMEOUT")
         assert time.monotonic() - t0 < 15
+        time.sleep(1.5)   # an isolated leader steps down within raft_max_timeout_s
         with pytest.raises((CommitTimeout, NoLeader)):
             _run(lambda c: c.get_replica_info(CL, "fo"), cluster, [cluster.addrs[keep]],
                  rpc_timeout_s=2.0, retry_deadline_s=2.0)
@@ -236,6 +241,7 @@ def test_minority_cannot_commit(cluster):
             cluster.controllers[i].resume()
     cluster.leader_index(30)
     assert view(cluster, "fo").exists
+    assert not view(cluster, "minority-follower").exists
 
 
 def test_restart_of_every_node_recovers_state_without_spurious_election(cluster):
