@@ -18,6 +18,7 @@ Phases, each bounded in count and time:
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import statistics
 import tempfile
@@ -219,9 +220,10 @@ def error_code(e: grpc.RpcError) -> str:
 # ---- phases -------------------------------------------------------------------------------------
 
 def throughput(client: SetClient, n: int, seconds: float, batch: int, in_flight: int, body_size: int,
-               sampler: Any = None) -> dict[str, float]:
-    """Sync-acknowledged msgs/s with `in_flight` threads each sending batches of `batch`."""
-    body = b"x" * body_size
+               sampler: Any = None, acked: set[bytes] | None = None, tag: str = "tp") -> dict[str, float]:
+    """Sync-acknowledged msgs/s with `in_flight` threads each sending batches of `batch` (numbered
+    bodies; the acknowledged ones are added to `acked`)."""
+    counter = itertools.count()
     sent = [0]
     errs = [0]
     lock = threading.Lock()
@@ -234,8 +236,12 @@ def throughput(client: SetClient, n: int, seconds: float, batch: int, in_flight:
                 if sent[0] >= n:
                     return
                 sent[0] += batch
+            bodies = [f"{tag}-{next(counter):09d}".encode().ljust(body_size, b".") for _ in range(batch)]
             try:
-                client.send([body] * batch, timeout=10)
+                client.send(bodies, timeout=10)
+                if acked is not None:
+                    with lock:
+                        acked.update(bodies)
             except grpc.RpcError:
                 with lock:
                     errs[0] += 1
@@ -285,14 +291,14 @@ def run(args: argparse.Namespace) -> dict:
                     if a != m and st is not None:
                         lag["max"] = max(lag["max"], top - st.max_physical_offset)
 
+        acked: set[bytes] = set()
         replicated = throughput(c_rep, args.messages, args.seconds, args.batch, args.in_flight, args.body_size,
-                                sampler=sample)
+                                sampler=sample, acked=acked)
         t0 = time.monotonic()
         proc.wait_until(lambda: _caught_up(c_rep), 30, 0.05, "followers caught up")
         catch_up = time.monotonic() - t0
 
         # failover
-        acked: set[bytes] = set()
         failovers: list[float] = []
         seq = 0
         for _ in range(args.kills):
@@ -325,7 +331,7 @@ def run(args: argparse.Namespace) -> dict:
             proc.wait_until(lambda: _try_send(c_rep), 60, 0.2, "replicated sends succeed")
             proc.wait_until(lambda: _caught_up(c_rep), 60, 0.1, "followers caught up")
         final = c_rep.wait_master(30)
-        found = {b for b in c_rep.read_all(final) if b.startswith(b"ack-")}
+        found = set(c_rep.read_all(final))
         lost = len(acked - found)
         return {
             "single_msgs_per_s": round(single["msgs_per_s"]),

@@ -124,6 +124,40 @@ def test_paused_follower_leaves_the_set_and_rejoins(cluster):
     assert client.find_master() == m
 
 
+def test_master_cut_off_from_the_controllers_fences_itself(cluster):
+    """With every controller frozen, the master's lease runs out: sends get FENCED, never a
+    success; when the controllers come back, acknowledged sends resume."""
+    c, client, reps, learner = cluster
+    m = client.find_master()
+    client.send([b"before-fence"])
+    controllers = [ch for ch in c.children if ch.name.startswith("controller")]
+    for ch in controllers:
+        ch.pause()
+    try:
+        def fenced() -> bool:
+            try:
+                client.stubs[m].SendMessage(broker_pb2.SendRequest(topic=TOPIC, queue_id=0, messages=[
+                    common_pb2.Message(topic=TOPIC, body=b"during-fence", tags="t")]), timeout=4)
+                return False
+            except grpc.RpcError as e:
+                return error_code(e) == "FENCED"
+        proc.wait_until(fenced, 10, 0.2, "the isolated master refuses sends with FENCED")
+        assert _stats(client, m).get("ha_lease_ok") == "0"
+    finally:
+        for ch in controllers:
+            ch.resume()
+    proc.wait_until(lambda: _stats(client, m).get("ha_lease_ok") == "1", 30, 0.2, "lease renewed")
+    proc.wait_until(lambda: _try(client), 30, 0.2, "sends succeed again")
+
+
+def _try(client: SetClient) -> bool:
+    try:
+        client.send([b"after-fence"], timeout=3)
+        return True
+    except (grpc.RpcError, RuntimeError):
+        return False
+
+
 def test_kill_master_failover_truncates_divergent_tail_and_loses_nothing(cluster):
     c, client, reps, learner = cluster
     old_addr = client.find_master()
