@@ -63,6 +63,8 @@ class HAFollower:
         self.truncations: list[tuple[int, int]] = truncations if truncations is not None else []  # (from, to)
         self.stats = {"frames": 0, "bytes": 0, "connects": 0}
         self._stopping = False
+        cfg = getattr(store, "config", None)
+        self._sync_flush = getattr(cfg, "flush_mode", "async") == "sync"
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run())
@@ -156,6 +158,8 @@ class HAFollower:
                         await self._append(f)
                         moved = True
                 own = store_max(self.store)
+                if moved and self._sync_flush:
+                    await self.store.flushed(own)  # sync flush: ack only what is on disk
                 c = min(self.master_confirm, own)
                 if c > store_confirm(self.store):
                     self.store.set_confirm_offset(c)
