@@ -4,7 +4,8 @@ Owns: the connection to the master's HA address, the handshake (send our epoch l
 offset, get the master's, compute the truncation point with epoch_truncation.py, truncate the
 store and then the epoch file durably, report the point as our first ack), appending every DATA
 frame as-is (`store.append_raw`, which validates each record), adding an epoch entry before the
-first bytes of each new epoch, acking after every append and at least every heartbeat, and the
+first bytes of each new epoch, acking after every append (after fdatasync when the store flushes
+synchronously) and at least every heartbeat, and the
 confirm offset = min(master's confirm, own max). Reconnects with a short backoff. It never
 decides roles; the role manager starts and stops it.
 """
