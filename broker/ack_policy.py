@@ -59,6 +59,20 @@ def evaluate(policy: AckPolicy, end_offset: int, ack_set: Iterable[int], holding
     return Verdict.ACK if holders >= need else Verdict.WAIT
 
 
+def acknowledged_upto(policy: AckPolicy, ack_set: Iterable[int], holding: Callable[[int], int],
+                      replica_count: int) -> int | None:
+    """The highest end offset a send may have and be acknowledged now (`evaluate` gives ACK for
+    every end offset <= it, WAIT above it); None if the set is too small (NOT_ENOUGH)."""
+    members = list(ack_set)
+    need = policy.required(replica_count)
+    if len(members) < need:
+        return None
+    held = sorted((holding(m) for m in members), reverse=True)
+    if policy.mode == "all":
+        return held[-1]
+    return held[need - 1]
+
+
 @dataclass
 class Lease:
     """A master's standing with the controller: valid for `lease_s` from the moment the last

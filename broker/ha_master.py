@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orbitmq.broker import ha_protocol as hp
-from orbitmq.broker.ack_policy import AckPolicy, Verdict, evaluate
+from orbitmq.broker.ack_policy import AckPolicy, Verdict, acknowledged_upto, evaluate
 from orbitmq.broker.epoch_file import EpochFile
 from orbitmq.broker.epoch_truncation import epoch_at, epoch_range_end
 from orbitmq.broker.replication_hooks import ReplicationError
@@ -141,48 +141,64 @@ class HAMaster:
     def verdict(self, end_offset: int) -> Verdict:
         return evaluate(self.settings.policy, end_offset, self.sss.ack_set(), self._holding, self.replica_count())
 
+    def _upto(self) -> int | None:
+        """The highest end offset a send may have to be acknowledged now (None: set too small)."""
+        return acknowledged_upto(self.settings.policy, self.sss.ack_set(), self._holding, self.replica_count())
+
     async def wait_replicated(self, end_offset: int) -> None:
         self.notify_data()
-        v = self.verdict(end_offset)
-        if v is Verdict.ACK:
-            return
-        if v is Verdict.NOT_ENOUGH:
+        upto = self._upto()
+        if upto is None:
             raise ReplicationError("IN_SYNC_REPLICAS_NOT_ENOUGH",
                                    f"sync-state-set {sorted(self.sss.ack_set())} is smaller than the "
                                    f"{self.settings.policy.required(self.replica_count())} replicas required")
-        fut = asyncio.get_running_loop().create_future()
+        if end_offset <= upto:
+            return
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._seq += 1
         entry = (end_offset, self._seq, fut)
         bisect.insort(self._waiters, entry, key=lambda w: (w[0], w[1]))
+        timer = loop.call_later(self.settings.ack_timeout_s, self._expire, entry)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.settings.ack_timeout_s)
-        except TimeoutError:
-            v = self.verdict(end_offset)
-            if v is Verdict.ACK:
-                return
-            if v is Verdict.NOT_ENOUGH:
-                raise ReplicationError("IN_SYNC_REPLICAS_NOT_ENOUGH",
-                                       f"sync-state-set shrank to {sorted(self.sss.ack_set())}") from None
-            raise ReplicationError("REPLICATION_TIMEOUT",
-                                   f"offset {end_offset} not held by every in-sync replica "
-                                   f"{sorted(self.sss.ack_set())} within {self.settings.ack_timeout_s}s") from None
+            await fut
         finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(entry)
+            timer.cancel()
+
+    def _expire(self, entry: tuple[int, int, asyncio.Future]) -> None:
+        """A waiter's deadline passed: fail it with the reason as it stands now."""
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(entry)
+        end, _, fut = entry
+        if fut.done():
+            return
+        upto = self._upto()
+        refusal = self.writable() if self.writable is not None else None
+        if refusal is None and upto is not None and end <= upto:
+            fut.set_result(None)
+        elif refusal is not None:
+            fut.set_exception(refusal)
+        elif upto is None:
+            fut.set_exception(ReplicationError("IN_SYNC_REPLICAS_NOT_ENOUGH",
+                                               f"sync-state-set shrank to {sorted(self.sss.ack_set())}"))
+        else:
+            fut.set_exception(ReplicationError(
+                "REPLICATION_TIMEOUT", f"offset {end} not held by every in-sync replica "
+                f"{sorted(self.sss.ack_set())} within {self.settings.ack_timeout_s}s"))
 
     def _release_waiters(self) -> None:
         if not self._waiters:
             return
         refusal = self.writable() if self.writable is not None else None
         if refusal is not None:
-            return  # fenced: nobody is acknowledged; they time out (or are failed on stop)
-        n = 0
-        for end, _, fut in self._waiters:
-            if self.verdict(end) is not Verdict.ACK:
-                break
+            return  # fenced: nobody is acknowledged; they fail at their deadline (or on stop)
+        upto = self._upto()
+        if upto is None:
+            return
+        n = bisect.bisect_right(self._waiters, upto, key=lambda w: w[0])
+        for _, _, fut in self._waiters[:n]:
             if not fut.done():
                 fut.set_result(None)
-            n += 1
         if n:
             del self._waiters[:n]
 

@@ -142,7 +142,7 @@ def test_master_cut_off_from_the_controllers_fences_itself(cluster):
             except grpc.RpcError as e:
                 return error_code(e) == "FENCED"
         proc.wait_until(fenced, 10, 0.2, "the isolated master refuses sends with FENCED")
-        assert _stats(client, m).get("ha_lease_ok") == "0"
+        proc.wait_until(lambda: _stats(client, m).get("ha_lease_ok") == "0", 5, 0.1, "lease reported expired")
     finally:
         for ch in controllers:
             ch.resume()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orbitmq.broker.ack_policy import AckPolicy, Lease, Verdict, evaluate
+from orbitmq.broker.ack_policy import AckPolicy, Lease, Verdict, acknowledged_upto, evaluate
 from orbitmq.broker.sync_state import SyncStateError, SyncStateSet
 
 M = 1  # master id
@@ -182,3 +182,17 @@ def test_members_get_a_grace_period_to_connect_to_a_new_master():
     s.on_ack(2, 0, 0, 101.0)
     p = s.propose(0, 103.5)                 # 3 never showed up within max_lag_s
     assert p is not None and p.removed == {3}
+
+
+@given(st.sampled_from(["all", "count"]), st.integers(-1, 4).filter(lambda n: n != 0),
+       st.dictionaries(st.integers(1, 5), st.integers(-1, 100), min_size=1, max_size=5),
+       st.integers(1, 5), st.integers(0, 101))
+def test_acknowledged_upto_agrees_with_evaluate(mode, min_replicas, holds, replicas, end):
+    p = AckPolicy(mode=mode, min_replicas=min_replicas)
+    upto = acknowledged_upto(p, holds.keys(), holds.__getitem__, replicas)
+    v = evaluate(p, end, holds.keys(), holds.__getitem__, replicas)
+    if upto is None:
+        assert v is Verdict.NOT_ENOUGH
+    else:
+        assert (v is Verdict.ACK) == (end <= upto)
+        assert v is not Verdict.NOT_ENOUGH
