@@ -212,3 +212,49 @@ def _send_quietly(client: SetClient, addr: str, bodies: list[bytes]) -> None:
             common_pb2.Message(topic=TOPIC, body=b, tags="t") for b in bodies]), timeout=5)
     except grpc.RpcError:
         pass
+
+
+def test_client_library_producer_resumes_after_master_kill(cluster):
+    """`orbitmq.client.Producer` (routes from the name server) with sync sends: kill -9 of the
+    master, the producer resumes on the new master, nothing it had acknowledged is lost."""
+    from orbitmq.client import errors
+    from orbitmq.client.message import Message
+    from orbitmq.client.producer import Producer
+
+    c, client, reps, learner = cluster
+    acked: list[bytes] = []
+    stop = threading.Event()
+
+    def run(producer: Producer) -> None:
+        seq = 0
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            seq += 1
+            body = f"client-{seq:06d}".encode()
+            try:
+                producer.send(Message(TOPIC, body))
+                acked.append(body)
+            except errors.OrbitError:
+                time.sleep(0.05)
+
+    old_addr = client.find_master()
+    old = next(b for b in reps if b.addr == old_addr)
+    with Producer(c.namesrv_addr, send_timeout_s=3.0, retries=2, route_refresh_s=1.0) as producer:
+        t = threading.Thread(target=run, args=(producer,), daemon=True)
+        t.start()
+        try:
+            proc.wait_until(lambda: len(acked) >= 20, 30, 0.05, "client producer sends")
+            c.kill9(old)
+            t_kill = time.monotonic()
+            n = len(acked)
+            proc.wait_until(lambda: len(acked) >= n + 20, 45, 0.05, "client producer resumed after the kill")
+            print(f"client producer resumed {time.monotonic() - t_kill:.2f}s after the kill")
+        finally:
+            stop.set()
+            t.join(timeout=15)
+    c.start_broker(old)
+    final = client.wait_master(10)
+    found = set(client.read_all(final))
+    assert len(acked) >= 40 and not [b for b in acked if b not in found]
+    proc.wait_until(lambda: (client.status(old.addr) or broker_pb2.BrokerStatus()).role == "FOLLOWER", 60, 0.2,
+                    "old master rejoined")
