@@ -326,8 +326,7 @@ class HAMaster:
                         continue
                     frame = hp.Data(c.pos, entry.epoch, entry.start_offset, self.sss.confirm_offset(mx), mx, body)
                     head, payload = hp.encode_data_parts(frame)
-                    c.writer.write(head)
-                    c.writer.write(payload)
+                    c.writer.write(head + payload)  # one send syscall: each one may wait for the GIL
                     await c.writer.drain()
                     c.pos += len(body)
                     self.stats["frames"] += 1
