@@ -311,6 +311,7 @@ class HAMaster:
         try:
             while True:
                 c.wake.clear()
+                await asyncio.sleep(0)  # let the sends already queued on the loop append first: fewer, larger frames
                 mx = store_max(self.store)
                 if c.pos < mx:
                     entry = epoch_at(self.epochs.entries, c.pos)

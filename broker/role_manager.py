@@ -66,6 +66,7 @@ class RoleManager(ReplicationHooks):
         self.server: BrokerServer | None = None
         self._status_task: asyncio.Task | None = None
         self._snapshot_task: asyncio.Task | None = None
+        self._count_cache: tuple[Any, int] | None = None
         self.truncations: list[tuple[int, int]] = []  # (from, to) of every divergent tail cut
 
     # ---- lifecycle --------------------------------------------------------------------------------
@@ -228,7 +229,12 @@ class RoleManager(ReplicationHooks):
         view = getattr(self.agent, "view", None)
         if view is None:
             return 1
-        return max(1, sum(1 for r in view.replicas if not r.learner))
+        cached = self._count_cache
+        if cached is not None and cached[0] is view:
+            return cached[1]
+        n = max(1, sum(1 for r in view.replicas if not r.learner))
+        self._count_cache = (view, n)
+        return n
 
     async def _alter(self, members: frozenset[int], sss_epoch: int) -> tuple[bool, list[int] | None, int | None]:
         return await self.agent.alter_sync_state_set(self._epoch, sorted(members), sss_epoch)
