@@ -23,7 +23,7 @@ from typing import Any
 from orbitmq.broker import ha_protocol as hp
 from orbitmq.broker.epoch_file import EpochFile
 from orbitmq.broker.epoch_truncation import find_truncation_point
-from orbitmq.broker.ha_master import store_confirm, store_max
+from orbitmq.broker.ha_master import idle_watchdog, store_confirm, store_max
 from orbitmq.common.logs import kv
 from orbitmq.common.net import split_addr
 
@@ -101,6 +101,7 @@ class HAFollower:
         self.stats["connects"] += 1
         loop = asyncio.get_running_loop()
         dec = hp.FrameDecoder()
+        watchdog: asyncio.Task | None = None
         try:
             mx = store_max(self.store)
             writer.write(hp.encode(hp.Hello(self.broker_id, self.learner, mx, tuple(self.epochs.entries))))
@@ -142,8 +143,11 @@ class HAFollower:
             log.info("following %s", kv(broker_id=self.broker_id, master=self.master_ha, master_id=welcome.master_id,
                                          epoch=welcome.master_epoch, from_=mx, learner=self.learner))
             last_ack = time.monotonic()
+            last_read = [time.monotonic()]
+            watchdog = asyncio.create_task(idle_watchdog(lambda: last_read[0], self.settings.idle_timeout_s, writer))
             while True:
-                data = await asyncio.wait_for(reader.read(1 << 20), self.settings.idle_timeout_s)
+                data = await reader.read(1 << 20)
+                last_read[0] = time.monotonic()
                 if not data:
                     dec.finish()
                     raise ConnectionError("master closed the stream")
@@ -172,6 +176,8 @@ class HAFollower:
                 if moved and self.on_data is not None:
                     self.on_data()
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             writer.close()
 
     async def _append(self, f: hp.Data) -> None:

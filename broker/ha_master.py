@@ -55,6 +55,51 @@ class MasterSettings:
     policy: AckPolicy = AckPolicy()  # noqa: RUF009 - frozen dataclass instance
 
 
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Waker:
+    """A cheap wake-up flag: `set()`, `clear()`, `await wait(timeout)` (no task per wait, unlike
+    asyncio.wait_for on an Event)."""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._fut: asyncio.Future | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        if self._fut is not None:
+            _resolve(self._fut)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    async def wait(self, timeout: float) -> None:
+        if self._flag:
+            return
+        loop = asyncio.get_running_loop()
+        fut = self._fut = loop.create_future()
+        handle = loop.call_later(timeout, _resolve, fut)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._fut = None
+
+
+async def idle_watchdog(last_read: Callable[[], float], timeout: float, writer: asyncio.StreamWriter) -> None:
+    """Close `writer` once nothing was read for `timeout` (instead of a wait_for per read)."""
+    while True:
+        left = timeout - (time.monotonic() - last_read())
+        if left <= 0:
+            log.warning("replication stream idle for %.1fs: closing", timeout)
+            writer.close()
+            return
+        await asyncio.sleep(min(left, timeout / 2) + 0.01)
+
+
 class _Conn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -65,7 +110,7 @@ class _Conn:
         self.ack = -1
         self.last_read = time.monotonic()
         self.task: asyncio.Task | None = None
-        self.wake = asyncio.Event()
+        self.wake = Waker()
 
 
 class HAMaster:
@@ -222,6 +267,7 @@ class HAMaster:
         dec = hp.FrameDecoder()
         peer = writer.get_extra_info("peername")
         sender: asyncio.Task | None = None
+        watchdog: asyncio.Task | None = None
         try:
             hello = await self._read_one(c, dec, timeout=5.0)
             if not isinstance(hello, hp.Hello):
@@ -253,8 +299,10 @@ class HAMaster:
             log.info("replica connected %s", kv(replica=c.broker_id, learner=c.learner, start=c.pos,
                                                 epoch=self.master_epoch, peer=peer))
             sender = asyncio.create_task(self._send_loop(c))
+            c.last_read = time.monotonic()
+            watchdog = asyncio.create_task(idle_watchdog(lambda: c.last_read, self.settings.idle_timeout_s, writer))
             while True:
-                data = await asyncio.wait_for(reader.read(65536), self.settings.idle_timeout_s)
+                data = await reader.read(65536)
                 if not data:
                     dec.finish()
                     break
@@ -277,6 +325,8 @@ class HAMaster:
         finally:
             if sender is not None:
                 sender.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             if c.broker_id >= 0 and self.conns.get(c.broker_id) is c:
                 del self.conns[c.broker_id]
                 self.sss.disconnected(c.broker_id)
@@ -341,8 +391,7 @@ class HAMaster:
                     c.writer.write(hp.encode(frame))
                     await c.writer.drain()
                     last_sent = now
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(c.wake.wait(), min(hb, 0.2))
+                await c.wake.wait(min(hb, 0.2))
         except (ConnectionError, OSError) as e:
             log.info("replica sender ended %s", kv(replica=c.broker_id, error=e))
             c.writer.close()
