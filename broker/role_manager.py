@@ -186,8 +186,7 @@ class RoleManager(ReplicationHooks):
         if master_ha:
             fs = FollowerSettings(heartbeat_s=self.config.ha_heartbeat_s, idle_timeout_s=self.config.ha_idle_timeout_s)
             self.follower = HAFollower(self.server.store, self.epochs, self.broker_id, self.config.ha_learner,
-                                       master_ha, fs, min_master_epoch=epoch, on_data=self._on_replicated,
-                                       truncations=self.truncations)
+                                       master_ha, fs, min_master_epoch=epoch, truncations=self.truncations)
             self.follower.start()
         log.info("following %s", kv(broker_set=self.config.broker_set, broker_id=self.broker_id, epoch=epoch,
                                      master_id=master_id, master_ha=master_ha, learner=self.config.ha_learner))
@@ -212,13 +211,6 @@ class RoleManager(ReplicationHooks):
         if self.follower is not None:
             f, self.follower = self.follower, None
             await f.stop()
-
-    def _on_replicated(self) -> None:
-        srv = self.server
-        if srv is not None and srv.service is not None:
-            wake = getattr(srv.service.waiters, "wake_all", None)
-            if wake is not None:
-                wake()
 
     def _registered_changed(self) -> None:
         if self.server is not None and self.server.registrar is not None:
