@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 [ -d .venv ] || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q -e '.[test]'
-exec python -m pytest "$@"
+exec python -m pytest -q "$@"
