@@ -25,13 +25,13 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from orbitmq.common import net, proc
+from orbitmq.common import proc
+from orbitmq.common.local_cluster import BrokerProc, ClusterSpec, LocalCluster
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, common_pb2
 
 TOPIC = "HaBench"
@@ -51,86 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ---- the cluster ----------------------------------------------------------------------------------
 
-@dataclass
-class Broker:
-    name: str
-    broker_set: str
-    broker_id: int
-    addr: str
-    ha: str
-    store: Path
-    learner: bool = False
-    child: proc.Child | None = None
-    extra: list[str] = field(default_factory=list)
-
-
-class Cluster:
-    """Controllers, a name server and broker sets as real processes in `root`."""
-
-    def __init__(self, root: Path, controllers: int = 3, broker_settings: dict[str, str] | None = None,
-                 controller_settings: dict[str, str] | None = None) -> None:
-        self.root = root
-        self.children: list[proc.Child] = []
-        ports = net.free_ports(controllers * 2 + 1)
-        self.controller_addrs = [f"127.0.0.1:{p}" for p in ports[:controllers]]
-        self.raft_addrs = [f"127.0.0.1:{p}" for p in ports[controllers:2 * controllers]]
-        self.namesrv_addr = f"127.0.0.1:{ports[-1]}"
-        self.brokers: dict[str, Broker] = {}
-        self.broker_settings = {"ha_lease_s": "2.0", "ha_max_lag_s": "3.0", "ha_ack_timeout_s": "3.0",
-                                "register_interval_s": "5", **(broker_settings or {})}
-        self.controller_settings = controller_settings or {}
-
-    def _start(self, name: str, args: list[str]) -> proc.Child:
-        c = proc.start(name, proc.orbitmq_argv(*args), log_path=self.root / f"{name}.log")
-        self.children.append(c)
-        return c
-
-    def start_controllers(self) -> None:
-        for i in range(len(self.controller_addrs)):
-            args = controller_args(i, self.controller_addrs, self.raft_addrs, self.root / f"controller{i}")
-            for k, v in self.controller_settings.items():
-                args += ["--set", f"{k}={v}"]
-            self._start(f"controller{i}", args)
-        for addr in self.controller_addrs:
-            net.wait_for_port(addr, 30)
-
-    def start_namesrv(self) -> None:
-        self._start("namesrv", ["namesrv", "--listen", self.namesrv_addr])
-        net.wait_for_port(self.namesrv_addr, 30)
-
-    def add_broker(self, broker_set: str, broker_id: int, learner: bool = False) -> Broker:
-        p1, p2 = net.free_ports(2)
-        name = f"{broker_set}-{broker_id}"
-        b = Broker(name, broker_set, broker_id, f"127.0.0.1:{p1}", f"127.0.0.1:{p2}", self.root / name,
-                   learner=learner)
-        self.brokers[name] = b
-        return b
-
-    def start_broker(self, b: Broker) -> None:
-        args = ["broker", "--listen", b.addr, "--namesrv", self.namesrv_addr, "--store-dir", str(b.store),
-                "--broker-set", b.broker_set, "--broker-id", str(b.broker_id),
-                "--set", "ha_mode=controller", "--set", f"ha_listen={b.ha}",
-                "--set", "controllers=" + ",".join(self.controller_addrs),
-                "--set", f"ha_learner={'true' if b.learner else 'false'}"]
-        for k, v in self.broker_settings.items():
-            args += ["--set", f"{k}={v}"]
-        b.child = self._start(b.name, args + b.extra)
-
-    def kill9(self, b: Broker) -> None:
-        assert b.child is not None
-        b.child.kill9()
-
-    def stop(self) -> None:
-        proc.stop_all(self.children, timeout=5)
-
-    def logs(self, n: int = 40) -> str:
-        return "\n".join(f"--- {c.name} (pid {c.pid}) ---\n{c.log_tail(n)}" for c in self.children)
-
-
-def controller_args(i: int, addrs: list[str], raft: list[str], data_dir: Path) -> list[str]:
-    """argv for controller node i (the controller engineer's CLI)."""
-    return ["controller", "--listen", addrs[i], "--raft", raft[i], "--peers", ",".join(raft[:i] + raft[i + 1:]),
-            "--data-dir", str(data_dir)]
+def ha_cluster(root: Path, broker_settings: dict[str, str] | None = None) -> LocalCluster:
+    """3 controllers and a name server under `root`; broker sets are added with `add_broker`."""
+    spec = ClusterSpec(dir=str(root), broker_sets=[], controllers=3, namesrvs=1,
+                       broker_settings={"register_interval_s": "5", **(broker_settings or {})})
+    return LocalCluster(spec)
 
 
 # ---- a client that follows the master of one broker set -------------------------------------------
@@ -138,7 +63,7 @@ def controller_args(i: int, addrs: list[str], raft: list[str], data_dir: Path) -
 class SetClient:
     """Sync sends to whichever replica of a broker set is master (found by GetBrokerStatus)."""
 
-    def __init__(self, brokers: list[Broker]) -> None:
+    def __init__(self, brokers: list[BrokerProc]) -> None:
         self.brokers = brokers
         opts = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
         self.channels = {b.addr: grpc.insecure_channel(b.addr, options=opts) for b in brokers}
@@ -263,15 +188,15 @@ def throughput(client: SetClient, n: int, seconds: float, batch: int, in_flight:
 
 def run(args: argparse.Namespace) -> dict:
     root = Path(tempfile.mkdtemp(prefix="orbitmq-ha-bench-"))
-    cluster = Cluster(root)
+    cluster = ha_cluster(root)
     clients: list[SetClient] = []
     try:
         cluster.start_controllers()
-        cluster.start_namesrv()
+        cluster.start_namesrvs()
         solo = cluster.add_broker("solo", 1)
         reps = [cluster.add_broker("rep", i) for i in (1, 2, 3)]
         for b in [solo, *reps]:
-            cluster.start_broker(b)
+            cluster.start_broker(b.name)
         c_solo, c_rep = SetClient([solo]), SetClient(reps)
         clients += [c_solo, c_rep]
         c_solo.wait_master(60)
@@ -326,7 +251,7 @@ def run(args: argparse.Namespace) -> dict:
             master_addr = c_rep.find_master()
             victim = next(b for b in reps if b.addr == master_addr)
             t_kill = time.monotonic()
-            cluster.kill9(victim)
+            cluster.kill9(victim.name)
             while time.monotonic() - t_kill < 60:
                 seq += 1
                 body = f"ack-{seq:08d}".encode().ljust(args.body_size, b".")
@@ -337,7 +262,7 @@ def run(args: argparse.Namespace) -> dict:
                     break
                 except (grpc.RpcError, RuntimeError):
                     time.sleep(0.05)
-            cluster.start_broker(victim)
+            cluster.start_broker(victim.name)
             # it rejoins as a follower and the set is whole again before the next kill
             proc.wait_until(lambda v=victim: (c_rep.status(v.addr) or broker_pb2.BrokerStatus()).role == "FOLLOWER",
                             60, 0.2, "old master rejoined as follower")

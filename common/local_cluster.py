@@ -8,7 +8,6 @@ processes (by PID); every decision (elections, replication) is the processes' ow
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +42,6 @@ class ClusterSpec:
             raise ValueError(f"controllers must be 1, 3 or 5, got {self.controllers}")
         if self.replicas < 1 or self.learners < 0 or self.namesrvs < 1:
             raise ValueError("need replicas >= 1, learners >= 0, namesrvs >= 1")
-        if not self.broker_sets:
-            raise ValueError("need at least one broker set")
 
 
 @dataclass
@@ -81,9 +78,7 @@ class LocalCluster:
         self.brokers: dict[str, BrokerProc] = {}
         for bset in spec.broker_sets:
             for i in range(1, spec.replicas + spec.learners + 1):
-                name = f"{bset}-{i}"
-                self.brokers[name] = BrokerProc(name, bset, i, self._addr(), self._addr(), self.root / name,
-                                                learner=i > spec.replicas)
+                self.add_broker(bset, i, learner=i > spec.replicas)
         self._stubs: dict[str, tuple[grpc.Channel, broker_pb2_grpc.BrokerStub]] = {}
 
     # ---- ports ------------------------------------------------------------------------------------
@@ -96,7 +91,17 @@ class LocalCluster:
         return iter(net.free_ports(total, self.spec.host))
 
     def _addr(self) -> str:
-        return f"{self.spec.host}:{next(self._ports)}"
+        port = next(self._ports, None)
+        return f"{self.spec.host}:{port if port is not None else net.free_port(self.spec.host)}"
+
+    def add_broker(self, broker_set: str, broker_id: int, learner: bool = False) -> BrokerProc:
+        """Declare one more replica (started by `start_broker(name)`); its name is `SET-ID`."""
+        name = f"{broker_set}-{broker_id}"
+        if name in self.brokers:
+            raise ValueError(f"broker {name} already declared")
+        b = BrokerProc(name, broker_set, broker_id, self._addr(), self._addr(), self.root / name, learner=learner)
+        self.brokers[name] = b
+        return b
 
     # ---- start / stop -------------------------------------------------------------------------------
 
@@ -149,17 +154,27 @@ class LocalCluster:
         b.child = self._start(name, self.broker_args(b))
         return b.child
 
+    def start_controllers(self, timeout: float = 60.0) -> None:
+        """Start every controller (and name server, when they are embedded) and wait for them."""
+        for i in range(self.spec.controllers):
+            self.start_controller(i)
+        for addr in self.controller_addrs:
+            net.wait_for_port(addr, timeout)
+
+    def start_namesrvs(self, timeout: float = 60.0) -> None:
+        """Start the standalone name servers (none when controllers are embedded in them)."""
+        if not self.spec.controllers_in_namesrv:
+            for i in range(len(self.namesrv_addrs)):
+                self.start_namesrv(i)
+        for addr in self.namesrv_addrs:
+            net.wait_for_port(addr, timeout)
+
     def start(self, timeout: float = 60.0) -> None:
         """Start everything and wait until every process listens; then write `cluster.json`."""
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            for i in range(self.spec.controllers):
-                self.start_controller(i)
-            if not self.spec.controllers_in_namesrv:
-                for i in range(len(self.namesrv_addrs)):
-                    self.start_namesrv(i)
-            for addr in [*self.controller_addrs, *self.namesrv_addrs]:
-                net.wait_for_port(addr, timeout)
+            self.start_controllers(timeout)
+            self.start_namesrvs(timeout)
             for name in self.brokers:
                 self.start_broker(name)
             for b in self.brokers.values():
@@ -251,6 +266,10 @@ class LocalCluster:
         proc.wait_until(ready, timeout, 0.2, "a master with a full sync-state-set in every broker set")
         return masters
 
+    def logs(self, n: int = 40) -> str:
+        """The last `n` log lines of every process, for failure reports."""
+        return "\n".join(f"--- {c.name} (pid {c.pid}) ---\n{c.log_tail(n)}" for c in self.children)
+
     def describe(self) -> str:
         lines = [f"cluster {self.spec.name} in {self.root}",
                  f"  controllers: {', '.join(self.controller_addrs)}",
@@ -261,10 +280,3 @@ class LocalCluster:
             kind = "learner" if b.learner else "replica"
             lines.append(f"  {name:<12} {kind:<8} {b.addr:<16} ha {b.ha_addr:<16} {role}")
         return "\n".join(lines)
-
-
-def wait_for(pred, timeout: float, what: str, interval: float = 0.1):
-    """`proc.wait_until` with the start time: returns (value, seconds waited)."""
-    t0 = time.monotonic()
-    v = proc.wait_until(pred, timeout, interval, what)
-    return v, time.monotonic() - t0

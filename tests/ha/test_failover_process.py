@@ -14,7 +14,7 @@ import time
 import grpc
 import pytest
 
-from orbitmq.bench.replication import TOPIC, Cluster, SetClient, error_code
+from orbitmq.bench.replication import TOPIC, SetClient, error_code, ha_cluster
 from orbitmq.common import proc
 from orbitmq.protos import broker_pb2, common_pb2
 
@@ -71,14 +71,14 @@ class Producer:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("ha")
-    c = Cluster(root, broker_settings={"ha_max_lag_s": "2.0", "ha_ack_timeout_s": "2.0"})
+    c = ha_cluster(root, broker_settings={"ha_max_lag_s": "2.0", "ha_ack_timeout_s": "2.0"})
     try:
         c.start_controllers()
-        c.start_namesrv()
+        c.start_namesrvs()
         reps = [c.add_broker("rep", i) for i in (1, 2, 3)]
         learner = c.add_broker("rep", 4, learner=True)
         for b in [*reps, learner]:
-            c.start_broker(b)
+            c.start_broker(b.name)
         client = SetClient([*reps, learner])
         client.wait_master(60)
         client.create_topic()
@@ -178,7 +178,7 @@ def test_kill_master_failover_truncates_divergent_tail_and_loses_nothing(cluster
             t.start()
         time.sleep(0.8)
         t_kill = time.monotonic()
-        c.kill9(old)
+        c.kill9(old.name)
         for f in followers:
             f.child.resume()
         new = client.wait_master(30)
@@ -186,7 +186,7 @@ def test_kill_master_failover_truncates_divergent_tail_and_loses_nothing(cluster
         assert new in {f.addr for f in followers}
         assert new != learner.addr
         p.wait_more(20, 30)  # the producer resumes on the new master
-        c.start_broker(old)
+        c.start_broker(old.name)
         proc.wait_until(lambda: (client.status(old.addr) or broker_pb2.BrokerStatus()).role == "FOLLOWER",
                         60, 0.2, "old master rejoined as follower")
         proc.wait_until(lambda: int(_stats(client, old.addr).get("ha_truncations", "0")) >= 1, 30, 0.2,
@@ -239,12 +239,12 @@ def test_client_library_producer_resumes_after_master_kill(cluster):
 
     old_addr = client.find_master()
     old = next(b for b in reps if b.addr == old_addr)
-    with Producer(c.namesrv_addr, send_timeout_s=3.0, retries=2, route_refresh_s=1.0) as producer:
+    with Producer(c.namesrv_addrs, send_timeout_s=3.0, retries=2, route_refresh_s=1.0) as producer:
         t = threading.Thread(target=run, args=(producer,), daemon=True)
         t.start()
         try:
             proc.wait_until(lambda: len(acked) >= 20, 30, 0.05, "client producer sends")
-            c.kill9(old)
+            c.kill9(old.name)
             t_kill = time.monotonic()
             n = len(acked)
             proc.wait_until(lambda: len(acked) >= n + 20, 45, 0.05, "client producer resumed after the kill")
@@ -252,7 +252,7 @@ def test_client_library_producer_resumes_after_master_kill(cluster):
         finally:
             stop.set()
             t.join(timeout=15)
-    c.start_broker(old)
+    c.start_broker(old.name)
     final = client.wait_master(10)
     found = set(client.read_all(final))
     assert len(acked) >= 40 and not [b for b in acked if b not in found]
