@@ -13,6 +13,7 @@ import sys
 
 # kind -> one-line help
 BENCHES: dict[str, str] = {
+    "store": "storage engine: append and group-commit sync appends vs raw writes and fdatasync, same dir",
     "produce": "client producer: sync/async/batch throughput, e2e latency, send_vs_grpc",
     "consume": "client consumers: pull and push consume throughput vs an empty gRPC call",
     "replication": "HA: replicated produce vs single, lag, failover time, acknowledged loss",
