@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 
+from orbitmq.bench.harness import rate
 from orbitmq.common import net, proc
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, common_pb2
 
@@ -28,17 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flush-mode", default="async", choices=["async", "sync"])
     p.add_argument("--concurrency", type=int, default=2, help="batched sends in flight at once (threads)")
     p.add_argument("--broker", default="", help="use this running broker instead of starting one")
-
-
-def _rate(fn, limit: int, seconds: float, per_call: int = 1) -> float:
-    fn()  # warm up
-    n = 0
-    t0 = time.perf_counter()
-    deadline = t0 + seconds
-    while n < limit and time.perf_counter() < deadline:
-        fn()
-        n += per_call
-    return n / (time.perf_counter() - t0)
 
 
 def _concurrent_rate(fn, limit: int, seconds: float, per_call: int, threads: int) -> float:
@@ -83,11 +73,11 @@ def run(args: argparse.Namespace) -> dict:
             stub.CreateTopic(broker_pb2.CreateTopicRequest(config=common_pb2.TopicConfig(
                 topic=topic, read_queues=4, write_queues=4, perm=6)), timeout=10)
             empty = broker_pb2.UnregisterConsumerRequest()
-            empty_rate = _rate(lambda: stub.UnregisterConsumer(empty, timeout=10), args.count, args.seconds)
+            empty_rate = rate(lambda: stub.UnregisterConsumer(empty, timeout=10), args.seconds, args.count)
             body = b"x" * args.body_size
             one = broker_pb2.SendRequest(topic=topic, queue_id=-1,
                                          messages=[common_pb2.Message(topic=topic, body=body, tags="t")])
-            send_rate = _rate(lambda: stub.SendMessage(one, timeout=10), args.count, args.seconds)
+            send_rate = rate(lambda: stub.SendMessage(one, timeout=10), args.seconds, args.count)
             batch = broker_pb2.SendRequest(topic=topic, queue_id=-1, messages=[
                 common_pb2.Message(topic=topic, body=body, tags="t") for _ in range(args.batch)])
             batch_rate = _concurrent_rate(lambda: stub.SendMessage(batch, timeout=30), args.count, args.seconds,
