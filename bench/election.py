@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orbitmq.common import net, proc
+from orbitmq.common.secrets_file import write_secret_file
 from orbitmq.controller.client import ControllerClient
 
 
@@ -81,7 +82,8 @@ class ControllerCluster:
 
     def controller_argv(self, i: int) -> list[str]:
         args = ["controller", "--node-id", f"c{i}", "--listen", self.addrs[i], "--raft-addr", self.raft[i],
-                "--peers", ",".join(self.raft[:i] + self.raft[i + 1:]), "--data-dir", str(self.root / f"c{i}")]
+                "--peers", ",".join(self.raft[:i] + self.raft[i + 1:]), "--data-dir", str(self.root / f"c{i}"),
+                "--raft-secret-file", str(write_secret_file(self.root / "raft.secret"))]
         for k, v in self.settings.items():
             args += ["--set", f"{k}={v}"]
         return proc.orbitmq_argv(*args)

@@ -4,11 +4,11 @@ elections) until SIGTERM.
 A 3-node deployment on one host (each node names the other two as --peers):
 
   orbitmq controller --node-id c1 --listen 127.0.0.1:9878 --raft-addr 127.0.0.1:9888 \\
-      --peers 127.0.0.1:9889,127.0.0.1:9890 --data-dir ./c1
+      --peers 127.0.0.1:9889,127.0.0.1:9890 --data-dir ./c1 --raft-secret-file raft.secret
   orbitmq controller --node-id c2 --listen 127.0.0.1:9879 --raft-addr 127.0.0.1:9889 \\
-      --peers 127.0.0.1:9888,127.0.0.1:9890 --data-dir ./c2
+      --peers 127.0.0.1:9888,127.0.0.1:9890 --data-dir ./c2 --raft-secret-file raft.secret
   orbitmq controller --node-id c3 --listen 127.0.0.1:9880 --raft-addr 127.0.0.1:9890 \\
-      --peers 127.0.0.1:9888,127.0.0.1:9889 --data-dir ./c3
+      --peers 127.0.0.1:9888,127.0.0.1:9889 --data-dir ./c3 --raft-secret-file raft.secret
 
 or the same as TOML files (`--config c1.toml`), top level or in a [controller] table:
 
@@ -17,6 +17,13 @@ or the same as TOML files (`--config c1.toml`), top level or in a [controller] t
   raft_addr = "127.0.0.1:9888"
   peers = ["127.0.0.1:9889", "127.0.0.1:9890"]
   data_dir = "./c1"
+  raft_secret_file = "./raft.secret"
+
+Every node of a multi-node group must be given the same Raft secret (--raft-secret-file, the
+`raft_secret_file` key, or $ORBITMQ_RAFT_SECRET): pysyncobj authenticates and encrypts every Raft
+message with it, and a node refuses to start a group without one (anyone who reaches an
+unprotected Raft port can make the controller run code). Make one with
+`python -c 'import secrets; print(secrets.token_hex(32))' > raft.secret` (mode 0600).
 
 Brokers list every node's --listen address in their `controllers` setting. Restarting a node
 (or all of them) with the same --data-dir recovers its state from the Raft journal and snapshot.
@@ -40,6 +47,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raft-addr", "--raft", dest="raft_addr", default=None, help="Raft address host:port")
     p.add_argument("--peers", default=None, help="the other nodes' Raft addresses, comma-separated")
     p.add_argument("--data-dir", default=None, help="Raft journal and snapshot directory")
+    p.add_argument("--raft-secret-file", default=None,
+                   help="file with the group's shared Raft secret (required with --peers)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
 
 
@@ -56,7 +65,7 @@ def load_config(args: argparse.Namespace, table_default: str = "controller") -> 
     """Config file ([controller] table if present), then --set, then the named flags."""
     overrides = list(args.set)
     for flag, key in (("node_id", "node_id"), ("listen", "listen"), ("raft_addr", "raft_addr"),
-                      ("peers", "peers"), ("data_dir", "data_dir")):
+                      ("peers", "peers"), ("data_dir", "data_dir"), ("raft_secret_file", "raft_secret_file")):
         v = getattr(args, flag, None)
         if v is not None:
             overrides.append(f"{key}={v}")
@@ -106,6 +115,8 @@ def add_embedded_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--controller-raft-addr", default=None, help="the controller's Raft address host:port")
     g.add_argument("--controller-peers", default=None, help="the other controllers' Raft addresses")
     g.add_argument("--controller-data-dir", default=None, help="Raft journal and snapshot directory")
+    g.add_argument("--controller-raft-secret-file", default=None,
+                   help="file with the group's shared Raft secret (required with --controller-peers)")
     g.add_argument("--controller-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any controller config key")
 
@@ -116,7 +127,8 @@ def embedded_hooks(args: argparse.Namespace, listen: str) -> list:
         return []
     ns = argparse.Namespace(config=args.controller_config, set=list(args.controller_set), node_id=None,
                             listen=listen, raft_addr=args.controller_raft_addr, peers=args.controller_peers,
-                            data_dir=args.controller_data_dir)
+                            data_dir=args.controller_data_dir,
+                            raft_secret_file=args.controller_raft_secret_file)
     cfg = load_config(ns)
     from orbitmq.controller.server import namesrv_hook
 

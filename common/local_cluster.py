@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 
 from orbitmq.common import net, proc
+from orbitmq.common.secrets_file import write_secret_file
 from orbitmq.protos import broker_pb2, broker_pb2_grpc
 
 
@@ -114,17 +115,19 @@ class LocalCluster:
     def _controller_args(self, i: int) -> list[str]:
         peers = ",".join(a for j, a in enumerate(self.raft_addrs) if j != i)
         data = str(self.root / f"controller{i + 1}")
+        secret = str(write_secret_file(self.root / "raft.secret"))
         extra: list[str] = []
         if self.spec.controllers_in_namesrv:
             args = ["namesrv", "--listen", self.controller_addrs[i], "--enable-controller",
-                    "--controller-raft-addr", self.raft_addrs[i], "--controller-data-dir", data]
+                    "--controller-raft-addr", self.raft_addrs[i], "--controller-data-dir", data,
+                    "--controller-raft-secret-file", secret]
             if peers:
                 args += ["--controller-peers", peers]
             for k, v in self.spec.controller_settings.items():
                 extra += ["--controller-set", f"{k}={v}"]
             return args + extra
         args = ["controller", "--node-id", f"c{i + 1}", "--listen", self.controller_addrs[i],
-                "--raft-addr", self.raft_addrs[i], "--data-dir", data]
+                "--raft-addr", self.raft_addrs[i], "--data-dir", data, "--raft-secret-file", secret]
         if peers:
             args += ["--peers", peers]
         for k, v in self.spec.controller_settings.items():

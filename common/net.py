@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 
@@ -33,6 +34,16 @@ def split_addr(addr: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit():
         raise ValueError(f"address must be host:port, got {addr!r}")
     return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and `localhost` (never resolves names through the network)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def wait_for_port(addr: str, timeout: float = 15.0) -> None:

@@ -16,8 +16,17 @@ node's `listen` address in their `controllers` setting.
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from orbitmq.common.net import is_loopback, split_addr
+
+SECRET_ENV = "ORBITMQ_RAFT_SECRET"
+MIN_SECRET_LEN = 16
 
 
 def _doc(default: Any, doc: str) -> Any:
@@ -48,11 +57,16 @@ class ControllerConfig:
     raft_batch_appends: bool = _doc(False, "true: send log entries with the next periodic append (fewer, larger "
                                     "messages); false: at once (measured ~4x more commands/s, lower latency)")
     log_compaction_entries: int = _doc(5000, "snapshot (full dump) after this many log entries")
+    raft_secret_file: str = _doc("", "file holding the group's shared Raft secret: it authenticates and "
+                                 "encrypts every Raft link (same file content on every node; "
+                                 "or set ORBITMQ_RAFT_SECRET). Required with peers")
+    insecure_raft: bool = _doc(False, "run a multi-node group WITHOUT a Raft secret: anyone who reaches a "
+                               "Raft port can run code in the controller. Loopback-only tests only "
+                               "(refused unless every Raft address is 127.0.0.0/8 or localhost)")
     log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError
-        from orbitmq.common.net import split_addr
 
         for key, addrs in (("listen", [self.listen]), ("raft_addr", [self.raft_addr]), ("peers", self.peers)):
             for addr in addrs:
@@ -75,6 +89,46 @@ class ControllerConfig:
             raise ConfigError("raft_min_timeout_s must exceed 3 x raft_append_period_s")
         if self.log_compaction_entries < 2:
             raise ConfigError("log_compaction_entries must be >= 2")
+        self.raft_password()   # a missing, unreadable or weak secret fails at start, naming the file
+        if self.peers and self.insecure_raft:
+            outside = [a for a in [self.raft_addr, *self.peers] if not is_loopback(split_addr(a)[0])]
+            if outside:
+                raise ConfigError(f"insecure_raft is only for loopback-only tests; {', '.join(outside)} "
+                                  "is not a loopback address: set raft_secret_file instead")
+
+    def raft_password(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The secret that authenticates and encrypts Raft links (pysyncobj's `password`).
+
+        From `raft_secret_file`, else $ORBITMQ_RAFT_SECRET. A multi-node group without one is
+        refused unless `insecure_raft` (then None). A single node with none gets a random secret
+        of its own, so its Raft port talks to nobody."""
+        from orbitmq.common.config import ConfigError
+
+        env = os.environ if env is None else env
+        secret = ""
+        if self.raft_secret_file:
+            try:
+                secret = Path(self.raft_secret_file).read_text().strip()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"raft_secret_file {self.raft_secret_file}: cannot read it ({e})") from None
+            where = f"raft_secret_file {self.raft_secret_file}"
+        else:
+            secret = env.get(SECRET_ENV, "").strip()
+            where = f"${SECRET_ENV}"
+        if secret and len(secret) < MIN_SECRET_LEN:
+            raise ConfigError(f"{where}: the Raft secret must be at least {MIN_SECRET_LEN} characters")
+        if secret:
+            return secret
+        if not self.peers:
+            return secrets.token_hex(32)
+        if self.insecure_raft:
+            return None
+        raise ConfigError(
+            "a multi-node controller group needs a Raft secret: without one, anyone who reaches a Raft "
+            f"port can run code in the controller. Put the same random secret (>= {MIN_SECRET_LEN} "
+            f"characters; e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`) in a file on "
+            f"every node and set raft_secret_file (--raft-secret-file), or ${SECRET_ENV}; "
+            "insecure_raft=true is accepted for loopback-only tests")
 
     @property
     def liveness_rebuild_s(self) -> float:

@@ -71,6 +71,9 @@ class RaftNode:
             logCompactionMinEntries=cfg.log_compaction_entries,
             useFork=False,          # never fork a process that runs gRPC threads
             bindRetryTime=0.5,
+            # authenticates (HMAC) and encrypts every Raft message before pysyncobj unpickles it;
+            # None only with insecure_raft on loopback (validated by the config)
+            password=cfg.raft_password(),
         )
         self.consumer = StateConsumer()
         self.consumer.on_applied = on_applied

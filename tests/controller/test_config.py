@@ -17,7 +17,8 @@ def _args(*argv: str) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
-def test_toml_table_then_flags(tmp_path):
+def test_toml_table_then_flags(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORBITMQ_RAFT_SECRET", "s" * 32)
     f = tmp_path / "c1.toml"
     f.write_text('[controller]\nnode_id = "c1"\nlisten = "127.0.0.1:9878"\nraft_addr = "127.0.0.1:9888"\n'
                  'peers = ["127.0.0.1:9889", "127.0.0.1:9890"]\nheartbeat_timeout_s = 3.0\n')
