@@ -203,6 +203,10 @@ def test_consumers_offsets_queries_and_admin(procs, tmp_path):
     send(b, "T", [b"d"], queue_id=1, tags="blue")
     ids = [r.msg_id for r in sent.results]
     assert len(set(ids)) == 3 and all(ids)
+    # indexes are built by the dispatcher after the send returns: wait until it has reached the
+    # last send (queue 1's max offset is 4 once all four are dispatched), then every read is settled
+    wait_until(lambda: b.GetOffsetRange(broker_pb2.GetOffsetRangeRequest(topic="T", queue_id=1),
+                                        timeout=5).max_offset == 4, 30, what="sends dispatched")
     got = b.QueryMessageById(broker_pb2.QueryByIdRequest(msg_id=ids[1]), timeout=5).messages
     assert [m.body for m in got] == [b"b"] and got[0].broker_set == "bs1"
     by_key = b.QueryMessageByKey(broker_pb2.QueryByKeyRequest(topic="T", key="order-7", max_messages=10), timeout=5)
