@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import sys
 
 from orbitmq.broker.config import BrokerConfig
 from orbitmq.common import config as cfgmod
@@ -47,8 +49,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"orbitmq broker: {e}")
         return 2
     logs.setup(f"broker[{cfg.broker_set}/{cfg.broker_id}]", cfg.log_level)
+    from orbitmq.broker.errors import StoreError
     from orbitmq.broker.role_manager import make_hooks
     from orbitmq.broker.server import run as serve
+    from orbitmq.controller.agent import IdentityError
 
-    asyncio.run(serve(cfg, make_hooks(cfg)))
+    try:
+        asyncio.run(serve(cfg, make_hooks(cfg)))
+    except (IdentityError, StoreError, OSError) as e:
+        # a file read at start is corrupt or unreadable, or the port is taken: say which, and stop
+        logging.getLogger("orbitmq.broker").error("cannot start: %s", e)
+        print(f"orbitmq broker: cannot start: {e}", file=sys.stderr)
+        return 2
     return 0

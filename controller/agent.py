@@ -98,11 +98,22 @@ def _remove_durable(path: Path) -> None:
             os.close(fd)
 
 
+def read_identity(path: Path) -> tuple[str, str, int, str]:
+    """Parse the identity file at `path`; any unreadable or malformed content is an IdentityError
+    naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise IdentityError(f"{path}: cannot read the broker identity ({e})") from None
+    return parse_identity(text, str(path))
+
+
 def parse_identity(text: str, where: str) -> tuple[str, str, int, str]:
     """(cluster, set, id, check code) from "cluster#set#id#checkcode"."""
     parts = text.strip().split("#")
     if len(parts) != 4 or not parts[2].isdigit() or int(parts[2]) < 1:
-        raise IdentityError(f"{where}: malformed identity {text.strip()!r} (want cluster#set#id#checkcode)")
+        raise IdentityError(f"{where}: malformed identity {text.strip()[:200]!r} (want cluster#set#id#checkcode; "
+                            "restore it, or remove it to apply for a new broker id)")
     return parts[0], parts[1], int(parts[2]), parts[3]
 
 
@@ -149,8 +160,10 @@ class BrokerAgent:
     # ---- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self, wait_registered_s: float = 0.0) -> None:
-        """Start registering and heartbeating in the background (optionally wait for registration)."""
+        """Start registering and heartbeating in the background (optionally wait for registration).
+        Raises IdentityError at once if this store's identity file is unreadable or not ours."""
         Path(self.s.identity_dir).mkdir(parents=True, exist_ok=True)
+        self.check_identity_file()
         self._tasks = [asyncio.create_task(self._main()), asyncio.create_task(self._deliver_loop())]
         if wait_registered_s > 0:
             with contextlib.suppress(TimeoutError):
@@ -167,20 +180,29 @@ class BrokerAgent:
 
     # ---- identity and registration -------------------------------------------------------------------
 
+    def check_identity_file(self) -> tuple[int, str] | None:
+        """(id, check code) from this store's identity file, None if it has none yet."""
+        ident = Path(self.s.identity_dir) / IDENTITY
+        if not ident.exists():
+            return None
+        c, b, i, code = read_identity(ident)
+        if (c, b) != (self.s.cluster, self.s.broker_set):
+            raise IdentityError(f"{ident}: this store belongs to {c}/{b}, not {self.s.cluster}/{self.s.broker_set}")
+        return i, code
+
     async def ensure_identity(self) -> tuple[int, str]:
         """The broker's id and check code, applying for an id if this store has none yet."""
         d = Path(self.s.identity_dir)
         ident, temp = d / IDENTITY, d / TEMP
-        if ident.exists():
-            c, b, i, code = parse_identity(ident.read_text(), str(ident))
-            if (c, b) != (self.s.cluster, self.s.broker_set):
-                raise IdentityError(f"{ident}: this store belongs to {c}/{b}, not {self.s.cluster}/{self.s.broker_set}")
+        known = self.check_identity_file()
+        if known is not None:
+            i, code = known
             if self.s.broker_id and i != self.s.broker_id:
                 log.warning("identity file wins over the configured id %s", kv(file_id=i, configured=self.s.broker_id))
             return i, code
         if temp.exists():
             try:
-                c, b, i, code = parse_identity(temp.read_text(), str(temp))
+                c, b, i, code = read_identity(temp)
                 if (c, b) == (self.s.cluster, self.s.broker_set):
                     r = await self.client.apply_broker_id(c, b, i, code)
                     if r.ok:
@@ -243,6 +265,9 @@ class BrokerAgent:
                 log.warning("registration failed, retrying %s", kv(error=e))
                 await asyncio.sleep(backoff)
                 backoff = min(1.0, backoff * 2)
+            except Exception:  # noqa: BLE001 - never die silently: say why, and try again
+                log.exception("registration with the controller failed unexpectedly; retrying")
+                await asyncio.sleep(1.0)
         await asyncio.gather(self._session_loop(), self._poll_loop())
 
     # ---- heartbeats and notifications ---------------------------------------------------------------

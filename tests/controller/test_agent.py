@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from orbitmq.common import net, proc
-from orbitmq.controller.agent import IDENTITY, TEMP, AgentSettings, BrokerAgent
+from orbitmq.controller.agent import IDENTITY, TEMP, AgentSettings, BrokerAgent, IdentityError
 from orbitmq.controller.client import ControllerClient
 from orbitmq.controller.config import ControllerConfig
 from orbitmq.controller.server import start_controller
@@ -109,7 +109,8 @@ def test_identity_files_ids_and_restart(tmp_path):
             d5.mkdir()
             (d5 / IDENTITY).write_text(f"{C}#other#1#x\n")
             a5 = agent(cfg, d5, Hooks())
-            await a5.start(wait_registered_s=1.0)
+            with pytest.raises(IdentityError, match=f"{d5 / IDENTITY}: this store belongs to {C}/other"):
+                await a5.start(wait_registered_s=1.0)   # at once, naming the file
             assert not a5.registered.is_set()
             assert (d5 / IDENTITY).read_text() == f"{C}#other#1#x\n"   # never overwritten
             for a in (a2, a1b, a3, a4, a5):
