@@ -5,8 +5,9 @@
     orbitmq admin cluster list [--status]
     orbitmq admin group create|delete GROUP, orbitmq admin group progress GROUP [--topic T]
 
-Every command takes --namesrv (default $ORBITMQ_NAMESRV or 127.0.0.1:9876) and --json (machine
-output). Errors print `error: CODE: details` and exit 1; bad arguments exit 2.
+Every command takes --namesrv (default $ORBITMQ_NAMESRV or 127.0.0.1:9876), --controllers
+(default $ORBITMQ_CONTROLLERS or 127.0.0.1:9878) and --json (machine output), before or after the
+command (`orbitmq admin --namesrv H:P cluster list` = `orbitmq admin cluster list --namesrv H:P`). Errors print `error: CODE: details` and exit 1; bad arguments exit 2.
 """
 
 from __future__ import annotations
@@ -19,13 +20,27 @@ import sys
 from typing import Any
 
 DEFAULT_NAMESRV = "127.0.0.1:9876"
+DEFAULT_CONTROLLERS = "127.0.0.1:9878"
+
+
+def connection_flags(p: argparse.ArgumentParser, top_level: bool) -> None:
+    """--namesrv, --controllers and --json, accepted before the subcommand (`top_level`, with the
+    defaults) and after it (no defaults there, so they never hide a value given before)."""
+    def default(v):
+        return v if top_level else argparse.SUPPRESS
+
+    p.add_argument("--namesrv", default=default(os.environ.get("ORBITMQ_NAMESRV", DEFAULT_NAMESRV)),
+                   help="name server addresses, comma separated (default $ORBITMQ_NAMESRV or "
+                        f"{DEFAULT_NAMESRV})")
+    p.add_argument("--controllers", default=default(os.environ.get("ORBITMQ_CONTROLLERS", DEFAULT_CONTROLLERS)),
+                   help="controller addresses, comma separated (default $ORBITMQ_CONTROLLERS or "
+                        f"{DEFAULT_CONTROLLERS})")
+    p.add_argument("--json", action="store_true", default=default(False), help="print JSON instead of a table")
 
 
 def _common() -> argparse.ArgumentParser:
     c = argparse.ArgumentParser(add_help=False)
-    c.add_argument("--namesrv", default=os.environ.get("ORBITMQ_NAMESRV", DEFAULT_NAMESRV),
-                   help="name server addresses, comma separated (default $ORBITMQ_NAMESRV or %(default)s)")
-    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    connection_flags(c, top_level=False)
     c.add_argument("--timeout", type=float, default=10.0, help="RPC timeout in seconds")
     return c
 
@@ -33,6 +48,7 @@ def _common() -> argparse.ArgumentParser:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("admin", help="administer topics, clusters and consumer groups", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    connection_flags(p, top_level=True)
     groups = p.add_subparsers(dest="admin_group", metavar="GROUP")
     common = _common()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -24,15 +23,13 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-DEFAULT_CONTROLLERS = "127.0.0.1:9878"
-
 
 def _common() -> argparse.ArgumentParser:
+    from orbitmq.cli.admin import connection_flags
+
     c = argparse.ArgumentParser(add_help=False)
-    c.add_argument("--controllers", default=os.environ.get("ORBITMQ_CONTROLLERS", DEFAULT_CONTROLLERS),
-                   help="controller addresses, comma separated (default $ORBITMQ_CONTROLLERS or %(default)s)")
+    connection_flags(c, top_level=False)   # --controllers/--json also before `controller`
     c.add_argument("--cluster", default="DefaultCluster")
-    c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--timeout", type=float, default=5.0, help="RPC timeout in seconds")
     return c
 

@@ -1,7 +1,10 @@
 """Every `orbitmq` subcommand answers --help (each explains itself)."""
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from orbitmq.cli.main import build_parser
 
@@ -23,3 +26,16 @@ def test_every_subcommand_has_help():
         r = subprocess.run([sys.executable, "-m", "orbitmq.cli.main", *cmd, "--help"], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, (cmd, r.stderr)
         assert "usage:" in r.stdout
+
+
+@pytest.mark.parametrize("argv, namesrv, controllers, as_json", [
+    (["admin", "--namesrv", "10.1.1.1:1", "cluster", "list"], "10.1.1.1:1", None, False),
+    (["admin", "cluster", "list", "--namesrv", "10.1.1.2:1"], "10.1.1.2:1", None, False),
+    (["admin", "--json", "controller", "metadata", "--controllers", "10.1.1.3:1"], None, "10.1.1.3:1", True),
+    (["admin", "--controllers", "10.1.1.4:1", "controller", "metadata", "--json"], None, "10.1.1.4:1", True),
+])
+def test_admin_connection_flags_work_before_or_after_the_command(argv, namesrv, controllers, as_json):
+    a = build_parser().parse_args(argv)
+    assert a.namesrv == (namesrv or os.environ.get("ORBITMQ_NAMESRV", "127.0.0.1:9876"))
+    assert a.controllers == (controllers or os.environ.get("ORBITMQ_CONTROLLERS", "127.0.0.1:9878"))
+    assert a.json is as_json
