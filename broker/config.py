@@ -25,6 +25,8 @@ class BrokerConfig:
 
     listen: str = _doc("127.0.0.1:10911", "gRPC listen address host:port for clients")
     namesrv: list[str] = _doc([], "name server addresses (host:port); registers with every one")
+    cluster_secret_file: str = _doc("", "file with the cluster secret: this broker signs its name server "
+                                    "registrations with it (the name servers' cluster_secret_file)")
     cluster: str = _doc("DefaultCluster", "cluster name")
     broker_set: str = _doc("broker-a", "broker set name (RocketMQ brokerName): master + its replicas")
     broker_id: int = _doc(0, "id within the broker set (0 = master in a standalone set)")
@@ -72,6 +74,12 @@ class BrokerConfig:
                 split_addr(a)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if self.cluster_secret_file:
+            from orbitmq.common.node_auth import load_secret
+            try:
+                load_secret(self.cluster_secret_file)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         if self.flush_mode not in ("async", "sync"):
             raise ConfigError(f"flush_mode must be async or sync, got {self.flush_mode!r}")
         if self.broker_id < 0:

@@ -26,6 +26,7 @@ from orbitmq.broker.registrar import Registrar
 from orbitmq.broker.replication_hooks import ReplicationHooks
 from orbitmq.broker.service import WireError, add_to_server
 from orbitmq.common.logs import kv
+from orbitmq.common.node_auth import load_secret
 from orbitmq.protos import common_pb2, namesrv_pb2
 
 log = logging.getLogger("orbitmq.broker")
@@ -68,8 +69,10 @@ class BrokerServer:
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0)])
         add_to_server(self.service, self.grpc_server)
+        secret = load_secret(cfg.cluster_secret_file) if cfg.cluster_secret_file else None
         self.registrar = Registrar(cfg.namesrv, self.build_register_request, self.identity(),
-                                   cfg.register_interval_s, cfg.keepalive_interval_s, self._on_register_response)
+                                   cfg.register_interval_s, cfg.keepalive_interval_s, self._on_register_response,
+                                   secret=secret)
         # The hooks may add their own servicers to self.grpc_server (not started yet) and use the store.
         await self.hooks.start(self)
         self.port = self.grpc_server.add_insecure_port(cfg.listen)

@@ -120,7 +120,7 @@ class LocalCluster:
         if self.spec.controllers_in_namesrv:
             args = ["namesrv", "--listen", self.controller_addrs[i], "--enable-controller",
                     "--controller-raft-addr", self.raft_addrs[i], "--controller-data-dir", data,
-                    "--controller-raft-secret-file", secret]
+                    "--controller-raft-secret-file", secret, *self.trust_args()]
             if peers:
                 args += ["--controller-peers", peers]
             for k, v in self.spec.controller_settings.items():
@@ -138,8 +138,14 @@ class LocalCluster:
         name = f"namesrv{i + 1}" if self.spec.controllers_in_namesrv else f"controller{i + 1}"
         return self._start(name, self._controller_args(i))
 
+    def trust_args(self) -> list[str]:
+        """Name server settings: accept only brokers signing with the cluster secret, and masters the
+        controllers vouch for."""
+        return ["--set", f"cluster_secret_file={write_secret_file(self.root / 'cluster.secret')}",
+                "--set", "controllers=" + ",".join(self.controller_addrs)]
+
     def start_namesrv(self, i: int) -> proc.Child:
-        return self._start(f"namesrv{i + 1}", ["namesrv", "--listen", self.namesrv_addrs[i]])
+        return self._start(f"namesrv{i + 1}", ["namesrv", "--listen", self.namesrv_addrs[i], *self.trust_args()])
 
     def broker_args(self, b: BrokerProc) -> list[str]:
         args = ["broker", "--listen", b.addr, "--namesrv", ",".join(self.namesrv_addrs),
@@ -147,7 +153,8 @@ class LocalCluster:
                 "--broker-id", str(b.broker_id), "--set", "ha_mode=controller", "--set", f"ha_listen={b.ha_addr}",
                 "--set", f"ha_address={b.ha_addr}",
                 "--set", "controllers=" + ",".join(self.controller_addrs),
-                "--set", f"ha_learner={'true' if b.learner else 'false'}"]
+                "--set", f"ha_learner={'true' if b.learner else 'false'}",
+                "--set", f"cluster_secret_file={write_secret_file(self.root / 'cluster.secret')}"]
         for k, v in self.spec.broker_settings.items():
             args += ["--set", f"{k}={v}"]
         return args

@@ -13,6 +13,12 @@ class NamesrvConfig:
     expire_after_s: float = field(default=120.0, metadata={
         "doc": "a replica's entry expires this long after its last registration"})
     scan_interval_s: float = field(default=1.0, metadata={"doc": "how often expired entries are swept"})
+    cluster_secret_file: str = field(default="", metadata={
+        "doc": "file with the cluster secret: only registrations signed with it are accepted (brokers' "
+               "cluster_secret_file). Empty: anyone who reaches the port can register a broker"})
+    controllers: list[str] = field(default_factory=list, metadata={
+        "doc": "controller addresses: a broker claiming mastership is accepted only if the controller "
+               "says it is the master at that epoch (empty: the claim is trusted)"})
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG, INFO, WARNING or ERROR"})
 
     def validate(self) -> None:
@@ -25,3 +31,14 @@ class NamesrvConfig:
             raise ConfigError(f"listen: {e}") from None
         if self.expire_after_s <= 0 or self.scan_interval_s <= 0:
             raise ConfigError("expire_after_s and scan_interval_s must be > 0")
+        for a in self.controllers:
+            try:
+                split_addr(a)
+            except ValueError as e:
+                raise ConfigError(f"controllers: {e}") from None
+        if self.cluster_secret_file:
+            from orbitmq.common.node_auth import load_secret
+            try:
+                load_secret(self.cluster_secret_file)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None

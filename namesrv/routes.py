@@ -116,7 +116,8 @@ class RouteTable:
             # A newer master demotes any other replica still registered as master (it is stale).
             if cur is not None:
                 self._entries.pop((reg.broker_set, cur.reg.broker_id), None)
-        expire = reg.expire_after_s if reg.expire_after_s > 0 else self.default_expire_s
+        # a broker may ask for a shorter expiry, never a longer one than this name server's
+        expire = min(reg.expire_after_s, self.default_expire_s) if reg.expire_after_s > 0 else self.default_expire_s
         old = self._entries.get(key)
         token = old.stream_token if old is not None and old.reg.instance_id == reg.instance_id else None
         self._entries[key] = _Entry(reg=reg, last_seen=now, expire_after_s=expire, stream_token=token)

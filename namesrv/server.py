@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import grpc
 
 from orbitmq.common.logs import kv
+from orbitmq.common.node_auth import NodeAuthError, load_secret
+from orbitmq.common.node_auth_grpc import check
 from orbitmq.namesrv.config import NamesrvConfig
 from orbitmq.namesrv.routes import (
     BrokerSetInfo,
@@ -26,11 +28,13 @@ from orbitmq.namesrv.routes import (
     TopicInfo,
     TopicNotFoundError,
 )
+from orbitmq.namesrv.voucher import MasterVoucher
 from orbitmq.protos import common_pb2, namesrv_pb2, namesrv_pb2_grpc
 
 log = logging.getLogger("orbitmq.namesrv")
 
 ERROR_KEY = "orbitmq-error"
+SERVICE = namesrv_pb2.DESCRIPTOR.services_by_name["NameServer"].full_name
 
 # A hook adds services to the server before it starts; it may return an async stop function.
 ServiceHook = Callable[[grpc.aio.Server], Awaitable[Callable[[], Awaitable[None]] | None]]
@@ -60,12 +64,28 @@ class NameServerService(namesrv_pb2_grpc.NameServerServicer):
         self.config = config
         self.table = RouteTable(default_expire_s=config.expire_after_s)
         self.clock = clock
+        self.secret = load_secret(config.cluster_secret_file) if config.cluster_secret_file else None
+        self.voucher = MasterVoucher(config.controllers) if config.controllers else None
+
+    async def _authenticate(self, context, method: str, request=None) -> None:
+        try:
+            check(self.secret, context, f"/{SERVICE}/{method}", request)
+        except NodeAuthError as e:
+            log.warning("refused unauthenticated %s from %s: %s", method, context.peer(), str(e)[:200])
+            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, "NO_PERMISSION", str(e))
 
     async def RegisterBroker(self, request, context):  # noqa: N802 - gRPC method name
+        await self._authenticate(context, "RegisterBroker", request)
         b = request.broker
         if not b.broker_set or not b.address:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "BAD_REQUEST",
                          "broker.broker_set and broker.address are required")
+        if request.is_master and self.voucher is not None:
+            why = await self.voucher.check(b.cluster, b.broker_set, b.broker_id, request.epoch)
+            if why is not None:
+                log.warning("refused master claim %s", kv(broker_set=b.broker_set, broker_id=b.broker_id,
+                                                          epoch=request.epoch, why=why[:200]))
+                await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, "STALE_EPOCH", why)
         was_known = (b.broker_set, b.broker_id) in {(r.broker_set, r.broker_id) for r in self.table.alive(self.clock())}
         try:
             info = self.table.register(registration_from_proto(request), self.clock())
@@ -80,12 +100,14 @@ class NameServerService(namesrv_pb2_grpc.NameServerServicer):
             master_address=info.master_address, master_ha_address=info.master_ha_address, master_id=info.master_id)
 
     async def UnregisterBroker(self, request, context):  # noqa: N802
+        await self._authenticate(context, "UnregisterBroker", request)
         b = request.broker
         if self.table.unregister(b.broker_set, b.broker_id, self.clock(), b.instance_id):
             log.info("broker unregistered %s", kv(broker_set=b.broker_set, broker_id=b.broker_id))
         return namesrv_pb2.UnregisterBrokerResponse()
 
     async def KeepAlive(self, request_iterator, context) -> AsyncIterator[namesrv_pb2.KeepAlivePong]:  # noqa: N802
+        await self._authenticate(context, "KeepAlive")
         ident: tuple[str, int, str] | None = None
         token = 0
         try:
@@ -153,7 +175,11 @@ async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_event.set)
-    log.info("namesrv listening %s", kv(addr=config.listen, expire_after_s=config.expire_after_s))
+    log.info("namesrv listening %s", kv(addr=config.listen, expire_after_s=config.expire_after_s,
+                                         brokers_signed=bool(service.secret), masters_vouched=bool(service.voucher)))
+    if service.secret is None:
+        log.warning("broker registrations are NOT authenticated (no cluster_secret_file): anyone who reaches "
+                    "%s can register a broker and redirect producers", config.listen)
     if started is not None:
         started(service)
     try:
@@ -162,6 +188,8 @@ async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
         log.info("namesrv stopping")
         sweeper.cancel()
         await server.stop(grace=1.0)
+        if service.voucher is not None:
+            await service.voucher.close()
         for stop in reversed(stops):
             await stop()
         log.info("namesrv stopped")

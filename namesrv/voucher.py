@@ -1,0 +1,55 @@
+"""Checks a broker's claim to be master against the controllers, so a name server never routes
+producers to a master nobody elected (a forged or stale RegisterBroker with a huge epoch).
+
+Owns: the last (master id, epoch) the controller confirmed per broker set, and asking the
+controller leader when a claim differs from it. When no controller answers, the claim is
+accepted (the registration is signed by a broker holding the cluster secret) and a warning is
+logged: a name server cut off from the controllers must not drop every master from the routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from orbitmq.common.logs import kv
+
+log = logging.getLogger("orbitmq.namesrv.voucher")
+
+WARN_EVERY_S = 10.0
+
+
+class MasterVoucher:
+    """`await check(cluster, broker_set, broker_id, epoch)` -> None if vouched, else why not."""
+
+    def __init__(self, controllers: list[str], rpc_timeout_s: float = 2.0) -> None:
+        from orbitmq.controller.client import ControllerClient
+
+        self.client = ControllerClient(controllers, rpc_timeout_s=rpc_timeout_s, retry_deadline_s=rpc_timeout_s)
+        self.confirmed: dict[tuple[str, str], tuple[int, int]] = {}   # (cluster, set) -> (master id, epoch)
+        self._warned = 0.0
+
+    async def check(self, cluster: str, broker_set: str, broker_id: int, epoch: int) -> str | None:
+        key = (cluster, broker_set)
+        if self.confirmed.get(key) == (broker_id, epoch):
+            return None
+        try:
+            views = await self.client.get_sync_state_data([key])
+        except Exception as e:  # noqa: BLE001 - unreachable controllers: trust the signed broker
+            now = time.monotonic()
+            if now - self._warned > WARN_EVERY_S:
+                self._warned = now
+                log.warning("cannot ask the controllers about a master claim; accepting it %s",
+                            kv(set=broker_set, broker_id=broker_id, epoch=epoch, error=e))
+            return None
+        view = next((v for v in views if v.broker_set == broker_set), None)
+        if view is None or not view.exists:
+            return f"the controllers know no broker set {cluster}/{broker_set}"
+        self.confirmed[key] = (int(view.master_id), int(view.master_epoch))
+        if (view.master_id, view.master_epoch) != (broker_id, epoch):
+            return (f"the controllers say broker set {broker_set}'s master is broker {view.master_id} at "
+                    f"epoch {view.master_epoch}, not broker {broker_id} at epoch {epoch}")
+        return None
+
+    async def close(self) -> None:
+        await self.client.close()
