@@ -51,3 +51,11 @@ class BadMessage(StoreError, ValueError):
     """A message that cannot be stored (bad field values)."""
 
     code = "BAD_REQUEST"
+
+
+class LocalWriteRefused(StoreError):
+    """A local append (message, META record, snapshot) on a store that only takes replicated bytes
+    (a follower or learner: its log must stay a byte-for-byte prefix of its master's), or
+    replicated bytes on a store that writes locally (a master)."""
+
+    code = "NOT_MASTER"

@@ -61,6 +61,8 @@ class BrokerServer:
         cfg = self.config
         loop = asyncio.get_running_loop()
         self.store = self._make_store()
+        # only the master writes its own records; followers/learners take the master's bytes only
+        self.store.set_write_gate(lambda: self.hooks.is_master())
         await loop.run_in_executor(None, self.store.open)
         self.service = BrokerService(self)
         self._attach_dispatch_listener()

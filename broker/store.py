@@ -9,6 +9,13 @@ own (asyncio callers await `flushed()`, resolved from the flush thread).
 Files under `store_dir`: `commitlog/` (segments), `index/` (rocksdict), `TRUNCATING` (present only
 while a truncation runs; a restart finishes it).
 
+Who may write: a store with a write gate (`set_write_gate`, an HA replica) appends locally only
+while the gate says so (the master) and takes replicated bytes (`append_raw`) only while it does
+not; the gate is consulted under the append lock by every local write path (sends, META records,
+snapshots, expiry), so a follower's log stays byte for byte a prefix of its master's. A follower
+keeps a segment holding META records until a snapshot covering it has arrived from the master.
+Without a gate (standalone, tools, tests) both are allowed.
+
 Truncation and metadata: META records applied after the truncation point are undone by
 rebuilding the metadata tables from the last snapshot record before the point plus a replay of
 the META records between (the index keeps where every META record is), in the same WriteBatch
@@ -45,7 +52,7 @@ from orbitmq.broker.dispatcher import (
     empty_meta,
     parse_index_fields,
 )
-from orbitmq.broker.errors import CorruptRecord, StoreClosed
+from orbitmq.broker.errors import CorruptRecord, LocalWriteRefused, StoreClosed
 from orbitmq.broker.flush import Flusher
 from orbitmq.broker.record import Message
 
@@ -126,6 +133,8 @@ class MessageStore:
         self._id_prefix = os.urandom(6).hex().upper()
         self._ids = itertools.count(1)
         self._topic_ok: set[str] = set()
+        self._gate: Callable[[], bool] | None = None  # None: local and replicated writes both allowed
+        self._kept_logged = -1
         self._opened = False
         self._expiry_stop = threading.Event()
         self._expiry_thread: threading.Thread | None = None
@@ -250,6 +259,25 @@ class MessageStore:
         """`fn(queues)` runs on the dispatcher thread after new messages of `queues` became visible."""
         self.dispatcher.listeners.append(fn)
 
+    # ---- who may write ------------------------------------------------------------------------------
+
+    def set_write_gate(self, gate: Callable[[], bool] | None) -> None:
+        """HA: `gate()` True = this replica is master (local appends, no replicated bytes), False =
+        follower/learner/unknown (replicated bytes only). Consulted under the append lock."""
+        with self._lock:
+            self._gate = gate
+
+    def may_write_locally(self) -> bool:
+        g = self._gate
+        return g is None or bool(g())
+
+    def _check_local_write(self, what: str) -> None:
+        """Append lock held: refuse a local append on a store that only takes replicated bytes."""
+        g = self._gate
+        if g is not None and not g():
+            raise LocalWriteRefused(f"{what} refused: this replica is not master, its log only takes "
+                                    "the master's bytes")
+
     # ---- appends ----------------------------------------------------------------------------------
 
     def _new_id(self) -> str:
@@ -291,6 +319,7 @@ class MessageStore:
         magic = rc.MAGIC_MESSAGE
         log_ = self.log
         with self._lock:
+            self._check_local_write("append")
             nxt = self._next
             buf = bytearray()
             pos = off = log_.max_offset
@@ -320,10 +349,12 @@ class MessageStore:
 
     def _append_meta(self, op: dict[str, Any]) -> PutResult:
         self._check_open()
+        kind = op.get("op")
         body = json.dumps(op, sort_keys=True, separators=(",", ":")).encode()
         now = int(time.time() * 1000)
         buf = bytearray()
         with self._lock:
+            self._check_local_write(f"META record {kind!r}")
             pos = self.log.reserve(rc.HEADER_SIZE + len(self._host_b) + len(body))
             n = rc.encode_into(buf, rc.MAGIC_META, b"", b"", self._host_b, b"", body, flag=0, queue_id=-1,
                                queue_offset=-1, physical_offset=pos, sys_flag=0, born_ts=now, store_ts=now,
@@ -549,6 +580,7 @@ class MessageStore:
         """Write the whole metadata as one META record (waits for it to be dispatched)."""
         self._check_open()
         with self._lock:
+            self._check_local_write("metadata snapshot")
             state = self._meta_state_now()
         op = {"op": OP_SNAPSHOT, **state}
         return self._meta_wait(self._append_meta(op))
@@ -572,6 +604,9 @@ class MessageStore:
         """Append replicated records as-is (validated first); returns the new max offset."""
         self._check_open()
         with self._lock:
+            g = self._gate
+            if g is not None and g():
+                raise LocalWriteRefused("replicated bytes refused: this replica is master")
             recs = self.log.append_raw(start, data)
             nxt = self._next
             mv = memoryview(data)
@@ -719,7 +754,17 @@ class MessageStore:
         if has_meta:
             v = self.db.get(ix.LAST_SNAPSHOT)
             if v is None or ix.unpack_q(v) < end:
-                r = self.append_meta_snapshot()
+                if not self.may_write_locally():
+                    # a follower never writes its own snapshot: it waits for the master's (the
+                    # master writes one before it expires this segment, and it replicates here)
+                    if self._kept_logged != base:
+                        self._kept_logged = base
+                        log.info("segment %s kept until a metadata snapshot from the master covers it", seg.path)
+                    return False
+                try:
+                    r = self.append_meta_snapshot()
+                except LocalWriteRefused:
+                    return False  # stopped being master meanwhile
                 if not self.dispatcher.wait_dispatched(r.end_offset, self.config.meta_wait_s):
                     log.warning("segment %s kept: its metadata snapshot is not dispatched yet", seg.path)
                     return False
