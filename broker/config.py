@@ -25,6 +25,7 @@ class BrokerConfig:
 
     listen: str = _doc("127.0.0.1:10911", "gRPC listen address host:port for clients")
     namesrv: list[str] = _doc([], "name server addresses (host:port); registers with every one")
+    metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
     cluster_secret_file: str = _doc("", "file with the cluster secret: this broker signs its name server "
                                     "registrations with it (the name servers' cluster_secret_file)")
     cluster: str = _doc("DefaultCluster", "cluster name")
@@ -74,6 +75,11 @@ class BrokerConfig:
                 split_addr(a)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if self.metrics_listen:
+            try:
+                split_addr(self.metrics_listen)
+            except ValueError as e:
+                raise ConfigError(f"metrics_listen: {e}") from None
         if self.cluster_secret_file:
             from orbitmq.common.node_auth import load_secret
             try:

@@ -141,11 +141,20 @@ class Registrar:
         return True
 
     async def _keepalive_loop(self, t: _Target) -> None:
-        ping = namesrv_pb2.KeepAlivePing(broker=self.identity)
         while True:
+            # a stream belongs to one identity: when the controller assigns this replica its id
+            # (self.identity changes), the stream is reopened under it and the entry registered
+            # under the old id is dropped, so no phantom replica stays in the routes
+            opened_as = namesrv_pb2.BrokerIdentity()
+            opened_as.CopyFrom(self.identity)
+            ping = namesrv_pb2.KeepAlivePing(broker=opened_as)
             call = t.stub.KeepAlive()
+            renamed = False
             try:
                 while True:
+                    if self.identity.broker_id != opened_as.broker_id:
+                        renamed = True
+                        break
                     await call.write(ping)
                     pong = await call.read()
                     if pong is grpc.aio.EOF:
@@ -159,4 +168,8 @@ class Registrar:
                 pass
             finally:
                 call.cancel()
+            if renamed:
+                await self._unregister(t, namesrv_pb2.UnregisterBrokerRequest(broker=opened_as))
+                t.wake.set()
+                continue
             await asyncio.sleep(RETRY_S)

@@ -22,11 +22,13 @@ from typing import Any
 import grpc
 
 from orbitmq.broker.config import BrokerConfig, MiB
+from orbitmq.broker.metrics import broker_rows
 from orbitmq.broker.registrar import Registrar
 from orbitmq.broker.replication_hooks import ReplicationHooks
 from orbitmq.broker.service import WireError, add_to_server
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth import load_secret
+from orbitmq.common.observability import Observability
 from orbitmq.protos import common_pb2, namesrv_pb2
 
 log = logging.getLogger("orbitmq.broker")
@@ -43,6 +45,7 @@ class BrokerServer:
         self.service: Any = None
         self.grpc_server: grpc.aio.Server | None = None
         self.registrar: Registrar | None = None
+        self.obs: Observability | None = None
         self.port = 0
         self.stopping = False
         self._tasks: list[asyncio.Task] = []
@@ -67,10 +70,12 @@ class BrokerServer:
         self.service = BrokerService(self)
         self._attach_dispatch_listener()
         limit = cfg.max_request_size + MiB
+        self.obs = Observability("broker", cfg.metrics_listen)
         self.grpc_server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0)])
+            ("grpc.so_reuseport", 0)], interceptors=[self.obs.observer])
         add_to_server(self.service, self.grpc_server)
+        self.obs.attach(self.grpc_server, ["orbitmq.v1.Broker"], lambda: broker_rows(self))
         secret = load_secret(cfg.cluster_secret_file) if cfg.cluster_secret_file else None
         self.registrar = Registrar(cfg.namesrv, self.build_register_request, self.identity(),
                                    cfg.register_interval_s, cfg.keepalive_interval_s, self._on_register_response,
@@ -81,6 +86,7 @@ class BrokerServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {cfg.listen}")
         await self.grpc_server.start()
+        await self.obs.started()
         await self.registrar.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         log.info("broker listening %s", kv(addr=cfg.listen, cluster=cfg.cluster, broker_set=cfg.broker_set,
@@ -94,6 +100,8 @@ class BrokerServer:
             return
         self.stopping = True
         log.info("broker stopping")
+        if self.obs is not None:
+            await self.obs.stop()
         for t in self._tasks:
             t.cancel()
         if self.registrar is not None:

@@ -63,12 +63,14 @@ class ControllerConfig:
     insecure_raft: bool = _doc(False, "run a multi-node group WITHOUT a Raft secret: anyone who reaches a "
                                "Raft port can run code in the controller. Loopback-only tests only "
                                "(refused unless every Raft address is 127.0.0.0/8 or localhost)")
+    metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
     log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError
 
-        for key, addrs in (("listen", [self.listen]), ("raft_addr", [self.raft_addr]), ("peers", self.peers)):
+        for key, addrs in (("listen", [self.listen]), ("raft_addr", [self.raft_addr]), ("peers", self.peers),
+                           ("metrics_listen", [self.metrics_listen] if self.metrics_listen else [])):
             for addr in addrs:
                 try:
                     split_addr(addr)

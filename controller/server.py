@@ -24,10 +24,12 @@ from typing import Any
 import grpc
 
 from orbitmq.common.logs import kv
+from orbitmq.common.observability import Observability
 from orbitmq.controller import election as el
 from orbitmq.controller import state as st
 from orbitmq.controller.config import ControllerConfig
 from orbitmq.controller.liveness import Liveness
+from orbitmq.controller.metrics import controller_rows
 from orbitmq.controller.raft import RaftNode, fail_name
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
@@ -500,8 +502,11 @@ class ControllerHandle:
     config: ControllerConfig
     service: ControllerService
     server: grpc.aio.Server | None      # None when embedded in another process's server
+    observability: Observability | None = None
 
     async def stop(self) -> None:
+        if self.observability is not None:
+            await self.observability.stop()
         if self.server is not None:
             await self.server.stop(grace=1.0)
         await self.service.stop()
@@ -514,18 +519,21 @@ async def start_controller(config: ControllerConfig, server: grpc.aio.Server | N
     config.validate()
     service = ControllerService(config)
     own = server is None
+    obs = Observability("controller", metrics_listen=config.metrics_listen)
     if own:
-        server = grpc.aio.server()
+        server = grpc.aio.server(interceptors=[obs.observer])
     pbg.add_ControllerServicer_to_server(service, server)
+    obs.attach(server, ["orbitmq.v1.Controller"], lambda: controller_rows(service))
     if own:
         if server.add_insecure_port(config.listen) == 0:
             await service.stop()
             raise OSError(f"cannot listen on {config.listen}")
         await server.start()
     service.start()
+    await obs.started()
     log.info("controller started %s", kv(node=config.name, listen=config.listen, raft=config.raft_addr,
                                          peers=",".join(config.peers), data_dir=config.data_dir))
-    return ControllerHandle(config, service, server if own else None)
+    return ControllerHandle(config, service, server if own else None, obs)
 
 
 def namesrv_hook(config: ControllerConfig) -> Callable[[grpc.aio.Server], Awaitable[Callable[[], Awaitable[None]]]]:

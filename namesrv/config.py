@@ -19,16 +19,20 @@ class NamesrvConfig:
     controllers: list[str] = field(default_factory=list, metadata={
         "doc": "controller addresses: a broker claiming mastership is accepted only if the controller "
                "says it is the master at that epoch (empty: the claim is trusted)"})
+    metrics_listen: str = field(default="", metadata={
+        "doc": "Prometheus /metrics HTTP address host:port (empty: off)"})
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG, INFO, WARNING or ERROR"})
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError
         from orbitmq.common.net import split_addr
 
-        try:
-            split_addr(self.listen)
-        except ValueError as e:
-            raise ConfigError(f"listen: {e}") from None
+        for key, addr in (("listen", self.listen), ("metrics_listen", self.metrics_listen)):
+            try:
+                if addr or key == "listen":
+                    split_addr(addr)
+            except ValueError as e:
+                raise ConfigError(f"{key}: {e}") from None
         if self.expire_after_s <= 0 or self.scan_interval_s <= 0:
             raise ConfigError("expire_after_s and scan_interval_s must be > 0")
         for a in self.controllers:

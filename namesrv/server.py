@@ -12,13 +12,15 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 import grpc
 
 from orbitmq.common.logs import kv
+from orbitmq.common.metrics import Row
 from orbitmq.common.node_auth import NodeAuthError, load_secret
 from orbitmq.common.node_auth_grpc import check
+from orbitmq.common.observability import Observability
 from orbitmq.namesrv.config import NamesrvConfig
 from orbitmq.namesrv.routes import (
     BrokerSetInfo,
@@ -151,6 +153,18 @@ class NameServerService(namesrv_pb2_grpc.NameServerServicer):
                 log.info("broker expired %s", kv(broker_set=bset, broker_id=bid))
 
 
+def namesrv_rows(service: NameServerService) -> Iterator[Row]:
+    """Gauges at scrape time: live replicas, topics, and each broker set's routed master epoch."""
+    now = service.clock()
+    alive = service.table.alive(now)
+    yield "orbitmq_namesrv_brokers", "live broker replicas registered", {}, len(alive)
+    yield "orbitmq_namesrv_topics", "topics routed", {}, len(service.table.topics(now, ""))
+    for cluster, sets in service.table.cluster_info(now).items():
+        for s in sets:
+            yield ("orbitmq_namesrv_master_epoch", "epoch of the master producers are routed to",
+                   {"cluster": cluster, "broker_set": s.broker_set}, s.epoch)
+
+
 async def _abort(context: grpc.aio.ServicerContext, status: grpc.StatusCode, code: str, details: str) -> None:
     assert code in common_pb2.ErrorCode.keys(), code
     await context.abort(status, details, trailing_metadata=((ERROR_KEY, code),))
@@ -159,9 +173,11 @@ async def _abort(context: grpc.aio.ServicerContext, status: grpc.StatusCode, cod
 async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
                 started: Callable[[NameServerService], None] | None = None) -> None:
     """Run the name server (and any hooked services) until SIGTERM/SIGINT, then stop cleanly."""
-    server = grpc.aio.server()
+    obs = Observability("namesrv", config.metrics_listen)
+    server = grpc.aio.server(interceptors=[obs.observer])
     service = NameServerService(config)
     namesrv_pb2_grpc.add_NameServerServicer_to_server(service, server)
+    obs.attach(server, [SERVICE], lambda: namesrv_rows(service))
     stops: list[Callable[[], Awaitable[None]]] = []
     for hook in hooks:
         stop = await hook(server)
@@ -170,6 +186,7 @@ async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
     if server.add_insecure_port(config.listen) == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
+    await obs.started()
     sweeper = asyncio.create_task(service.sweep_forever())
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -186,6 +203,7 @@ async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
         await stop_event.wait()
     finally:
         log.info("namesrv stopping")
+        await obs.stop()
         sweeper.cancel()
         await server.stop(grace=1.0)
         if service.voucher is not None:
