@@ -412,7 +412,8 @@ class ChaosCluster:
         return {"leader": by_raft.get(md.leader_raft_address), "term": md.term, "commit_index": md.commit_index,
                 "last_applied": md.last_applied, "liveness_ready": md.liveness_ready,
                 "connected": sorted(by_raft.get(p.raft_address, p.raft_address) for p in md.peers
-                                    if p.connected and p.raft_address != md.self_raft_address)}
+                                    if p.connected and p.raft_address != md.self_raft_address),
+                "sets": sorted(f"{k.cluster}/{k.broker_set}" for k in md.sets)}
 
     def _leader_call(self, method: str, request: Any, timeout: float = 2.0) -> Any:
         leader = self.controller_leader()
