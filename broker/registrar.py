@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import grpc
 
+from orbitmq.common import dial_map
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth_grpc import signing_interceptors
 from orbitmq.protos import namesrv_pb2, namesrv_pb2_grpc
@@ -32,7 +33,7 @@ class _Target:
 
     def __init__(self, addr: str, secret: bytes | None = None) -> None:
         self.addr = addr
-        self.channel = grpc.aio.insecure_channel(addr, interceptors=signing_interceptors(secret))
+        self.channel = grpc.aio.insecure_channel(dial_map.resolve(addr), interceptors=signing_interceptors(secret))
         self.stub = namesrv_pb2_grpc.NameServerStub(self.channel)
         self.wake = asyncio.Event()      # register now
         self.ping_now = asyncio.Event()  # ping now (attaches the stream to a fresh registration)

@@ -36,7 +36,7 @@ import asyncio
 import signal
 
 from orbitmq.common import config as cfgmod
-from orbitmq.common import logs
+from orbitmq.common import dial_map, logs
 from orbitmq.controller.config import ControllerConfig
 
 
@@ -84,7 +84,8 @@ def load_config(args: argparse.Namespace, table_default: str = "controller") -> 
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args)
-    except cfgmod.ConfigError as e:
+        dial_map.install(cfg.dial_map)
+    except (cfgmod.ConfigError, ValueError) as e:
         print(f"orbitmq controller: {e}")
         return 2
     logs.setup("controller", cfg.log_level)
@@ -130,6 +131,7 @@ def embedded_hooks(args: argparse.Namespace, listen: str) -> list:
                             data_dir=args.controller_data_dir,
                             raft_secret_file=args.controller_raft_secret_file)
     cfg = load_config(ns)
+    dial_map.install(cfg.dial_map)
     from orbitmq.controller.server import namesrv_hook
 
     return [namesrv_hook(cfg)]

@@ -65,6 +65,8 @@ class ControllerConfig:
                                "(refused unless every Raft address is 127.0.0.0/8 or localhost)")
     metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
     log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
+    dial_map: dict[str, str] = _doc({}, "[dial_map] table: advertised host:port -> host:port to dial (peers' Raft "
+                                    "addresses), like /etc/hosts")
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError
