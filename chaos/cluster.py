@@ -47,6 +47,7 @@ from orbitmq.chaos.topology import (
 from orbitmq.common import dial_map, net
 from orbitmq.common import proc as proclib
 from orbitmq.common.local_cluster import ClusterSpec
+from orbitmq.common.secrets_file import write_secret_file
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, namesrv_pb2, namesrv_pb2_grpc
 from orbitmq.protos import controller_pb2 as cpb
 from orbitmq.protos import controller_pb2_grpc as cpbg
@@ -173,11 +174,13 @@ class ChaosCluster:
                 self.proxies.create_all()
             conf = root / "conf"
             conf.mkdir(exist_ok=True)
+            secrets = {"raft": str(write_secret_file(root / "raft.secret")),
+                       "cluster": str(write_secret_file(root / "cluster.secret"))}
             for n in nodes:
                 data = str(root / n.name)
                 (conf / f"{n.name}.toml").write_text(
-                    f"# {n.name}: written by `orbitmq cluster up`\n" + to_toml(node_config(n, nodes, spec, data,
-                                                                                             maps.get(n.name, {}))))
+                    f"# {n.name}: written by `orbitmq cluster up`\n" + to_toml(node_config(
+                        n, nodes, spec, data, maps.get(n.name, {}), secrets)))
             self._save()
             self._write_env()
             chosen = [n.name for n in nodes] if not only else expand(only, [n.name for n in nodes])

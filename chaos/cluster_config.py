@@ -64,21 +64,31 @@ def plan_nodes(spec: ClusterSpec, ports: Iterator[int]) -> list[NodePlan]:
 
 
 def node_config(node: NodePlan, nodes: list[NodePlan], spec: ClusterSpec, data_dir: str,
-                dial: dict[str, str]) -> dict[str, Any]:
-    """The config file content of one process (the dial map as its `dial_map` table)."""
+                dial: dict[str, str], secrets: dict[str, str] | None = None) -> dict[str, Any]:
+    """The config file content of one process (the dial map as its `dial_map` table). `secrets`:
+    paths of the shared secret files, {"raft": ..., "cluster": ...} (controllers' Raft links; brokers
+    signing their registrations, which the name servers then require along with the controllers'
+    word on every master claim)."""
+    secrets = secrets or {}
     ctl = [n for n in nodes if n.kind == "controller"]
     if node.kind == "controller":
         cfg: dict[str, Any] = {"node_id": node.name, "listen": node.addr, "raft_addr": node.raft_addr,
                                "peers": [c.raft_addr for c in ctl if c.name != node.name], "data_dir": data_dir}
+        if "raft" in secrets:
+            cfg["raft_secret_file"] = secrets["raft"]
     elif node.kind == "namesrv":
         cfg = {"listen": node.addr}
+        if "cluster" in secrets:
+            cfg.update(cluster_secret_file=secrets["cluster"], controllers=[c.addr for c in ctl])
     else:
         cfg = {"listen": node.addr, "namesrv": [n.addr for n in nodes if n.kind == "namesrv"],
                "store_dir": data_dir, "cluster": spec.name, "broker_set": node.broker_set,
                "broker_id": node.broker_id, "ha_mode": "controller", "ha_listen": node.ha_addr,
                "ha_address": node.ha_addr, "controllers": [c.addr for c in ctl], "ha_learner": node.learner}
+        if "cluster" in secrets:
+            cfg["cluster_secret_file"] = secrets["cluster"]
     cfg.update(node.settings)
-    if dial and node.kind != "namesrv":
+    if dial:
         cfg["dial_map"] = dict(dial)
     return cfg
 

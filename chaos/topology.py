@@ -9,7 +9,8 @@ Links (one proxy per directed link `src->dst`; the proxy carries the connections
 src, so src's bytes go `upstream` and dst's replies `downstream`):
   client -> every broker (gRPC) and every name server;  broker -> every name server and every
   controller (gRPC); broker -> every other non-learner replica of its set (HA, follower ->
-  master); controller -> every other controller (Raft).
+  master); controller -> every other controller (Raft); name server -> every controller (gRPC:
+  it checks master claims with them).
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def plan_links(nodes: Iterable[NodePlan], ports: Iterator[int], host: str = "127
         for peer in ctl:
             if peer.name != c.name:
                 add(c.name, peer.name, "raft", peer.raft_addr)
+    for n in ns:   # a name server asks the controllers before it believes a master claim
+        for c in ctl:
+            add(n.name, c.name, "grpc", c.addr)
     return links
 
 

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from orbitmq.common import config as cfgmod
-from orbitmq.common import logs
+from orbitmq.common import dial_map, logs
 from orbitmq.namesrv.config import NamesrvConfig
 
 
@@ -48,8 +48,9 @@ def run(args: argparse.Namespace, hooks: list | None = None) -> int:
     """Start the name server; `hooks` add services (e.g. the embedded controller) to the same server."""
     try:
         cfg = load_config(args)
+        dial_map.install(cfg.dial_map)
         hooks = list(hooks or []) + getattr(args, "embedded_hooks", lambda a, listen: [])(args, cfg.listen)
-    except cfgmod.ConfigError as e:
+    except (cfgmod.ConfigError, ValueError) as e:
         print(f"orbitmq namesrv: {e}")
         return 2
     logs.setup("namesrv", cfg.log_level)

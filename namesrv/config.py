@@ -19,6 +19,8 @@ class NamesrvConfig:
     controllers: list[str] = field(default_factory=list, metadata={
         "doc": "controller addresses: a broker claiming mastership is accepted only if the controller "
                "says it is the master at that epoch (empty: the claim is trusted)"})
+    dial_map: dict[str, str] = field(default_factory=dict, metadata={
+        "doc": "[dial_map] table: advertised host:port -> host:port to dial (the controllers), like /etc/hosts"})
     metrics_listen: str = field(default="", metadata={
         "doc": "Prometheus /metrics HTTP address host:port (empty: off)"})
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG, INFO, WARNING or ERROR"})

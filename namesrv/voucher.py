@@ -22,7 +22,7 @@ WARN_EVERY_S = 10.0
 class MasterVoucher:
     """`await check(cluster, broker_set, broker_id, epoch)` -> None if vouched, else why not."""
 
-    def __init__(self, controllers: list[str], rpc_timeout_s: float = 2.0) -> None:
+    def __init__(self, controllers: list[str], rpc_timeout_s: float = 1.0) -> None:
         from orbitmq.controller.client import ControllerClient
 
         self.client = ControllerClient(controllers, rpc_timeout_s=rpc_timeout_s, retry_deadline_s=rpc_timeout_s)
