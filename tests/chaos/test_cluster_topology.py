@@ -48,10 +48,12 @@ def test_one_proxy_per_directed_link_of_each_kind():
     assert kinds[("broker-a-4", "broker-a-1")] == "ha"           # a learner follows any master
     assert kinds[("c1", "c2")] == kinds[("c2", "c1")] == "raft"
     assert kinds[("broker-a-2", "c3")] == "grpc" and kinds[("broker-a-2", "n1")] == "grpc"
-    assert not any(lk.src.startswith("n") for lk in links)      # name servers dial nobody
+    # name servers dial only the controllers (to check master claims)
+    assert {lk.dst for lk in links if lk.src.startswith("n")} == {"c1", "c2", "c3"}
+    assert kinds[("n2", "c1")] == "grpc"
     by = {n.name: n for n in nodes}
     assert {lk.upstream for lk in links if lk.dst == "c2"} == {by["c2"].addr, by["c2"].raft_addr}
-    assert len(links) == 6 + 4 * 5 + 4 * 3 - 3 + 6
+    assert len(links) == 6 + 4 * 5 + 4 * 3 - 3 + 6 + 2 * 3
 
 
 def test_dial_maps_send_each_peer_to_its_own_link():
@@ -114,11 +116,12 @@ def test_spec_overrides_sets_and_fixed_addresses():
         plan_nodes(ClusterSpec(nodes={"c7": {}}), itertools.count(1))
 
 
-def test_node_config_is_valid_toml_for_the_process_config():
+def test_node_config_is_valid_toml_for_the_process_config(tmp_path):
     import tomllib
 
     from orbitmq.broker.config import BrokerConfig
     from orbitmq.common.config import from_dict
+    from orbitmq.common.secrets_file import write_secret_file
     from orbitmq.controller.config import ControllerConfig
 
     spec, nodes, links = _plan(ClusterSpec(broker_settings={"register_interval_s": "5"}))
@@ -129,6 +132,9 @@ def test_node_config_is_valid_toml_for_the_process_config():
     assert b.controllers == [by[c].addr for c in ("c1", "c2", "c3")]      # advertised addresses ...
     assert b.dial_map[by["c1"].addr] == maps["broker-a-2"][by["c1"].addr]  # ... dialed through the links
     assert b.ha_address == by["broker-a-2"].ha_addr and b.register_interval_s == 5.0 and not b.ha_learner
-    c = from_dict(ControllerConfig, tomllib.loads(to_toml(node_config(by["c2"], nodes, spec, "/d/c2", maps["c2"]))))
+    secrets = {k: str(write_secret_file(tmp_path / f"{k}.secret")) for k in ("raft", "cluster")}
+    c = from_dict(ControllerConfig, tomllib.loads(to_toml(node_config(by["c2"], nodes, spec, "/d/c2", maps["c2"],
+                                                                      secrets))))
+    assert c.raft_secret_file == secrets["raft"]
     assert c.peers == [by["c1"].raft_addr, by["c3"].raft_addr] and c.raft_addr == by["c2"].raft_addr
     assert set(c.dial_map) == set(c.peers)
