@@ -102,10 +102,13 @@ QueueKey = tuple[str, int]
 
 
 def lost_acked(sends: Iterable[Send], deliveries: Iterable[Delivery],
-               min_offsets: Mapping[QueueKey, int] | None = None) -> tuple[list[str], list[str]]:
-    """(lost, expired_unread): acknowledged ids never delivered; those whose acknowledged queue offset
-    is below the queue's final minimum offset (deleted by expiry) are `expired_unread`, not lost."""
+               min_offsets: Mapping[QueueKey, int] | None = None,
+               live: Iterable[Delivery] = ()) -> tuple[list[str], list[str]]:
+    """(lost, expired_unread): acknowledged ids missing from `deliveries` (the final read-back).
+    One whose acknowledged queue offset is below the queue's final minimum offset (deleted by
+    expiry) is not lost: it is fine if a `live` consumer read it before, else `expired_unread`."""
     seen = {d.id for d in deliveries}
+    seen_live = {d.id for d in live}
     floors = min_offsets or {}
     lost, expired = [], []
     for s in sends:
@@ -113,7 +116,8 @@ def lost_acked(sends: Iterable[Send], deliveries: Iterable[Delivery],
             continue
         floor = floors.get((s.broker_set, s.queue_id))
         if floor is not None and 0 <= s.queue_offset < floor:
-            expired.append(s.id)
+            if s.id not in seen_live:
+                expired.append(s.id)
         else:
             lost.append(s.id)
     return sorted(set(lost)), sorted(set(expired))
@@ -273,9 +277,16 @@ def summarize_windows(faults: Sequence[FaultWindow], windows: Sequence[float]) -
 
 def check(sends: Sequence[Send], deliveries: Sequence[Delivery], changes: Sequence[MasterChange],
           faults: Sequence[FaultWindow], *, broker_ids: Mapping[str, int] | None = None,
-          min_offsets: Mapping[QueueKey, int] | None = None, run_end: float | None = None) -> dict:
-    """Every figure of the run as numbers (plus short samples of what went wrong) and `ok`."""
-    lost, expired = lost_acked(sends, deliveries, min_offsets)
+          min_offsets: Mapping[QueueKey, int] | None = None, run_end: float | None = None,
+          readback: Sequence[Delivery] | None = None) -> dict:
+    """Every figure of the run as numbers (plus short samples of what went wrong) and `ok`.
+    `deliveries` are what consumers saw during the run, `readback` the final read of the whole
+    topic (loss is judged on it; without it, on `deliveries`)."""
+    if readback is None:
+        lost, expired = lost_acked(sends, deliveries, min_offsets)
+    else:
+        lost, expired = lost_acked(sends, readback, min_offsets, live=deliveries)
+        deliveries = [*deliveries, *readback]
     dup, redeliv = duplicates(deliveries)
     overwritten = acked_overwritten(sends, deliveries)
     order = order_violations(sends, deliveries)
