@@ -282,12 +282,14 @@ def check(sends: Sequence[Send], deliveries: Sequence[Delivery], changes: Sequen
     """Every figure of the run as numbers (plus short samples of what went wrong) and `ok`.
     `deliveries` are what consumers saw during the run, `readback` the final read of the whole
     topic (loss is judged on it; without it, on `deliveries`)."""
+    live = deliveries
     if readback is None:
         lost, expired = lost_acked(sends, deliveries, min_offsets)
     else:
         lost, expired = lost_acked(sends, readback, min_offsets, live=deliveries)
         deliveries = [*deliveries, *readback]
-    dup, redeliv = duplicates(deliveries)
+    dup, _ = duplicates(deliveries)
+    _, redeliv = duplicates(live)       # the read-back's second look is not a redelivery
     overwritten = acked_overwritten(sends, deliveries)
     order = order_violations(sends, deliveries)
     conflicts = epoch_conflicts(changes)
@@ -299,7 +301,7 @@ def check(sends: Sequence[Send], deliveries: Sequence[Delivery], changes: Sequen
     regressions = sum(1 for p in conflicts if "after epoch" in p)
     out = {
         "sends": len(sends), "acked": len(acked), "failed_sends": len(sends) - len(acked),
-        "delivered": len({d.id for d in deliveries}), "deliveries": len(deliveries),
+        "delivered": len({d.id for d in deliveries}), "deliveries": len(live),
         "lost_acked": len(lost), "expired_unread": len(expired), "acked_overwritten": len(overwritten),
         "duplicates": dup, "redeliveries": redeliv, "order_violations": len(order),
         "unacked_delivered": unacked_delivered(sends, deliveries),

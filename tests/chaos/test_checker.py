@@ -211,3 +211,11 @@ def test_loss_is_judged_on_the_read_back_and_expiry_excuses_only_what_was_read_l
     assert lost == ["id3"] and expired == ["id2"]
     r = check(sends, live, [], [], readback=[deliver(sends[2])], min_offsets={(Q, 0): 3})
     assert r["lost_acked"] == 0 and r["expired_unread"] == 1 and r["delivered"] == 2
+
+
+def test_the_read_back_is_not_counted_as_redelivery_but_its_duplicates_are():
+    sends = [ack(1, 0), ack(2, 1)]
+    live = [deliver(sends[0]), deliver(sends[1])]
+    back = [deliver(sends[0]), deliver(sends[1]), deliver("id1", 2)]
+    r = check(sends, live, [], [], readback=back)
+    assert r["redeliveries"] == 0 and r["duplicates"] == 1 and r["deliveries"] == 2
