@@ -247,14 +247,21 @@ def deposed_acks(sends: Iterable[Send], changes: Sequence[MasterChange],
 
 # ---- availability --------------------------------------------------------------------------------------
 
-def unavailability(faults: Iterable[FaultWindow], ack_times: Iterable[float], run_end: float) -> list[float]:
-    """Per fault (in the given order): seconds from its start to the first acknowledgement after it
-    (to `run_end` if none came)."""
-    acks = sorted(ack_times)
+def unavailability(faults: Iterable[FaultWindow], acks: Iterable[tuple[float, float]], run_end: float) -> list[float]:
+    """Per fault (in the given order): seconds from its start to the first acknowledgement of a send
+    that started at or after it (`acks` are (start, end) pairs); to `run_end` if none came. A send
+    already in flight when the fault began does not count: its answer may predate the fault."""
+    pairs = sorted(acks)
+    starts = [a[0] for a in pairs]
+    # suffix minimum of ack times: the earliest ack among sends started at index i or later
+    best = [0.0] * (len(pairs) + 1)
+    best[len(pairs)] = float("inf")
+    for i in range(len(pairs) - 1, -1, -1):
+        best[i] = min(pairs[i][1], best[i + 1])
     out = []
     for f in faults:
-        i = bisect.bisect_right(acks, f.start)
-        out.append((acks[i] if i < len(acks) else run_end) - f.start)
+        first = best[bisect.bisect_left(starts, f.start)]
+        out.append((first if first != float("inf") else run_end) - f.start)
     return out
 
 
@@ -296,7 +303,7 @@ def check(sends: Sequence[Send], deliveries: Sequence[Delivery], changes: Sequen
     deposed = deposed_acks(sends, changes, broker_ids or {})
     acked = [s for s in sends if s.ok]
     end = run_end if run_end is not None else max((s.end for s in sends), default=0.0)
-    windows = unavailability(faults, (s.end for s in acked), end)
+    windows = unavailability(faults, ((s.start, s.end) for s in acked), end)
     mpe = max_masters_per_epoch(changes)
     regressions = sum(1 for p in conflicts if "after epoch" in p)
     out = {

@@ -195,7 +195,7 @@ def run(opts: RunOptions, *, err: TextIO = sys.stderr, cluster_factory: Callable
         driver = NemesisDriver(cluster, BROKER_SET, replicas=opts.replicas,
                                filler=filler_load(namesrv) if opts.expiry else None, say=say)
         t_first = time.monotonic()
-        while work.last_ack_after(0) is None and time.monotonic() - t_first < 90:
+        while work.first_ack_after(0) is None and time.monotonic() - t_first < 90:
             time.sleep(0.2)
         t0 = time.monotonic()
         wall0 = time.time()

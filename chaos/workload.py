@@ -75,9 +75,10 @@ class Workload:
         with self._lock:
             return {d.id for d in self.deliveries}
 
-    def last_ack_after(self, t: float) -> float | None:
+    def first_ack_after(self, t: float) -> float | None:
+        """When the first send started at or after `t` was acknowledged (None: not yet)."""
         with self._lock:
-            later = [s.end for s in self.sends if s.ok and s.end > t]
+            later = [s.end for s in self.sends if s.ok and s.start >= t]
         return min(later) if later else None
 
     # ---- producers ------------------------------------------------------------------------------------

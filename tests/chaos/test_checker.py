@@ -172,26 +172,26 @@ def test_a_new_epoch_for_the_same_master_does_not_depose_it():
 
 # ---- availability ------------------------------------------------------------------------------------------
 
-def test_unavailability_is_fault_start_to_first_ack_after_it():
+def test_unavailability_is_fault_start_to_first_ack_of_a_send_started_after_it():
     faults = [FaultWindow("kill_master", 10.0, 14.0), FaultWindow("kill_learner", 20.0, 22.0),
               FaultWindow("kill_master", 30.0, 33.0)]
-    acks = [9.0, 12.5, 20.25, 21.0]
+    acks = [(8.9, 9.0), (9.99, 10.01), (10.5, 12.5), (11.0, 12.4), (20.2, 20.25), (20.5, 21.0)]
     w = unavailability(faults, acks, run_end=40.0)
-    assert w == [2.5, 0.25, 10.0]
+    assert [round(x, 6) for x in w] == [2.4, 0.25, 10.0]   # the ack at 10.01 was in flight before the kill: not counted
     s = summarize_windows(faults, w)
-    assert s["unavailable_max_s"] == 10.0 and s["unavailable_median_s"] == 2.5
-    assert s["unavailable_by_kind"]["kill_master"] == {"count": 2, "median_s": 6.25, "max_s": 10.0}
+    assert s["unavailable_max_s"] == 10.0 and s["unavailable_median_s"] == 2.4
+    assert s["unavailable_by_kind"]["kill_master"] == {"count": 2, "median_s": 6.2, "max_s": 10.0}
     assert s["unavailable_by_kind"]["kill_learner"]["count"] == 1
 
 
-@given(st.lists(st.floats(0, 100), max_size=30), st.lists(st.floats(0, 100), min_size=1, max_size=10))
-def test_every_window_ends_at_an_ack_after_the_fault_or_the_run_end(acks, starts):
+@given(st.lists(st.tuples(st.floats(0, 100), st.floats(0, 5)), max_size=30),
+       st.lists(st.floats(0, 100), min_size=1, max_size=10))
+def test_every_window_matches_a_naive_search(raw, starts):
+    acks = [(a, a + d) for a, d in raw]
     faults = [FaultWindow("k", s, s + 1) for s in starts]
     for f, w in zip(faults, unavailability(faults, acks, 200.0), strict=True):
-        assert w > 0
-        end = f.start + w
-        assert abs(end - 200.0) < 1e-6 or any(abs(end - a) < 1e-6 for a in acks)
-        assert not any(f.start < a < end - 1e-6 for a in acks)
+        naive = min((e for s, e in acks if s >= f.start), default=200.0)
+        assert abs(f.start + w - naive) < 1e-6
 
 
 def test_a_clean_run_is_ok_and_every_figure_is_a_number():
