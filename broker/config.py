@@ -61,6 +61,8 @@ class BrokerConfig:
     ha_idle_timeout_s: float = _doc(3.0, "close a replication stream silent for this long")
     ha_frame_bytes: int = _doc(1024 * 1024, "largest commitlog range sent in one replication frame")
     controller_heartbeat_s: float = _doc(0.5, "heartbeat to the controllers this often")
+    dial_map: dict[str, str] = _doc({}, "[dial_map] table: advertised host:port -> host:port to dial "
+                                    "(name servers, controllers, masters' HA addresses), like /etc/hosts")
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError

@@ -24,6 +24,7 @@ from orbitmq.broker import ha_protocol as hp
 from orbitmq.broker.epoch_file import EpochFile
 from orbitmq.broker.epoch_truncation import find_truncation_point
 from orbitmq.broker.ha_master import idle_watchdog, store_confirm, store_max
+from orbitmq.common import dial_map
 from orbitmq.common.logs import kv
 from orbitmq.common.net import split_addr
 
@@ -96,7 +97,7 @@ class HAFollower:
             await asyncio.sleep(self.settings.reconnect_s)
 
     async def _session(self) -> None:
-        host, port = split_addr(self.master_ha)
+        host, port = split_addr(dial_map.resolve(self.master_ha))
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.settings.connect_timeout_s)
         self.stats["connects"] += 1
         loop = asyncio.get_running_loop()

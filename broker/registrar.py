@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import grpc
 
+from orbitmq.common import dial_map
 from orbitmq.common.logs import kv
 from orbitmq.protos import namesrv_pb2, namesrv_pb2_grpc
 
@@ -31,7 +32,7 @@ class _Target:
 
     def __init__(self, addr: str) -> None:
         self.addr = addr
-        self.channel = grpc.aio.insecure_channel(addr)
+        self.channel = grpc.aio.insecure_channel(dial_map.resolve(addr))
         self.stub = namesrv_pb2_grpc.NameServerStub(self.channel)
         self.wake = asyncio.Event()      # register now
         self.ping_now = asyncio.Event()  # ping now (attaches the stream to a fresh registration)

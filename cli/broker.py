@@ -11,7 +11,7 @@ import asyncio
 
 from orbitmq.broker.config import BrokerConfig
 from orbitmq.common import config as cfgmod
-from orbitmq.common import logs
+from orbitmq.common import dial_map, logs
 
 FLAGS = {"listen": "gRPC listen address host:port", "namesrv": "name servers, comma separated",
          "store_dir": "storage directory", "cluster": "cluster name", "broker_set": "broker set name",
@@ -43,7 +43,8 @@ def load_config(args: argparse.Namespace) -> BrokerConfig:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args)
-    except cfgmod.ConfigError as e:
+        dial_map.install(cfg.dial_map)
+    except (cfgmod.ConfigError, ValueError) as e:
         print(f"orbitmq broker: {e}")
         return 2
     logs.setup(f"broker[{cfg.broker_set}/{cfg.broker_id}]", cfg.log_level)

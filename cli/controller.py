@@ -29,7 +29,7 @@ import asyncio
 import signal
 
 from orbitmq.common import config as cfgmod
-from orbitmq.common import logs
+from orbitmq.common import dial_map, logs
 from orbitmq.controller.config import ControllerConfig
 
 
@@ -75,7 +75,8 @@ def load_config(args: argparse.Namespace, table_default: str = "controller") -> 
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args)
-    except cfgmod.ConfigError as e:
+        dial_map.install(cfg.dial_map)
+    except (cfgmod.ConfigError, ValueError) as e:
         print(f"orbitmq controller: {e}")
         return 2
     logs.setup("controller", cfg.log_level)
@@ -118,6 +119,7 @@ def embedded_hooks(args: argparse.Namespace, listen: str) -> list:
                             listen=listen, raft_addr=args.controller_raft_addr, peers=args.controller_peers,
                             data_dir=args.controller_data_dir)
     cfg = load_config(ns)
+    dial_map.install(cfg.dial_map)
     from orbitmq.controller.server import namesrv_hook
 
     return [namesrv_hook(cfg)]

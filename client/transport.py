@@ -18,6 +18,7 @@ import grpc
 
 from orbitmq.client import errors
 from orbitmq.client.routes import RouteInfo
+from orbitmq.common import dial_map
 from orbitmq.protos import broker_pb2_grpc, namesrv_pb2, namesrv_pb2_grpc
 
 log = logging.getLogger("orbitmq.client")
@@ -70,7 +71,7 @@ class Transport:
                     raise errors.ClientClosedError("client is closed")
                 ch = self._channels.get(addr)
                 if ch is None:
-                    ch = self._channels[addr] = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
+                    ch = self._channels[addr] = grpc.insecure_channel(dial_map.resolve(addr), options=CHANNEL_OPTIONS)
         return ch
 
     def broker(self, addr: str) -> broker_pb2_grpc.BrokerStub:

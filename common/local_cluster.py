@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -29,19 +30,42 @@ class ClusterSpec:
     controllers: int = field(default=3, metadata={"doc": "controller nodes (1, 3 or 5)"})
     controllers_in_namesrv: bool = field(default=False, metadata={
         "doc": "embed each controller in a name server (one name server per controller)"})
-    namesrvs: int = field(default=1, metadata={"doc": "name servers (ignored with controllers_in_namesrv)"})
+    namesrvs: int = field(default=2, metadata={"doc": "name servers (ignored with controllers_in_namesrv)"})
     broker_sets: list[str] = field(default_factory=lambda: ["broker-a"], metadata={"doc": "broker set names"})
     replicas: int = field(default=3, metadata={"doc": "replicas per broker set (electable)"})
     learners: int = field(default=1, metadata={"doc": "learners per broker set (replicate, never elected)"})
     broker_settings: dict[str, str] = field(default_factory=dict, metadata={"doc": "extra broker config keys"})
     controller_settings: dict[str, str] = field(default_factory=dict, metadata={
         "doc": "extra controller config keys"})
+    sets: dict[str, Any] = field(default_factory=dict, metadata={
+        "doc": "per-set overrides, [cluster.sets.NAME]: replicas, learners, settings (broker keys)"})
+    nodes: dict[str, Any] = field(default_factory=dict, metadata={
+        "doc": "per-node overrides, [cluster.nodes.NAME] (c1, n1, broker-a-1...): listen, raft_addr, ha_listen, "
+               "settings (config keys); fixed addresses make the file a multi-host deployment"})
 
     def validate(self) -> None:
         if self.controllers not in (1, 3, 5):
             raise ValueError(f"controllers must be 1, 3 or 5, got {self.controllers}")
         if self.replicas < 1 or self.learners < 0 or self.namesrvs < 1:
             raise ValueError("need replicas >= 1, learners >= 0, namesrvs >= 1")
+        for name, o in self.sets.items():
+            if name not in self.broker_sets:
+                raise ValueError(f"sets.{name}: not in broker_sets {self.broker_sets}")
+            bad = set(o) - {"replicas", "learners", "settings"} if isinstance(o, dict) else {"(not a table)"}
+            if bad:
+                raise ValueError(f"sets.{name}: unknown key(s) {sorted(bad)}; known: replicas, learners, settings")
+            if int(o.get("replicas", 1)) < 1 or int(o.get("learners", 0)) < 0:
+                raise ValueError(f"sets.{name}: need replicas >= 1, learners >= 0")
+        for name, o in self.nodes.items():
+            bad = set(o) - {"listen", "raft_addr", "ha_listen", "settings"} if isinstance(o, dict) else {"?"}
+            if bad:
+                raise ValueError(f"nodes.{name}: unknown key(s) {sorted(bad)}; known: listen, raft_addr, "
+                                 "ha_listen, settings")
+
+    def set_shape(self, broker_set: str) -> tuple[int, int]:
+        """(replicas, learners) of one broker set, per-set overrides applied."""
+        o = self.sets.get(broker_set, {})
+        return int(o.get("replicas", self.replicas)), int(o.get("learners", self.learners))
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from orbitmq.common import dial_map
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
 
@@ -103,7 +104,7 @@ class ControllerClient:
 
     def stub(self, addr: str) -> pbg.ControllerStub:
         if addr not in self._stubs:
-            ch = grpc.aio.insecure_channel(addr)
+            ch = grpc.aio.insecure_channel(dial_map.resolve(addr))
             self._channels[addr] = ch
             self._stubs[addr] = pbg.ControllerStub(ch)
         return self._stubs[addr]

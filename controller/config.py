@@ -49,6 +49,8 @@ class ControllerConfig:
                                     "messages); false: at once (measured ~4x more commands/s, lower latency)")
     log_compaction_entries: int = _doc(5000, "snapshot (full dump) after this many log entries")
     log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
+    dial_map: dict[str, str] = _doc({}, "[dial_map] table: advertised host:port -> host:port to dial (peers' Raft "
+                                    "addresses), like /etc/hosts")
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError

@@ -18,6 +18,7 @@ from typing import Any
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
 from orbitmq.controller.config import ControllerConfig
+from orbitmq.controller.raft_transport import DialMapTransport
 from orbitmq.controller.state import Command, ControllerState, Result
 
 log = logging.getLogger("orbitmq.controller.raft")
@@ -74,7 +75,8 @@ class RaftNode:
         )
         self.consumer = StateConsumer()
         self.consumer.on_applied = on_applied
-        self.obj = SyncObj(cfg.raft_addr, list(cfg.peers), conf=conf, consumers=[self.consumer])
+        self.obj = SyncObj(cfg.raft_addr, list(cfg.peers), conf=conf, consumers=[self.consumer],
+                           transportClass=DialMapTransport)   # peers dialed through the dial map
 
     # -- commands --
 
