@@ -153,12 +153,12 @@ class NemesisDriver:
             self.events.append({"t": self.wall(), "event": "skip", "fault": fault.name, "why": str(e)})
             self.say(f"nemesis: skipped #{fault.index} {fault.name}: {e}")
             return None
-        start = self.wall()
         targets: list[str] = []
         for kind, action, who in steps:
             action()
             targets.extend(who)
             self.events.append({"t": self.wall(), "event": "inject", "fault": kind, "targets": who})
+        start = self.wall()        # the fault is fully in place from here (a kill has returned, toxics are set)
         self.injected += 1
         self.say(f"nemesis: #{fault.index} {fault.name} on {', '.join(targets) or '-'}")
         return FaultWindow(fault.name, start, start, tuple(targets))
