@@ -163,17 +163,22 @@ def run(args: argparse.Namespace, cluster_factory: Any = None) -> int:
         for k in range(args.network_faults):
             time.sleep(args.warmup)
             victim = _wait_whole(cluster, spec.replicas, 120)
+            old_epoch = int(cluster.status().get("sets", {}).get(BROKER_SET, {}).get("epoch", 0))
             t_cut = time.time()
             cluster.partition([victim], controllers)
             _say(quiet, f"{step}.{k + 1} network: {victim} (the master) cut off from the controllers "
                         f"{', '.join(controllers)}; clients and followers still reach it")
             new_master = _wait_new_master(cluster, victim, 60)
-            first_ok = proc.wait_until(lambda t=t_cut: load.first_ack_after(t), 60, 0.02,
-                                       "a send to succeed after the partition")
-            failover_s = first_ok - t_cut
+            first_new = proc.wait_until(lambda t=t_cut, e=old_epoch: min(
+                (s.end for s in list(load.sends) if s.ok and s.epoch > e and s.start >= t), default=None),
+                60, 0.02, "a send acknowledged in a newer epoch")
+            last_old = max((s.end for s in list(load.sends) if s.ok and s.epoch == old_epoch), default=t_cut)
+            failover_s = first_new - t_cut
+            fenced_s = max(0.0, last_old - t_cut)
             epoch = cluster.status().get("sets", {}).get(BROKER_SET, {}).get("epoch", "?")
-            _say(quiet, f"    {victim} fenced itself (its lease ran out); {new_master} is master in epoch {epoch}; "
-                        f"sends succeed again {failover_s:.2f} s after the cut")
+            _say(quiet, f"    {victim} acknowledged for {fenced_s:.2f} s more (its lease), then fenced itself; "
+                        f"{new_master} is master in epoch {epoch}; sends are acknowledged in the new epoch "
+                        f"{failover_s:.2f} s after the cut")
             remaining = args.hold - (time.time() - t_cut)
             if remaining > 0:
                 time.sleep(remaining)
@@ -184,7 +189,7 @@ def run(args: argparse.Namespace, cluster_factory: Any = None) -> int:
             _say(quiet, f"    network healed; {victim} rejoined as {role}")
             result["network_faults"].append({"fault": "isolate_master_controllers", "isolated": victim,
                                              "new_master": new_master, "failover_s": round(failover_s, 3),
-                                             "rejoined_as": role})
+                                             "old_master_acked_for_s": round(fenced_s, 3), "rejoined_as": role})
         time.sleep(1.0)
         load.stop_producers()
         t_end = time.time()
