@@ -21,6 +21,7 @@ SUBCOMMANDS: list[str] = [
     "orbitmq.cli.cluster",
     "orbitmq.cli.demo",
     "orbitmq.cli.toxiproxy",
+    "orbitmq.cli.chaos",
 ]
 
 

@@ -56,6 +56,8 @@ class SendReceipt:
     queue: MessageQueue
     queue_offset: int
     physical_offset: int = -1
+    epoch: int = -1          # master epoch of the broker that acknowledged it (sync sends; -1: unknown)
+    broker_addr: str = ""    # address that acknowledged it (sync sends)
 
     @property
     def broker_set(self) -> str:

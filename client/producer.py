@@ -145,7 +145,7 @@ class Producer:
                                        address=addr)
         q = MessageQueue(topic, bset, mq.queue_id)
         return [SendReceipt(r.msg_id or pm.msg_id, q if r.queue_id == q.queue_id else MessageQueue(topic, bset, r.queue_id),
-                            r.queue_offset, r.physical_offset) for r, pm in zip(resp.results, pms, strict=True)]
+                            r.queue_offset, r.physical_offset, resp.epoch, addr) for r, pm in zip(resp.results, pms, strict=True)]
 
     def _send_with_retry(self, topic: str, req: Any, selector: Selector | None, arg: Any,
                          timeout: float | None, first: Any = None) -> list[SendReceipt]:
