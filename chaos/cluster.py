@@ -291,6 +291,8 @@ class ChaosCluster:
         """DIR/cluster.env: `. DIR/cluster.env` points `orbitmq admin|produce|consume` at this cluster."""
         lines = [f"export ORBITMQ_NAMESRV={','.join(self.namesrv_addrs)}",
                  f"export ORBITMQ_CONTROLLERS={','.join(self.controller_addrs)}"]
+        if (self.root / "cluster.secret").exists():   # admin writes (elect, clean) are signed with it
+            lines.append(f"export ORBITMQ_CLUSTER_SECRET_FILE={self.root / 'cluster.secret'}")
         if self.client_dial_map:
             lines.append(f"export {dial_map.ENV}={dial_map.format_map(self.client_dial_map)}")
         (self.root / ENV_FILE).write_text("\n".join(lines) + "\n")

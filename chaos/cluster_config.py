@@ -76,6 +76,8 @@ def node_config(node: NodePlan, nodes: list[NodePlan], spec: ClusterSpec, data_d
                                "peers": [c.raft_addr for c in ctl if c.name != node.name], "data_dir": data_dir}
         if "raft" in secrets:
             cfg["raft_secret_file"] = secrets["raft"]
+        if "cluster" in secrets:
+            cfg["cluster_secret_file"] = secrets["cluster"]
     elif node.kind == "namesrv":
         cfg = {"listen": node.addr}
         if "cluster" in secrets:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,9 @@ def _common() -> argparse.ArgumentParser:
     c = argparse.ArgumentParser(add_help=False)
     connection_flags(c, top_level=False)   # --controllers/--json also before `controller`
     c.add_argument("--cluster", default="DefaultCluster")
+    c.add_argument("--cluster-secret-file", default="",
+                   help="sign calls with this cluster secret (needed by elect and clean when the controllers "
+                        "have one; default $ORBITMQ_CLUSTER_SECRET_FILE)")
     c.add_argument("--timeout", type=float, default=5.0, help="RPC timeout in seconds")
     return c
 
@@ -64,12 +68,15 @@ def register_admin(groups: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
+    from orbitmq.common.node_auth import load_secret
     from orbitmq.controller.client import ControllerClient, ControllerError
 
     async def go() -> int:
         try:
+            secret_file = args.cluster_secret_file or os.environ.get("ORBITMQ_CLUSTER_SECRET_FILE", "")
             client = ControllerClient(args.controllers.split(","), rpc_timeout_s=args.timeout,
-                                      retry_deadline_s=2 * args.timeout)
+                                      retry_deadline_s=2 * args.timeout,
+                                      secret=load_secret(secret_file) if secret_file else None)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -151,7 +151,8 @@ class LocalCluster:
                 extra += ["--controller-set", f"{k}={v}"]
             return args + extra
         args = ["controller", "--node-id", f"c{i + 1}", "--listen", self.controller_addrs[i],
-                "--raft-addr", self.raft_addrs[i], "--data-dir", data, "--raft-secret-file", secret]
+                "--raft-addr", self.raft_addrs[i], "--data-dir", data, "--raft-secret-file", secret,
+                "--set", f"cluster_secret_file={write_secret_file(self.root / 'cluster.secret')}"]
         if peers:
             args += ["--peers", peers]
         for k, v in self.spec.controller_settings.items():

@@ -56,9 +56,55 @@ def signing_interceptors(secret: bytes | None) -> list:
     return [] if not secret else [_UnarySigner(secret), _StreamSigner(secret)]
 
 
-def check(secret: bytes | None, context: grpc.aio.ServicerContext, method: str, request: Any = None) -> None:
-    """Raise NodeAuthError unless the call carries a valid signature (no-op without a secret)."""
-    if not secret:
-        return
-    header = dict(context.invocation_metadata() or ()).get(node_auth.HEADER)
-    node_auth.verify(secret, method, payload_of(request), header, _now_ms())
+ERROR_KEY = "orbitmq-error"
+
+
+class NodeAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Server side: calls to the `protected` methods (full names, "/pkg.Service/Method") must be
+    signed with `secret`; others pass. A refusal is UNAUTHENTICATED with `orbitmq-error` =
+    NO_PERMISSION and the reason in words; nothing of the request is acted on. Unary calls are
+    checked over their decoded request, streams once at their start."""
+
+    def __init__(self, secret: bytes | None, protected: set[str], log: Any = None) -> None:
+        self.secret = secret
+        self.protected = set(protected)
+        self.log = log
+
+    async def _refuse(self, context: grpc.aio.ServicerContext, method: str, err: Exception) -> None:
+        if self.log is not None:
+            self.log.warning("refused unauthenticated %s from %s: %s", method, context.peer(), str(err)[:200])
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err), trailing_metadata=((ERROR_KEY, "NO_PERMISSION"),))
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or not self.secret or method not in self.protected:
+            return handler
+        secret = self.secret
+        header = dict(details.invocation_metadata or ()).get(node_auth.HEADER)
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request, context):
+                try:
+                    node_auth.verify(secret, method, payload_of(request), header, _now_ms())
+                except node_auth.NodeAuthError as e:
+                    await self._refuse(context, method, e)
+                return await inner(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=handler.request_deserializer,
+                                                       response_serializer=handler.response_serializer)
+        if handler.stream_stream is not None:
+            inner_s = handler.stream_stream
+
+            async def stream(request_iterator, context):
+                try:
+                    node_auth.verify(secret, method, b"", header, _now_ms())
+                except node_auth.NodeAuthError as e:
+                    await self._refuse(context, method, e)
+                async for resp in inner_s(request_iterator, context):
+                    yield resp
+
+            return grpc.stream_stream_rpc_method_handler(stream, request_deserializer=handler.request_deserializer,
+                                                         response_serializer=handler.response_serializer)
+        return handler

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import grpc
 
 from orbitmq.common.logs import kv
+from orbitmq.common.node_auth import load_secret
 from orbitmq.controller.client import ControllerClient, ControllerError, NotLeader, map_error
 from orbitmq.protos import controller_pb2 as pb
 
@@ -69,6 +70,7 @@ class AgentSettings:
     poll_s: float = 2.0
     election_priority: int = 0
     rpc_timeout_s: float = 2.0
+    secret: bytes | None = None    # the cluster secret: every call to the controllers is signed with it
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -131,7 +133,7 @@ class BrokerAgent:
         self.s = settings
         self.hooks = hooks
         self.client = ControllerClient(settings.controllers, rpc_timeout_s=settings.rpc_timeout_s,
-                                       retry_deadline_s=max(2.0, 4 * settings.rpc_timeout_s))
+                                       retry_deadline_s=max(2.0, 4 * settings.rpc_timeout_s), secret=settings.secret)
         self.broker_id = 0
         self.check_code = ""
         self.registered = asyncio.Event()
@@ -154,7 +156,8 @@ class BrokerAgent:
             ha_address=getattr(config, "ha_address", "") or getattr(config, "ha_listen", ""),
             learner=bool(getattr(config, "ha_learner", False)),
             heartbeat_s=float(getattr(config, "controller_heartbeat_s", 0.5)),
-            election_priority=int(getattr(config, "election_priority", 0)))
+            election_priority=int(getattr(config, "election_priority", 0)),
+            secret=load_secret(config.cluster_secret_file) if getattr(config, "cluster_secret_file", "") else None)
         return cls(s, hooks)
 
     # ---- lifecycle ------------------------------------------------------------------------------------

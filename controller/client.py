@@ -18,6 +18,7 @@ import grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from orbitmq.common import dial_map
+from orbitmq.common.node_auth_grpc import signing_interceptors
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
 
@@ -89,7 +90,9 @@ class _Retry(Exception):
 class ControllerClient:
     """Calls the controller leader. `addresses`: every controller's gRPC address (host:port)."""
 
-    def __init__(self, addresses: Sequence[str], rpc_timeout_s: float = 5.0, retry_deadline_s: float = 10.0) -> None:
+    def __init__(self, addresses: Sequence[str], rpc_timeout_s: float = 5.0, retry_deadline_s: float = 10.0,
+                 secret: bytes | None = None) -> None:
+        """`secret`: the cluster secret; every call is signed with it (brokers and admin writes)."""
         addrs = [a.strip() for a in addresses if a.strip()]
         if not addrs:
             raise ValueError("no controller addresses")
@@ -101,10 +104,11 @@ class ControllerClient:
         self._stubs: dict[str, pbg.ControllerStub] = {}
         self._next = 0
         self._bad: dict[str, float] = {}   # address -> until when it is not trusted as leader
+        self._interceptors = signing_interceptors(secret)
 
     def stub(self, addr: str) -> pbg.ControllerStub:
         if addr not in self._stubs:
-            ch = grpc.aio.insecure_channel(dial_map.resolve(addr))
+            ch = grpc.aio.insecure_channel(dial_map.resolve(addr), interceptors=self._interceptors)
             self._channels[addr] = ch
             self._stubs[addr] = pbg.ControllerStub(ch)
         return self._stubs[addr]

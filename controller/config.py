@@ -63,6 +63,9 @@ class ControllerConfig:
     insecure_raft: bool = _doc(False, "run a multi-node group WITHOUT a Raft secret: anyone who reaches a "
                                "Raft port can run code in the controller. Loopback-only tests only "
                                "(refused unless every Raft address is 127.0.0.0/8 or localhost)")
+    cluster_secret_file: str = _doc("", "file with the cluster secret: brokers' calls about themselves and "
+                                    "admin writes (elect, clean) must be signed with it (brokers' and admin "
+                                    "tools' cluster_secret_file). Empty: anyone may make them")
     metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
     log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
     dial_map: dict[str, str] = _doc({}, "[dial_map] table: advertised host:port -> host:port to dial (peers' Raft "
@@ -94,11 +97,21 @@ class ControllerConfig:
         if self.log_compaction_entries < 2:
             raise ConfigError("log_compaction_entries must be >= 2")
         self.raft_password()   # a missing, unreadable or weak secret fails at start, naming the file
+        try:
+            self.cluster_secret()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.peers and self.insecure_raft:
             outside = [a for a in [self.raft_addr, *self.peers] if not is_loopback(split_addr(a)[0])]
             if outside:
                 raise ConfigError(f"insecure_raft is only for loopback-only tests; {', '.join(outside)} "
                                   "is not a loopback address: set raft_secret_file instead")
+
+    def cluster_secret(self) -> bytes | None:
+        """The cluster secret nodes sign their calls with (None: calls are not authenticated)."""
+        from orbitmq.common.node_auth import load_secret
+
+        return load_secret(self.cluster_secret_file) if self.cluster_secret_file else None
 
     def raft_password(self, env: Mapping[str, str] | None = None) -> str | None:
         """The secret that authenticates and encrypts Raft links (pysyncobj's `password`).

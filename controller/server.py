@@ -24,12 +24,14 @@ from typing import Any
 import grpc
 
 from orbitmq.common.logs import kv
+from orbitmq.common.node_auth_grpc import NodeAuthInterceptor
 from orbitmq.common.observability import Observability
 from orbitmq.controller import election as el
 from orbitmq.controller import state as st
 from orbitmq.controller.config import ControllerConfig
 from orbitmq.controller.liveness import Liveness
 from orbitmq.controller.metrics import controller_rows
+from orbitmq.controller.node_methods import protected_methods
 from orbitmq.controller.raft import RaftNode, fail_name
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
@@ -521,7 +523,10 @@ async def start_controller(config: ControllerConfig, server: grpc.aio.Server | N
     own = server is None
     obs = Observability("controller", metrics_listen=config.metrics_listen)
     if own:
-        server = grpc.aio.server(interceptors=[obs.observer])
+        # brokers' calls about themselves and admin writes must carry the cluster secret's signature
+        # (embedded in a name server, that server's interceptor does it with the same secret)
+        auth = NodeAuthInterceptor(config.cluster_secret(), protected_methods(), log)
+        server = grpc.aio.server(interceptors=[obs.observer, auth])
     pbg.add_ControllerServicer_to_server(service, server)
     obs.attach(server, ["orbitmq.v1.Controller"], lambda: controller_rows(service))
     if own:

@@ -18,9 +18,10 @@ import grpc
 
 from orbitmq.common.logs import kv
 from orbitmq.common.metrics import Row
-from orbitmq.common.node_auth import NodeAuthError, load_secret
-from orbitmq.common.node_auth_grpc import check
+from orbitmq.common.node_auth import load_secret
+from orbitmq.common.node_auth_grpc import NodeAuthInterceptor
 from orbitmq.common.observability import Observability
+from orbitmq.controller.node_methods import CONTROLLER_NODE_METHODS, CONTROLLER_SERVICE
 from orbitmq.namesrv.config import NamesrvConfig
 from orbitmq.namesrv.routes import (
     BrokerSetInfo,
@@ -37,6 +38,7 @@ log = logging.getLogger("orbitmq.namesrv")
 
 ERROR_KEY = "orbitmq-error"
 SERVICE = namesrv_pb2.DESCRIPTOR.services_by_name["NameServer"].full_name
+NODE_METHODS = ("RegisterBroker", "UnregisterBroker", "KeepAlive")   # signed by brokers (cluster secret)
 
 # A hook adds services to the server before it starts; it may return an async stop function.
 ServiceHook = Callable[[grpc.aio.Server], Awaitable[Callable[[], Awaitable[None]] | None]]
@@ -69,15 +71,7 @@ class NameServerService(namesrv_pb2_grpc.NameServerServicer):
         self.secret = load_secret(config.cluster_secret_file) if config.cluster_secret_file else None
         self.voucher = MasterVoucher(config.controllers) if config.controllers else None
 
-    async def _authenticate(self, context, method: str, request=None) -> None:
-        try:
-            check(self.secret, context, f"/{SERVICE}/{method}", request)
-        except NodeAuthError as e:
-            log.warning("refused unauthenticated %s from %s: %s", method, context.peer(), str(e)[:200])
-            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, "NO_PERMISSION", str(e))
-
     async def RegisterBroker(self, request, context):  # noqa: N802 - gRPC method name
-        await self._authenticate(context, "RegisterBroker", request)
         b = request.broker
         if not b.broker_set or not b.address:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "BAD_REQUEST",
@@ -102,14 +96,12 @@ class NameServerService(namesrv_pb2_grpc.NameServerServicer):
             master_address=info.master_address, master_ha_address=info.master_ha_address, master_id=info.master_id)
 
     async def UnregisterBroker(self, request, context):  # noqa: N802
-        await self._authenticate(context, "UnregisterBroker", request)
         b = request.broker
         if self.table.unregister(b.broker_set, b.broker_id, self.clock(), b.instance_id):
             log.info("broker unregistered %s", kv(broker_set=b.broker_set, broker_id=b.broker_id))
         return namesrv_pb2.UnregisterBrokerResponse()
 
     async def KeepAlive(self, request_iterator, context) -> AsyncIterator[namesrv_pb2.KeepAlivePong]:  # noqa: N802
-        await self._authenticate(context, "KeepAlive")
         ident: tuple[str, int, str] | None = None
         token = 0
         try:
@@ -174,8 +166,11 @@ async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
                 started: Callable[[NameServerService], None] | None = None) -> None:
     """Run the name server (and any hooked services) until SIGTERM/SIGINT, then stop cleanly."""
     obs = Observability("namesrv", config.metrics_listen)
-    server = grpc.aio.server(interceptors=[obs.observer])
     service = NameServerService(config)
+    # brokers' writes must be signed with the cluster secret; an embedded controller's broker-facing
+    # and admin-write methods too (they share this server and its secret)
+    protected = {f"/{SERVICE}/{m}" for m in NODE_METHODS} | {f"/{CONTROLLER_SERVICE}/{m}" for m in CONTROLLER_NODE_METHODS}
+    server = grpc.aio.server(interceptors=[obs.observer, NodeAuthInterceptor(service.secret, protected, log)])
     namesrv_pb2_grpc.add_NameServerServicer_to_server(service, server)
     obs.attach(server, [SERVICE], lambda: namesrv_rows(service))
     stops: list[Callable[[], Awaitable[None]]] = []
