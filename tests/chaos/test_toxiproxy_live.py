@@ -635,3 +635,20 @@ def test_cli_refuses_a_non_loopback_listen_address():
     r = subprocess.run([sys.executable, "-m", "orbitmq.cli.main", "toxiproxy", "--listen", "0.0.0.0:1"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "127.0.0.0/8" in r.stdout
+
+
+@pytest.mark.skipif(bool(os.environ.get(ENV_URL)), reason="checks the embedded server's own CLI")
+def test_cli_config_file_populates_at_start(procs, tmp_path, echo):
+    listen = f"127.0.0.1:{net.free_port()}"
+    cfg = tmp_path / "proxies.json"
+    cfg.write_text(json.dumps([{"name": "from-config", "listen": listen, "upstream": echo.addr}]))
+    port = net.free_port()
+    procs.start("toxiproxy-config", ["toxiproxy", "--listen", f"127.0.0.1:{port}", "--config", str(cfg)])
+    h = ToxiproxyHandle("127.0.0.1", port)
+    deadline = time.monotonic() + 30
+    while not h.alive():
+        assert time.monotonic() < deadline, procs.logs()
+        time.sleep(0.05)
+    p = h.client.get_proxy("from-config")
+    assert p is not None and p.listen == listen and p.enabled
+    assert rtt(p) >= 0
