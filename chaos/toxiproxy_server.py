@@ -33,6 +33,8 @@ SETTLE_TIMEOUT_S = 25.0  # the reference answers 503 after 25 s; we answer anywa
 
 def loopback_target(addr: str, *, what: str) -> tuple[str, int]:
     """(ip, port) for a "host:port" in 127.0.0.0/8 ("" and "localhost" mean 127.0.0.1)."""
+    if addr == "":
+        addr = ":0"  # as the reference: no address = any port (here on 127.0.0.1, not every interface)
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"{what} {addr}: missing or bad port in address")

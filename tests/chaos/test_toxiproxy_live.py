@@ -399,6 +399,25 @@ def test_limit_data_count_survives_an_update(toxi, mk, echo):
         assert outcome(s) == (b"678", "eof")
 
 
+def test_chain_changes_on_a_live_connection(toxi, mk, echo):
+    p = mk(echo.addr)
+    with connect(p) as s:
+        established(s)
+        p.add_toxic(name="slow", type="latency", attributes={"latency": 200})
+        p.add_toxic(name="cap", type="limit_data", attributes={"bytes": 20})
+        t0 = time.monotonic()
+        s.sendall(b"a" * 5)
+        assert recv_exact(s, 5) == b"a" * 5
+        assert time.monotonic() - t0 >= 0.19
+        r = api(toxi, "PATCH", f"/proxies/{p.name}/toxics/slow", {"attributes": {"latency": 0}})
+        assert r.json()["attributes"] == {"latency": 0, "jitter": 0}
+        p.destroy_toxic("slow")                 # the stage before `cap` goes; cap keeps its count
+        s.sendall(b"b" * 5)
+        assert recv_exact(s, 5) == b"b" * 5
+        s.sendall(b"c" * 20)
+        assert outcome(s) == (b"c" * 10, "eof")
+
+
 def test_toxicity_zero_never_applies(toxi, mk, echo):
     p = mk(echo.addr)
     p.add_toxic(type="limit_data", toxicity=0.0, attributes={"bytes": 0})
@@ -461,6 +480,20 @@ def test_update_upstream_closes_connections_and_redirects(toxi, mk):
     finally:
         a.close()
         b.close()
+
+
+def test_create_without_listen_gets_a_loopback_port(toxi, echo):
+    name = f"nolisten-{uuid.uuid4().hex[:8]}"
+    try:
+        r = api(toxi, "POST", "/proxies", {"name": name, "upstream": echo.addr})
+        assert r.status_code == 201, r.text
+        proxy = toxi.client.get_proxy(name)
+        if not toxi.external:   # the reference binds every interface ("[::]:port")
+            assert proxy.listen.startswith("127.0.0.1:")
+        proxy.listen = "127.0.0.1:" + proxy.listen.rsplit(":", 1)[1]
+        assert rtt(proxy) >= 0
+    finally:
+        api(toxi, "DELETE", f"/proxies/{name}")
 
 
 def test_update_listen_moves_the_proxy(toxi, mk, echo):
