@@ -91,8 +91,10 @@ class Runtime(Protocol):
 def resolve_listen(listen: str) -> str:
     """The reference's resolved form of a listen address, without DNS: "localhost" and IP literals.
 
-    "localhost:80" -> "127.0.0.1:80", ":0" -> ":0", "[::1]:1" -> "[::1]:1". Raises ValueError with
+    "localhost:80" -> "127.0.0.1:80", ":0" and "" -> ":0", "[::1]:1" -> "[::1]:1". Raises ValueError with
     Go's message for a missing or bad port; other host names are refused (no resolver here)."""
+    if listen == "":
+        return ":0"  # Go resolves an empty address to the wildcard host, any port
     if listen.startswith("["):
         close = listen.find("]")
         if close < 0:

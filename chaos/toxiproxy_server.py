@@ -33,6 +33,8 @@ SETTLE_TIMEOUT_S = 25.0  # the reference answers 503 after 25 s; we answer anywa
 
 def loopback_target(addr: str, *, what: str) -> tuple[str, int]:
     """(ip, port) for a "host:port" in 127.0.0.0/8 ("" and "localhost" mean 127.0.0.1)."""
+    if addr == "":
+        addr = ":0"  # as the reference: no address = any port (here on 127.0.0.1, not every interface)
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"{what} {addr}: missing or bad port in address")
@@ -70,15 +72,15 @@ class ProxyRuntime:
         self.pending.add(t)
         t.add_done_callback(self.pending.discard)
 
-    async def settle(self, timeout: float = SETTLE_TIMEOUT_S) -> None:
-        """Wait until every listener started and every toxic change reached every connection."""
-        deadline = time.monotonic() + timeout
-        while self.pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                log.warning("toxic changes still in progress after %.0fs", timeout)
-                return
-            await asyncio.wait(list(self.pending), timeout=left)
+    async def settle(self, tasks: set[asyncio.Task] | None = None, timeout: float = SETTLE_TIMEOUT_S) -> None:
+        """Wait until `tasks` (default: all pending) are done: listeners started, toxic changes
+        applied to every connection. Gives up after `timeout` s (a reset_peer stage that is
+        sleeping cannot be interrupted, as in the reference)."""
+        todo = set(self.pending if tasks is None else tasks)
+        if todo:
+            _done, left = await asyncio.wait(todo, timeout=timeout)
+            if left:
+                log.warning("%d toxic changes still in progress after %.0fs", len(left), timeout)
 
     # -- Runtime -------------------------------------------------------------------------------
     def start(self, proxy: ProxyState) -> str:
@@ -207,8 +209,9 @@ class ApiServer:
                 if head.expects_continue:
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = await _read_body(reader, head)
+                before = set(self.runtime.pending)
                 resp = handle(self.registry, head.method, head.path, head.headers, body)
-                await self.runtime.settle()
+                await self.runtime.settle(self.runtime.pending - before)   # only what this request began
                 writer.write(render(resp.status, resp.body, resp.content_type, resp.headers,
                                     keep_alive=head.keep_alive, now=time.time()))
                 await writer.drain()

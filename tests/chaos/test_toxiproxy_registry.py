@@ -97,6 +97,8 @@ API_CASES = [
     ("create disabled keeps listen as sent", "POST", "/proxies",
      {"name": "c", "listen": "localhost:0", "upstream": "x:1", "enabled": False}, 201,
      {"name": "c", "listen": "localhost:0", "upstream": "x:1", "enabled": False, "toxics": []}),
+    ("create without listen binds any port", "POST", "/proxies", {"name": "c", "upstream": "x:1"}, 201,
+     {"name": "c", "listen": "127.0.0.1:40001", "upstream": "x:1", "enabled": True, "toxics": []}),
     ("create ignores unknown fields, folds case", "POST", "/proxies",
      {"NAME": "c", "Upstream": "x:1", "listen": "127.0.0.1:0", "junk": [1]}, 201, None),
     ("create bad json", "POST", "/proxies", b"{", 400, err(BAD + "unexpected EOF", 400)),
@@ -430,14 +432,14 @@ def test_populate_replacement_that_fails_leaves_the_old_one_stopped():
 
 
 @pytest.mark.parametrize("listen,resolved", [
-    ("localhost:1", "127.0.0.1:1"), ("LOCALHOST:1", "127.0.0.1:1"), (":0", ":0"), ("127.0.0.1:80", "127.0.0.1:80"),
+    ("localhost:1", "127.0.0.1:1"), ("LOCALHOST:1", "127.0.0.1:1"), (":0", ":0"), ("", ":0"), ("127.0.0.1:80", "127.0.0.1:80"),
     ("[::1]:5", "[::1]:5"), ("10.1.2.3:9", "10.1.2.3:9"),
 ])
 def test_resolve_listen(listen, resolved):
     assert resolve_listen(listen) == resolved
 
 
-@pytest.mark.parametrize("listen", ["", "nope", "1.2.3.4", "h:x", "h:70000", "a:b:1", "[::1", "[::1]", "example.com:1"])
+@pytest.mark.parametrize("listen", ["nope", "1.2.3.4", "h:x", "h:70000", "a:b:1", "[::1", "[::1]", "example.com:1"])
 def test_resolve_listen_rejects(listen):
     with pytest.raises(ValueError):
         resolve_listen(listen)
