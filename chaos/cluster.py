@@ -139,13 +139,14 @@ class ChaosCluster:
         spec.validate()
         root.mkdir(parents=True, exist_ok=True)
         old = root / STATE
+        running: list[str] = []
         if old.exists():
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ValueError, OSError, AttributeError):
                 running = [n for n, r in json.loads(old.read_text()).get("procs", {}).items()
                            if procs.alive(r.get("pid"), r.get("start_time"))]
-                if running:
-                    raise ClusterError(f"a cluster is already running in {root} ({', '.join(running)}); "
-                                       "`orbitmq cluster down` first")
+        if running:
+            raise ClusterError(f"a cluster is already running in {root} ({', '.join(running)}); "
+                               "`orbitmq cluster down` first")
         ports = iter(range(spec.base_port, 65536)) if spec.base_port else None
         probe = plan_nodes(spec, iter(range(1, 1 << 30)))
         need = port_count(spec) + (link_count(probe) if chaos else 0)
@@ -497,8 +498,12 @@ class ChaosCluster:
     def controller_history(self) -> list[dict[str, Any]]:
         """Every master change the controllers recorded, oldest first."""
         reply = self._leader_call("GetHistory", cpb.CtlGetHistoryRequest(cluster=self.name))
+        names: dict[tuple[str, int], str | None] = {}
+        with contextlib.suppress(ClusterError):
+            for bset, v in self._views().items():
+                names.update({(bset, r.broker_id): self._broker_name(bset, r.broker_id, r.address) for r in v.replicas})
         return [{"broker_set": c.broker_set, "epoch": int(c.master_epoch), "master_id": int(c.master_id),
-                 "master": self._broker_name(c.broker_set, c.master_id) if c.master_id else None,
+                 "master": names.get((c.broker_set, c.master_id)) if c.master_id else None,
                  "old_master_id": int(c.old_master_id), "reason": c.reason, "time_ms": int(c.time_ms),
                  "sss": list(c.sync_state_set)} for c in reply.changes]
 
