@@ -329,13 +329,35 @@ class ChaosCluster:
 
     def restart(self, node: str, *, wipe: bool = False) -> None:
         """Stop (SIGTERM, SIGKILL if it hangs; nothing if already dead) and start again with the
-        same config; its data directory is kept unless `wipe`."""
+        same config; its data directory is kept unless `wipe`.
+
+        A wiped broker is a new, empty replica: its old id is first removed from the controllers
+        (`CleanBrokerData`, after a failover if it was the master), as an operator would, so it
+        registers again under its configured id and copies everything from the master."""
         rec = self._rec(node)
         procs.stop(rec.get("pid"), rec.get("start_time"), timeout=10.0)
         if wipe:
             shutil.rmtree(self.root / node, ignore_errors=True)
+            if self.node(node).kind == "broker":
+                self._forget_broker(node)
         self._start_node(node)
         net.wait_for_port(self.node(node).addr, 60.0)
+
+    def _forget_broker(self, node: str, timeout: float = 60.0) -> None:
+        n = self.node(node)
+
+        def cleaned() -> bool:
+            v = self._views().get(n.broker_set)
+            ids = [r.broker_id for r in v.replicas if r.address == n.addr] if v is not None else []
+            if not ids:
+                return True
+            if v.master_id in ids:
+                return False    # stopped master: wait for the failover first
+            r = self._leader_call("CleanBrokerData", cpb.CtlCleanBrokerDataRequest(
+                cluster=self.name, broker_set=n.broker_set, broker_ids=ids))
+            return bool(r.result.ok)
+
+        proclib.wait_until(cleaned, timeout, 0.5, f"the controllers to forget {node}'s old identity")
 
     # ---- network faults -------------------------------------------------------------------------------
 

@@ -82,6 +82,14 @@ def test_up_status_faults_down(tmp_path):
 
         proc.wait_until(rejoined, 90, 0.5, f"{old} back in the sync-state-set")
         assert (d / old / "controller-identity").exists()
+
+        # restart --wipe: an empty disk; the controllers forget the old identity, it copies everything again
+        marker = d / old / "wiped-marker"
+        marker.write_text("x")
+        r = cli("restart", "--dir", str(d), old, "--wipe", timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert not marker.exists()
+        proc.wait_until(rejoined, 90, 0.5, f"wiped {old} back in the sync-state-set")
     finally:
         r = cli("down", "--dir", str(d), timeout=120)
     assert r.returncode == 0, r.stderr
