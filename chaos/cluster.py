@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ class ChaosCluster:
         tp = state.get("toxiproxy") or {}
         self.proxies = LinkProxies(tp["url"], tp["prefix"], self.links) if tp else None
         self._channels: dict[str, grpc.Channel] = {}
+        self._channels_lock = threading.Lock()   # a nemesis and a checker may share one object
 
     # ---- addresses --------------------------------------------------------------------------------
 
@@ -238,9 +240,10 @@ class ChaosCluster:
             procs.stop(tp["pid"], tp.get("start_time"), timeout=5.0)
         if self.chaos:
             dial_map.remove(list(self.client_dial_map))
-        for ch in self._channels.values():
+        with self._channels_lock:
+            chans, self._channels = list(self._channels.values()), {}
+        for ch in chans:
             ch.close()
-        self._channels.clear()
         self.state["stopped_at"] = time.time()
         self._save()
 
@@ -402,10 +405,11 @@ class ChaosCluster:
     # ---- observation (direct, never through a proxy) ---------------------------------------------------
 
     def _channel(self, addr: str) -> grpc.Channel:
-        ch = self._channels.get(addr)
-        if ch is None:
-            ch = self._channels[addr] = grpc.insecure_channel(addr)
-        return ch
+        with self._channels_lock:
+            ch = self._channels.get(addr)
+            if ch is None:
+                ch = self._channels[addr] = grpc.insecure_channel(addr)
+            return ch
 
     def _metadata(self, name: str, timeout: float = 1.0) -> cpb.CtlGetMetadataReply | None:
         try:
