@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ class ChaosCluster:
         tp = state.get("toxiproxy") or {}
         self.proxies = LinkProxies(tp["url"], tp["prefix"], self.links) if tp else None
         self._channels: dict[str, grpc.Channel] = {}
+        self._channels_lock = threading.Lock()   # a nemesis and a checker may share one object
 
     # ---- addresses --------------------------------------------------------------------------------
 
@@ -140,13 +142,14 @@ class ChaosCluster:
         spec.validate()
         root.mkdir(parents=True, exist_ok=True)
         old = root / STATE
+        running: list[str] = []
         if old.exists():
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ValueError, OSError, AttributeError):
                 running = [n for n, r in json.loads(old.read_text()).get("procs", {}).items()
                            if procs.alive(r.get("pid"), r.get("start_time"))]
-                if running:
-                    raise ClusterError(f"a cluster is already running in {root} ({', '.join(running)}); "
-                                       "`orbitmq cluster down` first")
+        if running:
+            raise ClusterError(f"a cluster is already running in {root} ({', '.join(running)}); "
+                               "`orbitmq cluster down` first")
         ports = iter(range(spec.base_port, 65536)) if spec.base_port else None
         probe = plan_nodes(spec, iter(range(1, 1 << 30)))
         need = port_count(spec) + (link_count(probe) if chaos else 0)
@@ -240,9 +243,10 @@ class ChaosCluster:
             procs.stop(tp["pid"], tp.get("start_time"), timeout=5.0)
         if self.chaos:
             dial_map.remove(list(self.client_dial_map))
-        for ch in self._channels.values():
+        with self._channels_lock:
+            chans, self._channels = list(self._channels.values()), {}
+        for ch in chans:
             ch.close()
-        self._channels.clear()
         self.state["stopped_at"] = time.time()
         self._save()
 
@@ -333,13 +337,35 @@ class ChaosCluster:
 
     def restart(self, node: str, *, wipe: bool = False) -> None:
         """Stop (SIGTERM, SIGKILL if it hangs; nothing if already dead) and start again with the
-        same config; its data directory is kept unless `wipe`."""
+        same config; its data directory is kept unless `wipe`.
+
+        A wiped broker is a new, empty replica: its old id is first removed from the controllers
+        (`CleanBrokerData`, after a failover if it was the master), as an operator would, so it
+        registers again under its configured id and copies everything from the master."""
         rec = self._rec(node)
         procs.stop(rec.get("pid"), rec.get("start_time"), timeout=10.0)
         if wipe:
             shutil.rmtree(self.root / node, ignore_errors=True)
+            if self.node(node).kind == "broker":
+                self._forget_broker(node)
         self._start_node(node)
         net.wait_for_port(self.node(node).addr, 60.0)
+
+    def _forget_broker(self, node: str, timeout: float = 60.0) -> None:
+        n = self.node(node)
+
+        def cleaned() -> bool:
+            v = self._views().get(n.broker_set)
+            ids = [r.broker_id for r in v.replicas if r.address == n.addr] if v is not None else []
+            if not ids:
+                return True
+            if v.master_id in ids:
+                return False    # stopped master: wait for the failover first
+            r = self._leader_call("CleanBrokerData", cpb.CtlCleanBrokerDataRequest(
+                cluster=self.name, broker_set=n.broker_set, broker_ids=ids))
+            return bool(r.result.ok)
+
+        proclib.wait_until(cleaned, timeout, 0.5, f"the controllers to forget {node}'s old identity")
 
     # ---- network faults -------------------------------------------------------------------------------
 
@@ -384,10 +410,11 @@ class ChaosCluster:
     # ---- observation (direct, never through a proxy) ---------------------------------------------------
 
     def _channel(self, addr: str) -> grpc.Channel:
-        ch = self._channels.get(addr)
-        if ch is None:
-            ch = self._channels[addr] = grpc.insecure_channel(addr)
-        return ch
+        with self._channels_lock:
+            ch = self._channels.get(addr)
+            if ch is None:
+                ch = self._channels[addr] = grpc.insecure_channel(addr)
+            return ch
 
     def _metadata(self, name: str, timeout: float = 1.0) -> cpb.CtlGetMetadataReply | None:
         try:
@@ -502,8 +529,12 @@ class ChaosCluster:
     def controller_history(self) -> list[dict[str, Any]]:
         """Every master change the controllers recorded, oldest first."""
         reply = self._leader_call("GetHistory", cpb.CtlGetHistoryRequest(cluster=self.name))
+        names: dict[tuple[str, int], str | None] = {}
+        with contextlib.suppress(ClusterError):
+            for bset, v in self._views().items():
+                names.update({(bset, r.broker_id): self._broker_name(bset, r.broker_id, r.address) for r in v.replicas})
         return [{"broker_set": c.broker_set, "epoch": int(c.master_epoch), "master_id": int(c.master_id),
-                 "master": self._broker_name(c.broker_set, c.master_id) if c.master_id else None,
+                 "master": names.get((c.broker_set, c.master_id)) if c.master_id else None,
                  "old_master_id": int(c.old_master_id), "reason": c.reason, "time_ms": int(c.time_ms),
                  "sss": list(c.sync_state_set)} for c in reply.changes]
 

@@ -210,3 +210,21 @@ def test_controller_cut_off_from_the_other_two_loses_leadership_and_sees_no_comm
     # healed: it reconnects, catches up with the commit and follows a leader again
     proc.wait_until(lambda: (m := cluster.controller_metadata(victim)) and f"{cluster.name}/{probe}" in m["sets"]
                     and m["leader"] is not None, 60, 0.3, f"{victim} to catch up after heal")
+
+
+def test_flap_and_slow_a_client_link(cluster):
+    import time
+
+    master = cluster.wait_master(SET)
+    cluster.flap_link("client", master)
+    assert cluster.faults() == {f"client->{master}": ["flap_upstream"]}
+    # every connection carrying the client's bytes to the master is reset: sends to it fail
+    err = proc.wait_until(lambda: direct_send_error(cluster, master), 30, 0.3, "a reset send")
+    assert err not in ("FENCED", "NOT_MASTER"), err
+    cluster.heal()
+    proc.wait_until(lambda: direct_send_error(cluster, master) is None, 30, 0.3, "sends after heal")
+    cluster.slow_link("client", master, latency_ms=400)
+    assert cluster.faults() == {f"client->{master}": ["slow_upstream"]}
+    t0 = time.monotonic()
+    assert proc.wait_until(lambda: direct_send_error(cluster, master) is None, 30, 0.3, "a slow send")
+    assert time.monotonic() - t0 >= 0.4      # the injected delay, a lower bound only
