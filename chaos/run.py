@@ -172,11 +172,9 @@ def run(opts: RunOptions, *, err: TextIO = sys.stderr, cluster_factory: Callable
         cluster_factory = ChaosCluster.up
     from orbitmq.common.local_cluster import ClusterSpec
 
-    settings: dict[str, str] = {}
+    settings: dict[str, Any] = {"store": dict(EXPIRY_STORE)} if opts.expiry else {}   # the brokers' [store] table
     spec = ClusterSpec(dir=str(run_dir / "cluster"), broker_sets=[BROKER_SET], replicas=opts.replicas,
                        learners=opts.learners, broker_settings=settings)
-    if opts.expiry:
-        spec.broker_settings.update({f"store.{k}": str(v) for k, v in EXPIRY_STORE.items()})
     t_begin = time.monotonic()
     say("chaos: starting the cluster")
     cluster = cluster_factory(run_dir / "cluster", spec, chaos=True, toxiproxy_url=opts.toxiproxy_url)
@@ -229,7 +227,8 @@ def run(opts: RunOptions, *, err: TextIO = sys.stderr, cluster_factory: Callable
         work.stop_consumers()
         say(f"chaos: producers stopped ({len(acked)} acknowledged); consumers "
             f"{'caught up' if drained else 'did not catch up'}; reading everything back")
-        back, floors = read_back(namesrv, TOPIC, acked, timeout=120)
+        positions = {s.id: (s.broker_set, s.queue_id, s.queue_offset) for s in list(work.sends) if s.ok}
+        back, floors = read_back(namesrv, TOPIC, positions, timeout=120)
         changes = _history(cluster)
         ids = broker_ids({s.broker for s in work.sends if s.ok})
         figures = checker.check(work.sends, work.deliveries, changes, driver.windows, broker_ids=ids,

@@ -197,21 +197,46 @@ class Workload:
             t.join(timeout)
 
 
-def read_back(namesrv: list[str], topic: str, expected: set[str], timeout: float,
-              clock: Callable[[], float] = time.time) -> tuple[list[Delivery], dict[tuple[str, int], int]]:
+def _floors(consumer, topic: str) -> dict[tuple[str, int], int]:
+    """Each readable queue's minimum offset now (queues that do not answer are left out)."""
+    from orbitmq.protos import broker_pb2
+
+    out: dict[tuple[str, int], int] = {}
+    route = consumer.transport.route(topic)
+    for mq in route.read_queues:
+        addr = route.read_address(mq.broker_set)
+        try:
+            rng = consumer.transport.call_broker(addr, "GetOffsetRange", broker_pb2.GetOffsetRangeRequest(
+                topic=topic, queue_id=mq.queue_id))
+            out[(mq.broker_set, mq.queue_id)] = int(rng.min_offset)
+        except Exception:  # noqa: BLE001 - no floor known: nothing is excused as expired there
+            log.warning("no offset range for %s", mq)
+    return out
+
+
+def read_back(namesrv: list[str], topic: str, expected: set[str] | dict[str, tuple[str, int, int]],
+              timeout: float, clock: Callable[[], float] = time.time
+              ) -> tuple[list[Delivery], dict[tuple[str, int], int]]:
     """Read the whole topic from the first offset with a new group until every expected id is seen
-    (or `timeout`); returns the deliveries and each queue's minimum offset at the end."""
+    (or `timeout`); returns the deliveries and each queue's minimum offset at the end. With
+    `expected` as id -> (broker set, queue, offset), ids that expiry deleted meanwhile (below their
+    queue's minimum offset) are not waited for."""
     from orbitmq.client import PullConsumer
 
     out: list[Delivery] = []
-    floors: dict[tuple[str, int], int] = {}
     consumer = PullConsumer(f"chaos-check-{int(time.time() * 1000)}", namesrv, auto_commit=False)
     consumer.subscribe(topic)
+    positions = expected if isinstance(expected, dict) else {}
     try:
         deadline = time.monotonic() + timeout
         missing = set(expected)
         quiet_until = None
+        next_floor = 0.0
         while time.monotonic() < deadline:
+            if positions and time.monotonic() >= next_floor:
+                next_floor = time.monotonic() + 3.0
+                floors = _floors(consumer, topic)
+                missing = {i for i in missing if positions[i][2] >= floors.get(positions[i][:2], 0)}
             msgs = consumer.poll(timeout=1.0)
             now = clock()
             for m in msgs:
@@ -223,17 +248,7 @@ def read_back(namesrv: list[str], topic: str, expected: set[str], timeout: float
                 quiet_until = quiet_until or time.monotonic() + 2.0
                 if time.monotonic() >= quiet_until:
                     break
-        from orbitmq.protos import broker_pb2
-
-        route = consumer.transport.route(topic)
-        for mq in route.read_queues:
-            addr = route.read_address(mq.broker_set)
-            try:
-                rng = consumer.transport.call_broker(addr, "GetOffsetRange", broker_pb2.GetOffsetRangeRequest(
-                    topic=topic, queue_id=mq.queue_id))
-                floors[(mq.broker_set, mq.queue_id)] = int(rng.min_offset)
-            except Exception:  # noqa: BLE001 - no floor known: nothing is excused as expired there
-                log.warning("no offset range for %s", mq)
+        floors = _floors(consumer, topic)
     finally:
         consumer.close()
     return out, floors
