@@ -265,6 +265,11 @@ class MessageStore:
         """`fn(queues)` runs on the dispatcher thread after new messages of `queues` became visible."""
         self.dispatcher.listeners.append(fn)
 
+    def add_topic_listener(self, fn: Callable[[], None]) -> None:
+        """`fn()` runs on the dispatcher thread after topic configs became visible (created, deleted,
+        or a snapshot): on every replica, as the META records are dispatched."""
+        self.dispatcher.topic_listeners.append(fn)
+
     # ---- who may write ------------------------------------------------------------------------------
 
     def set_write_gate(self, gate: Callable[[], bool] | None) -> None:
