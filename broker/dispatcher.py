@@ -101,6 +101,7 @@ class Dispatcher:
         self.qmax: dict[QueueKey, int] = {}
         self.qmin: dict[QueueKey, int] = {}
         self.listeners: list[Callable[[set[QueueKey]], None]] = []
+        self.topic_listeners: list[Callable[[], None]] = []  # after topic configs changed (put/delete/snapshot)
         self.error: CorruptRecord | None = None
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -180,6 +181,7 @@ class Dispatcher:
         n = 0
         limit = self.batch_bytes
         known_qmax = self.qmax
+        topics_changed = False
         for off, magic, buf in self.log.records(start, target, self._on_corrupt):
             total = len(buf)
             if magic == rc.MAGIC_BLANK:
@@ -189,6 +191,8 @@ class Dispatcher:
             if magic == rc.MAGIC_META:
                 op = json.loads(body)
                 kind = op.get("op")
+                if kind in (OP_TOPIC_PUT, OP_TOPIC_DEL, OP_SNAPSHOT):
+                    topics_changed = True
                 if kind in (OP_TOPIC_DEL, OP_SNAPSHOT, OP_GROUP_DEL):
                     # these read committed tables: commit what we have first
                     self._commit(wb, off, qmax, qmin_new, changed)
@@ -220,6 +224,12 @@ class Dispatcher:
                 break
         self._commit(wb, pos, qmax, qmin_new, changed)
         self.records_dispatched += n
+        if topics_changed:
+            for fn in self.topic_listeners:
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - a listener must not stop dispatching
+                    log.exception("topic listener failed")
         return n
 
     def _on_corrupt(self, e: CorruptRecord) -> None:

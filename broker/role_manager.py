@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orbitmq.broker.ack_policy import AckPolicy, Lease
+from orbitmq.broker.ack_policy import AckPolicy, Lease, Verdict
 from orbitmq.broker.epoch_file import EpochFile
 from orbitmq.broker.ha_follower import FollowerSettings, HAFollower
 from orbitmq.broker.ha_master import HAMaster, MasterSettings, store_confirm, store_max
@@ -248,6 +248,9 @@ class RoleManager(ReplicationHooks):
         r = self._refusal()
         if r is not None:
             raise r
+        if self.master.verdict(0) is Verdict.NOT_ENOUGH:  # known before writing: store nothing (issue 8)
+            raise ReplicationError("IN_SYNC_REPLICAS_NOT_ENOUGH", f"sync-state-set {sorted(self.master.sss.ack_set())} "
+                                   "is smaller than the replicas required")
 
     async def wait_replicated(self, end_offset: int) -> None:
         m = self.master

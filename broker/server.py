@@ -49,6 +49,7 @@ class BrokerServer:
         self.port = 0
         self.stopping = False
         self._tasks: list[asyncio.Task] = []
+        self._announced_topics: list[common_pb2.TopicConfig] = []  # in the last registration request
 
     def set_hooks(self, hooks: ReplicationHooks) -> None:
         """Swap in the replication hooks (before start())."""
@@ -144,9 +145,10 @@ class BrokerServer:
 
     def build_register_request(self) -> namesrv_pb2.RegisterBrokerRequest:
         c = self.config
+        topics = self._announced_topics = list(self.store_topics())
         return namesrv_pb2.RegisterBrokerRequest(
             broker=self.identity(), ha_address=self.hooks.ha_address() or c.ha_address,
-            is_master=self.hooks.is_master(), epoch=self.hooks.epoch(), topics=list(self.store_topics()),
+            is_master=self.hooks.is_master(), epoch=self.hooks.epoch(), topics=topics,
             auto_create_topics=c.auto_create_topics, default_queues=c.default_queues,
             expire_after_ms=int(c.register_expire_s * 1000), writable=c.writable)
 
@@ -171,6 +173,17 @@ class BrokerServer:
 
     def _attach_dispatch_listener(self) -> None:
         self.store.add_dispatch_listener(self.service.waiters.notify_threadsafe)
+        loop = asyncio.get_running_loop()
+        # every replica (followers too) tells the name servers about topic changes as soon as it
+        # holds them, so a topic survives its master's death in its first seconds (issue 8)
+        self.store.add_topic_listener(lambda: loop.call_soon_threadsafe(self._topics_dispatched))
+
+    def _topics_dispatched(self) -> None:
+        if self.service is None or self.stopping:
+            return
+        self.service.reload_topics()
+        if self.store_topics() != self._announced_topics:
+            self.topics_changed()
 
     def store_topics(self) -> list[common_pb2.TopicConfig]:
         return [topic_from_dict(t, d) for t, d in sorted(self.store.list_topics().items())]

@@ -1,8 +1,11 @@
 """The `Broker` gRPC servicer: producers, consumers and admin over one `MessageStore`.
 
 Owns: request validation (names, sizes, permissions), the send order (validate ->
-`hooks.check_writable()` -> store put -> optional sync flush -> `await hooks.wait_replicated(end)`
--> reply), pulls with long polling, consumer heartbeats, offsets, queries and admin RPCs, and the
+`hooks.check_writable()` (refusals known before writing: NOT_MASTER, FENCED,
+IN_SYNC_REPLICAS_NOT_ENOUGH) -> store put, deduplicating a producer's retry by msg_id (the
+original receipts; see broker/dedup.py) -> optional sync flush -> `await
+hooks.wait_replicated(end)` -> reply; a refusal before the store was touched carries the
+`orbitmq-stored: 0` trailing metadata, so a client knows it may send elsewhere), pulls with long polling, consumer heartbeats, offsets, queries and admin RPCs, and the
 error model on the wire (gRPC status + `orbitmq-error` trailing metadata). It never stores
 anything itself (the store does) and never logs per message.
 """
@@ -29,6 +32,7 @@ log = logging.getLogger("orbitmq.broker.service")
 
 ERROR_KEY = "orbitmq-error"
 MASTER_KEY = "orbitmq-master"
+STORED_KEY = "orbitmq-stored"  # "0": the refused send was not appended (nor is an earlier copy known)
 PERM_READ, PERM_WRITE = 4, 2
 MAX_QUEUES = 1024
 
@@ -68,11 +72,13 @@ def error_parts(exc: BaseException) -> tuple[grpc.StatusCode, str, str, str]:
     return STATUS_OF[code], code, details, getattr(exc, "master_address", "") or ""
 
 
-async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+async def abort(context: grpc.aio.ServicerContext, exc: BaseException, not_stored: bool = False) -> None:
     status, code, details, master = error_parts(exc)
     md: tuple[tuple[str, str], ...] = ((ERROR_KEY, code),)
     if master:
         md += ((MASTER_KEY, master),)
+    if not_stored:
+        md += ((STORED_KEY, "0"),)
     await context.abort(status, details, trailing_metadata=md)
 
 
@@ -104,7 +110,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         self.waiters = LongPollWaiters(asyncio.get_running_loop())
         self._rr = itertools.count()
         self.stats = {"msgs_put": 0, "bytes_put": 0, "msgs_got": 0, "bytes_got": 0, "sends": 0, "pulls": 0,
-                      "send_errors": 0}
+                      "send_errors": 0, "duplicates": 0}
         self._topics: dict[str, common_pb2.TopicConfig] = {}
         self.reload_topics()
 
@@ -160,6 +166,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
     # ---- producers ----------------------------------------------------------------------------------
 
     async def SendMessage(self, request: broker_pb2.SendRequest, context) -> broker_pb2.SendResponse:  # noqa: N802
+        touched = False
         try:
             msgs = request.messages
             if not msgs:
@@ -178,11 +185,11 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             records = self.server.to_records(topic, qid, msgs, context.peer())
             self.hooks.check_writable()
             store = self.store
-            if len(records) == 1:
-                results = [store.put(records[0])]
-            else:
-                results = store.put_batch(records)
-            end = results[-1].end_offset
+            results, dup = store.put_batch_dedup(records)  # raises before appending anything, or appends
+            touched = True
+            if dup:
+                self.stats["duplicates"] += len(results)  # a retry: answered with the original receipts
+            end = max(r.end_offset for r in results)
             if self.config.flush_mode == "sync":
                 try:
                     await asyncio.wait_for(store.flushed(end), self.config.flush_timeout_s)
@@ -200,15 +207,15 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             return out
         except Exception as e:  # noqa: BLE001 - every failure becomes a typed wire error
             self.stats["send_errors"] += 1
-            await self._fail(context, e)
+            await self._fail(context, e, not_stored=not touched)
 
-    async def _fail(self, context, e: BaseException) -> None:
+    async def _fail(self, context, e: BaseException, not_stored: bool = False) -> None:
         if isinstance(e, asyncio.CancelledError):
             raise e
         status, code, _, _ = error_parts(e)
         if code == "INTERNAL":
             log.exception("internal error in request")
-        await abort(context, e)
+        await abort(context, e, not_stored)
 
     # ---- consumers ----------------------------------------------------------------------------------
 

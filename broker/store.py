@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from orbitmq.broker import dedup, names
 from orbitmq.broker import expiry as ex
 from orbitmq.broker import index_store as ix
-from orbitmq.broker import names
 from orbitmq.broker import record as rc
 from orbitmq.broker.commitlog import CommitLog, fsync_dir
 from orbitmq.broker.dispatcher import (
@@ -80,6 +80,7 @@ class StoreConfig:
     dispatch_batch_bytes: int = 4 * MiB
     meta_wait_s: float = 3.0  # META writes wait this long to become readable
     max_scan_entries: int = 4096  # consume queue entries one filtered read looks at
+    dedup_window_s: float = 120.0  # put_batch_dedup: a retry stored this recently is answered, not stored
 
     def validate(self) -> None:
         if self.flush_mode not in ("async", "sync"):
@@ -135,6 +136,9 @@ class MessageStore:
         self._topic_ok: set[str] = set()
         self._gate: Callable[[], bool] | None = None  # None: local and replicated writes both allowed
         self._kept_logged = -1
+        self._recent = dedup.RecentBatches()  # batches beyond the dispatch point, by first msg_id
+        self._raw_end = 0       # end of what came by replication (or was in the log at open)
+        self._tail_scanned = 0  # the replicated tail below this is in _recent or the index
         self._opened = False
         self._expiry_stop = threading.Event()
         self._expiry_thread: threading.Thread | None = None
@@ -169,6 +173,8 @@ class MessageStore:
             self.dispatcher = Dispatcher(self.log, self.db, self._dispatch_target, self.config.dispatch_batch_bytes)
             self.dispatcher.load()
         self._confirm = self.dispatcher.dispatched
+        self._raw_end = self.log.max_offset  # the undispatched tail's ids are not in memory after a restart
+        self._tail_scanned = self.dispatcher.dispatched
         self._rebuild_next()
         self.log.flush_range(self.log.min_offset, self.log.max_offset)
         self.flusher = Flusher(self.log.flush_range, lambda: self.log.max_offset, self.config.flush_mode,
@@ -259,6 +265,11 @@ class MessageStore:
         """`fn(queues)` runs on the dispatcher thread after new messages of `queues` became visible."""
         self.dispatcher.listeners.append(fn)
 
+    def add_topic_listener(self, fn: Callable[[], None]) -> None:
+        """`fn()` runs on the dispatcher thread after topic configs became visible (created, deleted,
+        or a snapshot): on every replica, as the META records are dispatched."""
+        self.dispatcher.topic_listeners.append(fn)
+
     # ---- who may write ------------------------------------------------------------------------------
 
     def set_write_gate(self, gate: Callable[[], bool] | None) -> None:
@@ -289,6 +300,15 @@ class MessageStore:
 
     def put_batch(self, msgs: list[Message]) -> list[PutResult]:
         """Append messages as one contiguous write (split only at a segment end); queue offsets in order."""
+        return self._put(msgs, False)[0]
+
+    def put_batch_dedup(self, msgs: list[Message], now_ms: int | None = None) -> tuple[list[PutResult], bool]:
+        """put_batch, unless the messages are a producer's retry of a send stored within
+        `dedup_window_s` (same msg_ids in the same order, see dedup.py): then the original
+        results and True, and nothing is appended. Checked and appended under one lock."""
+        return self._put(msgs, self.config.dedup_window_s > 0, now_ms)
+
+    def _put(self, msgs: list[Message], dedupe: bool, now_ms: int | None = None) -> tuple[list[PutResult], bool]:
         self._check_open()
         prepared = []
         total = 0
@@ -318,8 +338,15 @@ class MessageStore:
         encode_into = rc.encode_into
         magic = rc.MAGIC_MESSAGE
         log_ = self.log
+        ids = [p[5] for p in prepared] if dedupe and msgs and all(m.msg_id for m in msgs) else None
         with self._lock:
             self._check_local_write("append")
+            if ids is not None:
+                oldest = (now_ms if now_ms is not None else now) - int(self.config.dedup_window_s * 1000)
+                orig = self._find_original_locked(msgs[0].topic, ids, oldest)
+                if orig is not None:
+                    return [PutResult(r.physical_offset, r.size, r.physical_offset + r.size, r.queue_id,
+                                      r.queue_offset, r.msg_id) for r in orig], True
             nxt = self._next
             buf = bytearray()
             pos = off = log_.max_offset
@@ -343,9 +370,62 @@ class MessageStore:
                 room -= n
             if buf:
                 log_.write(pos, buf)
+            if ids is not None:
+                rec = self._recent
+                rec.add(ids[0], results[0].physical_offset)
+                if len(rec) > 4096:
+                    rec.prune(self.dispatcher.dispatched)
         if self._auto_confirm:
             self.dispatcher.wake()
-        return results
+        return results, False
+
+    def _find_original_locked(self, topic: str, ids: list[str], oldest_ms: int) -> list[dedup.StoredRecord] | None:
+        """The stored records of an earlier send with these msg_ids (append lock held), or None."""
+        self._scan_replicated_tail_locked()
+        cands = []
+        phys = self._recent.get(ids[0])
+        if phys is not None:
+            cands.append(phys)
+        v = self.db.get(ix.id_key(ids[0]))
+        if v is not None and ix.unpack_q(v) != phys:
+            cands.append(ix.unpack_q(v))
+        for phys in cands:
+            if not self.log.min_offset <= phys < self.log.max_offset:
+                continue
+            try:
+                found = dedup.match(self._stored_from(phys), topic, ids, oldest_ms)
+            except (CorruptRecord, IndexError, ValueError):
+                found = None
+            if found is not None:
+                return found
+        return None
+
+    def _stored_from(self, phys: int):
+        """Message records from `phys` on (blanks skipped; stops at a META record)."""
+        unpack = rc.HEADER.unpack_from
+        for off, magic, buf in self.log.records(phys):
+            if magic == rc.MAGIC_BLANK:
+                continue
+            if magic != rc.MAGIC_MESSAGE:
+                return
+            _m, qid, qoff, total, topic, _t, _k, msg_id, _b = parse_index_fields(buf)
+            yield dedup.StoredRecord(off, total, qid, qoff, topic, msg_id, unpack(buf, 0)[9])
+
+    def _scan_replicated_tail_locked(self) -> None:
+        """Once a replica writes as master: the ids of the replicated tail the index lacks yet."""
+        if self._tail_scanned >= self._raw_end:
+            return
+        start = max(self._tail_scanned, self.dispatcher.dispatched)
+        n = 0
+        for off, magic, buf in self.log.records(start, self._raw_end):
+            if magic == rc.MAGIC_MESSAGE:
+                mid = parse_index_fields(buf)[7]
+                if mid:
+                    self._recent.add(mid, off)
+                    n += 1
+        self._tail_scanned = self._raw_end
+        if n:
+            log.info("dedup: %d message ids of the replicated tail [%d, %d) noted", n, start, self._raw_end)
 
     def _append_meta(self, op: dict[str, Any]) -> PutResult:
         self._check_open()
@@ -630,7 +710,7 @@ class MessageStore:
                 else:
                     fields = parse_index_fields(mv[rel:rel + _size])
                     self._meta_appended(json.loads(fields[8]))
-            end = self.log.max_offset
+            end = self._raw_end = self.log.max_offset
         if self._auto_confirm:
             self.dispatcher.wake()
         return end
@@ -694,6 +774,9 @@ class MessageStore:
             os.unlink(marker)
             fsync_dir(self.dir)
         self._confirm = min(self._confirm, log_.max_offset)
+        self._recent.cut(log_.max_offset)
+        self._raw_end = min(self._raw_end, log_.max_offset)
+        self._tail_scanned = min(self._tail_scanned, log_.max_offset)
         self._offsets_overlay = {}
         self._rebuild_next()
         log.warning("truncated to %d (dispatched %d)", log_.max_offset, d.dispatched)

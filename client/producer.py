@@ -1,10 +1,14 @@
 """`Producer`: sends messages to the master of a broker set chosen from the topic's route.
 
 Owns: queue selection (round robin over writable queues of every broker set, or a user selector),
-sync sends with retries on another broker set (tenacity; only retriable errors; the msg_id is kept
-across retries so a duplicate can be told from a retry), one-way sends, explicit batches, and
-`send_async`, which returns a `concurrent.futures.Future[SendReceipt]` and groups messages per
-queue into one SendMessage of up to `batch_max_messages` / `batch_max_bytes` or `linger_ms`.
+sync sends, one-way sends, explicit batches, and `send_async`, which returns a
+`concurrent.futures.Future[SendReceipt]` and groups messages per queue into one SendMessage of up
+to `batch_max_messages` / `batch_max_bytes` or `linger_ms`; and the attempts of every send until
+its deadline (`send_timeout_s`, whatever the brokers do): the retry rules are `send_policy.py`'s
+(stay on the broker set that may hold a copy, which answers the retry with the original receipts;
+re-read the route after errors that mean the master may have moved), and an attempt left
+unanswered for `PROBE_S` re-reads the route and is abandoned for the set's new master. The msg_id
+is kept across retries: it is what the broker deduplicates by.
 """
 
 from __future__ import annotations
@@ -15,24 +19,22 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import grpc
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
 from orbitmq.client import errors
 from orbitmq.client.batching import Batch, BatchAccumulator
 from orbitmq.client.message import Message, MsgIdGenerator, SendReceipt
 from orbitmq.client.routes import MessageQueue, RouteInfo, Selector, select_round_robin
+from orbitmq.client.send_policy import PROBE_S, Decision, Failure, decide, moved
 from orbitmq.client.transport import Transport
 from orbitmq.protos import broker_pb2
 
 log = logging.getLogger("orbitmq.client.producer")
 
-
-def _retriable(e: BaseException) -> bool:
-    return isinstance(e, errors.OrbitError) and e.retriable
+STORED_KEY = "orbitmq-stored"  # "0" from the broker: the refused send was not written
 
 
 class Producer:
@@ -61,7 +63,8 @@ class Producer:
         self._in_flight = threading.BoundedSemaphore(max_in_flight)
         self._closed = False
         self._sender: threading.Thread | None = None
-        self._retry_pool: ThreadPoolExecutor | None = None
+        self._retry: list[_Job] = []              # async jobs waiting for their next attempt (guarded by _cond)
+        self._inflight: set[_Job] = set()          # async jobs with a call outstanding (guarded by _cond)
         self._oneway: set[Any] = set()
         self._sticky: dict[str, tuple[MessageQueue, str]] = {}
         self._unresolved = 0                      # async sends not yet resolved (guarded by _cond)
@@ -123,47 +126,106 @@ class Producer:
         if msg.properties:
             pm.properties.update(msg.properties)
 
-    # ---- sync --------------------------------------------------------------------------------------
+    # ---- attempts (shared by sync and async sends) ---------------------------------------------------
 
-    def _send_once(self, topic: str, req: Any, selector: Selector | None, arg: Any, avoid: set[str],
-                   deadline: float, first: Any = None) -> list[SendReceipt]:
-        pms = req.messages
-        mq, addr = self._pick(topic, first if first is not None else pms[0], selector, arg, avoid)
-        timeout = max(0.01, deadline - time.monotonic())
-        req.queue_id = mq.queue_id
+    def _target(self, job: _Job, selector: Selector | None, arg: Any, first: Any) -> tuple[MessageQueue, str]:
+        """Queue and master address for the job's next attempt (stays on `job.stay` while that set exists)."""
+        if job.stay is not None:
+            route = self._route(job.topic)
+            if job.stay in route.masters or route.replicas.get(job.stay):
+                queues = [q for q in route.write_queues if q.broker_set == job.stay]
+                addr = route.masters.get(job.stay)
+                if not addr or not queues:
+                    self.transport.invalidate(job.topic)
+                    raise errors.NoRouteError(f"broker set {job.stay!r} has no master now (the send may be "
+                                              "stored there: waiting for its new master)")
+                mq = job.mq if job.mq in queues else queues[0]
+                return mq, addr
+            job.stay = None  # the whole set is gone from the routes: nothing can answer a retry there
+        return self._pick(job.topic, first if first is not None else job.req.messages[0], selector, arg, job.avoid)
+
+    def _failed(self, job: _Job, err: errors.OrbitError) -> Decision:
+        """Record a failed attempt; what to do next (send_policy.decide)."""
+        job.attempts += 1
+        job.last_err = err
+        f = Failure(err.code, err.retriable, getattr(err, "not_stored", False),
+                    job.mq.broker_set if job.mq is not None and job.sent else None)
+        d = decide(f, attempt=job.attempts, retries=0 if self._closed else self.retries,
+                   time_left_s=job.deadline - time.monotonic(), topic_known=job.topic in self.transport.known,
+                   stay_on=job.stay)
+        job.stay = d.stay_on
+        if f.not_stored and f.broker_set is not None and job.stay is None:
+            job.avoid.add(f.broker_set)  # refused before writing: another broker set may take it
+        if d.refresh_route or err.stale_route:
+            self.transport.invalidate(job.topic)
+        return d
+
+    def _master_moved(self, job: _Job) -> bool:
+        """An unanswered attempt: has the route moved the set's master elsewhere since it started?"""
         try:
-            resp = self.transport.broker(addr).SendMessage(req, timeout=timeout)
-        except grpc.RpcError as e:
-            err = errors.from_rpc_error(e, addr)
-            if err.stale_route:
-                self.transport.invalidate(topic)
-            avoid.add(mq.broker_set)
-            raise err from None
-        bset = resp.broker_set or mq.broker_set
+            route = self.transport.route(job.topic, max_age=PROBE_S)
+        except errors.OrbitError:
+            return False
+        return moved(job.addr, route.masters.get(job.mq.broker_set) if job.mq is not None else None)
+
+    def _receipts(self, job: _Job, resp: Any) -> list[SendReceipt]:
+        pms = job.req.messages
         if len(resp.results) != len(pms):
             raise errors.InternalError(f"broker answered {len(resp.results)} results for {len(pms)} messages",
-                                       address=addr)
-        q = MessageQueue(topic, bset, mq.queue_id)
-        return [SendReceipt(r.msg_id or pm.msg_id, q if r.queue_id == q.queue_id else MessageQueue(topic, bset, r.queue_id),
-                            r.queue_offset, r.physical_offset, resp.epoch, addr) for r, pm in zip(resp.results, pms, strict=True)]
+                                       address=job.addr)
+        bset = resp.broker_set or job.mq.broker_set
+        queues: dict[int, MessageQueue] = {}
+        out = []
+        for r, pm in zip(resp.results, pms, strict=True):
+            q = queues.get(r.queue_id)
+            if q is None:
+                q = queues[r.queue_id] = MessageQueue(job.topic, bset, r.queue_id)
+            out.append(SendReceipt(r.msg_id or pm.msg_id, q, r.queue_offset, r.physical_offset, resp.epoch,
+                                   job.addr))
+        return out
+
+    # ---- sync --------------------------------------------------------------------------------------
+
+    def _attempt_sync(self, job: _Job, selector: Selector | None, arg: Any, first: Any) -> list[SendReceipt]:
+        job.sent = False
+        mq, addr = self._target(job, selector, arg, first)
+        job.mq, job.addr = mq, addr
+        left = job.deadline - time.monotonic()
+        if left <= 0:
+            raise errors.RequestTimeoutError(f"send to {job.topic!r} not acknowledged within its timeout")
+        job.req.queue_id = mq.queue_id
+        call = self.transport.broker(addr).SendMessage.future(job.req, timeout=left)
+        job.sent = True
+        job.started = time.monotonic()
+        try:
+            while True:
+                try:
+                    return self._receipts(job, call.result(timeout=PROBE_S))
+                except grpc.FutureTimeoutError:
+                    if time.monotonic() >= job.deadline:
+                        call.cancel()
+                        raise errors.RequestTimeoutError("no answer within the send timeout", address=addr) from None
+                    if self._master_moved(job):
+                        call.cancel()
+                        raise errors.UnavailableError(f"master of {mq.broker_set!r} moved while {addr} did not "
+                                                      "answer", address=addr) from None
+        except grpc.FutureCancelledError:
+            raise errors.ClientClosedError("send cancelled", address=addr) from None
+        except grpc.RpcError as e:
+            raise _wire_error(e, addr) from None
 
     def _send_with_retry(self, topic: str, req: Any, selector: Selector | None, arg: Any,
                          timeout: float | None, first: Any = None) -> list[SendReceipt]:
-        t = timeout or self.send_timeout_s
-        deadline = time.monotonic() + t
-        avoid: set[str] = set()
-        try:
-            return self._send_once(topic, req, selector, arg, avoid, deadline, first)   # fast path, no retry machinery
-        except errors.OrbitError as e:
-            if not e.retriable or self.retries == 0:
-                raise
-            log.debug("send to %s failed (%s); retrying on another broker set", topic, e)
-        for attempt in Retrying(stop=stop_after_attempt(self.retries) | stop_after_delay(max(0.0, deadline - time.monotonic())),
-                                wait=wait_exponential(multiplier=0.05, max=0.5),
-                                retry=retry_if_exception(_retriable), reraise=True):
-            with attempt:
-                return self._send_once(topic, req, selector, arg, avoid, deadline, first)
-        raise AssertionError("unreachable")
+        job = _Job(topic, req, time.monotonic() + (timeout or self.send_timeout_s))
+        while True:
+            try:
+                return self._attempt_sync(job, selector, arg, first)
+            except errors.OrbitError as e:
+                d = self._failed(job, e)
+                if not d.retry:
+                    raise
+                log.debug("send to %s failed (%s); retrying in %.2fs", topic, e, d.delay_s)
+                time.sleep(d.delay_s)
 
     def send(self, msg: Message, *, selector: Selector | None = None, arg: Any = None,
              timeout: float | None = None) -> SendReceipt:
@@ -200,11 +262,12 @@ class Producer:
     def send_async(self, msg: Message, *, selector: Selector | None = None, arg: Any = None,
                    callback: Callable[[Future], None] | None = None) -> Future:
         """Queue one message; returns a `concurrent.futures.Future` resolved with its SendReceipt
-        (or failed with an OrbitError).
+        (or failed with an OrbitError) within `send_timeout_s`, whatever the brokers do.
 
         Messages are grouped per queue (sticky round robin without a selector) and sent as one
         request when the batch is full or after `linger_ms`; batches of one queue may land out of
-        order. Blocks only when `max_in_flight` requests are already outstanding.
+        order. Blocks only while `max_in_flight` requests are already outstanding (at most until
+        the send timeout of the batch it would start).
         """
         self._validate(msg)
         sticky = selector is None and self.selector is None
@@ -212,42 +275,71 @@ class Producer:
         if callback is not None:
             fut.add_done_callback(callback)
         born = int(time.time() * 1000)
-        out: list[tuple[MessageQueue, list[Future], Any]] = []
+        out: list[_Job] = []
+        # the route may have to be fetched: never while holding the lock the sender thread needs
+        try:
+            if sticky:
+                with self._cond:
+                    cur = self._sticky.get(msg.topic)
+                if cur is None:
+                    cur = self._pick(msg.topic, msg, None, None)
+            else:
+                cur = self._pick(msg.topic, msg, selector, arg)
+        except errors.OrbitError as e:
+            # no route now (e.g. no master this instant): the message goes alone, retried until its deadline
+            req = broker_pb2.SendRequest(topic=msg.topic)
+            self._add_wire(msg, req.messages, born)
+            job = _Job(msg.topic, req, time.monotonic() + self.send_timeout_s, futs=[fut])
+            with self._cond:
+                self._unresolved += 1
+                self._ensure_sender()
+            self._attempt_failed(job, e)
+            return fut
         with self._cond:
             if sticky:
-                # sticky round robin: fill one queue's batch, then move on (bigger batches than per message)
-                cur = self._sticky.get(msg.topic)
-                if cur is None:
-                    cur = self._sticky[msg.topic] = self._pick(msg.topic, msg, None, None)
-                mq, addr = cur
-            else:
-                mq, addr = self._pick(msg.topic, msg, selector, arg)
-            if self._sender is None:
-                self._sender = threading.Thread(target=self._sender_loop, name="orbitmq-sender", daemon=True)
-                self._sender.start()
+                cur = self._sticky.setdefault(msg.topic, cur)
+            mq, addr = cur
+            self._ensure_sender()
             was_open = self._acc.is_open(mq)
             ready = self._acc.add(mq, fut, len(msg.body) + 64, time.monotonic())
             for b in ready:
                 if b.items[-1] is not fut:     # the previous batch closed to make room
-                    out.append((mq, b.items, self._reqs.pop(mq)))
+                    out.append(self._job_of(b, self._reqs.pop(mq)))
             req = self._reqs.get(mq)
             if req is None:
                 req = self._reqs[mq] = broker_pb2.SendRequest(topic=mq.topic, queue_id=mq.queue_id)
             self._add_wire(msg, req.messages, born)
             self._unresolved += 1
             if ready and ready[-1].items[-1] is fut:
-                out.append((mq, ready[-1].items, self._reqs.pop(mq)))
+                out.append(self._job_of(ready[-1], self._reqs.pop(mq)))
             if ready and sticky:
                 self._sticky.pop(msg.topic, None)
             if self._acc.is_open(mq) and (ready or not was_open):
                 self._cond.notify()            # a new batch opened: the sender thread times its linger
-        for q, futs, r in out:
-            self._dispatch(q, futs, r, addr)
+        for job in out:
+            self._start(job, block=True)
         return fut
 
-    def _settle(self, futs: list[Future], receipts: list[SendReceipt] | None = None,
+    def _ensure_sender(self) -> None:
+        """Start the sender thread (caller holds _cond)."""
+        if self._sender is None:
+            self._sender = threading.Thread(target=self._sender_loop, name="orbitmq-sender", daemon=True)
+            self._sender.start()
+
+    def _job_of(self, b: Batch, req: Any) -> _Job:
+        """A closed batch as a send job; its deadline is its first message's send timeout."""
+        job = _Job(b.key.topic, req, b.created + self.send_timeout_s, futs=b.items)
+        job.mq = b.key
+        return job
+
+    def _settle(self, job: _Job, receipts: list[SendReceipt] | None = None,
                 exc: BaseException | None = None) -> None:
-        """Resolve the futures of a batch (receipts in order, the rest failed with `exc`)."""
+        """Resolve the futures of a job once (receipts in order, the rest failed with `exc`)."""
+        with self._cond:
+            if job.done:
+                return
+            job.done = True
+        futs = job.futs or []
         n = 0
         for r in receipts or ():
             futs[n].set_result(r)
@@ -261,11 +353,11 @@ class Producer:
             if self._unresolved <= 0:
                 self._cond.notify_all()
 
-    def _take(self, batches: list[Batch]) -> list[tuple[MessageQueue, list[Future], Any]]:
+    def _take(self, batches: list[Batch]) -> list[_Job]:
         """Pair closed batches with their requests (caller holds _cond)."""
         out = []
         for b in batches:
-            out.append((b.key, b.items, self._reqs.pop(b.key)))
+            out.append(self._job_of(b, self._reqs.pop(b.key)))
             if self._sticky.get(b.key.topic, (None,))[0] == b.key:
                 self._sticky.pop(b.key.topic, None)
         return out
@@ -274,96 +366,155 @@ class Producer:
         """Send every open batch now and wait until every async send's future is resolved."""
         with self._cond:
             out = self._take(self._acc.drain())
-        for q, futs, r in out:
-            self._dispatch(q, futs, r)
+        for job in out:
+            self._start(job, block=True)
         with self._cond:
             if not self._cond.wait_for(lambda: self._unresolved <= 0, timeout):
                 raise errors.RequestTimeoutError(f"{self._unresolved} async sends unresolved after {timeout}s")
 
     def _sender_loop(self) -> None:
+        """Lingering batches, retries when due (and a slot is free), expired jobs, and unanswered
+        attempts whose set's master moved (cancelled, so their retry goes to the new master)."""
+        next_probe = 0.0
         while True:
             with self._cond:
                 if self._closed:
                     return
-                dl = self._acc.next_deadline()
                 now = time.monotonic()
-                if dl is None:
-                    self._cond.wait(0.5)
-                    continue
-                if dl > now:
-                    self._cond.wait(dl - now)
-                    continue
+                waits = [0.5]
+                dl = self._acc.next_deadline()
+                if dl is not None:
+                    waits.append(dl - now)
+                if self._retry:
+                    waits.append(min(min(j.due, j.deadline) for j in self._retry) - now)
+                if self._inflight:
+                    waits.append(next_probe - now)
+                wait = max(0.0, min(waits))
+                if wait > 0:
+                    self._cond.wait(wait)
+                    if self._closed:
+                        return
+                now = time.monotonic()
                 out = self._take(self._acc.due(now))
-            for q, futs, r in out:
-                self._dispatch(q, futs, r)
+                due = [j for j in self._retry if j.due <= now or j.deadline <= now]
+                for j in due:
+                    self._retry.remove(j)
+                probe = bool(self._inflight) and now >= next_probe
+                inflight = list(self._inflight) if probe else []
+            for job in out:
+                self._start(job, block=False)
+            for job in due:
+                self._start(job, block=False)
+            if probe:
+                next_probe = now + PROBE_S
+                self._probe(inflight, now)
 
-    def _dispatch(self, mq: MessageQueue, futs: list[Future], req: Any, addr: str | None = None) -> None:
-        if addr is None:
-            addr = self._route(mq.topic).masters.get(mq.broker_set)
-        if not addr:
-            self._retry_batch(mq, futs, req, errors.NoRouteError(f"broker set {mq.broker_set!r} has no master"))
+    def _probe(self, jobs: list[_Job], now: float) -> None:
+        routes: dict[str, bool] = {}
+        for job in jobs:
+            if job.call is None or now - job.started < PROBE_S or job.mq is None:
+                continue
+            key = f"{job.topic}\x00{job.addr}"
+            if key not in routes:
+                routes[key] = self._master_moved(job)
+            if routes[key]:
+                job.moved = True
+                job.call.cancel()
+
+    def _start(self, job: _Job, block: bool) -> None:
+        """Start the job's next attempt, or fail it at its deadline; without a free slot and not
+        `block`, it waits in the retry list (the sender thread starts it when a slot frees)."""
+        left = job.deadline - time.monotonic()
+        if job.done:
             return
-        self._in_flight.acquire()
-        try:
-            call = self.transport.broker(addr).SendMessage.future(req, timeout=self.send_timeout_s)
-        except Exception as e:  # noqa: BLE001 - e.g. client closed
-            self._in_flight.release()
-            self._settle(futs, exc=e)
+        if left <= 0:
+            self._settle(job, exc=job.last_err or errors.RequestTimeoutError(
+                "not sent within the send timeout (too many requests in flight)"))
             return
-        call.add_done_callback(lambda c: self._on_batch_done(c, mq, futs, req, addr))
-
-    def _on_batch_done(self, call: Any, mq: MessageQueue, futs: list[Future], req: Any, addr: str) -> None:
+        got = self._in_flight.acquire(timeout=left) if block else self._in_flight.acquire(blocking=False)
+        if not got:
+            if block:
+                self._settle(job, exc=errors.RequestTimeoutError("no free in-flight slot within the send timeout"))
+            else:
+                with self._cond:
+                    if self._closed:
+                        closed = True
+                    else:
+                        closed = False
+                        job.due = time.monotonic() + 0.005
+                        self._retry.append(job)
+                if closed:
+                    self._settle(job, exc=errors.ClientClosedError("producer is closed"))
+            return
+        job.sent = False
+        job.moved = False
         try:
-            self._complete_batch(call, mq, futs, req, addr)
-        finally:
+            mq, addr = self._target(job, None, None, None)
+            job.mq, job.addr = mq, addr
+            job.req.queue_id = mq.queue_id
+            left = job.deadline - time.monotonic()
+            if left <= 0:
+                raise errors.RequestTimeoutError("send timeout passed while finding the master")
+            call = self.transport.broker(addr).SendMessage.future(job.req, timeout=left)
+        except Exception as e:  # noqa: BLE001 - route errors, client closed
             self._in_flight.release()
+            err = e if isinstance(e, errors.OrbitError) else errors.ClientClosedError(str(e) or type(e).__name__)
+            self._attempt_failed(job, err)
+            return
+        job.sent = True
+        job.started = time.monotonic()
+        job.call = call
+        with self._cond:
+            self._inflight.add(job)
+        call.add_done_callback(lambda c: self._on_done(job, c))
 
-    def _complete_batch(self, call: Any, mq: MessageQueue, futs: list[Future], req: Any, addr: str) -> None:
+    def _on_done(self, job: _Job, call: Any) -> None:
+        self._in_flight.release()
+        with self._cond:
+            self._inflight.discard(job)
+            job.call = None
+            self._cond.notify()  # a slot is free: waiting jobs may start
         try:
             resp = call.result()
+        except grpc.FutureCancelledError:
+            err = (errors.UnavailableError(f"master of {job.mq.broker_set!r} moved while {job.addr} did not answer",
+                                           address=job.addr) if job.moved and not self._closed
+                   else errors.ClientClosedError("send cancelled", address=job.addr))
+            self._attempt_failed(job, err)
+            return
         except grpc.RpcError as e:
-            err = errors.from_rpc_error(e, addr)
-            self._sticky.pop(mq.topic, None)
-            if err.stale_route:
-                self.transport.invalidate(mq.topic)
-            if err.retriable and self.retries > 0 and not self._closed:
-                self._retry_batch(mq, futs, req, err)
-            else:
-                self._settle(futs, exc=err)
+            self._attempt_failed(job, _wire_error(e, job.addr))
             return
-        except Exception as e:  # noqa: BLE001 - cancelled on close
-            self._settle(futs, exc=errors.ClientClosedError(str(e) or "cancelled"))
+        except Exception as e:  # noqa: BLE001
+            self._attempt_failed(job, errors.ClientClosedError(str(e) or "cancelled"))
             return
-        topic = mq.topic
-        bset = resp.broker_set or mq.broker_set
-        queues: dict[int, MessageQueue] = {}
-        receipts = []
-        for r, pm in zip(resp.results, req.messages, strict=False):
-            q = queues.get(r.queue_id)
-            if q is None:
-                q = queues[r.queue_id] = MessageQueue(topic, bset, r.queue_id)
-            receipts.append(SendReceipt(r.msg_id or pm.msg_id, q, r.queue_offset, r.physical_offset))
-        self._settle(futs, receipts)
-
-    def _retry_batch(self, mq: MessageQueue, futs: list[Future], req: Any, err: errors.OrbitError) -> None:
-        if self._retry_pool is None:
-            self._retry_pool = ThreadPoolExecutor(2, thread_name_prefix="orbitmq-retry")
-
-        def again() -> None:
-            try:
-                receipts = self._send_with_retry(mq.topic, req, None, None, None)
-            except Exception as e:  # noqa: BLE001
-                self._settle(futs, exc=e)
-                return
-            self._settle(futs, receipts)
-
         try:
-            self._retry_pool.submit(again)
-        except RuntimeError:
-            self._settle(futs, exc=err)
+            receipts = self._receipts(job, resp)
+        except errors.OrbitError as e:
+            self._settle(job, exc=e)
+            return
+        self._settle(job, receipts)
+
+    def _attempt_failed(self, job: _Job, err: errors.OrbitError) -> None:
+        if job.mq is not None:
+            with self._cond:
+                if self._sticky.get(job.topic, (None,))[0] == job.mq:
+                    self._sticky.pop(job.topic, None)
+        d = self._failed(job, err)
+        if not d.retry:
+            self._settle(job, exc=err)
+            return
+        with self._cond:
+            if not self._closed:
+                job.due = time.monotonic() + d.delay_s
+                self._retry.append(job)
+                self._cond.notify()
+                return
+        self._settle(job, exc=errors.ClientClosedError("producer is closed"))
 
     def close(self, timeout: float = 10.0) -> None:
-        """Send what is queued, wait for it (up to `timeout`), then close the channels."""
+        """Send what is queued and wait for it (up to `timeout`); then fail what is left with
+        ClientClosedError, cancel what is in flight and close the channels. Never hangs."""
         if self._closed:
             return
         try:
@@ -372,7 +523,51 @@ class Producer:
             log.warning("closing with unfinished async sends: %s", e)
         with self._cond:
             self._closed = True
+            waiting, self._retry = self._retry, []
+            inflight = list(self._inflight)
+            out = self._take(self._acc.drain())
             self._cond.notify_all()
-        if self._retry_pool is not None:
-            self._retry_pool.shutdown(wait=True)
+        for job in waiting + out:
+            self._settle(job, exc=errors.ClientClosedError("producer closed before the send finished"))
+        for job in inflight:
+            if job.call is not None:
+                job.call.cancel()
+        if self._sender is not None and self._sender is not threading.current_thread():
+            self._sender.join(timeout=2.0)
         self.transport.close()
+
+
+class _Job:
+    """One send (a sync call, or an async batch) across its attempts."""
+
+    __slots__ = ("addr", "attempts", "avoid", "call", "deadline", "done", "due", "futs", "last_err", "moved",
+                 "mq", "req", "sent", "started", "stay", "topic")
+
+    def __init__(self, topic: str, req: Any, deadline: float, futs: list[Future] | None = None) -> None:
+        self.topic = topic
+        self.req = req
+        self.deadline = deadline
+        self.futs = futs
+        self.mq: MessageQueue | None = None
+        self.addr = ""
+        self.avoid: set[str] = set()
+        self.stay: str | None = None      # a previous attempt may have stored it there: retries stay
+        self.attempts = 0
+        self.last_err: errors.OrbitError | None = None
+        self.sent = False
+        self.started = 0.0
+        self.call: Any = None
+        self.moved = False
+        self.done = False
+        self.due = 0.0
+
+
+def _wire_error(e: grpc.RpcError, addr: str) -> errors.OrbitError:
+    """The OrbitError of a failed call, marked `not_stored` when the broker says it wrote nothing."""
+    err = errors.from_rpc_error(e, addr)
+    try:
+        md = dict(e.trailing_metadata() or ())
+    except Exception:  # noqa: BLE001 - a channel-level failure has no metadata
+        md = {}
+    err.not_stored = md.get(STORED_KEY) == "0"
+    return err

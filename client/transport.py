@@ -3,7 +3,8 @@ topic route cache fed by the name servers.
 
 Owns: channels (shared by every stub of one client object), turning `grpc.RpcError` into
 `OrbitError`s, asking the name servers in turn until one answers, caching routes and refreshing
-them periodically (a daemon thread) and at once when a caller reports a stale route.
+them periodically (a daemon thread), at once when a caller reports a stale route, and on demand
+when younger than a caller's `max_age` (a producer whose attempt goes unanswered asks often).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from orbitmq.common import dial_map
 from orbitmq.protos import broker_pb2_grpc, namesrv_pb2, namesrv_pb2_grpc
 
 log = logging.getLogger("orbitmq.client")
+
+ROUTE_TIMEOUT_S = 1.0  # a name server slower than this is skipped for the next (routes are small)
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 << 20),
@@ -57,6 +60,7 @@ class Transport:
         self._brokers: dict[str, broker_pb2_grpc.BrokerStub] = {}
         self._namesrvs: dict[str, namesrv_pb2_grpc.NameServerStub] = {}
         self._routes: dict[str, tuple[float, RouteInfo]] = {}
+        self.known: set[str] = set()  # topics this client has routed at least once
         self._ns_index = 0
         self._closed = threading.Event()
         self._refresher: threading.Thread | None = None
@@ -116,14 +120,19 @@ class Transport:
 
     # ---- routes ------------------------------------------------------------------------------------
 
-    def route(self, topic: str, refresh: bool = False) -> RouteInfo:
-        """The cached route of `topic`, fetched if missing, stale or `refresh`."""
+    def route(self, topic: str, refresh: bool = False, max_age: float | None = None) -> RouteInfo:
+        """The cached route of `topic`, fetched if missing, older than `max_age` (default
+        `route_refresh_s`) or `refresh`. A topic once routed is remembered in `known`."""
         now = time.monotonic()
         hit = self._routes.get(topic)
-        if hit is not None and not refresh and now - hit[0] < self.route_refresh_s:
+        age = self.route_refresh_s if max_age is None else max_age
+        if hit is not None and not refresh and now - hit[0] < age:
             return hit[1]
-        info = RouteInfo.from_proto(self.call_namesrv("GetTopicRoute", namesrv_pb2.GetTopicRouteRequest(topic=topic)))
+        info = RouteInfo.from_proto(self.call_namesrv("GetTopicRoute", namesrv_pb2.GetTopicRouteRequest(topic=topic),
+                                                      timeout=min(self.rpc_timeout_s, ROUTE_TIMEOUT_S)))
         self._routes[topic] = (time.monotonic(), info)
+        if len(self.known) < 100_000:
+            self.known.add(topic)
         self._ensure_refresher()
         return info
 

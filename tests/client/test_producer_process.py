@@ -1,0 +1,107 @@
+"""The producer against real brokers that stop answering (issue 8 #3): every `send_async` future
+resolves (result or error) within its send timeout, whether the broker is paused (SIGSTOP) or
+gone (kill -9), and `close()` returns instead of hanging in a retry queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import wait
+
+import pytest
+
+from orbitmq.client import Admin, Message, Producer, errors
+from orbitmq.common import net
+from orbitmq.common.proc import wait_until
+
+pytestmark = pytest.mark.process
+
+TIMEOUT_S = 1.5
+SLACK_S = 5.0  # a loaded machine: resolution may lag the deadline by a scheduler hiccup, not by retries
+
+
+def start(procs, tmp_path) -> tuple[str, object]:
+    ns = f"127.0.0.1:{net.free_port()}"
+    procs.start("namesrv", ["namesrv", "--listen", ns, "--set", "scan_interval_s=0.2"])
+    net.wait_for_port(ns, 30)
+    addr = f"127.0.0.1:{net.free_port()}"
+    broker = procs.start("broker", ["broker", "--listen", addr, "--namesrv", ns, "--store-dir", str(tmp_path / "b"),
+                                    "--broker-set", "bs1", "--set", "register_interval_s=0.5",
+                                    "--set", "keepalive_interval_s=0.3"])
+    net.wait_for_port(addr, 30)
+    with Admin(ns) as admin:
+        wait_until(lambda: admin.cluster_list(), 20, what="broker registered")
+        admin.create_topic("Async", 4)
+    return ns, broker
+
+
+def blast(p: Producer, n: int) -> list[tuple[float, object]]:
+    out = []
+    for i in range(n):
+        out.append((time.monotonic(), p.send_async(Message("Async", f"m{i}".encode()))))
+    return out
+
+
+def check_resolved_in_time(futs: list[tuple[float, object]]) -> dict[str, int]:
+    """Every future resolves by its deadline (+ slack); the outcome counts by error code."""
+    outcome: dict[str, int] = {}
+    for t0, f in futs:
+        left = t0 + TIMEOUT_S + SLACK_S - time.monotonic()
+        done, _ = wait([f], timeout=max(0.0, left))
+        assert done, f"a send_async future is unresolved {TIMEOUT_S + SLACK_S:.1f}s after the call"
+        e = f.exception()
+        code = "OK" if e is None else getattr(e, "code", type(e).__name__)
+        outcome[code] = outcome.get(code, 0) + 1
+    return outcome
+
+
+def closes(p: Producer, limit: float = 30.0) -> bool:
+    t = threading.Thread(target=p.close, daemon=True)
+    t.start()
+    t.join(limit)
+    return not t.is_alive()
+
+
+def test_futures_resolve_while_the_broker_is_paused_then_gone(procs, tmp_path):
+    ns, broker = start(procs, tmp_path)
+    p = Producer(ns, send_timeout_s=TIMEOUT_S, retries=2, batch_max_messages=10, linger_ms=1, max_in_flight=4)
+    try:
+        assert p.send_async(Message("Async", b"warm")).result(timeout=10).queue_offset >= 0
+        broker.pause()
+        try:
+            futs = blast(p, 400)   # 40 batches, 4 in flight: most wait for a slot or a retry
+            outcome = check_resolved_in_time(futs)
+            assert outcome.get("OK", 0) == 0 and sum(outcome.values()) == 400, outcome
+            more = blast(p, 50)
+        finally:
+            broker.resume()
+        check_resolved_in_time(more)
+        # after SIGCONT the broker answers again: new sends succeed
+        assert p.send_async(Message("Async", b"again")).result(timeout=10).queue_offset >= 0
+        broker.kill9()   # gone: the name server drops it, sends fail fast with an error
+        gone = blast(p, 200)
+        outcome = check_resolved_in_time(gone)
+        assert outcome.get("OK", 0) == 0, outcome
+        queued = blast(p, 100)
+    finally:
+        assert closes(p), "Producer.close() hung"
+    check_resolved_in_time(queued)
+    with pytest.raises(errors.ClientClosedError):
+        p.send_async(Message("Async", b"late"))
+
+
+def test_close_while_paused_fails_what_is_left(procs, tmp_path):
+    ns, broker = start(procs, tmp_path)
+    p = Producer(ns, send_timeout_s=30.0, retries=2, batch_max_messages=1, linger_ms=1, max_in_flight=2)
+    p.send(Message("Async", b"warm"))
+    broker.pause()
+    try:
+        futs = [p.send_async(Message("Async", f"x{i}".encode())) for i in range(2)]
+        t = threading.Thread(target=p.close, kwargs={"timeout": 1.0}, daemon=True)
+        t.start()
+        t.join(20)
+        assert not t.is_alive(), "Producer.close() hung with sends in flight to a paused broker"
+        for f in futs:
+            assert isinstance(f.exception(timeout=5), errors.OrbitError)
+    finally:
+        broker.resume()
