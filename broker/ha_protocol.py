@@ -1,8 +1,9 @@
 """The replication stream's framing (pure): bytes in, typed frames out, and back.
 
 Owns: the wire format between a follower (or learner) and its master over one TCP connection.
-Every frame is a 12-byte header (magic b"OH", version 1, type, payload length u32, CRC32 of the
-payload u32) and a payload. Malformed peer input raises `FrameError` with what was wrong; a bad
+Every frame is a 12-byte header (magic b"OH", version 2, type, payload length u32, CRC32 u32) and a
+payload; the CRC covers the header's first 8 bytes and the payload, so a flipped type or length byte
+is caught like a flipped payload byte (version 1 covered only the payload). Malformed peer input raises `FrameError` with what was wrong; a bad
 argument from our own code raises ValueError. No sockets here: `FrameDecoder.feed(bytes)`
 returns the complete frames seen so far.
 
@@ -25,9 +26,10 @@ from dataclasses import dataclass
 from orbitmq.broker.epoch_file import EpochEntry
 
 MAGIC = b"OH"
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct(">2sBBII")
 HEADER_SIZE = HEADER.size
+_CRC_PREFIX = struct.Struct(">2sBBI")  # the header bytes the CRC covers (all but the CRC)
 MAX_PAYLOAD = 8 * 1024 * 1024
 
 T_HELLO, T_WELCOME, T_DATA, T_ACK, T_REFUSE = 1, 2, 3, 4, 5
@@ -91,10 +93,18 @@ class Refuse:
 Frame = Hello | Welcome | Data | Ack | Refuse
 
 
+def frame_crc(ftype: int, length: int, *payload_parts: bytes | memoryview) -> int:
+    """CRC32 over the header's magic, version, type and length, then the payload parts in order."""
+    crc = zlib.crc32(_CRC_PREFIX.pack(MAGIC, VERSION, ftype, length))
+    for part in payload_parts:
+        crc = zlib.crc32(part, crc)
+    return crc
+
+
 def _frame(ftype: int, payload: bytes) -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
-    return HEADER.pack(MAGIC, VERSION, ftype, len(payload), zlib.crc32(payload)) + payload
+    return HEADER.pack(MAGIC, VERSION, ftype, len(payload), frame_crc(ftype, len(payload), payload)) + payload
 
 
 def _entries(epochs: tuple[EpochEntry, ...] | list[EpochEntry]) -> bytes:
@@ -127,7 +137,7 @@ def encode_data_parts(frame: Data) -> tuple[bytes, bytes]:
     length = len(fixed) + len(frame.body)
     if length > MAX_PAYLOAD:
         raise ValueError(f"payload of {length} bytes exceeds {MAX_PAYLOAD}")
-    crc = zlib.crc32(frame.body, zlib.crc32(fixed))
+    crc = frame_crc(T_DATA, length, fixed, frame.body)
     return HEADER.pack(MAGIC, VERSION, T_DATA, length, crc) + fixed, frame.body
 
 
@@ -223,7 +233,7 @@ class FrameDecoder:
             payload = bytes(self._buf[:length])
             del self._buf[:length]
             self._need = None
-            if zlib.crc32(payload) != crc:
+            if frame_crc(ftype, length, payload) != crc:
                 raise FrameError(f"CRC mismatch in a frame of type {ftype} ({length} bytes)")
             out.append(decode_payload(ftype, payload))
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from orbitmq.broker.epoch_file import EpochEntry
 from orbitmq.broker.ha_protocol import (
     HEADER_SIZE,
+    VERSION,
     Ack,
     Data,
     FrameDecoder,
@@ -21,6 +22,7 @@ from orbitmq.broker.ha_protocol import (
     decode_all,
     encode,
     encode_data_parts,
+    frame_crc,
 )
 
 i64 = st.integers(0, 2**62)
@@ -74,6 +76,18 @@ def test_any_flipped_byte_is_detected(frame, data):
         decode_all(bytes(raw))
 
 
+@pytest.mark.parametrize("frame", [Ack(7), Data(0, 1, 0, 0, 0, b""), Hello(1, False, 0, ())])
+def test_every_single_byte_flip_in_the_header_is_detected(frame):
+    """Exhaustive over the header: every position, every xor mask (type and length bytes included)."""
+    raw = encode(frame)
+    for i in range(HEADER_SIZE):
+        for mask in range(1, 256):
+            bad = bytearray(raw)
+            bad[i] ^= mask
+            with pytest.raises(FrameError):
+                decode_all(bytes(bad))
+
+
 def test_short_and_malformed_frames():
     raw = encode(Ack(42))
     with pytest.raises(FrameError, match="ended inside a frame"):
@@ -82,13 +96,23 @@ def test_short_and_malformed_frames():
         decode_all(raw[:HEADER_SIZE - 2])
     with pytest.raises(FrameError, match="bad magic"):
         decode_all(b"GET / HTTP/1.1\r\n\r\n")
-    # a well-formed header with an unknown type
+    # a flipped type byte is caught by the CRC, which covers the header
     bad = bytearray(raw)
     bad[3] = 99
-    with pytest.raises(FrameError, match="unknown frame type"):
+    with pytest.raises(FrameError, match="CRC mismatch"):
         decode_all(bytes(bad))
+    # a well-formed header (CRC included) with an unknown type
+    payload = raw[HEADER_SIZE:]
+    unknown = struct.pack(">2sBBII", b"OH", VERSION, 99, len(payload), frame_crc(99, len(payload), payload))
+    with pytest.raises(FrameError, match="unknown frame type"):
+        decode_all(unknown + payload)
+    # a frame of the old version (CRC over the payload only) is refused by name
+    old = bytearray(raw)
+    old[2] = 1
+    with pytest.raises(FrameError, match="unsupported frame version 1"):
+        decode_all(bytes(old))
     # a huge announced length is refused before buffering it
-    huge = struct.pack(">2sBBII", b"OH", 1, 4, 1 << 30, 0)
+    huge = struct.pack(">2sBBII", b"OH", VERSION, 4, 1 << 30, 0)
     with pytest.raises(FrameError, match="exceeds"):
         FrameDecoder().feed(huge)
     # DATA whose epoch starts after the data
