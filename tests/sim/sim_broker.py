@@ -132,7 +132,11 @@ class SimBroker:
 
         def run() -> None:
             if self.life == life and self.net.up.get(self.name, False):
-                fn(*args)
+                wait = self.net.paused_for(self.name)
+                if wait:
+                    self.sim.at(wait, run)   # a stopped process runs its timers late, in order
+                else:
+                    fn(*args)
         self.sim.at(delay, run)
 
     @property

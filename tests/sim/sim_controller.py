@@ -70,18 +70,20 @@ class Raft:
     def majority(self, n: str) -> bool:
         if not self.net.up.get(n, False):
             return False
-        reach = sum(1 for m in self.nodes if m == n or (self.net.reachable(n, m) and self.net.reachable(m, n)))
+        if self.net.paused_for(n):
+            return False
+        reach = sum(1 for m in self.nodes if m == n or (self.net.responsive(n, m) and self.net.responsive(m, n)))
         return reach * 2 > len(self.nodes)
 
     def in_contact_with_leader(self, n: str) -> bool:
         ld = self.leader
-        return ld is not None and (n == ld or (self.net.reachable(ld, n) and self.net.reachable(n, ld)))
+        return ld is not None and (n == ld or (self.net.responsive(ld, n) and self.net.responsive(n, ld)))
 
     def tick(self) -> None:
         now = self.sim.now
         for n in self.nodes:
-            if self.believes[n] is None:
-                continue
+            if self.believes[n] is None or self.net.paused_for(n):
+                continue     # a stopped process keeps believing whatever it believed
             if not self.net.up.get(n, False):
                 self.believes[n] = None
                 continue
@@ -164,6 +166,10 @@ class SimController:
 
     def tick(self) -> None:
         if not self.net.up.get(self.name, False):
+            return
+        wait = self.net.paused_for(self.name)
+        if wait:
+            self.sim.at(wait, self.tick)
             return
         self.sim.at(self.t.scan_interval_s, self.tick)
         self.catch_up()

@@ -58,12 +58,27 @@ class Net:
         self.up: dict[str, bool] = {}
         self.cut: set[tuple[str, str]] = set()     # (src, dst): src cannot reach dst
         self.streams: list[Stream] = []
+        self.paused: dict[str, float] = {}           # node -> until when its process is stopped (SIGSTOP)
         self.messages = 0
         self.dropped = 0
         self.duplicated = 0
 
     def reachable(self, a: str, b: str) -> bool:
         return self.up.get(a, False) and self.up.get(b, False) and (a, b) not in self.cut
+
+    def paused_for(self, node: str) -> float:
+        """How long `node` stays stopped (0: running). Its events wait, in order, until then."""
+        until = self.paused.get(node)
+        if until is None:
+            return 0.0
+        if until <= self.sim.now:
+            del self.paused[node]
+            return 0.0
+        return until - self.sim.now
+
+    def responsive(self, a: str, b: str) -> bool:
+        """`a` reaches `b` and `b` is running (Raft's view of contact)."""
+        return self.reachable(a, b) and not self.paused_for(b)
 
     def delay(self) -> float:
         return self.p.delay_min + self.sim.rng.expovariate(1.0 / self.p.delay_mean)
@@ -83,7 +98,19 @@ class Net:
 
     def _deliver(self, src: str, dst: str, fn: Callable[..., Any], args: tuple) -> None:
         if self.reachable(src, dst):
-            fn(*args)
+            wait = self.paused_for(dst)
+            if wait:
+                self.sim.at(wait, self._deliver_now, dst, fn, args)   # queued in its socket buffer
+            else:
+                fn(*args)
+
+    def _deliver_now(self, dst: str, fn: Callable[..., Any], args: tuple) -> None:
+        if self.up.get(dst, False):
+            wait = self.paused_for(dst)
+            if wait:
+                self.sim.at(wait, self._deliver_now, dst, fn, args)
+            else:
+                fn(*args)
 
     def connect(self, a: str, b: str) -> Stream:
         s = Stream(self, a, b)
@@ -142,6 +169,12 @@ class Stream:
             self._last[dst] = t
             self.net.sim.at(t - self.net.sim.now, self._arrive, src, dst, data)
             return
+        wait = self.net.paused_for(dst)
+        if wait:
+            t = max(self.net.sim.now + wait, self._last.get(dst, 0.0))
+            self._last[dst] = t
+            self.net.sim.at(t - self.net.sim.now, self._arrive, src, dst, data)
+            return
         h = self.handlers.get(dst)
         if h is not None:
             h(self, data)
@@ -159,6 +192,10 @@ class Stream:
         if cb is not None:
             def tell() -> None:
                 if self.net.up.get(other, False):
-                    cb(self)
+                    wait = self.net.paused_for(other)
+                    if wait:
+                        self.net.sim.at(wait, tell)
+                    else:
+                        cb(self)
             if (from_node, other) not in self.net.cut:   # a crashed node's kernel still sends the RST
                 self.net.sim.at(self.net.delay(), tell)

@@ -4,7 +4,8 @@ invariants checked after every event.
 `run(seed, faults, params)` builds 3 controllers (sim_controller.py) and one or more broker sets
 of 3 replicas (plus a learner when drawn), each replica a `SimBroker` (sim_broker.py), and a
 producer per set; runs a safety phase in which the explicit fault schedule (`faults`, a list of
-`Fault`: crashes and restarts, partitions, one-way cuts, stream resets and corrupted bytes) is
+`Fault`: crashes and restarts, process pauses (SIGSTOP: its timers and input wait, in order),
+partitions, one-way cuts, stream resets and corrupted bytes) is
 applied on top of the per-seed message drop / duplication rates; then a liveness phase (every
 node up, every link healed, no more faults) that must converge. Same seed and schedule, same
 run: the returned digest is a hash of the whole timeline.
@@ -45,7 +46,7 @@ class Violation(AssertionError):
     """An invariant broke."""
 
 
-FAULT_KINDS = ("crash_broker", "crash_ctl", "isolate", "one_way", "split", "reset_ha", "corrupt_ha")
+FAULT_KINDS = ("crash_broker", "crash_ctl", "isolate", "one_way", "split", "reset_ha", "corrupt_ha", "pause")
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,10 @@ class World:
             cuts = {(a, b) for a in side for b in nodes if b not in side}
             cuts |= {(b, a) for a, b in cuts}
             self._cut(cuts, f.duration)
+        elif f.kind == "pause":
+            n = nodes[f.target % len(nodes)]
+            if self.net.up.get(n) and not self.net.paused_for(n):
+                self.net.paused[n] = self.sim.now + f.duration
         elif f.kind in ("reset_ha", "corrupt_ha"):
             streams = [s for s in self.net.streams if not s.closed]
             if streams:
@@ -267,6 +272,7 @@ class World:
     def heal_all(self) -> None:
         self.faulting = False
         self.net.cut.clear()
+        self.net.paused.clear()
         self.net.p = NetParams()
         for n in self.ctl_names:
             self._restart_ctl(n)
