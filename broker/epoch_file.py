@@ -14,11 +14,12 @@ where C is the CRC32 of the entry lines joined by newlines.
 
 from __future__ import annotations
 
-import os
 import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from orbitmq.common.durable import replace_file
 
 MAGIC = "orbitmq-epochs"
 VERSION = "v1"
@@ -114,14 +115,6 @@ def truncate_entries(entries: list[EpochEntry], offset: int) -> list[EpochEntry]
     return [e for e in entries if e.start_offset < offset]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(str(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class EpochFile:
     """The durable epoch list of one broker (thread-safe)."""
 
@@ -174,15 +167,5 @@ class EpochFile:
             self._write(list(entries))
 
     def _write(self, entries: list[EpochEntry]) -> None:
-        data = encode(entries)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        replace_file(self.path, encode(entries))
         self._entries = entries
