@@ -22,8 +22,8 @@ import enum
 from dataclasses import dataclass
 
 from orbitmq.broker import ha_protocol as hp
-from orbitmq.broker.epoch_file import EpochEntry
 from orbitmq.broker.epoch_truncation import epoch_at, epoch_range_end, find_truncation_point
+from orbitmq.broker.epochs import EpochEntry
 
 
 class ReplicationRefused(Exception):

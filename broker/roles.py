@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 
-from orbitmq.broker.epoch_file import EpochEntry
+from orbitmq.broker.epochs import EpochEntry
 
 
 class Role(enum.Enum):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from orbitmq.broker.epoch_file import EpochEntry
+from orbitmq.broker.epochs import EpochEntry
 from orbitmq.broker.roles import TRANSITIONS, Change, Role, decide, master_epoch_start, next_role
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from orbitmq.broker import ha_connection as hc
 from orbitmq.broker import ha_protocol as hp
 from orbitmq.broker.ack_policy import AckPolicy, Lease, acknowledged_upto
-from orbitmq.broker.epoch_file import EpochEntry, validate
+from orbitmq.broker.epochs import EpochEntry, validate
 from orbitmq.broker.roles import Change, Role, decide, master_epoch_start, next_role
 from orbitmq.broker.sync_state import SyncStateSet
 from orbitmq.controller.election import Live
