@@ -1,13 +1,12 @@
-"""The follower (or learner) side of replication: copies the master's commitlog as raw bytes.
+"""The follower (or learner) side of replication, the shell: moves bytes and calls the store.
 
-Owns: the connection to the master's HA address, the handshake (send our epoch list and max
-offset, get the master's, compute the truncation point with epoch_truncation.py, truncate the
-store and then the epoch file durably, report the point as our first ack), appending every DATA
-frame as-is (`store.append_raw`, which validates each record), adding an epoch entry before the
-first bytes of each new epoch, acking after every append (after fdatasync when the store flushes
-synchronously) and at least every heartbeat, and the
-confirm offset = min(master's confirm, own max). Reconnects with a short backoff. It never
-decides roles; the role manager starts and stops it.
+Owns: the TCP connection to the master's HA address, reconnecting with a short backoff, an idle
+watchdog, and carrying out what the connection's state machine (ha_connection.py,
+`FollowerConnection`: the handshake, the truncation point, epoch entries, acks, the confirm
+offset) returns: truncate the store then the epoch file (durable), append epoch entries and raw
+bytes (`store.append_raw` validates every record), wait for fdatasync before an ack in sync-flush
+mode, set the confirm offset, send frames. It decides nothing itself and never decides roles; the
+role manager starts and stops it.
 """
 
 from __future__ import annotations
@@ -22,17 +21,25 @@ from typing import Any
 
 from orbitmq.broker import ha_protocol as hp
 from orbitmq.broker.epoch_file import EpochFile
-from orbitmq.broker.epoch_truncation import find_truncation_point
+from orbitmq.broker.ha_connection import (
+    Action,
+    AppendEpoch,
+    AppendRaw,
+    ConnState,
+    FollowerConnection,
+    ReplicationRefused,
+    Send,
+    SetConfirm,
+    Truncate,
+    TruncateEpochs,
+    WaitFlushed,
+)
 from orbitmq.broker.ha_master import idle_watchdog, store_confirm, store_max
 from orbitmq.common import dial_map
 from orbitmq.common.logs import kv
 from orbitmq.common.net import split_addr
 
 log = logging.getLogger("orbitmq.broker.ha")
-
-
-class ReplicationRefused(Exception):
-    """The master refused us or the stream cannot continue (we reconnect)."""
 
 
 @dataclass
@@ -64,6 +71,7 @@ class HAFollower:
         self.master_confirm = 0
         self.truncations: list[tuple[int, int]] = truncations if truncations is not None else []  # (from, to)
         self.stats = {"frames": 0, "bytes": 0, "connects": 0}
+        self.conn: FollowerConnection | None = None
         self._stopping = False
         cfg = getattr(store, "config", None)
         self._sync_flush = getattr(cfg, "flush_mode", "async") == "sync"
@@ -100,97 +108,63 @@ class HAFollower:
         host, port = split_addr(dial_map.resolve(self.master_ha))
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.settings.connect_timeout_s)
         self.stats["connects"] += 1
-        loop = asyncio.get_running_loop()
-        dec = hp.FrameDecoder()
+        conn = FollowerConnection(self.broker_id, self.learner, self.min_master_epoch, self.settings.heartbeat_s,
+                                  self._sync_flush)
+        self.conn = conn
         watchdog: asyncio.Task | None = None
         try:
-            mx = store_max(self.store)
-            writer.write(hp.encode(hp.Hello(self.broker_id, self.learner, mx, tuple(self.epochs.entries))))
-            await writer.drain()
-            welcome = None
-            while welcome is None:
+            await self._carry_out(conn.start(store_max(self.store), self.epochs.entries, store_confirm(self.store)),
+                                  writer)
+            last_read = [time.monotonic()]
+            while conn.state is ConnState.AWAIT_WELCOME:
                 data = await asyncio.wait_for(reader.read(65536), 5.0)
                 if not data:
                     raise ConnectionError("master closed during the handshake")
-                for f in dec.feed(data):
-                    if isinstance(f, hp.Refuse):
-                        raise ReplicationRefused(f"{f.code}: {f.message}")
-                    if not isinstance(f, hp.Welcome):
-                        raise hp.FrameError(f"expected WELCOME, got {type(f).__name__}")
-                    welcome = f
-            if welcome.master_epoch < self.min_master_epoch:
-                raise ReplicationRefused(f"master epoch {welcome.master_epoch} is older than {self.min_master_epoch}")
-            point = find_truncation_point(list(welcome.epochs), welcome.max_offset, self.epochs.entries, mx)
-            if point.offset < mx:
-                # durable: commitlog and indexes first, then the epoch file (so a crash in between
-                # cannot attribute a kept tail to the wrong epoch), never the other way round
-                log.warning("truncating divergent tail %s", kv(broker_id=self.broker_id, from_=mx, to=point.offset,
-                                                                common_epoch=point.common_epoch,
-                                                                master_epoch=welcome.master_epoch))
-                await loop.run_in_executor(None, self.store.truncate, point.offset)
-                self.truncations.append((mx, point.offset))
-            # epochs starting at or after the point hold nothing we keep (also: an epoch we opened as
-            # a master but never wrote in, entries past a tail cut by a crash); the master's data
-            # re-adds the entries it needs
-            await loop.run_in_executor(None, self.epochs.truncate, point.offset)
-            mx = store_max(self.store)
-            if mx == 0 and welcome.min_offset > 0:
-                raise ReplicationRefused(f"master's log starts at {welcome.min_offset}; an empty follower cannot "
-                                         "copy it from 0 (needs a store that can start at an offset)")
-            self.master_max, self.master_confirm = welcome.max_offset, welcome.confirm_offset
-            writer.write(hp.encode(hp.Ack(mx)))
-            await writer.drain()
+                await self._carry_out(conn.receive_data(data, time.monotonic()), writer)
             self.connected = True
-            log.info("following %s", kv(broker_id=self.broker_id, master=self.master_ha, master_id=welcome.master_id,
-                                         epoch=welcome.master_epoch, from_=mx, learner=self.learner))
-            last_ack = time.monotonic()
-            last_read = [time.monotonic()]
+            log.info("following %s", kv(broker_id=self.broker_id, master=self.master_ha, epoch=conn.master_epoch,
+                                         from_=conn.own_max, learner=self.learner))
             watchdog = asyncio.create_task(idle_watchdog(lambda: last_read[0], self.settings.idle_timeout_s, writer))
             while True:
                 data = await reader.read(1 << 20)
                 last_read[0] = time.monotonic()
                 if not data:
-                    dec.finish()
+                    conn.connection_closed()
                     raise ConnectionError("master closed the stream")
-                moved = False
-                for f in dec.feed(data):
-                    if isinstance(f, hp.Refuse):
-                        raise ReplicationRefused(f"{f.code}: {f.message}")
-                    if not isinstance(f, hp.Data):
-                        raise hp.FrameError(f"unexpected {type(f).__name__} from the master")
-                    self.master_max = f.master_max
-                    self.master_confirm = f.confirm_offset
-                    if f.body:
-                        await self._append(f)
-                        moved = True
-                own = store_max(self.store)
-                if moved and self._sync_flush:
-                    await self.store.flushed(own)  # sync flush: ack only what is on disk
-                c = min(self.master_confirm, own)
-                if c > store_confirm(self.store):
-                    self.store.set_confirm_offset(c)
-                now = time.monotonic()
-                if moved or now - last_ack >= self.settings.heartbeat_s:
-                    writer.write(hp.encode(hp.Ack(own)))
-                    await writer.drain()
-                    last_ack = now
-                if moved and self.on_data is not None:
-                    self.on_data()
+                await self._carry_out(conn.receive_data(data, last_read[0]), writer)
         finally:
             if watchdog is not None:
                 watchdog.cancel()
             writer.close()
 
-    async def _append(self, f: hp.Data) -> None:
-        own = store_max(self.store)
-        if f.start != own:
-            raise ReplicationRefused(f"DATA starts at {f.start}, our log ends at {own}")
-        last = self.epochs.last()
-        if last is None or last.epoch != f.epoch:
-            if last is not None and f.epoch < last.epoch:
-                raise ReplicationRefused(f"DATA of epoch {f.epoch} after our epoch {last.epoch}")
-            # the entry goes first: bytes must never exist without the epoch that wrote them
-            await asyncio.get_running_loop().run_in_executor(None, self.epochs.append, f.epoch, f.epoch_start)
-        self.store.append_raw(f.start, f.body)
-        self.stats["frames"] += 1
-        self.stats["bytes"] += len(f.body)
+    async def _carry_out(self, actions: list[Action], writer: asyncio.StreamWriter) -> None:
+        """Do what the connection's state machine decided, in order."""
+        loop = asyncio.get_running_loop()
+        appended = False
+        for a in actions:
+            if isinstance(a, Send):
+                writer.write(hp.encode(a.frame))
+                await writer.drain()
+            elif isinstance(a, AppendRaw):
+                self.store.append_raw(a.start, a.body)
+                self.stats["frames"] += 1
+                self.stats["bytes"] += len(a.body)
+                appended = True
+            elif isinstance(a, AppendEpoch):
+                await loop.run_in_executor(None, self.epochs.append, a.epoch, a.start)
+            elif isinstance(a, SetConfirm):
+                if a.offset > store_confirm(self.store):
+                    self.store.set_confirm_offset(a.offset)
+            elif isinstance(a, WaitFlushed):
+                await self.store.flushed(a.offset)   # sync flush: ack only what is on disk
+            elif isinstance(a, Truncate):
+                mx = store_max(self.store)
+                log.warning("truncating divergent tail %s", kv(broker_id=self.broker_id, from_=mx, to=a.offset))
+                await loop.run_in_executor(None, self.store.truncate, a.offset)
+                self.truncations.append((mx, a.offset))
+            elif isinstance(a, TruncateEpochs):
+                await loop.run_in_executor(None, self.epochs.truncate, a.offset)
+        if self.conn is not None:
+            self.master_max, self.master_confirm = self.conn.master_max, self.conn.master_confirm
+        if appended and self.on_data is not None:
+            self.on_data()

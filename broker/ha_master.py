@@ -1,10 +1,12 @@
-"""The master side of replication: serves the commitlog to followers and learners over TCP.
+"""The master side of replication, the shell: serves the commitlog to followers over TCP.
 
-Owns: the HA listener, one connection per replica (handshake -> stream of DATA frames of up to
-`frame_bytes`, never crossing an epoch boundary -> ACKs back), feeding acks into the
-sync-state-set core, setting the store's confirm offset, and the waiters of sends that wait for
-replication (resolved by the ack policy core). The rules live in sync_state.py / ack_policy.py;
-this module moves bytes and keeps time. It never writes the commitlog itself.
+Owns: the HA listener, per follower a socket driven by the connection's state machine
+(ha_connection.py `MasterConnection`: handshake, where to stream from, the DATA frames to send,
+heartbeats, acks), reading the bytes each planned frame names from the store, feeding acks into
+the sync-state-set core, setting the store's confirm offset, and the waiters of sends that wait
+for replication (resolved by the ack policy core). The rules live in ha_connection.py,
+sync_state.py and ack_policy.py; this module moves bytes and keeps time. It never writes the
+commitlog itself.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from typing import Any
 from orbitmq.broker import ha_protocol as hp
 from orbitmq.broker.ack_policy import AckPolicy, Verdict, acknowledged_upto, evaluate
 from orbitmq.broker.epoch_file import EpochFile
-from orbitmq.broker.epoch_truncation import epoch_at, epoch_range_end
+from orbitmq.broker.ha_connection import (
+    Acked,
+    ConnState,
+    MasterConnection,
+    MasterLog,
+    ReplicationRefused,
+    Send,
+)
+from orbitmq.broker.ha_connection import Hello as HelloEvent
 from orbitmq.broker.replication_hooks import ReplicationError
 from orbitmq.broker.sync_state import SyncStateSet
 from orbitmq.common.logs import kv
@@ -101,16 +111,23 @@ async def idle_watchdog(last_read: Callable[[], float], timeout: float, writer: 
 
 
 class _Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One follower's connection: the sans-IO state machine plus its socket and tasks."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, machine: MasterConnection) -> None:
         self.reader = reader
         self.writer = writer
-        self.broker_id = -1
-        self.learner = False
-        self.pos = 0            # next offset to send
-        self.ack = -1
+        self.machine = machine
         self.last_read = time.monotonic()
         self.task: asyncio.Task | None = None
         self.wake = Waker()
+
+    @property
+    def broker_id(self) -> int:
+        return self.machine.broker_id
+
+    @property
+    def ack(self) -> int:
+        return self.machine.ack
 
 
 class HAMaster:
@@ -261,60 +278,56 @@ class HAMaster:
 
     # ---- connections ------------------------------------------------------------------------------
 
+    def _log_view(self) -> MasterLog:
+        mx = store_max(self.store)
+        return MasterLog(mx, store_min(self.store), self.sss.confirm_offset(mx), tuple(self.epochs.entries))
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        c = _Conn(reader, writer)
+        c = _Conn(reader, writer, MasterConnection(self.master_id, self.master_epoch, self.settings.frame_bytes,
+                                                   self.settings.heartbeat_s))
         c.task = asyncio.current_task()
-        dec = hp.FrameDecoder()
         peer = writer.get_extra_info("peername")
         sender: asyncio.Task | None = None
         watchdog: asyncio.Task | None = None
         try:
-            hello = await self._read_one(c, dec, timeout=5.0)
-            if not isinstance(hello, hp.Hello):
-                raise hp.FrameError(f"expected HELLO, got {type(hello).__name__}")
-            if self.stopped:
-                writer.write(hp.encode(hp.Refuse("NOT_MASTER", "not master any more")))
-                return
-            if hello.broker_id == self.master_id:
-                writer.write(hp.encode(hp.Refuse("BAD_REQUEST", f"broker id {hello.broker_id} is the master's")))
-                return
-            old = self.conns.get(hello.broker_id)
-            if old is not None:
-                old.writer.close()
-            c.broker_id, c.learner = hello.broker_id, hello.learner
-            self.conns[c.broker_id] = c
-            if not c.learner:
-                self._replica_ids.add(c.broker_id)
-            mx = store_max(self.store)
-            writer.write(hp.encode(hp.Welcome(self.master_id, self.master_epoch, mx, store_min(self.store),
-                                              self.sss.confirm_offset(mx), tuple(self.epochs.entries))))
-            await writer.drain()
-            first = await self._read_one(c, dec, timeout=10.0)
-            if not isinstance(first, hp.Ack):
-                raise hp.FrameError(f"expected ACK after WELCOME, got {type(first).__name__}")
-            now = time.monotonic()
-            self.sss.connected(c.broker_id, c.learner, now)
-            c.pos = first.offset
-            self._on_ack(c, first.offset)
-            log.info("replica connected %s", kv(replica=c.broker_id, learner=c.learner, start=c.pos,
-                                                epoch=self.master_epoch, peer=peer))
-            sender = asyncio.create_task(self._send_loop(c))
-            c.last_read = time.monotonic()
-            watchdog = asyncio.create_task(idle_watchdog(lambda: c.last_read, self.settings.idle_timeout_s, writer))
-            while True:
-                data = await reader.read(65536)
+            deadline = time.monotonic() + 5.0
+            while c.machine.state is not ConnState.CLOSED:
+                if c.machine.state is ConnState.STREAMING:
+                    timeout = None
+                else:
+                    timeout = max(0.01, deadline - time.monotonic())
+                data = await (asyncio.wait_for(reader.read(65536), timeout) if timeout else reader.read(65536))
                 if not data:
-                    dec.finish()
+                    if c.machine.state is not ConnState.STREAMING:
+                        raise ConnectionError("peer closed during the handshake")
+                    c.machine.decoder.finish()
                     break
                 c.last_read = time.monotonic()
-                for f in dec.feed(data):
-                    if isinstance(f, hp.Ack):
-                        self._on_ack(c, f.offset)
-                    elif isinstance(f, hp.Refuse):
-                        log.warning("replica refused %s", kv(replica=c.broker_id, code=f.code, msg=f.message))
-                        return
-                    else:
-                        raise hp.FrameError(f"unexpected {type(f).__name__} from a follower")
+                for a in c.machine.receive_data(data, self._log_view(), serving=not self.stopped):
+                    if isinstance(a, Send):
+                        writer.write(hp.encode(a.frame))
+                        await writer.drain()
+                    elif isinstance(a, HelloEvent):
+                        old = self.conns.get(a.broker_id)
+                        if old is not None:
+                            old.writer.close()
+                        self.conns[a.broker_id] = c
+                        if not a.learner:
+                            self._replica_ids.add(a.broker_id)
+                        deadline = time.monotonic() + 10.0
+                    elif isinstance(a, Acked):
+                        if a.first:
+                            self.sss.connected(c.broker_id, c.machine.learner, time.monotonic())
+                        self._on_ack(c, a.offset)
+                        if a.first:
+                            log.info("replica connected %s", kv(replica=c.broker_id, learner=c.machine.learner,
+                                                                start=c.machine.pos, epoch=self.master_epoch,
+                                                                peer=peer))
+                            sender = asyncio.create_task(self._send_loop(c))
+                            watchdog = asyncio.create_task(
+                                idle_watchdog(lambda: c.last_read, self.settings.idle_timeout_s, writer))
+        except ReplicationRefused as e:
+            log.warning("replica refused %s", kv(replica=c.broker_id, error=e))
         except (hp.FrameError, ConnectionError, TimeoutError, asyncio.IncompleteReadError, OSError) as e:
             log.warning("replica connection ended %s", kv(replica=c.broker_id, error=f"{type(e).__name__}: {e}"))
             with contextlib.suppress(Exception):
@@ -323,6 +336,7 @@ class HAMaster:
         except asyncio.CancelledError:
             pass
         finally:
+            c.machine.close()
             if sender is not None:
                 sender.cancel()
             if watchdog is not None:
@@ -333,74 +347,47 @@ class HAMaster:
                 log.info("replica disconnected %s", kv(replica=c.broker_id, epoch=self.master_epoch))
             writer.close()
 
-    async def _read_one(self, c: _Conn, dec: hp.FrameDecoder, timeout: float) -> hp.Frame:
-        deadline = time.monotonic() + timeout
-        while True:
-            data = await asyncio.wait_for(c.reader.read(65536), max(0.01, deadline - time.monotonic()))
-            if not data:
-                raise ConnectionError("peer closed during the handshake")
-            frames = dec.feed(data)
-            if frames:
-                if len(frames) > 1:
-                    raise hp.FrameError("peer sent more than one frame during the handshake")
-                return frames[0]
-
     def _on_ack(self, c: _Conn, offset: int) -> None:
-        mx = store_max(self.store)
-        if offset > mx:
-            raise hp.FrameError(f"replica {c.broker_id} acked {offset}, beyond the master's end {mx}")
-        c.ack = offset
         self.stats["acks"] += 1
-        self.sss.on_ack(c.broker_id, offset, mx, time.monotonic())
+        self.sss.on_ack(c.broker_id, offset, store_max(self.store), time.monotonic())
         self._update_confirm()
         self._release_waiters()
 
     async def _send_loop(self, c: _Conn) -> None:
-        hb = self.settings.heartbeat_s
-        last_sent = 0.0
+        m = c.machine
         try:
             while True:
                 c.wake.clear()
                 await asyncio.sleep(0)  # let the sends already queued on the loop append first: fewer, larger frames
-                mx = store_max(self.store)
-                if c.pos < mx:
-                    entry = epoch_at(self.epochs.entries, c.pos)
-                    if entry is None:
-                        raise RuntimeError(f"no epoch covers offset {c.pos}")
-                    limit = min(mx, epoch_range_end(self.epochs.entries, entry.epoch, mx))
-                    size = min(self.settings.frame_bytes, limit - c.pos)
-                    body = self.store.read_raw(c.pos, size)
+                view = self._log_view()
+                chunk = m.next_chunk(view)
+                if chunk is not None:
+                    body = self.store.read_raw(chunk.start, chunk.size)
                     if not body:  # one record larger than a frame: send it alone
-                        body = self.store.read_raw(c.pos, min(limit - c.pos, hp.MAX_PAYLOAD - 64))
+                        body = self.store.read_raw(chunk.start, min(chunk.limit - chunk.start, hp.MAX_PAYLOAD - 64))
                     if not body:
                         await asyncio.sleep(0.01)
                         continue
-                    frame = hp.Data(c.pos, entry.epoch, entry.start_offset, self.sss.confirm_offset(mx), mx, body)
-                    head, payload = hp.encode_data_parts(frame)
+                    head, payload = hp.encode_data_parts(m.data_frame(chunk, body, view, time.monotonic()))
                     c.writer.write(head + payload)  # one send syscall: each one may wait for the GIL
                     await c.writer.drain()
-                    c.pos += len(body)
                     self.stats["frames"] += 1
                     self.stats["bytes"] += len(body)
-                    last_sent = time.monotonic()
                     continue
-                now = time.monotonic()
-                if now - last_sent >= hb:
-                    # heartbeat: an empty DATA frame carrying the confirm offset
-                    frame = hp.Data(c.pos, self.master_epoch, c.pos, self.sss.confirm_offset(mx), mx, b"")
-                    c.writer.write(hp.encode(frame))
+                hb = m.heartbeat(view, time.monotonic())
+                if hb is not None:
+                    c.writer.write(hp.encode(hb))
                     await c.writer.drain()
-                    last_sent = now
-                await c.wake.wait(min(hb, 0.2))
+                await c.wake.wait(min(m.heartbeat_s, 0.2))
         except (ConnectionError, OSError) as e:
             log.info("replica sender ended %s", kv(replica=c.broker_id, error=e))
             c.writer.close()
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - our own failure: say so to the follower and log it
-            log.exception("replica sender failed %s", kv(replica=c.broker_id, pos=c.pos))
+            log.exception("replica sender failed %s", kv(replica=c.broker_id, pos=m.pos))
             with contextlib.suppress(Exception):
-                c.writer.write(hp.encode(hp.Refuse("INTERNAL", f"master cannot stream from {c.pos}: {e}")))
+                c.writer.write(hp.encode(hp.Refuse("INTERNAL", f"master cannot stream from {m.pos}: {e}")))
             c.writer.close()
 
     async def _housekeeping(self) -> None:

@@ -23,7 +23,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from orbitmq.broker.epoch_file import EpochEntry
+from orbitmq.broker.epochs import EpochEntry
 
 MAGIC = b"OH"
 VERSION = 2

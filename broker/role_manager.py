@@ -1,7 +1,7 @@
 """The HA implementation of the broker's replication hooks: roles, epochs, lease and fencing.
 
-Owns: what this replica is (MASTER, FOLLOWER, LEARNER, or NONE while it does not know), the
-transitions the controller orders (become master: stop following, seal the log, open a new
+Owns: what this replica is (a `roles.Role`; which change a controller view asks for and the
+transition table are pure, in roles.py), carrying out the transitions the controller orders (become master: stop following, seal the log, open a new
 epoch at its end, write a metadata snapshot, serve followers, register as master; follow: stop
 serving, replicate from the master after the epoch handshake), the send-path checks
 (NOT_MASTER, FENCED, replication waits) and the lease: a master acknowledges nothing unless its
@@ -24,6 +24,7 @@ from orbitmq.broker.epoch_file import EpochFile
 from orbitmq.broker.ha_follower import FollowerSettings, HAFollower
 from orbitmq.broker.ha_master import HAMaster, MasterSettings, store_confirm, store_max
 from orbitmq.broker.replication_hooks import ReplicationError, ReplicationHooks
+from orbitmq.broker.roles import Change, Role, decide, master_epoch_start, next_role
 from orbitmq.broker.sync_state import SyncStateSet
 from orbitmq.common.logs import kv
 
@@ -34,22 +35,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("orbitmq.broker.role")
 
 
-def role_action(my_id: int, local_epoch: int, master_id: int | None, master_epoch: int) -> str:
-    """What a notification (master_id, master_epoch) asks of this replica (pure):
-    'ignore' (older than what we serve), 'master', 'follow', or 'none' (no master now)."""
-    if master_epoch < local_epoch:
-        return "ignore"
-    if master_id is None or master_id <= 0:
-        return "none"
-    return "master" if master_id == my_id else "follow"
-
-
 class RoleManager(ReplicationHooks):
     """Replication hooks for a broker in controller mode."""
 
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
-        self._role = "NONE"
+        self._role = Role.NONE
         self._epoch = 0
         self.broker_id = config.broker_id
         self.master_id: int | None = None
@@ -119,44 +110,41 @@ class RoleManager(ReplicationHooks):
         """The controller's view of the set (from a notification, a pull or a registration)."""
         assert self._lock is not None
         async with self._lock:
-            action = role_action(self.broker_id, self._epoch, master_id, master_epoch)
-            if action == "ignore":
+            following = self.master_ha if self._role in (Role.FOLLOWER, Role.LEARNER) else ""
+            change = decide(self._role, self._epoch, self.broker_id, self.config.ha_learner, master_id, master_epoch,
+                            master_ha_address, following)
+            if change in (Change.IGNORE, Change.KEEP):
                 return
-            if action == "master":
-                if self._role == "MASTER" and master_epoch == self._epoch:
-                    if self.master is not None and self.master.sss.adopt(frozenset(sss), sss_epoch):
-                        log.info("adopted sync-state-set %s", kv(members=sorted(sss), sss_epoch=sss_epoch))
-                    return
+            if change is Change.REFUSE_MASTER:
+                log.error("controller made a learner master; refusing %s", kv(epoch=master_epoch))
+            elif change is Change.ADOPT_SSS:
+                if self.master is not None and self.master.sss.adopt(frozenset(sss), sss_epoch):
+                    log.info("adopted sync-state-set %s", kv(members=sorted(sss), sss_epoch=sss_epoch))
+            elif change is Change.BECOME_MASTER:
                 await self._become_master(master_epoch, set(sss), sss_epoch)
-            elif action == "follow":
-                if self._role in ("FOLLOWER", "LEARNER") and master_epoch == self._epoch and \
-                        master_ha_address == self.master_ha:
-                    return
+            elif change is Change.FOLLOW:
                 await self._become_follower(master_id or 0, master_address, master_ha_address, master_epoch)
-            else:
-                if self._role == "MASTER" and master_epoch > self._epoch:
+            elif change is Change.NO_MASTER:
+                if self._role is Role.MASTER and master_epoch > self._epoch:
                     await self._stop_master()
-                    self._role = "NONE"
+                    self._role = next_role(self._role, change, self.config.ha_learner)
                 self._epoch = max(self._epoch, master_epoch)
 
     async def _become_master(self, epoch: int, sss: set[int], sss_epoch: int) -> None:
         assert self.server is not None and self.epochs is not None
         store = self.server.store
         loop = asyncio.get_running_loop()
-        if self.config.ha_learner:
-            log.error("controller made a learner master; refusing %s", kv(epoch=epoch))
-            return
         last = self.epochs.last()
-        if last is not None and last.epoch > epoch:
-            log.warning("stale master epoch %s", kv(epoch=epoch, last=last.epoch))
+        if master_epoch_start(last, epoch, 0) is None:
+            log.warning("stale master epoch %s", kv(epoch=epoch, last=last.epoch if last else None))
             return
         await self._stop_follower()
         await self._stop_master()
         # seal: nothing more is appended by replication; the new epoch starts at our end
-        end = store_max(store)
-        if last is not None and last.epoch == epoch:
-            end = last.start_offset  # restarted as master of the same epoch: it goes on
-        else:
+        start = master_epoch_start(last, epoch, store_max(store))
+        assert start is not None
+        append, end = start
+        if append:
             await loop.run_in_executor(None, self.epochs.append, epoch, end)
         self._epoch = epoch
         self.master_id = self.broker_id
@@ -169,7 +157,7 @@ class RoleManager(ReplicationHooks):
         self.master = HAMaster(store, self.epochs, self.broker_id, epoch, state, settings, self.config.ha_listen,
                                alter=self._alter, writable=self._refusal, replica_count=self._replica_count)
         self._ha_port = await self.master.start()
-        self._role = "MASTER"
+        self._role = Role.MASTER
         # the metadata snapshot waits until it is confirmed: write it without holding up writes
         self._snapshot_task = asyncio.create_task(self._write_snapshot(epoch))
         log.info("became master %s", kv(broker_set=self.config.broker_set, broker_id=self.broker_id, epoch=epoch,
@@ -182,7 +170,7 @@ class RoleManager(ReplicationHooks):
         await self._stop_follower()
         self._epoch = epoch
         self.master_id, self.master_addr, self.master_ha = master_id, master_addr, master_ha
-        self._role = "LEARNER" if self.config.ha_learner else "FOLLOWER"
+        self._role = next_role(self._role, Change.FOLLOW, self.config.ha_learner)
         if master_ha:
             fs = FollowerSettings(heartbeat_s=self.config.ha_heartbeat_s, idle_timeout_s=self.config.ha_idle_timeout_s)
             self.follower = HAFollower(self.server.store, self.epochs, self.broker_id, self.config.ha_learner,
@@ -234,7 +222,7 @@ class RoleManager(ReplicationHooks):
     # ---- the send path ----------------------------------------------------------------------------
 
     def _refusal(self) -> ReplicationError | None:
-        if self._role != "MASTER" or self.master is None:
+        if self._role is not Role.MASTER or self.master is None:
             return ReplicationError("NOT_MASTER", f"broker {self.config.broker_set}/{self.broker_id} is "
                                     f"{self._role}, not master", self.master_addr)
         if not self.lease.valid(time.monotonic()):
@@ -254,7 +242,7 @@ class RoleManager(ReplicationHooks):
 
     async def wait_replicated(self, end_offset: int) -> None:
         m = self.master
-        if m is None or self._role != "MASTER":
+        if m is None or self._role is not Role.MASTER:
             raise ReplicationError("NOT_MASTER", "stopped being master before the send was replicated",
                                    self.master_addr)
         await m.wait_replicated(end_offset)
@@ -265,10 +253,10 @@ class RoleManager(ReplicationHooks):
     # ---- role info --------------------------------------------------------------------------------
 
     def role(self) -> str:
-        return self._role
+        return self._role.value
 
     def is_master(self) -> bool:
-        return self._role == "MASTER"
+        return self._role is Role.MASTER
 
     def epoch(self) -> int:
         return self._epoch
@@ -277,7 +265,7 @@ class RoleManager(ReplicationHooks):
         return self.config.ha_address or self.config.ha_listen
 
     def master_address(self) -> str:
-        return self.config.listen if self._role == "MASTER" else self.master_addr
+        return self.config.listen if self._role is Role.MASTER else self.master_addr
 
     async def _publish_status(self) -> None:
         """HA state into the service's status counters (GetBrokerStatus `stats`, keys ha_*)."""
@@ -287,7 +275,7 @@ class RoleManager(ReplicationHooks):
             if srv is None or srv.service is None:
                 continue
             st = srv.service.stats
-            st["ha_role"] = self._role
+            st["ha_role"] = self._role.value
             st["ha_broker_id"] = self.broker_id
             st["ha_lease_ok"] = int(self.lease.valid(time.monotonic()))
             st["ha_truncations"] = len(self.truncations)
@@ -298,7 +286,7 @@ class RoleManager(ReplicationHooks):
             st["ha_lag"] = self.follower.lag() if self.follower is not None else 0
 
     def status(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"role": self._role, "epoch": self._epoch, "broker_id": self.broker_id,
+        d: dict[str, Any] = {"role": self._role.value, "epoch": self._epoch, "broker_id": self.broker_id,
                              "lease_ok": self.lease.valid(time.monotonic())}
         if self.master is not None:
             d.update(sss=sorted(self.master.sss.members), sss_epoch=self.master.sss.sss_epoch,

@@ -8,13 +8,13 @@ offset is safe to commit (`client/offsets.py` does).
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
 from orbitmq.client import errors
 from orbitmq.client.routes import MessageQueue
 from orbitmq.client.transport import Transport
+from orbitmq.common.durable import replace_file
 from orbitmq.protos import broker_pb2
 
 
@@ -77,15 +77,4 @@ class LocalOffsetStore:
                 return
             data = json.dumps(self._offsets, sort_keys=True)
             self._dirty = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        replace_file(self.path, data)

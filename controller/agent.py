@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from orbitmq.common.durable import remove_file, replace_file
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth import load_secret
 from orbitmq.controller.client import ControllerClient, ControllerError, NotLeader, map_error
@@ -76,28 +77,6 @@ class AgentSettings:
 
 # ---- identity file ------------------------------------------------------------------------------------
 
-def _write_durable(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_durable(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def read_identity(path: Path) -> tuple[str, str, int, str]:
@@ -209,23 +188,23 @@ class BrokerAgent:
                 if (c, b) == (self.s.cluster, self.s.broker_set):
                     r = await self.client.apply_broker_id(c, b, i, code)
                     if r.ok:
-                        _write_durable(ident, format_identity(c, b, i, code))
-                        _remove_durable(temp)
+                        replace_file(ident, format_identity(c, b, i, code))
+                        remove_file(temp)
                         return i, code
                     log.warning("resumed id application refused %s", kv(broker_id=i, code=r.code, reason=r.reason))
             except IdentityError as e:
                 log.warning("discarding temp identity: %s", e)
-            _remove_durable(temp)
+            remove_file(temp)
         for _ in range(5):
             want = self.s.broker_id or await self.client.get_next_broker_id(self.s.cluster, self.s.broker_set)
             code = f"{self.s.address};{int(time.time() * 1000)}"
-            _write_durable(temp, format_identity(self.s.cluster, self.s.broker_set, want, code))
+            replace_file(temp, format_identity(self.s.cluster, self.s.broker_set, want, code))
             r = await self.client.apply_broker_id(self.s.cluster, self.s.broker_set, want, code)
             if r.ok:
-                _write_durable(ident, format_identity(self.s.cluster, self.s.broker_set, want, code))
-                _remove_durable(temp)
+                replace_file(ident, format_identity(self.s.cluster, self.s.broker_set, want, code))
+                remove_file(temp)
                 return want, code
-            _remove_durable(temp)
+            remove_file(temp)
             if self.s.broker_id:
                 raise IdentityError(f"broker id {want} refused: {r.code}: {r.reason}")
             await asyncio.sleep(0.05)

@@ -5,13 +5,15 @@ it arrived, which session stream carried it, and whether that stream has closed.
 alive while its last heartbeat is younger than `timeout_s`; a closed stream is only a hint: the
 broker counts as dead once `lease_s` has passed since its last heartbeat (it may acknowledge
 writes until then), and only if no newer session has carried a heartbeat since (RocketMQ
-#10812). A report that goes backwards in (epoch, offset) keeps the higher position.
+#10812); such a broker is never an election candidate (`closed`, `election_view`). A report
+that goes backwards in (epoch, offset) keeps the higher position.
 
 Never replicated and never read by followers: a new leader starts empty. Time is passed in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from orbitmq.controller.election import Live
@@ -60,6 +62,26 @@ class Liveness:
         if age > self.timeout_s:
             return False
         return not (e.closed and age >= self.lease_s)
+
+    def closed(self, key: Key) -> bool:
+        """Its newest session stream has closed (and no heartbeat came since): never a candidate."""
+        e = self.entries.get(key)
+        return e is not None and e.closed
+
+    def election_view(self, set_key: tuple[str, str], broker_ids: Iterable[int],
+                      now: float) -> tuple[dict[int, Live], frozenset[int]]:
+        """The election's inputs for one set: the live brokers with their last heartbeat values,
+        and those of them whose newest session has closed."""
+        alive: dict[int, Live] = {}
+        closed = set()
+        for b in broker_ids:
+            k = (set_key, b)
+            if self.alive(k, now):
+                e = self.entries[k]
+                alive[b] = e.live
+                if e.closed:
+                    closed.add(b)
+        return alive, frozenset(closed)
 
     def get(self, key: Key) -> Entry | None:
         return self.entries.get(key)

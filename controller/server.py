@@ -3,8 +3,9 @@ liveness table, failure detection, elections and role-change notifications.
 
 Owns: request handling (only the leader serves; followers answer NOT_LEADER + the leader's
 address), submitting commands through Raft and waiting for them to apply (with a timeout),
-heartbeats and broker sessions (push of role changes), the leader's periodic scan (dead masters,
-failed-election retries, pushes), and `start_controller` / `namesrv_hook` to run standalone or
+heartbeats and broker sessions (push of role changes), running the leader's scan
+(controller/leader_scan.py, pure: dead masters, failed-election retries, pushes) on a timer and
+carrying out what it returns, and `start_controller` / `namesrv_hook` to run standalone or
 inside a name server. Liveness is never replicated: a new leader waits one heartbeat timeout to
 rebuild it before it may elect anyone. Never decides an election itself (election.py does) and
 never changes state except through Raft.
@@ -29,6 +30,15 @@ from orbitmq.common.observability import Observability
 from orbitmq.controller import election as el
 from orbitmq.controller import state as st
 from orbitmq.controller.config import ControllerConfig
+from orbitmq.controller.leader_scan import (
+    Announce,
+    BecameLeader,
+    Elect,
+    LeaderScan,
+    Push,
+    ScanSettings,
+    StepDown,
+)
 from orbitmq.controller.liveness import Liveness
 from orbitmq.controller.metrics import controller_rows
 from orbitmq.controller.node_methods import protected_methods
@@ -68,13 +78,7 @@ class ControllerService(pbg.ControllerServicer):
         self.live = Liveness(cfg.heartbeat_timeout_s, cfg.broker_lease_s)
         self.sessions: dict[st.SetKey, set[Session]] = {}
         self._gens = itertools.count(1)
-        self.leader_since: float | None = None
-        self.leader_term = -1
-        self.announced = False
-        self._announcing = False
-        self._electing: set[st.SetKey] = set()
-        self._last_try: dict[st.SetKey, float] = {}
-        self._pushed: dict[st.SetKey, tuple] = {}
+        self.scan = LeaderScan(ScanSettings(cfg.liveness_rebuild_s, cfg.election_retry_s, cfg.unclean_election))
         self._scan_task: asyncio.Task | None = None
         self.commands_committed = 0
 
@@ -102,12 +106,11 @@ class ControllerService(pbg.ControllerServicer):
         return self.raft.read(lambda s: s.nodes.get(raft, ""))
 
     def serving(self) -> bool:
-        return self.raft.is_leader() and self.announced
+        return self.raft.is_leader() and self.scan.announced
 
     def liveness_ready(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        return self.serving() and self.leader_since is not None and \
-            now - self.leader_since >= self.cfg.liveness_rebuild_s
+        return self.serving() and self.scan.liveness_ready(now)
 
     async def _not_leader(self, context: grpc.aio.ServicerContext) -> None:
         leader = self.leader_address() if not self.raft.is_leader() else ""
@@ -162,15 +165,6 @@ class ControllerService(pbg.ControllerServicer):
     def _alive(self, key: st.SetKey, broker_id: int, now: float) -> bool:
         return self.live.alive((key, broker_id), now)
 
-    def alive_map(self, bs: st.BrokerSet, now: float) -> dict[int, el.Live]:
-        key = (bs.cluster, bs.name)
-        out = {}
-        for b in bs.replicas:
-            e = self.live.get((key, b))
-            if e is not None and self.live.alive((key, b), now):
-                out[b] = e.live
-        return out
-
     def view(self, cluster: str, broker_set: str, now: float | None = None) -> pb.CtlSetView:
         now = time.monotonic() if now is None else now
 
@@ -198,19 +192,21 @@ class ControllerService(pbg.ControllerServicer):
         return self.raft.read(build)
 
     def _push_if_changed(self, key: st.SetKey, reason: str) -> None:
+        push = self.raft.read(lambda s: self.scan.push_if_changed(key, s.sets.get(key), reason))
+        if push is not None:
+            self._push(push)
+
+    def _push(self, push: Push) -> None:
+        key = push.key
         subs = self.sessions.get(key)
-        v = self.view(*key)
-        sig = (v.master_id, v.master_epoch, v.sss_epoch, v.master_address, v.master_ha_address, v.exists)
-        if self._pushed.get(key) == sig:
-            return
-        self._pushed[key] = sig
         if subs:
-            ev = pb.CtlSessionEvent(view=v, reason=reason)
+            v = self.view(*key)
+            ev = pb.CtlSessionEvent(view=v, reason=push.reason)
             for s in list(subs):
                 s.queue.put_nowait(ev)
             log.info("pushed role change %s", kv(set=f"{key[0]}/{key[1]}", master=v.master_id,
                                                    epoch=v.master_epoch, sss=list(v.sync_state_set),
-                                                   sessions=len(subs), reason=reason))
+                                                   sessions=len(subs), reason=push.reason))
 
     # ---- liveness ---------------------------------------------------------------------------------------
 
@@ -246,98 +242,76 @@ class ControllerService(pbg.ControllerServicer):
             await asyncio.sleep(self.cfg.scan_interval_s)
 
     async def scan_once(self) -> None:
-        now = time.monotonic()
-        term = self.raft.term()
-        if not self.raft.is_leader() or (self.leader_since is not None and term != self.leader_term):
-            if self.leader_since is not None:
+        """Run the pure leader scan (controller/leader_scan.py) and carry out what it returns."""
+        now, now_ms = time.monotonic(), int(time.time() * 1000)
+        is_leader, term = self.raft.is_leader(), self.raft.term()
+        actions = self.raft.read(lambda s: self.scan.step(now, now_ms, is_leader, term, s, self.live))
+        for a in actions:
+            if isinstance(a, StepDown):
                 log.info("no longer leader %s", kv(node=self.cfg.name))
-                self.leader_since = None
-                self.announced = False
-                self.live.clear()
-                self._pushed.clear()
                 self._close_sessions()
-            return
-        if self.leader_since is None:
-            self.leader_since = now
-            self.leader_term = term
-            self.live.clear()
-            log.info("became leader; rebuilding liveness for %ss %s", self.cfg.liveness_rebuild_s,
-                     kv(node=self.cfg.name, term=term))
-        if not self.announced and not self._announcing:
-            self._announcing = True
-            asyncio.create_task(self._announce())
-        if not self.liveness_ready(now):
-            return
-        sets = self.raft.read(lambda s: list(s.sets.keys()))
-        for key in sets:
-            self._push_if_changed(key, "scan")
-            if key in self._electing or now - self._last_try.get(key, -1e9) < self.cfg.election_retry_s:
-                continue
-            bs = self.raft.read(lambda s, k=key: s.sets.get(k))
-            if bs is None:
-                continue
-            if bs.master_id is not None and self._alive(key, bs.master_id, now):
-                continue
-            self._last_try[key] = now
-            self._electing.add(key)
-            asyncio.create_task(self._auto_elect(key))
+            elif isinstance(a, BecameLeader):
+                log.info("became leader; rebuilding liveness for %ss %s", self.cfg.liveness_rebuild_s,
+                         kv(node=self.cfg.name, term=a.term))
+            elif isinstance(a, Announce):
+                asyncio.create_task(self._announce())
+            elif isinstance(a, Push):
+                self._push(a)
+            elif isinstance(a, Elect):
+                asyncio.create_task(self._auto_elect(a))
 
     async def _announce(self) -> None:
+        ok = False
         try:
             r = await self.commit(st.AnnounceNode(self.cfg.raft_addr, self.cfg.listen))
-            self.announced = r.ok and self.raft.is_leader()
-            if self.announced:
+            ok = r.ok and self.raft.is_leader()
+            if ok:
                 log.info("leader serving %s", kv(node=self.cfg.name, listen=self.cfg.listen))
         except CommitError as e:
             log.warning("leader announcement not committed %s", kv(error=e))
         finally:
-            self._announcing = False
+            self.scan.announce_done(ok)
 
-    async def _auto_elect(self, key: st.SetKey) -> None:
+    async def _auto_elect(self, a: Elect) -> None:
         try:
-            await self.run_election(key, preferred=0, designate=False)
+            await self._commit_election(a.key, a.command, a.decision)
         except CommitError as e:
-            log.warning("election not committed %s", kv(set=f"{key[0]}/{key[1]}", error=e))
+            log.warning("election not committed %s", kv(set=f"{a.key[0]}/{a.key[1]}", error=e))
         finally:
-            self._electing.discard(key)
+            self.scan.election_done(a.key)
 
     async def run_election(self, key: st.SetKey, preferred: int, designate: bool) -> tuple[st.Result, el.Decision]:
-        """Decide with the current liveness and commit the outcome. The old master counts as a
-        candidate only while alive."""
-        now = time.monotonic()
+        """Decide with the current liveness (election.decide, through the scan) and commit the
+        outcome. The old master counts as a candidate only while alive."""
+        now, now_ms = time.monotonic(), int(time.time() * 1000)
 
-        def decide(s: st.ControllerState) -> tuple[st.BrokerSet | None, el.Decision | None, int, int]:
+        def decide(s: st.ControllerState) -> tuple[st.ElectMaster | None, el.Decision | None]:
             bs = s.sets.get(key)
             if bs is None:
-                return None, None, 0, 0
-            d = el.elect(bs, self.alive_map(bs, now), preferred=preferred, designate=designate,
-                         unclean_enabled=self.cfg.unclean_election)
-            old = self.live.get((key, bs.master_id)) if bs.master_id is not None else None
-            return bs, d, bs.master_epoch, old.last_seen_ms if old else 0
+                return None, None
+            return self.scan.decide(key, bs, now, now_ms, self.live, preferred=preferred, designate=designate)
 
-        bs, d, epoch, old_hb_ms = self.raft.read(decide)
-        if bs is None or d is None:
+        cmd, d = self.raft.read(decide)
+        if d is None:
             return st.Result.reject("SET_NOT_FOUND", f"unknown broker set {key[0]}/{key[1]}"), \
                 el.Decision(0, frozenset(), False, "SET_NOT_FOUND", "")
-        if d.code == "NO_CANDIDATE" and bs.master_id is not None and not designate and preferred == 0:
-            # the master is gone and nobody may replace it: record that the set has no master
-            cmd = st.ElectMaster(key[0], key[1], epoch, 0, frozenset(), False,
-                                 f"master {bs.master_id} lost; {d.reason}", int(time.time() * 1000), old_hb_ms)
-            r = await self.commit(cmd)
-            log.warning("set has no master %s", kv(set=f"{key[0]}/{key[1]}", why=d.reason, committed=r.ok))
-            return r, d
-        if d.code:
+        if cmd is None:
             return st.Result.reject(d.code, d.reason), d
-        cmd = st.ElectMaster(key[0], key[1], epoch, d.master_id, d.sss, d.unclean, d.reason,
-                             int(time.time() * 1000), old_hb_ms)
+        return await self._commit_election(key, cmd, d), d
+
+    async def _commit_election(self, key: st.SetKey, cmd: st.ElectMaster, d: el.Decision) -> st.Result:
         r = await self.commit(cmd)
-        if r.ok:
-            log.info("elected master %s", kv(set=f"{key[0]}/{key[1]}", master=d.master_id, epoch=epoch + 1,
-                                              sss=sorted(d.sss), reason=d.reason))
-            self._push_if_changed(key, d.reason)
+        where = f"{key[0]}/{key[1]}"
+        if cmd.master_id == 0:
+            log.warning("set has no master %s", kv(set=where, why=d.reason, committed=r.ok))
+        elif r.ok:
+            log.info("elected master %s", kv(set=where, master=cmd.master_id, epoch=cmd.expected_master_epoch + 1,
+                                              sss=sorted(cmd.new_sss), reason=cmd.reason))
         else:
-            log.warning("election rejected %s", kv(set=f"{key[0]}/{key[1]}", code=r.code, reason=r.reason))
-        return r, d
+            log.warning("election rejected %s", kv(set=where, code=r.code, reason=r.reason))
+        if r.ok:
+            self._push_if_changed(key, cmd.reason)
+        return r
 
     # ---- RPCs ---------------------------------------------------------------------------------------------
 
@@ -433,18 +407,18 @@ class ControllerService(pbg.ControllerServicer):
                 ok=False, code="LIVENESS_NOT_READY",
                 reason=f"new leader rebuilds liveness for {self.cfg.liveness_rebuild_s} s before electing"),
                 view=self.view(*key))
-        if key in self._electing:
+        if key in self.scan.electing:
             return pb.CtlElectMasterReply(result=pb.CtlResult(ok=False, code="ELECTION_IN_PROGRESS",
                                                               reason="an election for this set is in progress"),
                                           view=self.view(*key))
-        self._electing.add(key)
+        self.scan.electing.add(key)
         try:
             r, _ = await self.run_election(key, request.broker_id, request.designate)
         except CommitError as e:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(e),
                                 trailing_metadata=((ERROR_KEY, "REPLICATION_TIMEOUT"),))
         finally:
-            self._electing.discard(key)
+            self.scan.election_done(key)
         return pb.CtlElectMasterReply(result=_result(r), view=self.view(*key))
 
     async def CleanBrokerData(self, request, context):

@@ -12,6 +12,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from orbitmq.controller import election as el
 from orbitmq.controller import state as st
+from orbitmq.controller.leader_scan import Elect, LeaderScan, ScanSettings
+from orbitmq.controller.liveness import Liveness
 
 C = "c1"
 
@@ -284,21 +286,30 @@ class ControllerMachine(RuleBasedStateMachine):
     def clean(self, name, ids):
         self._apply(st.CleanBrokerData(C, name, ids))
 
-    @rule(name=hs.sampled_from(SETS))
-    def failover_scan(self, name):
-        """What the leader's scan does: a set whose master is dead gets a master whenever a
-        live, electable sync-state-set member exists."""
+    @rule(name=hs.sampled_from(SETS), closed=hs.frozensets(hs.integers(1, 6), max_size=2))
+    def failover_scan(self, name, closed):
+        """The real leader scan (leader_scan.py) on a liveness table holding the random liveness
+        (brokers in `closed` had their session close): a set whose master is dead gets a master
+        whenever a live, electable sync-state-set member with an open session exists, and a broker
+        whose session closed is never elected."""
+        live = Liveness(2.5, 2.0)
+        scan = LeaderScan(ScanSettings(liveness_rebuild_s=1.0, election_retry_s=0.5))
+        scan.step(10.0, 10000, True, 1, self.s, live)    # becomes leader: liveness starts empty
+        scan.announce_done(True)
+        for (n, b), lv in self.alive.items():
+            live.record(((C, n), b), lv, 10.0, 10000, gen=b)
+            if n == name and b in closed:
+                live.session_closed(((C, n), b), b)
+        for a in scan.step(11.0, 11000, True, 1, self.s, live):
+            if isinstance(a, Elect) and a.key == (C, name):
+                assert a.command.master_id not in closed, "a broker whose session closed was elected"
+                assert self._apply(a.command).ok
         bs = self.s.get(C, name)
         if bs is None:
             return
         alive = self._alive(name)
-        if bs.master_id is not None and bs.master_id in alive:
-            return
-        d = el.elect(bs, alive)
-        if d.master_id:
-            assert self._apply(st.ElectMaster(C, name, bs.master_epoch, d.master_id, d.sss, False, d.reason, 7)).ok
-        bs = self.s.get(C, name)
-        live_members = [b for b in (bs.sss if bs.had_master else bs.replicas) if b in alive and bs.electable(b)]
+        live_members = [b for b in (bs.sss if bs.had_master else bs.replicas)
+                        if b in alive and b not in closed and bs.electable(b)]
         if live_members:
             assert bs.master_id is not None, "a set was left without master while a member is alive"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orbitmq.broker.epoch_file import EpochEntry
+from orbitmq.broker.epochs import EpochEntry
 from orbitmq.broker.ha_protocol import (
     HEADER_SIZE,
     VERSION,
