@@ -141,12 +141,13 @@ def apply(state: QueueState, event: dict) -> QueueState:
 
 
 def pop(state: QueueState, now: int, candidates: list[Candidate], batch: int, invisible_ms: int,
-        max_attempts: int, fifo: bool = False) -> PopResult:
+        max_attempts: int, fifo: bool = False, scanned_end: int | None = None) -> PopResult:
     """Decide one receive on one queue; `candidates` are the stored messages from `state.next` on, in order.
 
     Order: in-flight messages that became visible again (oldest offset first: redelivered with their
     attempt + 1, or dead-lettered once `max_attempts` deliveries failed), then new messages. The
-    state is not changed: log `event` and `apply` it.
+    state is not changed: log `event` and `apply` it. `scanned_end`: the shell looked at every stored
+    offset below it (messages a filter dropped are not candidates), so `next` may move up to it.
     """
     if batch < 1:
         raise PopError("BAD_REQUEST", "batch size must be at least 1")
@@ -175,12 +176,14 @@ def pop(state: QueueState, now: int, candidates: list[Candidate], batch: int, in
         items.append([off, d.attempt, d.visible_at, seq, e.mgroup])
         busy_groups.add(e.mgroup)
     nxt = state.next
+    stopped = False
     for c in candidates:
         if c.offset < nxt:
             continue
         if c.offset != nxt:
             nxt = c.offset  # a gap (expired or filtered-out entries) is skipped
         if fifo and c.mgroup in busy_groups:
+            stopped = True
             break  # ordering: nothing after an unfinished message of its group
         if c.deliver_at > now:
             seq += 1
@@ -190,6 +193,7 @@ def pop(state: QueueState, now: int, candidates: list[Candidate], batch: int, in
             nxt = c.offset + 1
             continue
         if len(deliver) >= batch:
+            stopped = True
             break
         seq += 1
         d = Delivery(c.offset, 1, seq, now + invisible_ms)
@@ -197,6 +201,8 @@ def pop(state: QueueState, now: int, candidates: list[Candidate], batch: int, in
         items.append([c.offset, 1, d.visible_at, seq, c.mgroup])
         busy_groups.add(c.mgroup)
         nxt = c.offset + 1
+    if not stopped and scanned_end is not None and scanned_end > nxt:
+        nxt = scanned_end
     event = None
     if items or nxt != state.next:
         event = {"k": "take", "next": nxt, "seq": seq, "items": items}

@@ -237,3 +237,14 @@ def test_model(n, fifo, max_attempts, ops, groups):
     for e in log:
         pc.apply(rebuilt, e)
     assert rebuilt.to_json() == s.to_json()
+
+
+def test_filtered_out_messages_are_skipped_up_to_the_scanned_end():
+    s = QueueState()
+    r = run_pop(s, 0, [Candidate(3)], batch=5)
+    assert [d.offset for d in r.deliver] == [3]
+    pc.apply(s, pc.pop(s, 0, [], 5, 1000, 3, scanned_end=10).event)
+    assert s.next == 10
+    s2 = QueueState()
+    r = pc.pop(s2, 0, [Candidate(0), Candidate(1)], 1, 1000, 3, scanned_end=10)
+    assert r.event["next"] == 1  # stopped by the batch size: not beyond what it did not look at

@@ -1,0 +1,90 @@
+"""Pop consumption on a real MessageStore: state in the commitlog, surviving a restart; DLQ moves."""
+
+from __future__ import annotations
+
+import pytest
+
+from orbitmq.broker import pop_core as pc
+from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, PopService, dlq_topic
+from orbitmq.broker.store import Message, MessageStore, StoreConfig
+
+
+def open_store(path) -> tuple[MessageStore, PopService]:
+    s = MessageStore(StoreConfig(store_dir=str(path), segment_size=1 << 20, expiry_interval_s=0))
+    pops = PopService(s, "broker-a")
+    s.open()
+    pops.load()
+    return s, pops
+
+
+@pytest.fixture
+def env(tmp_path):
+    s, pops = open_store(tmp_path)
+    s.put_topic_config("T", {"read_queues": 2, "write_queues": 2, "perm": 6, "order": False, "attributes": {}})
+    yield tmp_path, s, pops
+    s.close()
+
+
+def put(s, n, q=0, **props):
+    for i in range(n):
+        s.put(Message("T", f"m{q}-{i}".encode(), q, properties={k: str(v) for k, v in props.items()}))
+    assert s.wait_dispatched(s.max_physical_offset, 10)
+
+
+def test_receive_ack_and_restart_keeps_state(env):
+    path, s, pops = env
+    put(s, 5, 0)
+    put(s, 3, 1)
+    got, _ = pops.receive("G", "T", [0, 1], 6, 30_000, 1000, 3)
+    assert len(got) == 6 and {r.attempt for r in got} == {1}
+    for r in got[:4]:
+        pops.ack("G", "T", r.handle)
+    with pytest.raises(pc.PopError):
+        pops.ack("G", "T", got[0].handle)  # twice
+    s.close()
+    s2, pops2 = open_store(path)
+    try:
+        # the 2 unacked are still invisible; the 2 never-received come now
+        rest, _ = pops2.receive("G", "T", [0, 1], 32, 30_000, 2000, 3)
+        assert sorted(r.message.body for r in rest) == sorted([b"m1-1", b"m1-2"])
+        pops2.ack("G", "T", got[4].handle)  # a handle from before the restart still works
+        again, _ = pops2.receive("G", "T", [0, 1], 32, 30_000, 1000 + 30_000, 3)
+        assert [r.message.body for r in again] == [got[5].message.body] and again[0].attempt == 2
+    finally:
+        s2.close()
+
+
+def test_dead_letter_after_max_attempts(env):
+    _path, s, pops = env
+    put(s, 1, 0)
+    t = 0
+    for attempt in (1, 2):
+        got, wake = pops.receive("G", "T", [0], 1, 100, t, 2)
+        assert [r.attempt for r in got] == [attempt] and wake == t + 100
+        t += 100
+    got, _ = pops.receive("G", "T", [0], 1, 100, t, 2)
+    assert got == [] and pops.inflight("G", "T") == 0
+    assert s.wait_dispatched(s.max_physical_offset, 10)
+    dl = s.get_messages(dlq_topic("G"), 0, 0).messages
+    assert [m.body for m in dl] == [b"m0-0"] and dl[0].properties["ORIGIN_TOPIC"] == "T"
+
+
+def test_fifo_and_delay_and_forged_handles(env):
+    _path, s, pops = env
+    for i, g in enumerate("AAB"):
+        s.put(Message("T", f"f{i}".encode(), 0, properties={PROP_MSG_GROUP: g}))
+    s.put(Message("T", b"later", 1, properties={PROP_DELIVER_MS: "50000"}))
+    assert s.wait_dispatched(s.max_physical_offset, 10)
+    got, _ = pops.receive("G", "T", [0], 32, 10_000, 0, 5, fifo=True)
+    assert [r.message.body for r in got] == [b"f0"]  # head of line: f1 (A) waits for f0
+    pops.ack("G", "T", got[0].handle)
+    got, _ = pops.receive("G", "T", [0], 32, 10_000, 1, 5, fifo=True)
+    assert [r.message.body for r in got] == [b"f1", b"f2"]
+    d, wake = pops.receive("G", "T", [1], 32, 10_000, 0, 5)
+    assert d == [] and wake == 50_000
+    d, _ = pops.receive("G", "T", [1], 32, 10_000, 50_000, 5)
+    assert [r.message.body for r in d] == [b"later"]
+    for bad in ("nonsense", pc.Handle("broker-a", "T", 0, 99, 1).encode(), pc.Handle("other", "T", 0, 0, 1).encode()):
+        with pytest.raises(pc.PopError) as e:
+            pops.ack("G", "T", bad)
+        assert e.value.code == "INVALID_RECEIPT_HANDLE"
