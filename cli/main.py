@@ -20,6 +20,7 @@ SUBCOMMANDS: list[str] = [
     "orbitmq.cli.controller",
     "orbitmq.cli.cluster",
     "orbitmq.cli.demo",
+    "orbitmq.cli.proxy",
 ]
 
 

@@ -1,0 +1,150 @@
+"""The proxy's local mode: an embedded broker store in the proxy process (development and tests).
+
+Owns: opening the `MessageStore` under `data_dir` with pop consumption (`PopService`), topics
+(auto-created when asked), consumer-group settings (FIFO, max attempts), sends, and waking
+long-polling receives when new messages become visible. Blocking store calls run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from orbitmq.broker import names
+from orbitmq.broker.pop_core import PopError
+from orbitmq.broker.pop_service import PopService, Received
+from orbitmq.broker.record import Message as Record
+from orbitmq.broker.store import MessageStore, PutResult, StoreConfig
+from orbitmq.proxy.config import ProxyConfig, parse_group_spec
+from orbitmq.proxy.errors import ProxyError, from_broker
+
+log = logging.getLogger("orbitmq.proxy.local")
+
+
+@dataclass
+class GroupSettings:
+    fifo: bool
+    max_attempts: int
+
+
+class LocalBackend:
+    """`await open()`, then the operations; `await close()` at the end."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.store: MessageStore | None = None
+        self.pops: PopService | None = None
+        self._rr = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._data = asyncio.Event()
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        cfg = self.config
+        os.makedirs(cfg.data_dir, exist_ok=True)
+        self.store = MessageStore(StoreConfig(store_dir=os.path.join(cfg.data_dir, "store"),
+                                              flush_mode=cfg.flush_mode, store_host=cfg.advertise or cfg.listen))
+        self.pops = PopService(self.store, cfg.broker_name)
+        await asyncio.to_thread(self.store.open)
+        n = await asyncio.to_thread(self.pops.load)
+        self.store.add_dispatch_listener(self._on_dispatch)
+        for spec in cfg.groups:
+            name, fifo, attempts = parse_group_spec(spec)
+            await asyncio.to_thread(self.store.put_subscription_group, name, {
+                "consume_enable": True, "broadcast_enable": False,
+                "retry_max_times": (attempts or cfg.max_attempts) - 1, "attributes": {"fifo": str(fifo).lower()}})
+        log.info("local broker open dir=%s pop-queues=%d", cfg.data_dir, n)
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
+
+    def _on_dispatch(self, _queues: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._bump)
+
+    def _bump(self) -> None:
+        self._data.set()
+        self._data = asyncio.Event()
+
+    async def wait_data(self, timeout: float) -> None:
+        """Return when new messages were dispatched, or after `timeout` seconds."""
+        ev = self._data
+        try:
+            await asyncio.wait_for(ev.wait(), max(0.0, timeout))
+        except TimeoutError:
+            pass
+
+    # ---- topics and groups ------------------------------------------------------------------------
+
+    async def topic_queues(self, topic: str, create: bool = False) -> int:
+        """Number of queues of `topic` (auto-created if allowed); ProxyError TOPIC_NOT_FOUND."""
+        cfg = self.store.get_topic_config(topic)
+        if cfg is None:
+            if not (create and self.config.auto_create_topics):
+                raise ProxyError("TOPIC_NOT_FOUND", f"topic {topic!r} does not exist (the proxy was started "
+                                 "without --auto-create-topics)")
+            n = self.config.default_queues
+            cfg = {"read_queues": n, "write_queues": n, "perm": 6, "order": False, "attributes": {}}
+            await asyncio.to_thread(self.store.put_topic_config, topic, cfg)
+            log.info("auto-created topic %s with %d queues", topic, n)
+        return max(int(cfg.get("read_queues", 1)), int(cfg.get("write_queues", 1)), 1)
+
+    def group_settings(self, group: str) -> GroupSettings:
+        g = self.store.get_subscription_group(group)
+        if g is None:
+            return GroupSettings(False, self.config.max_attempts)
+        attrs = g.get("attributes") or {}
+        return GroupSettings(str(attrs.get("fifo", "")).lower() == "true", int(g.get("retry_max_times", 16)) + 1)
+
+    # ---- produce ----------------------------------------------------------------------------------
+
+    def pick_queue(self, n: int, message_group: str) -> int:
+        if message_group:
+            return zlib.crc32(message_group.encode()) % n
+        return next(self._rr) % n
+
+    async def send(self, records: list[Record]) -> list[PutResult]:
+        try:
+            return await asyncio.to_thread(self.store.put_batch, records)
+        except names.NameError_ as e:
+            raise from_broker(e.code, str(e)) from None
+
+    # ---- consume ----------------------------------------------------------------------------------
+
+    async def receive(self, group: str, topic: str, queue_ids: list[int], batch: int, invisible_ms: int, now: int,
+                      gs: GroupSettings, tags: set[str] | None) -> tuple[list[Received], int | None]:
+        return await asyncio.to_thread(self.pops.receive, group, topic, queue_ids, batch, invisible_ms, now,
+                                       gs.max_attempts, gs.fifo, tags)
+
+    async def ack(self, group: str, topic: str, handle: str) -> None:
+        await self._pop_call(self.pops.ack, group, topic, handle)
+
+    async def change_invisible(self, group: str, topic: str, handle: str, invisible_ms: int, now: int) -> str:
+        return await self._pop_call(self.pops.change_invisible, group, topic, handle, invisible_ms, now)
+
+    async def forward_to_dead_letter(self, group: str, topic: str, handle: str, attempts: int) -> None:
+        await self._pop_call(self.pops.forward_to_dead_letter, group, topic, handle, attempts)
+
+    async def _pop_call(self, fn, *args):
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except PopError as e:
+            raise ProxyError(e.code, str(e)) from None
+
+    # ---- transactions -----------------------------------------------------------------------------
+
+    async def send_half(self, record: Record) -> PutResult:
+        raise ProxyError("UNSUPPORTED", "transactional messages are not supported yet")
+
+    async def end_transaction(self, topic: str, transaction_id: str, commit: bool) -> None:
+        raise ProxyError("INVALID_TRANSACTION_ID", f"unknown transaction {transaction_id!r}")
