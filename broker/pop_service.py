@@ -170,6 +170,15 @@ class PopService:
             pc.ack(st, h)  # checks the handle is current
             self._dead_letter(key, st, [(h.offset, h.seq)], attempts)
 
+    def group_settings(self, group: str, default_max_attempts: int) -> tuple[bool, int]:
+        """(fifo, max delivery attempts) of a consumer group: its subscription-group config
+        (`retry_max_times` + 1, attribute `fifo`), else (False, default_max_attempts)."""
+        g = self.store.get_subscription_group(group) if group else None
+        if g is None:
+            return False, default_max_attempts
+        attrs = g.get("attributes") or {}
+        return str(attrs.get("fifo", "")).lower() == "true", max(1, int(g.get("retry_max_times", 16)) + 1)
+
     def inflight(self, group: str, topic: str) -> int:
         with self._lock:
             return sum(len(st.inflight) for (g, t, _q), st in self._live.items() if g == group and t == topic)

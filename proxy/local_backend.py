@@ -13,11 +13,11 @@ import logging
 import os
 import zlib
 from dataclasses import dataclass
-from typing import Any
 
 from orbitmq.broker import names
 from orbitmq.broker.pop_core import PopError
-from orbitmq.broker.pop_service import PopService, Received
+from orbitmq.broker.pop_poll import PopPoller
+from orbitmq.broker.pop_service import PROP_MSG_GROUP, PopService, Received
 from orbitmq.broker.record import Message as Record
 from orbitmq.broker.store import MessageStore, PutResult, StoreConfig
 from orbitmq.proxy.config import ProxyConfig, parse_group_spec
@@ -39,14 +39,12 @@ class LocalBackend:
         self.config = config
         self.store: MessageStore | None = None
         self.pops: PopService | None = None
+        self.poller: PopPoller | None = None
         self._rr = itertools.count()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._data = asyncio.Event()
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        self._loop = asyncio.get_running_loop()
         cfg = self.config
         os.makedirs(cfg.data_dir, exist_ok=True)
         self.store = MessageStore(StoreConfig(store_dir=os.path.join(cfg.data_dir, "store"),
@@ -54,7 +52,7 @@ class LocalBackend:
         self.pops = PopService(self.store, cfg.broker_name)
         await asyncio.to_thread(self.store.open)
         n = await asyncio.to_thread(self.pops.load)
-        self.store.add_dispatch_listener(self._on_dispatch)
+        self.poller = PopPoller(self.pops)
         for spec in cfg.groups:
             name, fifo, attempts = parse_group_spec(spec)
             await asyncio.to_thread(self.store.put_subscription_group, name, {
@@ -67,27 +65,10 @@ class LocalBackend:
             await asyncio.to_thread(self.store.close)
             self.store = None
 
-    def _on_dispatch(self, _queues: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._bump)
-
-    def _bump(self) -> None:
-        self._data.set()
-        self._data = asyncio.Event()
-
-    async def wait_data(self, timeout: float) -> None:
-        """Return when new messages were dispatched, or after `timeout` seconds."""
-        ev = self._data
-        try:
-            await asyncio.wait_for(ev.wait(), max(0.0, timeout))
-        except TimeoutError:
-            pass
-
     # ---- topics and groups ------------------------------------------------------------------------
 
-    async def topic_queues(self, topic: str, create: bool = False) -> int:
-        """Number of queues of `topic` (auto-created if allowed); ProxyError TOPIC_NOT_FOUND."""
+    async def queues(self, topic: str, create: bool = False) -> list[tuple[str, int]]:
+        """(broker name, queue id) of every queue of `topic` (auto-created if allowed)."""
         cfg = self.store.get_topic_config(topic)
         if cfg is None:
             if not (create and self.config.auto_create_topics):
@@ -97,23 +78,21 @@ class LocalBackend:
             cfg = {"read_queues": n, "write_queues": n, "perm": 6, "order": False, "attributes": {}}
             await asyncio.to_thread(self.store.put_topic_config, topic, cfg)
             log.info("auto-created topic %s with %d queues", topic, n)
-        return max(int(cfg.get("read_queues", 1)), int(cfg.get("write_queues", 1)), 1)
+        n = max(int(cfg.get("read_queues", 1)), int(cfg.get("write_queues", 1)), 1)
+        return [(self.config.broker_name, q) for q in range(n)]
 
-    def group_settings(self, group: str) -> GroupSettings:
-        g = self.store.get_subscription_group(group)
-        if g is None:
-            return GroupSettings(False, self.config.max_attempts)
-        attrs = g.get("attributes") or {}
-        return GroupSettings(str(attrs.get("fifo", "")).lower() == "true", int(g.get("retry_max_times", 16)) + 1)
+    async def group_settings(self, group: str) -> GroupSettings:
+        fifo, attempts = self.pops.group_settings(group, self.config.max_attempts)
+        return GroupSettings(fifo, attempts)
 
     # ---- produce ----------------------------------------------------------------------------------
 
-    def pick_queue(self, n: int, message_group: str) -> int:
-        if message_group:
-            return zlib.crc32(message_group.encode()) % n
-        return next(self._rr) % n
-
-    async def send(self, records: list[Record]) -> list[PutResult]:
+    async def send(self, topic: str, records: list[Record]) -> list[PutResult]:
+        """Store records (queue picked here: message group hash for FIFO, else round robin)."""
+        n = len(await self.queues(topic, create=True))
+        for r in records:
+            group = r.properties.get(PROP_MSG_GROUP, "")
+            r.queue_id = zlib.crc32(group.encode()) % n if group else next(self._rr) % n
         try:
             return await asyncio.to_thread(self.store.put_batch, records)
         except names.NameError_ as e:
@@ -121,10 +100,13 @@ class LocalBackend:
 
     # ---- consume ----------------------------------------------------------------------------------
 
-    async def receive(self, group: str, topic: str, queue_ids: list[int], batch: int, invisible_ms: int, now: int,
-                      gs: GroupSettings, tags: set[str] | None) -> tuple[list[Received], int | None]:
-        return await asyncio.to_thread(self.pops.receive, group, topic, queue_ids, batch, invisible_ms, now,
-                                       gs.max_attempts, gs.fifo, tags)
+    async def receive(self, group: str, topic: str, broker: str, start_qid: int, batch: int, invisible_ms: int,
+                      tags: set[str] | None, poll_ms: float) -> tuple[list[Received], int]:
+        n = len(await self.queues(topic))
+        order = [(start_qid + i) % n for i in range(n)]
+        gs = await self.group_settings(group)
+        return await self.poller.receive(group, topic, order, batch, invisible_ms, gs.max_attempts, gs.fifo, tags,
+                                         poll_ms)
 
     async def ack(self, group: str, topic: str, handle: str) -> None:
         await self._pop_call(self.pops.ack, group, topic, handle)
@@ -143,7 +125,7 @@ class LocalBackend:
 
     # ---- transactions -----------------------------------------------------------------------------
 
-    async def send_half(self, record: Record) -> PutResult:
+    async def send_half(self, topic: str, record: Record) -> PutResult:
         raise ProxyError("UNSUPPORTED", "transactional messages are not supported yet")
 
     async def end_transaction(self, topic: str, transaction_id: str, commit: bool) -> None:

@@ -83,9 +83,9 @@ class MessagingService(sg.MessagingServiceServicer):
 
     # ---- helpers ----------------------------------------------------------------------------------
 
-    def _queue(self, topic_res: d.Resource, qid: int) -> d.MessageQueue:
+    def _queue(self, topic_res: d.Resource, broker: str, qid: int) -> d.MessageQueue:
         return d.MessageQueue(topic=topic_res, id=qid, permission=d.READ_WRITE,
-                              broker=d.Broker(name=self.config.broker_name, id=0, endpoints=self.endpoints),
+                              broker=d.Broker(name=broker, id=0, endpoints=self.endpoints),
                               accept_message_types=ALL_TYPES)
 
     def _topic(self, context: Any, res: d.Resource) -> str:
@@ -117,9 +117,9 @@ class MessagingService(sg.MessagingServiceServicer):
         try:
             _client_id(context)
             topic = self._topic(context, request.topic)
-            n = await self.backend.topic_queues(topic, create=True)
+            qs = await self.backend.queues(topic, create=True)
             res = convert.resource(topic, _namespace(context, request.topic))
-            return s.QueryRouteResponse(status=_status(), message_queues=[self._queue(res, q) for q in range(n)])
+            return s.QueryRouteResponse(status=_status(), message_queues=[self._queue(res, b, q) for b, q in qs])
         except Exception as e:  # noqa: BLE001 - every error is a Status
             return s.QueryRouteResponse(status=self._fail(e, "QueryRoute"))
 
@@ -128,11 +128,11 @@ class MessagingService(sg.MessagingServiceServicer):
             _client_id(context)
             topic = self._topic(context, request.topic)
             self._group(context, request.group)
-            n = await self.backend.topic_queues(topic, create=True)
+            qs = await self.backend.queues(topic, create=True)
             res = convert.resource(topic, _namespace(context, request.topic))
             # pop mode: every consumer of the group may receive from every queue
             return s.QueryAssignmentResponse(status=_status(), assignments=[
-                d.Assignment(message_queue=self._queue(res, q)) for q in range(n)])
+                d.Assignment(message_queue=self._queue(res, b, q)) for b, q in qs])
         except Exception as e:  # noqa: BLE001
             return s.QueryAssignmentResponse(status=self._fail(e, "QueryAssignment"))
 
@@ -153,7 +153,7 @@ class MessagingService(sg.MessagingServiceServicer):
         except Exception as e:  # noqa: BLE001
             return s.NotifyClientTerminationResponse(status=self._fail(e, "NotifyClientTermination"))
 
-    def _settings_reply(self, context: Any, sess: Any, cs: d.Settings) -> s.TelemetryCommand:
+    async def _settings_reply(self, context: Any, sess: Any, cs: d.Settings) -> s.TelemetryCommand:
         cfg = self.config
         out = d.Settings()
         out.CopyFrom(cs)
@@ -174,9 +174,9 @@ class MessagingService(sg.MessagingServiceServicer):
             sess.client_type = cs.client_type or sess.client_type
             if sub.HasField("group") and sub.group.name:
                 sess.group = self._group(context, sub.group)
-                gs = self.backend.group_settings(sess.group)
+                gs = await self.backend.group_settings(sess.group)
             else:
-                gs = self.backend.group_settings("")
+                gs = await self.backend.group_settings("")
             sess.topics = {self._topic(context, e.topic) for e in sub.subscriptions if e.topic.name}
             out.subscription.fifo = gs.fifo
             out.subscription.receive_batch_size = sub.receive_batch_size if sub.HasField("receive_batch_size") else 32
@@ -206,7 +206,7 @@ class MessagingService(sg.MessagingServiceServicer):
                     which = cmd.WhichOneof("command")
                     if which == "settings":
                         try:
-                            await outbox.put(self._settings_reply(context, sess, cmd.settings))
+                            await outbox.put(await self._settings_reply(context, sess, cmd.settings))
                         except Exception as e:  # noqa: BLE001
                             await outbox.put(s.TelemetryCommand(status=self._fail(e, "Telemetry settings")))
                     elif which is not None:
@@ -240,16 +240,13 @@ class MessagingService(sg.MessagingServiceServicer):
             tx_flags = []
             for m in request.messages:
                 topic = self._topic(context, m.topic)
-                n = await self.backend.topic_queues(topic, create=True)
-                rec = convert.to_record(m, topic, 0, self.config.max_message_size, now)
-                rec.queue_id = self.backend.pick_queue(n, rec.properties.get(convert.PROP_MSG_GROUP, ""))
-                records.append(rec)
+                records.append(convert.to_record(m, topic, 0, self.config.max_message_size, now))
                 tx_flags.append(m.system_properties.message_type == d.TRANSACTION)
-            if any(tx_flags):
-                results = [await self.backend.send_half(r) if tx else (await self.backend.send([r]))[0]
+            if any(tx_flags) or len({r.topic for r in records}) > 1:
+                results = [await self.backend.send_half(r.topic, r) if tx else (await self.backend.send(r.topic, [r]))[0]
                            for r, tx in zip(records, tx_flags, strict=True)]
             else:
-                results = await self.backend.send(records)
+                results = await self.backend.send(records[0].topic, records)
             self.stats["sent"] += len(results)
             entries = [s.SendResultEntry(status=_status(), message_id=r.msg_id, offset=r.queue_offset,
                                          transaction_id=(r.msg_id if tx else ""))
@@ -301,19 +298,8 @@ class MessagingService(sg.MessagingServiceServicer):
             remaining = context.time_remaining()
             if remaining is not None:
                 poll_ms = max(0, min(poll_ms, remaining * 1000 - 1500))
-            n = await self.backend.topic_queues(topic)
-            start = request.message_queue.id % n if n else 0
-            order = [(start + i) % n for i in range(n)]
-            gs = self.backend.group_settings(group)
-            deadline = time.monotonic() + poll_ms / 1000
-            while True:
-                now = _now_ms()
-                got, wake = await self.backend.receive(group, topic, order, batch, inv, now, gs, tags)
-                left = deadline - time.monotonic()
-                if got or left <= 0:
-                    break
-                wait = left if wake is None else min(left, max(0.01, (wake - _now_ms()) / 1000))
-                await self.backend.wait_data(min(wait, 1.0))
+            mq = request.message_queue
+            got, now = await self.backend.receive(group, topic, mq.broker.name, mq.id, batch, inv, tags, poll_ms)
         except Exception as e:  # noqa: BLE001
             yield s.ReceiveMessageResponse(status=self._fail(e, "ReceiveMessage"))
             return
