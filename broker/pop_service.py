@@ -79,7 +79,7 @@ class PopService:
 
     def load(self, timeout: float = 30.0) -> int:
         """After open(): wait until the log is indexed, then take the indexed state as the live one."""
-        self.store.wait_dispatched(self.store.max_physical_offset, timeout)
+        self.store.wait_dispatched(self.store.confirm_offset, timeout)
         with self._lock:
             self._live = {}
             for k, v in self.store.db.scan(DB_PREFIX):

@@ -40,6 +40,7 @@ class BrokerServer:
         self.instance_id = uuid.uuid4().hex
         self.store: Any = None
         self.service: Any = None
+        self.pops: Any = None  # PopService (broker/pop_grpc.py)
         self.grpc_server: grpc.aio.Server | None = None
         self.registrar: Registrar | None = None
         self.port = 0
@@ -60,7 +61,10 @@ class BrokerServer:
         cfg = self.config
         loop = asyncio.get_running_loop()
         self.store = self._make_store()
+        from orbitmq.broker import pop_grpc  # pop consumption (proxy cluster mode): hook before open
+        pop_grpc.attach(self)
         await loop.run_in_executor(None, self.store.open)
+        await loop.run_in_executor(None, self.pops.load)
         self.service = BrokerService(self)
         self._attach_dispatch_listener()
         limit = cfg.max_request_size + MiB
@@ -68,6 +72,7 @@ class BrokerServer:
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0)])
         add_to_server(self.service, self.grpc_server)
+        pop_grpc.add_to_server(self)
         self.registrar = Registrar(cfg.namesrv, self.build_register_request, self.identity(),
                                    cfg.register_interval_s, cfg.keepalive_interval_s, self._on_register_response)
         # The hooks may add their own servicers to self.grpc_server (not started yet) and use the store.

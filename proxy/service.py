@@ -41,7 +41,10 @@ def _dur_ms(x: Any) -> int:
 
 
 def _status(code: str = "OK", message: str = "OK") -> d.Status:
-    return d.Status(code=d.Code.Value(code), message=message)
+    try:
+        return d.Status(code=d.Code.Value(code), message=message)
+    except ValueError:  # a broker error name with no protocol equivalent
+        return d.Status(code=d.INTERNAL_ERROR, message=f"{code}: {message}")
 
 
 def _meta(context: Any) -> dict[str, str]:
