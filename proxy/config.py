@@ -29,9 +29,11 @@ class ProxyConfig:
     retry_delays_s: list[float] = field(default_factory=lambda: [1, 5, 10, 30, 60, 120, 180, 240, 300, 360, 420,
                                                                  480, 540, 600, 1200, 1800, 3600, 7200], metadata={
         "doc": "PushConsumer redelivery backoff sent in settings (one per attempt)"})
-    tx_check_interval_s: float = field(default=5.0, metadata={"doc": "how often orphaned half messages are checked"})
+    tx_check_interval_s: float = field(default=1.0, metadata={"doc": "how often orphaned half messages are looked for"})
     tx_check_after_s: float = field(default=6.0, metadata={
-        "doc": "a half message unresolved this long gets a check sent to its producer"})
+        "doc": "a transaction unresolved this long (and again after each check) gets a check sent to a producer "
+               "of its topic (a producer's orphaned_transaction_recovery_duration wins for the first check)"})
+    tx_max_checks: int = field(default=15, metadata={"doc": "checks before an unresolved transaction is rolled back"})
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG, INFO, WARNING or ERROR"})
 
     def validate(self) -> None:

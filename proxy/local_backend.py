@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import os
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -20,7 +21,10 @@ from orbitmq.broker.pop_poll import PopPoller
 from orbitmq.broker.pop_service import PROP_MSG_GROUP, PopService, Received
 from orbitmq.broker.record import Message as Record
 from orbitmq.broker.store import MessageStore, PutResult, StoreConfig
+from orbitmq.broker.tx_core import TxError
+from orbitmq.broker.tx_service import TxService
 from orbitmq.proxy.config import ProxyConfig, parse_group_spec
+from orbitmq.proxy.convert import PROP_TX_CHECK_S
 from orbitmq.proxy.errors import ProxyError, from_broker
 
 log = logging.getLogger("orbitmq.proxy.local")
@@ -40,6 +44,7 @@ class LocalBackend:
         self.store: MessageStore | None = None
         self.pops: PopService | None = None
         self.poller: PopPoller | None = None
+        self.tx: TxService | None = None
         self._rr = itertools.count()
 
     # ---- lifecycle --------------------------------------------------------------------------------
@@ -50,8 +55,10 @@ class LocalBackend:
         self.store = MessageStore(StoreConfig(store_dir=os.path.join(cfg.data_dir, "store"),
                                               flush_mode=cfg.flush_mode, store_host=cfg.advertise or cfg.listen))
         self.pops = PopService(self.store, cfg.broker_name)
+        self.tx = TxService(self.store)
         await asyncio.to_thread(self.store.open)
         n = await asyncio.to_thread(self.pops.load)
+        await asyncio.to_thread(self.tx.load)
         self.poller = PopPoller(self.pops)
         for spec in cfg.groups:
             name, fifo, attempts = parse_group_spec(spec)
@@ -91,8 +98,7 @@ class LocalBackend:
         """Store records (queue picked here: message group hash for FIFO, else round robin)."""
         n = len(await self.queues(topic, create=True))
         for r in records:
-            group = r.properties.get(PROP_MSG_GROUP, "")
-            r.queue_id = zlib.crc32(group.encode()) % n if group else next(self._rr) % n
+            self._pick(r, n)
         try:
             return await asyncio.to_thread(self.store.put_batch, records)
         except names.NameError_ as e:
@@ -123,10 +129,33 @@ class LocalBackend:
         except PopError as e:
             raise ProxyError(e.code, str(e)) from None
 
-    # ---- transactions -----------------------------------------------------------------------------
+    # ---- transactions ---------------------------------------------------------------------------
+
+    def _pick(self, r: Record, n: int) -> None:
+        group = r.properties.get(PROP_MSG_GROUP, "")
+        r.queue_id = zlib.crc32(group.encode()) % n if group else next(self._rr) % n
 
     async def send_half(self, topic: str, record: Record) -> PutResult:
-        raise ProxyError("UNSUPPORTED", "transactional messages are not supported yet")
+        await self.queues(topic, create=True)
+        after_s = float(record.properties.get(PROP_TX_CHECK_S) or self.config.tx_check_after_s)
+        now = int(time.time() * 1000)
+        try:
+            return await asyncio.to_thread(self.tx.put_half, record, now, int(after_s * 1000))
+        except names.NameError_ as e:
+            raise from_broker(e.code, str(e)) from None
 
     async def end_transaction(self, topic: str, transaction_id: str, commit: bool) -> None:
-        raise ProxyError("INVALID_TRANSACTION_ID", f"unknown transaction {transaction_id!r}")
+        n = len(await self.queues(topic))
+
+        def put_real(m: Record) -> None:
+            self._pick(m, n)
+            self.store.put(m)
+
+        try:
+            await asyncio.to_thread(self.tx.end, transaction_id, topic, commit, put_real)
+        except TxError as e:
+            raise ProxyError(e.code, str(e)) from None
+
+    async def due_transactions(self, now: int) -> list[tuple[str, Record]]:
+        return await asyncio.to_thread(self.tx.due, now, int(self.config.tx_check_after_s * 1000),
+                                       self.config.tx_max_checks)

@@ -42,7 +42,7 @@ async def serve(config: ProxyConfig) -> None:
         await backend.close()
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
-    bg = [asyncio.create_task(t) for t in backend.background(service)] if hasattr(backend, "background") else []
+    bg = [asyncio.create_task(t) for t in service.background()]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

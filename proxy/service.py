@@ -114,6 +114,35 @@ class MessagingService(sg.MessagingServiceServicer):
         log.exception("%s failed", what)
         return _status("INTERNAL_ERROR", f"{what} failed: {type(e).__name__}: {e}")
 
+    # ---- background: transaction checks ----------------------------------------------------------
+
+    def background(self) -> list:
+        """Coroutines the server runs while serving."""
+        return [self._check_transactions_forever()] if hasattr(self.backend, "due_transactions") else []
+
+    async def _check_transactions_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tx_check_interval_s)
+            try:
+                await self.check_transactions()
+            except Exception:  # noqa: BLE001 - keep checking
+                log.exception("transaction check round failed")
+
+    async def check_transactions(self) -> int:
+        """Send a RecoverOrphanedTransactionCommand for every orphan due, to a producer of its topic."""
+        sent = 0
+        for tx_id, m in await self.backend.due_transactions(_now_ms()):
+            producers = self.sessions.producers_of(m.topic)
+            if not producers:
+                log.info("transaction %s of %s is due for a check but no producer of the topic is connected",
+                         tx_id, m.topic)
+                continue
+            cmd = s.TelemetryCommand(recover_orphaned_transaction_command=s.RecoverOrphanedTransactionCommand(
+                message=convert.to_pb(m, ""), transaction_id=tx_id))
+            await producers[0].outbox.put(cmd)
+            sent += 1
+        return sent
+
     # ---- routes and clients -----------------------------------------------------------------------
 
     async def QueryRoute(self, request, context):  # noqa: N802

@@ -88,3 +88,40 @@ def test_fifo_and_delay_and_forged_handles(env):
         with pytest.raises(pc.PopError) as e:
             pops.ack("G", "T", bad)
         assert e.value.code == "INVALID_RECEIPT_HANDLE"
+
+
+def test_transactions_commit_rollback_and_orphans_survive_a_restart(tmp_path):
+    from orbitmq.broker.tx_service import TxService
+
+    def open_all():
+        s = MessageStore(StoreConfig(store_dir=str(tmp_path), segment_size=1 << 20, expiry_interval_s=0))
+        pops = PopService(s, "b")
+        tx = TxService(s)
+        s.open()
+        pops.load()
+        tx.load()
+        return s, pops, tx
+
+    s, pops, tx = open_all()
+    s.put_topic_config("T", {"read_queues": 1, "write_queues": 1, "perm": 6, "order": False, "attributes": {}})
+    ids = [tx.put_half(Message("T", f"h{i}".encode(), 0, msg_id=f"ID{i}"), 0, 1000).msg_id for i in range(3)]
+    assert ids == ["ID0", "ID1", "ID2"]
+    assert s.get_messages("T", 0, 0).messages == []  # invisible until committed
+    tx.end("ID0", "T", True, s.put)
+    tx.end("ID1", "T", False, s.put)
+    with pytest.raises(Exception) as e:
+        tx.end("ID1", "T", True, s.put)
+    assert getattr(e.value, "code", "") == "INVALID_TRANSACTION_ID"
+    assert s.wait_dispatched(s.max_physical_offset, 10)
+    assert [m.body for m in s.get_messages("T", 0, 0).messages] == [b"h0"]
+    s.close()
+    s, pops, tx = open_all()  # the open one (ID2) survives, the ended ones stay ended
+    try:
+        assert set(tx.open_txs) == {"ID2"}
+        assert tx.due(500, 1000, 2) == []
+        [(tid, m)] = tx.due(1000, 1000, 2)
+        assert tid == "ID2" and m.topic == "T" and m.body == b"h2"
+        tx.due(2000, 1000, 2)
+        assert tx.due(3000, 1000, 2) == [] and tx.open_txs == {}  # given up after 2 checks: rolled back
+    finally:
+        s.close()
