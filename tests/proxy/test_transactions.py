@@ -4,7 +4,6 @@ commit, rollback, and an orphaned transaction resolved through a Telemetry check
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
