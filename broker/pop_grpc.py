@@ -83,8 +83,9 @@ class BrokerPopService(pbg.BrokerPopServicer):
     async def PopAck(self, request, context):  # noqa: N802
         try:
             await self._check()
-            await asyncio.to_thread(self.pops.ack, request.group, request.topic, request.handle)
-            return pb.PopAckResponse()
+            errs = await asyncio.to_thread(self.pops.ack_many, request.group, request.topic, list(request.handles))
+            return pb.PopAckResponse(codes=[e.code if e else "" for e in errs],
+                                     messages=[str(e) if e else "" for e in errs])
         except Exception as e:  # noqa: BLE001
             await self._abort(context, e)
 

@@ -147,6 +147,17 @@ class PopService:
                 raise pc.PopError("INVALID_RECEIPT_HANDLE", f"group {group!r} holds no delivery of that message")
             self._log(key, st, pc.ack(st, h))
 
+    def ack_many(self, group: str, topic: str, handles: list[str]) -> list[pc.PopError | None]:
+        """Acknowledge several deliveries; per handle None (done) or the PopError refusing it."""
+        out: list[pc.PopError | None] = []
+        for h in handles:
+            try:
+                self.ack(group, topic, h)
+                out.append(None)
+            except pc.PopError as e:
+                out.append(e)
+        return out
+
     def change_invisible(self, group: str, topic: str, handle: str, invisible_ms: int, now: int) -> str:
         """Returns the new receipt handle."""
         h = self._handle(topic, handle)

@@ -46,18 +46,22 @@ class PopResponse(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[PoppedMessage, _Mapping]]] = ..., now_ms: _Optional[int] = ...) -> None: ...
 
 class PopAckRequest(_message.Message):
-    __slots__ = ("group", "topic", "handle")
+    __slots__ = ("group", "topic", "handles")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
-    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    HANDLES_FIELD_NUMBER: _ClassVar[int]
     group: str
     topic: str
-    handle: str
-    def __init__(self, group: _Optional[str] = ..., topic: _Optional[str] = ..., handle: _Optional[str] = ...) -> None: ...
+    handles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, group: _Optional[str] = ..., topic: _Optional[str] = ..., handles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PopAckResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("codes", "messages")
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    codes: _containers.RepeatedScalarFieldContainer[str]
+    messages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, codes: _Optional[_Iterable[str]] = ..., messages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PopChangeInvisibleRequest(_message.Message):
     __slots__ = ("group", "topic", "handle", "invisible_ms")

@@ -38,6 +38,8 @@ from orbitmq.proxy.local_backend import GroupSettings
 
 log = logging.getLogger("orbitmq.proxy.cluster")
 
+ROUTE_TTL_S = 5.0
+
 
 @dataclass(slots=True)
 class SendResult:
@@ -69,6 +71,8 @@ class ClusterBackend:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._rr = itertools.count()
         self._groups: dict[str, tuple[float, GroupSettings]] = {}
+        self._stubs: dict[tuple[str, Any], Any] = {}
+        self._routes: dict[str, tuple[float, Any]] = {}
 
     async def open(self) -> None:
         self.transport = Transport(self.config.namesrv, route_refresh_s=5.0)
@@ -89,8 +93,13 @@ class ClusterBackend:
         return ch
 
     async def _route(self, topic: str, refresh: bool = False) -> Any:
+        hit = self._routes.get(topic)
+        if hit is not None and not refresh and time.monotonic() - hit[0] < ROUTE_TTL_S:
+            return hit[1]
         try:
-            return await asyncio.to_thread(self.transport.route, topic, refresh)
+            info = await asyncio.to_thread(self.transport.route, topic, True)
+            self._routes[topic] = (time.monotonic(), info)
+            return info
         except cerr.TopicNotFoundError as e:
             raise ProxyError("TOPIC_NOT_FOUND", f"topic {topic!r} does not exist: {e.details}") from None
         except cerr.BadTopicNameError as e:
@@ -109,10 +118,16 @@ class ClusterBackend:
         return addr
 
     async def _call(self, addr: str, stub_cls: Any, method: str, req: Any, timeout: float = 10.0) -> Any:
+        stub = self._stubs.get((addr, stub_cls))
+        if stub is None:
+            stub = self._stubs[(addr, stub_cls)] = stub_cls(self._channel(addr))
         try:
-            return await getattr(stub_cls(self._channel(addr)), method)(req, timeout=timeout)
+            return await getattr(stub, method)(req, timeout=timeout)
         except grpc.aio.AioRpcError as e:
-            raise _rpc_error(e, addr) from None
+            err = _rpc_error(e, addr)
+            if err.code in ("HA_NOT_AVAILABLE", "PROXY_TIMEOUT"):
+                self._routes.clear()  # the master may have moved
+            raise err from None
 
     # ---- topics and groups ------------------------------------------------------------------------
 
@@ -184,10 +199,25 @@ class ClusterBackend:
             raise ProxyError("INVALID_RECEIPT_HANDLE", f"receipt handle is for topic {h.topic!r}, not {topic!r}")
         return await self._master(topic, h.broker)
 
-    async def ack(self, group: str, topic: str, handle: str) -> None:
-        addr = await self._by_handle(topic, handle)
-        await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "PopAck",
-                         broker_pop_pb2.PopAckRequest(group=group, topic=topic, handle=handle))
+    async def ack_many(self, group: str, topic: str, handles: list[str]) -> list[ProxyError | None]:
+        """One PopAck per broker set the handles name."""
+        out: list[ProxyError | None] = [None] * len(handles)
+        by_addr: dict[str, list[int]] = {}
+        for i, h in enumerate(handles):
+            try:
+                by_addr.setdefault(await self._by_handle(topic, h), []).append(i)
+            except ProxyError as e:
+                out[i] = e
+        for addr, idx in by_addr.items():
+            try:
+                r = await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "PopAck", broker_pop_pb2.PopAckRequest(
+                    group=group, topic=topic, handles=[handles[i] for i in idx]))
+                for i, code, msg in zip(idx, r.codes, r.messages, strict=True):
+                    out[i] = ProxyError(code, msg) if code else None
+            except ProxyError as e:
+                for i in idx:
+                    out[i] = e
+        return out
 
     async def change_invisible(self, group: str, topic: str, handle: str, invisible_ms: int, now: int) -> str:
         addr = await self._by_handle(topic, handle)

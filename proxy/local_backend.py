@@ -114,8 +114,9 @@ class LocalBackend:
         return await self.poller.receive(group, topic, order, batch, invisible_ms, gs.max_attempts, gs.fifo, tags,
                                          poll_ms)
 
-    async def ack(self, group: str, topic: str, handle: str) -> None:
-        await self._pop_call(self.pops.ack, group, topic, handle)
+    async def ack_many(self, group: str, topic: str, handles: list[str]) -> list[ProxyError | None]:
+        errs = await asyncio.to_thread(self.pops.ack_many, group, topic, handles)
+        return [None if e is None else ProxyError(e.code, str(e)) for e in errs]
 
     async def change_invisible(self, group: str, topic: str, handle: str, invisible_ms: int, now: int) -> str:
         return await self._pop_call(self.pops.change_invisible, group, topic, handle, invisible_ms, now)

@@ -356,14 +356,15 @@ class MessagingService(sg.MessagingServiceServicer):
                 raise ProxyError("BAD_REQUEST", "AckMessage carries no entry")
         except Exception as e:  # noqa: BLE001
             return s.AckMessageResponse(status=self._fail(e, "AckMessage"))
+        try:
+            errs = await self.backend.ack_many(group, topic, [e.receipt_handle for e in request.entries])
+        except Exception as e:  # noqa: BLE001
+            return s.AckMessageResponse(status=self._fail(e, "AckMessage"))
         out = []
-        for ent in request.entries:
-            try:
-                await self.backend.ack(group, topic, ent.receipt_handle)
-                st = _status()
+        for ent, err in zip(request.entries, errs, strict=True):
+            st = _status() if err is None else _status(err.code, err.message)
+            if err is None:
                 self.stats["acked"] += 1
-            except Exception as e:  # noqa: BLE001
-                st = self._fail(e, "AckMessage")
             out.append(s.AckMessageResultEntry(message_id=ent.message_id, receipt_handle=ent.receipt_handle,
                                                status=st))
         bad = [x.status for x in out if x.status.code != d.OK]
