@@ -125,3 +125,16 @@ def test_transactions_commit_rollback_and_orphans_survive_a_restart(tmp_path):
         assert tx.due(3000, 1000, 2) == [] and tx.open_txs == {}  # given up after 2 checks: rolled back
     finally:
         s.close()
+
+
+def test_forward_to_dead_letter_by_handle(env):
+    _path, s, pops = env
+    put(s, 2, 0)
+    got, _ = pops.receive("G", "T", [0], 2, 30_000, 0, 16)
+    pops.forward_to_dead_letter("G", "T", got[0].handle, 16)
+    with pytest.raises(pc.PopError):
+        pops.ack("G", "T", got[0].handle)  # gone from the group
+    assert pops.ack_many("G", "T", [got[1].handle, "junk"])[0] is None
+    assert s.wait_dispatched(s.max_physical_offset, 10)
+    dl = s.get_messages(dlq_topic("G"), 0, 0).messages
+    assert [m.body for m in dl] == [got[0].message.body] and dl[0].reconsume_times == 16

@@ -8,7 +8,6 @@ import time
 import pytest
 
 from orbitmq.common import net
-from orbitmq.protos import broker_pb2, common_pb2
 from tests.e2e.conftest import Cluster
 from tests.proxy.conftest import receive_until
 
@@ -24,12 +23,8 @@ def cluster(procs, tmp_path):
     from orbitmq.client import Admin
 
     with Admin(c.namesrv) as admin:
-        for _bset, addr in sorted(admin._masters("").items()):
-            for name, fifo, retries in (("g-dlq", False, 1), ("g-fifo", True, 16)):
-                cfg = common_pb2.SubscriptionGroupConfig(group=name, consume_enable=True, retry_max_times=retries,
-                                                         attributes={"fifo": str(fifo).lower()})
-                admin.transport.call_broker(addr, "CreateSubscriptionGroup",
-                                            broker_pb2.CreateSubscriptionGroupRequest(config=cfg))
+        admin.create_group("g-dlq", retry_max_times=1)
+        admin.create_group("g-fifo", attributes={"fifo": "true"})
     return c
 
 

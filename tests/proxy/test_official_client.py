@@ -172,3 +172,14 @@ def test_proxy_restart_mid_consumption_loses_nothing(start_proxy, rmq):
             time.sleep(0.5)
     assert got | acked == bodies
     assert not (got & acked)  # acknowledged before the kill: never delivered again
+
+
+def test_namespace_isolates_topics_and_groups(start_proxy, rmq):
+    ep = start_proxy("--auto-create-topics").addr
+    for ns in ("ns1", "ns2"):
+        p = rmq.start(rmq.mod.Producer(rmq.config(ep, ns), ("shared",)))
+        p.send(rmq.message("shared", ns.encode()))
+    c1 = rmq.start(rmq.mod.SimpleConsumer(rmq.config(ep, "ns1"), "g", {"shared": rmq.mod.FilterExpression()}, 3))
+    got = receive_until(c1, 1, 90)
+    assert [m.body for m in got] == [b"ns1"]
+    assert c1.receive(16, 30) == []  # ns2's message is another topic
