@@ -1,4 +1,5 @@
-"""The broker's `BrokerPop` gRPC service: pop consumption for the proxy's cluster mode.
+"""The broker's `BrokerPop` gRPC service: pop consumption for the proxy's cluster mode (and the
+broker's timer for scheduled messages, started with it).
 
 Owns: the thin adapter between `broker_pop.proto` and `PopService`/`PopPoller` (attached to the
 broker by `attach(server)` before the store opens), refusing writes on a non-master (the pop
@@ -19,6 +20,7 @@ import grpc
 from orbitmq.broker.pop_core import PopError
 from orbitmq.broker.pop_poll import PopPoller
 from orbitmq.broker.pop_service import PopService
+from orbitmq.broker.timer_service import TimerService
 from orbitmq.protos import broker_pop_pb2 as pb
 from orbitmq.protos import broker_pop_pb2_grpc as pbg
 
@@ -29,8 +31,9 @@ MAX_POLL_MS = 30_000
 
 
 def attach(server: Any) -> PopService:
-    """Create the PopService on `server.store` (call before the store opens)."""
+    """Create the PopService and the TimerService on `server.store` (call before the store opens)."""
     server.pops = PopService(server.store, server.config.broker_set)
+    server.timer = TimerService(server.store, can_write=lambda: server.hooks.is_master(), epoch=server.hooks.epoch)
     return server.pops
 
 
@@ -115,3 +118,4 @@ class BrokerPopService(pbg.BrokerPopServicer):
 def add_to_server(server: Any) -> None:
     """Serve BrokerPop on the broker's gRPC server (after the store is open)."""
     pbg.add_BrokerPopServicer_to_server(BrokerPopService(server), server.grpc_server)
+    server.timer.start()  # fires scheduled messages while this replica is master

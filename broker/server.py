@@ -41,6 +41,7 @@ class BrokerServer:
         self.store: Any = None
         self.service: Any = None
         self.pops: Any = None  # PopService (broker/pop_grpc.py)
+        self.timer: Any = None  # TimerService (broker/pop_grpc.py)
         self.grpc_server: grpc.aio.Server | None = None
         self.registrar: Registrar | None = None
         self.port = 0
@@ -104,6 +105,8 @@ class BrokerServer:
             await self.grpc_server.stop(grace=2.0)
         with contextlib.suppress(Exception):
             await self.hooks.stop()
+        if self.timer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.timer.stop)
         if self.store is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         log.info("broker stopped")

@@ -20,8 +20,9 @@ from typing import Any
 import grpc
 
 from orbitmq.broker.pop_core import Handle, PopError
-from orbitmq.broker.pop_service import PROP_MSG_GROUP, Received
+from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, Received
 from orbitmq.broker.record import Message as Record
+from orbitmq.broker.timer_service import divert
 from orbitmq.client import errors as cerr
 from orbitmq.client.transport import Transport
 from orbitmq.protos import (
@@ -164,14 +165,18 @@ class ClusterBackend:
         if not qs:
             raise ProxyError("TOPIC_NOT_FOUND", f"topic {topic!r} has no writable queue on a live master")
         out: list[SendResult] = []
+        now = int(time.time() * 1000)
         for r in records:
             group = r.properties.get(PROP_MSG_GROUP, "")
             q = qs[zlib.crc32(group.encode()) % len(qs)] if group else qs[next(self._rr) % len(qs)]
             addr = route.masters[q.broker_set]
-            m = common_pb2.Message(topic=topic, body=r.body, tags=r.tags, keys=r.keys, properties=r.properties,
+            r.queue_id = q.queue_id
+            if int(r.properties.get(PROP_DELIVER_MS) or 0) > now:
+                divert(r)  # scheduled: that broker's timer stores it in its topic when due
+            m = common_pb2.Message(topic=r.topic, body=r.body, tags=r.tags, keys=r.keys, properties=r.properties,
                                    msg_id=r.msg_id, born_timestamp=r.born_timestamp, born_host=r.born_host)
             resp = await self._call(addr, broker_pb2_grpc.BrokerStub, "SendMessage",
-                                    broker_pb2.SendRequest(topic=topic, queue_id=q.queue_id, messages=[m]))
+                                    broker_pb2.SendRequest(topic=r.topic, queue_id=r.queue_id, messages=[m]))
             res = resp.results[0]
             out.append(SendResult(res.msg_id, res.queue_id, res.queue_offset))
         return out

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from orbitmq.broker import names
 from orbitmq.broker.pop_core import PopError
 from orbitmq.broker.pop_poll import PopPoller
-from orbitmq.broker.pop_service import PROP_MSG_GROUP, PopService, Received
+from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, PopService, Received
 from orbitmq.broker.record import Message as Record
 from orbitmq.broker.store import MessageStore, PutResult, StoreConfig
+from orbitmq.broker.timer_service import TimerService, divert
 from orbitmq.broker.tx_core import TxError
 from orbitmq.broker.tx_service import TxService
 from orbitmq.proxy.config import ProxyConfig, parse_group_spec
@@ -45,6 +46,7 @@ class LocalBackend:
         self.pops: PopService | None = None
         self.poller: PopPoller | None = None
         self.tx: TxService | None = None
+        self.timer: TimerService | None = None
         self._rr = itertools.count()
 
     # ---- lifecycle --------------------------------------------------------------------------------
@@ -56,18 +58,24 @@ class LocalBackend:
                                               flush_mode=cfg.flush_mode, store_host=cfg.advertise or cfg.listen))
         self.pops = PopService(self.store, cfg.broker_name)
         self.tx = TxService(self.store)
+        self.timer = TimerService(self.store)
         await asyncio.to_thread(self.store.open)
         n = await asyncio.to_thread(self.pops.load)
         await asyncio.to_thread(self.tx.load)
+        await asyncio.to_thread(self.timer.ensure_topic)
+        scheduled = await asyncio.to_thread(self.timer.load)
+        self.timer.start()
         self.poller = PopPoller(self.pops)
         for spec in cfg.groups:
             name, fifo, attempts = parse_group_spec(spec)
             await asyncio.to_thread(self.store.put_subscription_group, name, {
                 "consume_enable": True, "broadcast_enable": False,
                 "retry_max_times": (attempts or cfg.max_attempts) - 1, "attributes": {"fifo": str(fifo).lower()}})
-        log.info("local broker open dir=%s pop-queues=%d", cfg.data_dir, n)
+        log.info("local broker open dir=%s pop-queues=%d scheduled=%d", cfg.data_dir, n, scheduled)
 
     async def close(self) -> None:
+        if self.timer is not None:
+            await asyncio.to_thread(self.timer.stop)
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None
@@ -97,8 +105,11 @@ class LocalBackend:
     async def send(self, topic: str, records: list[Record]) -> list[PutResult]:
         """Store records (queue picked here: message group hash for FIFO, else round robin)."""
         n = len(await self.queues(topic, create=True))
+        now = int(time.time() * 1000)
         for r in records:
             self._pick(r, n)
+            if int(r.properties.get(PROP_DELIVER_MS) or 0) > now:
+                divert(r)  # scheduled: the timer stores it in its topic when due
         try:
             return await asyncio.to_thread(self.store.put_batch, records)
         except names.NameError_ as e:

@@ -138,3 +138,37 @@ def test_forward_to_dead_letter_by_handle(env):
     assert s.wait_dispatched(s.max_physical_offset, 10)
     dl = s.get_messages(dlq_topic("G"), 0, 0).messages
     assert [m.body for m in dl] == [got[0].message.body] and dl[0].reconsume_times == 16
+
+
+def test_timer_fires_in_delivery_order_and_survives_a_restart(tmp_path):
+    from orbitmq.broker.timer_service import TIMER_TOPIC, TimerService, divert
+
+    def open_all():
+        s = MessageStore(StoreConfig(store_dir=str(tmp_path), segment_size=1 << 20, expiry_interval_s=0))
+        t = TimerService(s)
+        s.open()
+        t.ensure_topic()
+        t.load()
+        return s, t
+
+    s, t = open_all()
+    s.put_topic_config("T", {"read_queues": 2, "write_queues": 2, "perm": 6, "order": False, "attributes": {}})
+    for body, at, q in ((b"late", 9000, 1), (b"early", 2000, 0), (b"mid", 5000, 1)):
+        s.put(divert(Message("T", body, q, properties={PROP_DELIVER_MS: str(at)})))
+    assert s.wait_dispatched(s.max_physical_offset, 10)
+    assert t.fire_due(1999) == 0
+    assert t.fire_due(5000) == 2
+    assert s.wait_dispatched(s.max_physical_offset, 10)
+    assert [m.body for m in s.get_messages("T", 0, 0).messages] == [b"early"]
+    assert [m.body for m in s.get_messages("T", 1, 0).messages] == [b"mid"]
+    s.close()
+    s, t = open_all()  # "late" is still scheduled; the fired ones do not fire again
+    try:
+        assert len(t.wheel) == 1 and t.fired.watermark == 0 and t.fired.above == {1, 2}
+        assert t.fire_due(8999) == 0 and t.fire_due(9000) == 1
+        assert s.wait_dispatched(s.max_physical_offset, 10)
+        assert [m.body for m in s.get_messages("T", 1, 0).messages] == [b"mid", b"late"]
+        assert s.get_messages(TIMER_TOPIC, 0, 0).max_offset == 3
+        assert t.fired.watermark == 3
+    finally:
+        s.close()

@@ -89,7 +89,14 @@ def receive_until(consumer, want: int, timeout: float, invisible_s: int = 30, ac
     got = []
     deadline = time.monotonic() + timeout
     while len(got) < want and time.monotonic() < deadline:
-        for m in consumer.receive(batch, invisible_s):
+        try:
+            msgs = consumer.receive(batch, invisible_s)
+        except Exception as e:  # noqa: BLE001 - only a proxy being restarted may refuse a connection
+            if "UNAVAILABLE" not in str(e) and "Connection refused" not in str(e):
+                raise
+            time.sleep(0.5)
+            continue
+        for m in msgs:
             got.append(m)
             if ack:
                 consumer.ack(m)

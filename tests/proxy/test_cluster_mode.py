@@ -83,3 +83,13 @@ def test_dead_letter_and_fifo_through_brokers(cluster, procs, rmq):
             f.ack(m)
     assert [b for b in order if b.startswith(b"A")] == [f"A{i}".encode() for i in range(8)]
     assert mid
+
+
+def test_delay_through_brokers(cluster, procs, rmq):
+    _child, ep = start_cluster_proxy(procs, cluster.namesrv)
+    p = rmq.start(rmq.mod.Producer(rmq.config(ep), ("orders",)))
+    at = int(time.time()) + 4
+    p.send(rmq.message("orders", b"scheduled", delivery_timestamp=at))
+    c = rmq.start(rmq.mod.SimpleConsumer(rmq.config(ep), "g-delay", {"orders": rmq.mod.FilterExpression()}, 3))
+    got = receive_until(c, 1, 120)
+    assert [m.body for m in got] == [b"scheduled"] and time.time() >= at - 0.01

@@ -129,15 +129,20 @@ def test_fifo_messages_in_order_per_group(start_proxy, rmq):
         assert mine == [f"{g}{i}".encode() for i in range(12) if "AB"[i % 2] == g]
 
 
-def test_delay_message_arrives_at_its_delivery_time(start_proxy, rmq):
-    ep = start_proxy("--auto-create-topics").addr
+def test_delay_message_arrives_at_its_delivery_time_even_across_a_proxy_kill(start_proxy, rmq):
+    px = start_proxy("--auto-create-topics")
+    ep = px.addr
     p = producer(rmq, ep, "later")
-    at = int(time.time()) + 4
+    at = int(time.time()) + 6
     p.send(rmq.message("later", b"tick", delivery_timestamp=at))
+    p.send(rmq.message("later", b"now"))
     c = simple(rmq, ep, "g", "later")
-    got = receive_until(c, 1, 90)
+    assert [m.body for m in receive_until(c, 1, 60)] == [b"now"]
+    px.stop(kill=True)  # the scheduled message is in the log (timer topic), not in memory
+    px.start()
+    got = receive_until(c, 1, 120)
     assert [m.body for m in got] == [b"tick"]
-    assert time.time() >= at - 0.01
+    assert time.time() >= at - 0.01 and got[0].delivery_timestamp // 1000 == at
 
 
 def test_proxy_restart_mid_consumption_loses_nothing(start_proxy, rmq):
