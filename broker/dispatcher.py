@@ -32,6 +32,9 @@ OP_GROUP_DEL = "group_del"
 OP_OFFSET = "offset"
 OP_SNAPSHOT = "snapshot"
 OPS = (OP_TOPIC_PUT, OP_TOPIC_DEL, OP_GROUP_PUT, OP_GROUP_DEL, OP_OFFSET, OP_SNAPSHOT)
+# Extension META records (pop state, ...): ops named "x.<kind>" are not metadata tables; the
+# dispatcher hands them to `Dispatcher.ext_hook(write_batch, op, offset)` in its round's batch.
+EXT_OP_PREFIX = "x."
 
 
 def empty_meta() -> dict[str, Any]:
@@ -41,6 +44,8 @@ def empty_meta() -> dict[str, Any]:
 def apply_meta(state: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
     """Apply one META operation to a metadata state (pure; returns the new state)."""
     kind = op["op"]
+    if kind.startswith(EXT_OP_PREFIX):
+        return state
     if kind == OP_SNAPSHOT:
         return {"topics": dict(op["topics"]), "groups": dict(op["groups"]),
                 "offsets": [list(x) for x in op["offsets"]]}
@@ -102,6 +107,7 @@ class Dispatcher:
         self.qmin: dict[QueueKey, int] = {}
         self.listeners: list[Callable[[set[QueueKey]], None]] = []
         self.topic_listeners: list[Callable[[], None]] = []  # after topic configs changed (put/delete/snapshot)
+        self.ext_hook: Callable[[Any, dict, int], None] | None = None  # see EXT_OP_PREFIX
         self.error: CorruptRecord | None = None
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -201,8 +207,12 @@ class Dispatcher:
                     pos = off + total
                     n += 1
                     continue
-                self._apply_light(wb, op)
-                wb.put(ix.meta_key(off), b"m")
+                if kind.startswith(EXT_OP_PREFIX):
+                    if self.ext_hook is not None:
+                        self.ext_hook(wb, op, off)
+                else:
+                    self._apply_light(wb, op)
+                    wb.put(ix.meta_key(off), b"m")
             else:
                 key = (topic, qid)
                 wb.put(ix.cq_key(topic, qid, qoff), ix.CQ_VALUE.pack(off, total, rc.tag_hash(tags)))

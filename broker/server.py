@@ -43,6 +43,8 @@ class BrokerServer:
         self.instance_id = uuid.uuid4().hex
         self.store: Any = None
         self.service: Any = None
+        self.pops: Any = None  # PopService (broker/pop_grpc.py)
+        self.timer: Any = None  # TimerService (broker/pop_grpc.py)
         self.grpc_server: grpc.aio.Server | None = None
         self.registrar: Registrar | None = None
         self.obs: Observability | None = None
@@ -67,7 +69,10 @@ class BrokerServer:
         self.store = self._make_store()
         # only the master writes its own records; followers/learners take the master's bytes only
         self.store.set_write_gate(lambda: self.hooks.is_master())
+        from orbitmq.broker import pop_grpc  # pop consumption (proxy cluster mode): hook before open
+        pop_grpc.attach(self)
         await loop.run_in_executor(None, self.store.open)
+        await loop.run_in_executor(None, self.pops.load)
         self.service = BrokerService(self)
         self._attach_dispatch_listener()
         limit = cfg.max_request_size + MiB
@@ -78,6 +83,7 @@ class BrokerServer:
         add_to_server(self.service, self.grpc_server)
         self.obs.attach(self.grpc_server, ["orbitmq.v1.Broker"], lambda: broker_rows(self))
         secret = load_secret(cfg.cluster_secret_file) if cfg.cluster_secret_file else None
+        pop_grpc.add_to_server(self)
         self.registrar = Registrar(cfg.namesrv, self.build_register_request, self.identity(),
                                    cfg.register_interval_s, cfg.keepalive_interval_s, self._on_register_response,
                                    secret=secret)
@@ -113,6 +119,8 @@ class BrokerServer:
             await self.grpc_server.stop(grace=2.0)
         with contextlib.suppress(Exception):
             await self.hooks.stop()
+        if self.timer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.timer.stop)
         if self.store is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         log.info("broker stopped")

@@ -41,6 +41,7 @@ from orbitmq.broker import index_store as ix
 from orbitmq.broker import record as rc
 from orbitmq.broker.commitlog import CommitLog, fsync_dir
 from orbitmq.broker.dispatcher import (
+    EXT_OP_PREFIX,
     OP_GROUP_DEL,
     OP_GROUP_PUT,
     OP_OFFSET,
@@ -146,6 +147,7 @@ class MessageStore:
         self.db: ix.IndexStore | None = None
         self.dispatcher: Dispatcher | None = None
         self.flusher: Flusher | None = None
+        self.ext_hook: Callable[[Any, dict, int], None] | None = None  # set before open(); see append_ext
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -180,6 +182,7 @@ class MessageStore:
         self.flusher = Flusher(self.log.flush_range, lambda: self.log.max_offset, self.config.flush_mode,
                                self.config.flush_interval_s, flushed=self.log.max_offset)
         self.flusher.start()
+        self.dispatcher.ext_hook = self.ext_hook
         self.dispatcher.start()
         self._opened = True
         if self.config.expiry_interval_s > 0:
@@ -463,6 +466,13 @@ class MessageStore:
             log.warning("META record at %d not dispatched within %.1fs (confirm offset %d)", r.physical_offset,
                         self.config.meta_wait_s, self.confirm_offset)
         return r
+
+    def append_ext(self, op: dict[str, Any]) -> PutResult:
+        """Append an extension META record (op "x.<kind>", e.g. pop state): it replicates and truncates
+        with the log, metadata tables ignore it, and the dispatcher hands it to `ext_hook`."""
+        if not str(op.get("op", "")).startswith(EXT_OP_PREFIX):
+            raise ValueError(f"extension records need an op starting with {EXT_OP_PREFIX!r}")
+        return self._append_meta(op)
 
     # ---- durability -------------------------------------------------------------------------------
 

@@ -91,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("group")
     g.add_argument("--broadcast", action="store_true")
     g.add_argument("--retry-max-times", type=int, default=16)
+    g.add_argument("--fifo", action="store_true", help="FIFO group for RocketMQ 5 clients through `orbitmq proxy`")
     g.add_argument("--cluster", default="")
     g.set_defaults(func=_group_create)
     g = gs.add_parser("delete", parents=[common], help="delete a subscription group")
@@ -221,7 +222,8 @@ def _cluster_list(args: argparse.Namespace) -> int:
 
 def _group_create(args: argparse.Namespace) -> int:
     return _run(args, lambda admin: {"group": args.group, "broker_sets": admin.create_group(
-        args.group, broadcast=args.broadcast, retry_max_times=args.retry_max_times, cluster=args.cluster)})
+        args.group, broadcast=args.broadcast, retry_max_times=args.retry_max_times, cluster=args.cluster,
+        attributes={"fifo": "true"} if args.fifo else None)})
 
 
 def _group_delete(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ SUBCOMMANDS: list[str] = [
     "orbitmq.cli.demo",
     "orbitmq.cli.toxiproxy",
     "orbitmq.cli.chaos",
+    "orbitmq.cli.proxy",
 ]
 
 

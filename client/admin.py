@@ -168,9 +168,9 @@ class Admin:
     # ---- groups ------------------------------------------------------------------------------------
 
     def create_group(self, group: str, *, broadcast: bool = False, retry_max_times: int = 16,
-                     cluster: str = "") -> list[str]:
+                     cluster: str = "", attributes: dict[str, str] | None = None) -> list[str]:
         cfg = common_pb2.SubscriptionGroupConfig(group=group, consume_enable=True, broadcast_enable=broadcast,
-                                                 retry_max_times=retry_max_times)
+                                                 retry_max_times=retry_max_times, attributes=attributes or {})
         masters = self._masters(cluster)
         for _b, addr in sorted(masters.items()):
             self.transport.call_broker(addr, "CreateSubscriptionGroup",

@@ -1,0 +1,246 @@
+"""The proxy's cluster mode: stateless; every request is forwarded to the brokers through routes.
+
+Owns: topic routes from the name servers (cached by `orbitmq.client.transport.Transport`), picking
+a queue for a send (message-group hash for FIFO, else round robin over writable queues), calling
+the master of a broker set (`Broker.SendMessage`, `BrokerPop.*`; the receipt handle names the
+broker set), and mapping broker errors to protocol codes. It keeps no message or pop state: a
+restarted or different proxy serves the same clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from orbitmq.broker.pop_core import Handle, PopError
+from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, Received
+from orbitmq.broker.record import Message as Record
+from orbitmq.broker.timer_service import divert
+from orbitmq.client import errors as cerr
+from orbitmq.client.transport import Transport
+from orbitmq.protos import (
+    broker_pb2,
+    broker_pb2_grpc,
+    broker_pop_pb2,
+    broker_pop_pb2_grpc,
+    common_pb2,
+    namesrv_pb2,
+)
+from orbitmq.proxy.config import ProxyConfig
+from orbitmq.proxy.errors import ProxyError, from_broker
+from orbitmq.proxy.local_backend import GroupSettings
+
+log = logging.getLogger("orbitmq.proxy.cluster")
+
+ROUTE_TTL_S = 5.0
+
+
+@dataclass(slots=True)
+class SendResult:
+    msg_id: str
+    queue_id: int
+    queue_offset: int
+
+
+def _record(m: common_pb2.Message) -> Record:
+    return Record(m.topic, m.body, m.queue_id, m.tags, list(m.keys), dict(m.properties), m.msg_id, m.flags,
+                  m.sys_flag, m.born_timestamp, m.born_host, m.store_host, m.store_timestamp, m.reconsume_times,
+                  queue_offset=m.queue_offset, physical_offset=m.physical_offset)
+
+
+def _rpc_error(e: grpc.aio.AioRpcError, addr: str) -> ProxyError:
+    md = dict(e.trailing_metadata() or ())
+    name = md.get("orbitmq-error", "")
+    if name:
+        return from_broker(name, f"broker {addr}: {e.details()}")
+    if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return ProxyError("PROXY_TIMEOUT", f"broker {addr} did not answer: {e.details()}")
+    return ProxyError("INTERNAL_ERROR", f"broker {addr}: {e.code().name} {e.details()}")
+
+
+class ClusterBackend:
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.transport: Transport | None = None
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._rr = itertools.count()
+        self._groups: dict[str, tuple[float, GroupSettings]] = {}
+        self._stubs: dict[tuple[str, Any], Any] = {}
+        self._routes: dict[str, tuple[float, Any]] = {}
+
+    async def open(self) -> None:
+        self.transport = Transport(self.config.namesrv, route_refresh_s=5.0)
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            await ch.close()
+        if self.transport is not None:
+            await asyncio.to_thread(self.transport.close)
+
+    # ---- plumbing ---------------------------------------------------------------------------------
+
+    def _channel(self, addr: str) -> grpc.aio.Channel:
+        ch = self._channels.get(addr)
+        if ch is None:
+            ch = self._channels[addr] = grpc.aio.insecure_channel(addr, options=[
+                ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)])
+        return ch
+
+    async def _route(self, topic: str, refresh: bool = False) -> Any:
+        hit = self._routes.get(topic)
+        if hit is not None and not refresh and time.monotonic() - hit[0] < ROUTE_TTL_S:
+            return hit[1]
+        try:
+            info = await asyncio.to_thread(self.transport.route, topic, True)
+            self._routes[topic] = (time.monotonic(), info)
+            return info
+        except cerr.TopicNotFoundError as e:
+            raise ProxyError("TOPIC_NOT_FOUND", f"topic {topic!r} does not exist: {e.details}") from None
+        except cerr.BadTopicNameError as e:
+            raise ProxyError("ILLEGAL_TOPIC", str(e)) from None
+        except cerr.OrbitError as e:
+            raise from_broker(e.code, str(e)) from None
+
+    async def _master(self, topic: str, broker_set: str) -> str:
+        route = await self._route(topic)
+        addr = route.masters.get(broker_set)
+        if addr is None:
+            route = await self._route(topic, refresh=True)
+            addr = route.masters.get(broker_set)
+        if addr is None:
+            raise ProxyError("HA_NOT_AVAILABLE", f"broker set {broker_set!r} of topic {topic!r} has no master now")
+        return addr
+
+    async def _call(self, addr: str, stub_cls: Any, method: str, req: Any, timeout: float = 10.0) -> Any:
+        stub = self._stubs.get((addr, stub_cls))
+        if stub is None:
+            stub = self._stubs[(addr, stub_cls)] = stub_cls(self._channel(addr))
+        try:
+            return await getattr(stub, method)(req, timeout=timeout)
+        except grpc.aio.AioRpcError as e:
+            err = _rpc_error(e, addr)
+            if err.code in ("HA_NOT_AVAILABLE", "PROXY_TIMEOUT"):
+                self._routes.clear()  # the master may have moved
+            raise err from None
+
+    # ---- topics and groups ------------------------------------------------------------------------
+
+    async def queues(self, topic: str, create: bool = False) -> list[tuple[str, int]]:
+        route = await self._route(topic)
+        qs = route.read_queues or route.write_queues
+        if not qs:
+            raise ProxyError("TOPIC_NOT_FOUND", f"topic {topic!r} has no readable queue on a live broker")
+        return [(q.broker_set, q.queue_id) for q in qs]
+
+    async def group_settings(self, group: str) -> GroupSettings:
+        hit = self._groups.get(group)
+        if hit is not None and time.monotonic() - hit[0] < 10:
+            return hit[1]
+        gs = GroupSettings(False, self.config.max_attempts)
+        try:
+            info = await asyncio.to_thread(self.transport.call_namesrv, "GetClusterInfo",
+                                           namesrv_pb2.GetClusterInfoRequest())
+            masters = [b.master_address for c in info.clusters.values() for b in c.broker_sets if b.master_address]
+            if masters and group:
+                r = await self._call(masters[0], broker_pop_pb2_grpc.BrokerPopStub, "GroupSettings",
+                                     broker_pop_pb2.GroupSettingsRequest(group=group))
+                gs = GroupSettings(r.fifo, r.max_attempts or self.config.max_attempts)
+        except (cerr.OrbitError, ProxyError) as e:
+            log.warning("group settings of %s unavailable (%s); using defaults", group, e)
+        self._groups[group] = (time.monotonic(), gs)
+        return gs
+
+    # ---- produce ----------------------------------------------------------------------------------
+
+    async def send(self, topic: str, records: list[Record]) -> list[SendResult]:
+        route = await self._route(topic)
+        qs = route.write_queues
+        if not qs:
+            raise ProxyError("TOPIC_NOT_FOUND", f"topic {topic!r} has no writable queue on a live master")
+        out: list[SendResult] = []
+        now = int(time.time() * 1000)
+        for r in records:
+            group = r.properties.get(PROP_MSG_GROUP, "")
+            q = qs[zlib.crc32(group.encode()) % len(qs)] if group else qs[next(self._rr) % len(qs)]
+            addr = route.masters[q.broker_set]
+            r.queue_id = q.queue_id
+            if int(r.properties.get(PROP_DELIVER_MS) or 0) > now:
+                divert(r)  # scheduled: that broker's timer stores it in its topic when due
+            m = common_pb2.Message(topic=r.topic, body=r.body, tags=r.tags, keys=r.keys, properties=r.properties,
+                                   msg_id=r.msg_id, born_timestamp=r.born_timestamp, born_host=r.born_host)
+            resp = await self._call(addr, broker_pb2_grpc.BrokerStub, "SendMessage",
+                                    broker_pb2.SendRequest(topic=r.topic, queue_id=r.queue_id, messages=[m]))
+            res = resp.results[0]
+            out.append(SendResult(res.msg_id, res.queue_id, res.queue_offset))
+        return out
+
+    # ---- consume ----------------------------------------------------------------------------------
+
+    async def receive(self, group: str, topic: str, broker: str, start_qid: int, batch: int, invisible_ms: int,
+                      tags: set[str] | None, poll_ms: float) -> tuple[list[Received], int]:
+        qs = await self.queues(topic)
+        sets = sorted({b for b, _ in qs})
+        bset = broker if broker in sets else sets[next(self._rr) % len(sets)]
+        addr = await self._master(topic, bset)
+        req = broker_pop_pb2.PopRequest(group=group, topic=topic, start_queue_id=max(0, start_qid), batch=batch,
+                                        invisible_ms=invisible_ms, tags=sorted(tags or ()), poll_ms=int(poll_ms))
+        resp = await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "Pop", req, timeout=poll_ms / 1000 + 10)
+        return [Received(_record(p.message), p.handle, p.attempt, p.visible_at_ms) for p in resp.messages], \
+            resp.now_ms or int(time.time() * 1000)
+
+    async def _by_handle(self, topic: str, handle: str) -> str:
+        try:
+            h = Handle.decode(handle)
+        except PopError as e:
+            raise ProxyError(e.code, str(e)) from None
+        if h.topic != topic:
+            raise ProxyError("INVALID_RECEIPT_HANDLE", f"receipt handle is for topic {h.topic!r}, not {topic!r}")
+        return await self._master(topic, h.broker)
+
+    async def ack_many(self, group: str, topic: str, handles: list[str]) -> list[ProxyError | None]:
+        """One PopAck per broker set the handles name."""
+        out: list[ProxyError | None] = [None] * len(handles)
+        by_addr: dict[str, list[int]] = {}
+        for i, h in enumerate(handles):
+            try:
+                by_addr.setdefault(await self._by_handle(topic, h), []).append(i)
+            except ProxyError as e:
+                out[i] = e
+        for addr, idx in by_addr.items():
+            try:
+                r = await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "PopAck", broker_pop_pb2.PopAckRequest(
+                    group=group, topic=topic, handles=[handles[i] for i in idx]))
+                for i, code, msg in zip(idx, r.codes, r.messages, strict=True):
+                    out[i] = ProxyError(code, msg) if code else None
+            except ProxyError as e:
+                for i in idx:
+                    out[i] = e
+        return out
+
+    async def change_invisible(self, group: str, topic: str, handle: str, invisible_ms: int, now: int) -> str:
+        addr = await self._by_handle(topic, handle)
+        r = await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "PopChangeInvisible",
+                             broker_pop_pb2.PopChangeInvisibleRequest(group=group, topic=topic, handle=handle,
+                                                                      invisible_ms=invisible_ms))
+        return r.handle
+
+    async def forward_to_dead_letter(self, group: str, topic: str, handle: str, attempts: int) -> None:
+        addr = await self._by_handle(topic, handle)
+        await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "PopDeadLetter",
+                         broker_pop_pb2.PopDeadLetterRequest(group=group, topic=topic, handle=handle,
+                                                             attempts=attempts))
+
+    # ---- transactions -----------------------------------------------------------------------------
+
+    async def send_half(self, topic: str, record: Record) -> SendResult:
+        raise ProxyError("UNSUPPORTED", "transactional messages are not supported in cluster mode")
+
+    async def end_transaction(self, topic: str, transaction_id: str, commit: bool) -> None:
+        raise ProxyError("INVALID_TRANSACTION_ID", f"unknown transaction {transaction_id!r}")
