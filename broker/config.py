@@ -49,7 +49,7 @@ class BrokerConfig:
     consumer_expire_s: float = _doc(120.0, "a consumer client silent this long leaves its group")
     log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
     store: dict[str, Any] = _doc({}, "[store] table: extra StoreConfig keys for the storage engine")
-    # ---- HA (broker/role_manager.py); used when ha_mode = "controller" ----
+    # ---- HA (broker/ha/role_manager.py); used when ha_mode = "controller" ----
     ha_mode: str = _doc("standalone", "standalone: a lone master; controller: roles, epochs and replication")
     ha_listen: str = _doc("127.0.0.1:10912", "HA listen address (followers replicate from it when master)")
     controllers: list[str] = _doc([], "controller addresses (host:port), controller mode")

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orbitmq.broker import pop_core as pc
-from orbitmq.broker.record import Message
 from orbitmq.broker.store import GetStatus, MessageStore
+from orbitmq.broker.store.record import Message
 
 log = logging.getLogger("orbitmq.broker.pop")
 

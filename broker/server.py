@@ -22,9 +22,9 @@ from typing import Any
 import grpc
 
 from orbitmq.broker.config import BrokerConfig, MiB
+from orbitmq.broker.ha.replication_hooks import ReplicationHooks
 from orbitmq.broker.metrics import broker_rows
 from orbitmq.broker.registrar import Registrar
-from orbitmq.broker.replication_hooks import ReplicationHooks
 from orbitmq.broker.service import WireError, add_to_server
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth import load_secret
@@ -230,7 +230,7 @@ class BrokerServer:
 
     def to_records(self, topic: str, queue_id: int, msgs: Any, peer: str) -> list[Any]:
         """Wire messages -> store records, checking what the store does not (body, topic match)."""
-        from orbitmq.broker.record import Message
+        from orbitmq.broker.store.record import Message
 
         max_size = self.config.max_message_size
         host = peer.partition(":")[2] if peer.startswith("ipv") else peer
@@ -266,10 +266,10 @@ def topic_from_dict(topic: str, d: dict[str, Any]) -> common_pb2.TopicConfig:
 
 
 def default_hooks(config: BrokerConfig) -> ReplicationHooks | None:
-    """The HA hooks for `config.ha_mode` (broker/role_manager.py), or None for standalone."""
+    """The HA hooks for `config.ha_mode` (broker/ha/role_manager.py), or None for standalone."""
     if getattr(config, "ha_mode", "standalone") == "standalone":
         return None
-    from orbitmq.broker.role_manager import make_hooks
+    from orbitmq.broker.ha.role_manager import make_hooks
 
     return make_hooks(config)
 

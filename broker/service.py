@@ -3,7 +3,7 @@
 Owns: request validation (names, sizes, permissions), the send order (validate ->
 `hooks.check_writable()` (refusals known before writing: NOT_MASTER, FENCED,
 IN_SYNC_REPLICAS_NOT_ENOUGH) -> store put, deduplicating a producer's retry by msg_id (the
-original receipts; see broker/dedup.py) -> optional sync flush -> `await
+original receipts; see broker/store/dedup.py) -> optional sync flush -> `await
 hooks.wait_replicated(end)` -> reply; a refusal before the store was touched carries the
 `orbitmq-stored: 0` trailing metadata, so a client knows it may send elsewhere), pulls with long polling, consumer heartbeats, offsets, queries and admin RPCs, and the
 error model on the wire (gRPC status + `orbitmq-error` trailing metadata). It never stores

@@ -20,8 +20,8 @@ from typing import Any
 
 from orbitmq.broker import timer_core as tc
 from orbitmq.broker.pop_service import PROP_DELIVER_MS
-from orbitmq.broker.record import Message
 from orbitmq.broker.store import GetStatus, MessageStore
+from orbitmq.broker.store.record import Message
 
 log = logging.getLogger("orbitmq.broker.timer")
 

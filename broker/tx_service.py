@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from orbitmq.broker import tx_core as tc
-from orbitmq.broker.record import Message
 from orbitmq.broker.store import MessageStore, PutResult
+from orbitmq.broker.store.record import Message
 
 log = logging.getLogger("orbitmq.broker.tx")
 

@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"orbitmq broker: {e}")
         return 2
     logs.setup(f"broker[{cfg.broker_set}/{cfg.broker_id}]", cfg.log_level)
-    from orbitmq.broker.errors import StoreError
-    from orbitmq.broker.role_manager import make_hooks
+    from orbitmq.broker.ha.role_manager import make_hooks
     from orbitmq.broker.server import run as serve
+    from orbitmq.broker.store.errors import StoreError
     from orbitmq.controller.agent import IdentityError
 
     try:

@@ -21,7 +21,7 @@ import grpc
 
 from orbitmq.broker.pop_core import Handle, PopError
 from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, Received
-from orbitmq.broker.record import Message as Record
+from orbitmq.broker.store.record import Message as Record
 from orbitmq.broker.timer_service import divert
 from orbitmq.client import errors as cerr
 from orbitmq.client.transport import Transport

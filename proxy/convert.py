@@ -16,7 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from orbitmq.broker import names
 from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP
-from orbitmq.broker.record import Message as Record
+from orbitmq.broker.store.record import Message as Record
 from orbitmq.protos import rocketmq_v2_definition_pb2 as d
 from orbitmq.proxy.errors import ProxyError
 

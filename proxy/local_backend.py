@@ -19,8 +19,8 @@ from orbitmq.broker import names
 from orbitmq.broker.pop_core import PopError
 from orbitmq.broker.pop_poll import PopPoller
 from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, PopService, Received
-from orbitmq.broker.record import Message as Record
 from orbitmq.broker.store import MessageStore, PutResult, StoreConfig
+from orbitmq.broker.store.record import Message as Record
 from orbitmq.broker.timer_service import TimerService, divert
 from orbitmq.broker.tx_core import TxError
 from orbitmq.broker.tx_service import TxService

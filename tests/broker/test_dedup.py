@@ -1,8 +1,8 @@
-"""The pure dedup rules (broker/dedup.py): the recent-batches table and the match of a retry."""
+"""The pure dedup rules (broker/store/dedup.py): the recent-batches table and the match of a retry."""
 
 from __future__ import annotations
 
-from orbitmq.broker.dedup import RecentBatches, StoredRecord, is_candidate, match
+from orbitmq.broker.store.dedup import RecentBatches, StoredRecord, is_candidate, match
 
 
 def rec(off: int, mid: str, topic: str = "T", ms: int = 1000) -> StoredRecord:

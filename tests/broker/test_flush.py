@@ -6,8 +6,8 @@ import asyncio
 import threading
 import time
 
-from orbitmq.broker.flush import Flusher
 from orbitmq.broker.store import Message, MessageStore, StoreConfig
+from orbitmq.broker.store.flush import Flusher
 
 
 def make(path, mode: str, interval: float = 0.5) -> MessageStore:

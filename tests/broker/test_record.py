@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orbitmq.broker import record as rc
+from orbitmq.broker.store import record as rc
 
 _name = st.text(alphabet="abcXYZ019_-%", min_size=1, max_size=40)
 _text = st.text(alphabet=st.characters(blacklist_characters="\x00\x01\x02", blacklist_categories=("Cs",)),

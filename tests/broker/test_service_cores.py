@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orbitmq.broker.consumer_groups import ConsumerGroups
+from orbitmq.broker.ha.replication_hooks import ReplicationError
 from orbitmq.broker.long_poll import LongPollWaiters
-from orbitmq.broker.replication_hooks import ReplicationError
 from orbitmq.broker.service import error_parts, parse_tags
 
 

@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from orbitmq.broker import index_store as ix
-from orbitmq.broker.errors import CorruptRecord, OffsetMismatch
 from orbitmq.broker.names import NameError_
 from orbitmq.broker.store import GetStatus, Message, MessageStore, StoreConfig
+from orbitmq.broker.store import index_store as ix
+from orbitmq.broker.store.errors import CorruptRecord, OffsetMismatch
 
 SEG = 64 * 1024
 

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from orbitmq.broker import index_store as ix
-from orbitmq.broker.errors import LocalWriteRefused
 from orbitmq.broker.store import Message, MessageStore, StoreConfig
+from orbitmq.broker.store import index_store as ix
+from orbitmq.broker.store.errors import LocalWriteRefused
 
 SEG = 64 * 1024
 

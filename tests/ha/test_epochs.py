@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orbitmq.broker.epoch_file import (
+from orbitmq.broker.ha.epoch_file import (
     EpochEntry,
     EpochFile,
     EpochFileError,
@@ -16,7 +16,7 @@ from orbitmq.broker.epoch_file import (
     encode,
     truncate_entries,
 )
-from orbitmq.broker.epoch_truncation import epoch_at, find_truncation_point
+from orbitmq.broker.ha.epoch_truncation import epoch_at, find_truncation_point
 
 
 def test_empty_list_is_persisted(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from orbitmq.broker import ha_connection as hc
-from orbitmq.broker import ha_protocol as hp
-from orbitmq.broker.epochs import EpochEntry as E
+from orbitmq.broker.ha import connection as hc
+from orbitmq.broker.ha import protocol as hp
+from orbitmq.broker.ha.epochs import EpochEntry as E
 
 
 def _log(mx: int, epochs: list[E], confirm: int = 0, mn: int = 0) -> hc.MasterLog:

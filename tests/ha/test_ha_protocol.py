@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orbitmq.broker.epochs import EpochEntry
-from orbitmq.broker.ha_protocol import (
+from orbitmq.broker.ha.epochs import EpochEntry
+from orbitmq.broker.ha.protocol import (
     HEADER_SIZE,
     VERSION,
     Ack,

@@ -10,12 +10,12 @@ import sys
 import pytest
 
 PURE = [
-    "orbitmq.broker.epochs", "orbitmq.broker.epoch_truncation", "orbitmq.broker.ha_protocol",
-    "orbitmq.broker.ha_connection", "orbitmq.broker.roles", "orbitmq.broker.sync_state",
-    "orbitmq.broker.ack_policy", "orbitmq.controller.state", "orbitmq.controller.election",
+    "orbitmq.broker.ha.epochs", "orbitmq.broker.ha.epoch_truncation", "orbitmq.broker.ha.protocol",
+    "orbitmq.broker.ha.connection", "orbitmq.broker.ha.roles", "orbitmq.broker.ha.sync_state",
+    "orbitmq.broker.ha.ack_policy", "orbitmq.controller.state", "orbitmq.controller.election",
     "orbitmq.controller.liveness", "orbitmq.controller.leader_scan",
 ]
-FORBIDDEN = {"asyncio", "socket", "threading", "grpc", "time", "random", "orbitmq.broker.epoch_file",
+FORBIDDEN = {"asyncio", "socket", "threading", "grpc", "time", "random", "orbitmq.broker.ha.epoch_file",
              "orbitmq.broker.store", "orbitmq.common.durable"}
 
 
@@ -28,5 +28,5 @@ def test_pure_module_imports_nothing_impure(module):
     loaded = set(json.loads(out.stdout))
     assert not loaded & FORBIDDEN, f"{module} pulls in {sorted(loaded & FORBIDDEN)}"
     impure = sorted(m for m in loaded if m.startswith("orbitmq.") and m not in PURE
-                    and m not in {"orbitmq", "orbitmq.broker", "orbitmq.controller"})
+                    and m not in {"orbitmq", "orbitmq.broker", "orbitmq.broker.ha", "orbitmq.controller"})
     assert not impure, f"{module} imports non-pure OrbitMQ modules {impure}"

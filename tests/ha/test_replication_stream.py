@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from orbitmq.broker.ack_policy import AckPolicy
-from orbitmq.broker.epoch_file import EpochEntry, EpochFile
-from orbitmq.broker.ha_follower import FollowerSettings, HAFollower
-from orbitmq.broker.ha_master import HAMaster, MasterSettings
-from orbitmq.broker.replication_hooks import ReplicationError
+from orbitmq.broker.ha.ack_policy import AckPolicy
+from orbitmq.broker.ha.epoch_file import EpochEntry, EpochFile
+from orbitmq.broker.ha.follower import FollowerSettings, HAFollower
+from orbitmq.broker.ha.master import HAMaster, MasterSettings
+from orbitmq.broker.ha.replication_hooks import ReplicationError
+from orbitmq.broker.ha.sync_state import SyncStateSet
 from orbitmq.broker.store import Message, MessageStore, StoreConfig
-from orbitmq.broker.sync_state import SyncStateSet
 from orbitmq.common.net import free_port
 
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from orbitmq.broker.epochs import EpochEntry
-from orbitmq.broker.roles import TRANSITIONS, Change, Role, decide, master_epoch_start, next_role
+from orbitmq.broker.ha.epochs import EpochEntry
+from orbitmq.broker.ha.roles import TRANSITIONS, Change, Role, decide, master_epoch_start, next_role
 
 
 def test_views_map_to_changes():

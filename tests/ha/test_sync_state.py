@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orbitmq.broker.ack_policy import AckPolicy, Lease, Verdict, acknowledged_upto, evaluate
-from orbitmq.broker.sync_state import SyncStateError, SyncStateSet
+from orbitmq.broker.ha.ack_policy import AckPolicy, Lease, Verdict, acknowledged_upto, evaluate
+from orbitmq.broker.ha.sync_state import SyncStateError, SyncStateSet
 
 M = 1  # master id
 

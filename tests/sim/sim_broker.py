@@ -16,12 +16,12 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from orbitmq.broker import ha_connection as hc
-from orbitmq.broker import ha_protocol as hp
-from orbitmq.broker.ack_policy import AckPolicy, Lease, acknowledged_upto
-from orbitmq.broker.epochs import EpochEntry, validate
-from orbitmq.broker.roles import Change, Role, decide, master_epoch_start, next_role
-from orbitmq.broker.sync_state import SyncStateSet
+from orbitmq.broker.ha import connection as hc
+from orbitmq.broker.ha import protocol as hp
+from orbitmq.broker.ha.ack_policy import AckPolicy, Lease, acknowledged_upto
+from orbitmq.broker.ha.epochs import EpochEntry, validate
+from orbitmq.broker.ha.roles import Change, Role, decide, master_epoch_start, next_role
+from orbitmq.broker.ha.sync_state import SyncStateSet
 from orbitmq.controller.election import Live
 
 if TYPE_CHECKING:

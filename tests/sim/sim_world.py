@@ -34,7 +34,7 @@ from sim_broker import REC, SimBroker, records
 from sim_controller import CtlTiming, Raft, SimController
 from sim_net import Net, NetParams, Sim
 
-from orbitmq.broker.roles import Role
+from orbitmq.broker.ha.roles import Role
 from orbitmq.controller import state as st
 
 

@@ -103,13 +103,13 @@ def _first_violation(seeds: range) -> str:
 
 
 def test_a_master_ignoring_its_lease_is_caught(monkeypatch):
-    from orbitmq.broker import ack_policy
+    from orbitmq.broker.ha import ack_policy
     monkeypatch.setattr(ack_policy.Lease, "valid", lambda self, now: True)
     assert "acknowledged message" in _first_violation(range(0, 40))
 
 
 def test_a_confirm_offset_ignoring_the_sync_state_set_is_caught(monkeypatch):
-    from orbitmq.broker import sync_state
+    from orbitmq.broker.ha import sync_state
     monkeypatch.setattr(sync_state.SyncStateSet, "confirm_offset", lambda self, mx: mx)
     assert "passes member" in _first_violation(range(0, 10))
 

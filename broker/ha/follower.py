@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orbitmq.broker import ha_protocol as hp
-from orbitmq.broker.epoch_file import EpochFile
-from orbitmq.broker.ha_connection import (
+from orbitmq.broker.ha import protocol as hp
+from orbitmq.broker.ha.connection import (
     Action,
     AppendEpoch,
     AppendRaw,
@@ -34,7 +33,8 @@ from orbitmq.broker.ha_connection import (
     TruncateEpochs,
     WaitFlushed,
 )
-from orbitmq.broker.ha_master import idle_watchdog, store_confirm, store_max
+from orbitmq.broker.ha.epoch_file import EpochFile
+from orbitmq.broker.ha.master import idle_watchdog, store_confirm, store_max
 from orbitmq.common import dial_map
 from orbitmq.common.logs import kv
 from orbitmq.common.net import split_addr

@@ -1,7 +1,7 @@
 """The seam between the broker's gRPC service and replication (HA): what the service consults.
 
 Owns: the `ReplicationHooks` interface and its standalone default (always writable, nothing to
-wait for, role STANDALONE). The HA engineer subclasses it (broker/ha_*.py, broker/role_manager.py)
+wait for, role STANDALONE). The HA engineer subclasses it (broker/ha_*.py, broker/ha/role_manager.py)
 and swaps it in with `BrokerServer(config, hooks=...)` or `BrokerServer.set_hooks(...)`. The
 service calls, on every send: validate -> `check_writable()` -> store put -> (sync flush) ->
 `await wait_replicated(end_offset)` -> reply. Hooks must never block the event loop.

@@ -16,10 +16,10 @@ import mmap
 import os
 from collections.abc import Callable, Iterator
 
-from orbitmq.broker import record as rc
-from orbitmq.broker.errors import CorruptRecord, MessageTooLarge, OffsetMismatch
+from orbitmq.broker.store import record as rc
+from orbitmq.broker.store.errors import CorruptRecord, MessageTooLarge, OffsetMismatch
 
-log = logging.getLogger("orbitmq.broker.commitlog")
+log = logging.getLogger("orbitmq.broker.store.commitlog")
 
 
 def fsync_dir(path: str) -> None:

@@ -23,7 +23,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from orbitmq.broker.epochs import EpochEntry
+from orbitmq.broker.ha.epochs import EpochEntry
 
 MAGIC = b"OH"
 VERSION = 2

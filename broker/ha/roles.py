@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 
-from orbitmq.broker.epochs import EpochEntry
+from orbitmq.broker.ha.epochs import EpochEntry
 
 
 class Role(enum.Enum):

@@ -16,11 +16,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from orbitmq.broker import index_store as ix
-from orbitmq.broker import record as rc
-from orbitmq.broker.errors import CorruptRecord
+from orbitmq.broker.store import index_store as ix
+from orbitmq.broker.store import record as rc
+from orbitmq.broker.store.errors import CorruptRecord
 
-log = logging.getLogger("orbitmq.broker.dispatcher")
+log = logging.getLogger("orbitmq.broker.store.dispatcher")
 
 QueueKey = tuple[str, int]
 

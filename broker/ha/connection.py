@@ -21,9 +21,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from orbitmq.broker import ha_protocol as hp
-from orbitmq.broker.epoch_truncation import epoch_at, epoch_range_end, find_truncation_point
-from orbitmq.broker.epochs import EpochEntry
+from orbitmq.broker.ha import protocol as hp
+from orbitmq.broker.ha.epoch_truncation import epoch_at, epoch_range_end, find_truncation_point
+from orbitmq.broker.ha.epochs import EpochEntry
 
 
 class ReplicationRefused(Exception):

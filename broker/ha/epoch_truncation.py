@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orbitmq.broker.epochs import EpochEntry
+from orbitmq.broker.ha.epochs import EpochEntry
 
 
 @dataclass(frozen=True)

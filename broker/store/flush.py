@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-log = logging.getLogger("orbitmq.broker.flush")
+log = logging.getLogger("orbitmq.broker.store.flush")
 
 
 def _resolve(futs: list[asyncio.Future]) -> None:

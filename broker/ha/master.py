@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orbitmq.broker import ha_protocol as hp
-from orbitmq.broker.ack_policy import AckPolicy, Verdict, acknowledged_upto, evaluate
-from orbitmq.broker.epoch_file import EpochFile
-from orbitmq.broker.ha_connection import (
+from orbitmq.broker.ha import protocol as hp
+from orbitmq.broker.ha.ack_policy import AckPolicy, Verdict, acknowledged_upto, evaluate
+from orbitmq.broker.ha.connection import (
     Acked,
     ConnState,
     MasterConnection,
@@ -31,9 +30,10 @@ from orbitmq.broker.ha_connection import (
     ReplicationRefused,
     Send,
 )
-from orbitmq.broker.ha_connection import Hello as HelloEvent
-from orbitmq.broker.replication_hooks import ReplicationError
-from orbitmq.broker.sync_state import SyncStateSet
+from orbitmq.broker.ha.connection import Hello as HelloEvent
+from orbitmq.broker.ha.epoch_file import EpochFile
+from orbitmq.broker.ha.replication_hooks import ReplicationError
+from orbitmq.broker.ha.sync_state import SyncStateSet
 from orbitmq.common.logs import kv
 from orbitmq.common.net import split_addr
 

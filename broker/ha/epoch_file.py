@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from orbitmq.broker.epochs import (  # noqa: F401 - re-exported
+from orbitmq.broker.ha.epochs import (  # noqa: F401 - re-exported
     MAGIC,
     VERSION,
     EpochEntry,

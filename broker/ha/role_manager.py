@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orbitmq.broker.ack_policy import AckPolicy, Lease, Verdict
-from orbitmq.broker.epoch_file import EpochFile
-from orbitmq.broker.ha_follower import FollowerSettings, HAFollower
-from orbitmq.broker.ha_master import HAMaster, MasterSettings, store_confirm, store_max
-from orbitmq.broker.replication_hooks import ReplicationError, ReplicationHooks
-from orbitmq.broker.roles import Change, Role, decide, master_epoch_start, next_role
-from orbitmq.broker.sync_state import SyncStateSet
+from orbitmq.broker.ha.ack_policy import AckPolicy, Lease, Verdict
+from orbitmq.broker.ha.epoch_file import EpochFile
+from orbitmq.broker.ha.follower import FollowerSettings, HAFollower
+from orbitmq.broker.ha.master import HAMaster, MasterSettings, store_confirm, store_max
+from orbitmq.broker.ha.replication_hooks import ReplicationError, ReplicationHooks
+from orbitmq.broker.ha.roles import Change, Role, decide, master_epoch_start, next_role
+from orbitmq.broker.ha.sync_state import SyncStateSet
 from orbitmq.common.logs import kv
 
 if TYPE_CHECKING:

@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from orbitmq.broker import dedup, names
-from orbitmq.broker import expiry as ex
-from orbitmq.broker import index_store as ix
-from orbitmq.broker import record as rc
-from orbitmq.broker.commitlog import CommitLog, fsync_dir
-from orbitmq.broker.dispatcher import (
+from orbitmq.broker import names
+from orbitmq.broker.store import dedup
+from orbitmq.broker.store import expiry as ex
+from orbitmq.broker.store import index_store as ix
+from orbitmq.broker.store import record as rc
+from orbitmq.broker.store.commitlog import CommitLog, fsync_dir
+from orbitmq.broker.store.dispatcher import (
     EXT_OP_PREFIX,
     OP_GROUP_DEL,
     OP_GROUP_PUT,
@@ -53,9 +54,9 @@ from orbitmq.broker.dispatcher import (
     empty_meta,
     parse_index_fields,
 )
-from orbitmq.broker.errors import CorruptRecord, LocalWriteRefused, StoreClosed
-from orbitmq.broker.flush import Flusher
-from orbitmq.broker.record import Message
+from orbitmq.broker.store.errors import CorruptRecord, LocalWriteRefused, StoreClosed
+from orbitmq.broker.store.flush import Flusher
+from orbitmq.broker.store.record import Message
 
 log = logging.getLogger("orbitmq.broker.store")
 

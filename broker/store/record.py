@@ -29,7 +29,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from orbitmq.broker.errors import BadMessage
+from orbitmq.broker.store.errors import BadMessage
 
 MAGIC_MESSAGE = 0xAABBCC01
 MAGIC_META = 0xAABBCC02
