@@ -334,6 +334,9 @@ class MessageStore:
             body = m.body if type(m.body) is bytes else bytes(m.body)
             bb = m.born_host.encode() if m.born_host else b""
             tb = topic.encode()
+            rc.check_fields(flag=m.flag, queue_id=m.queue_id, sys_flag=m.sys_flag, born_ts=m.born_timestamp,
+                            reconsume=m.reconsume_times, prepared_tx_offset=m.prepared_tx_offset, topic_b=tb,
+                            props_b=pb)
             n = hdr + len(tb) + len(bb) + len(pb) + len(body)
             prepared.append((m, tb, bb, pb, body, mid, n))
             total += n
@@ -364,11 +367,11 @@ class MessageStore:
                     room = log_.room()
                 key = (m.topic, m.queue_id)
                 q = nxt.get(key, 0)
-                nxt[key] = q + 1
                 encode_into(buf, magic, tb, bb, host_b, pb, body, flag=m.flag, queue_id=m.queue_id,
                             queue_offset=q, physical_offset=off, sys_flag=m.sys_flag,
                             born_ts=m.born_timestamp or now, store_ts=now, reconsume=m.reconsume_times,
                             prepared_tx_offset=m.prepared_tx_offset)
+                nxt[key] = q + 1   # only once the record encoded
                 results.append(PutResult(off, n, off + n, m.queue_id, q, mid))
                 off += n
                 room -= n

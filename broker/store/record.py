@@ -133,6 +133,27 @@ def _host(h: str) -> bytes:
     return b
 
 
+_U32_MAX = 0xFFFFFFFF
+_I32 = (-(1 << 31), (1 << 31) - 1)
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def check_fields(*, flag: int, queue_id: int, sys_flag: int, born_ts: int, reconsume: int,
+                 prepared_tx_offset: int, topic_b: bytes = b"", props_b: bytes = b"") -> None:
+    """Raise BadMessage (naming the field) unless every value fits its place in the header; a
+    store calls this before it assigns any offset, so a refused message uses none up."""
+    for name, v, lo, hi in (("flag", flag, 0, _U32_MAX), ("sys_flag", sys_flag, 0, _U32_MAX),
+                            ("reconsume_times", reconsume, 0, _U32_MAX), ("queue_id", queue_id, *_I32),
+                            ("born_timestamp", born_ts, 0, _I64[1]),
+                            ("prepared_transaction_offset", prepared_tx_offset, *_I64)):
+        if not lo <= v <= hi:
+            raise BadMessage(f"{name} must be in {lo}..{hi}, got {v}")
+    if len(topic_b) > 0xFF:
+        raise BadMessage(f"topic longer than 255 bytes: {len(topic_b)}")
+    if len(props_b) > MAX_PROPS_BYTES:
+        raise BadMessage(f"properties take {len(props_b)} bytes, at most {MAX_PROPS_BYTES}")
+
+
 def record_size(topic_b: bytes, born_b: bytes, store_b: bytes, props_b: bytes, body: bytes) -> int:
     return HEADER_SIZE + len(topic_b) + len(born_b) + len(store_b) + len(props_b) + len(body)
 

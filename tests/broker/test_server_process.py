@@ -290,3 +290,15 @@ def test_restart_loses_no_flushed_message(procs, tmp_path):
     b = bstub(addr)
     r = wait_until(lambda: pull(b, "D", 0, 0, n=100), 10, what="pull after clean restart")
     assert [m.body for m in r.messages] == [*bodies, b"after"]
+
+
+@pytest.mark.parametrize("field, value", [("reconsume_times", -1), ("flags", -5), ("sys_flag", -2)])
+def test_out_of_range_numbers_get_bad_request_and_use_no_offset(procs, tmp_path, field, value):
+    _, addr = start_broker(procs, tmp_path)
+    b = bstub(addr)
+    create_topic(b, "N", queues=1)
+    bad = broker_pb2.SendRequest(topic="N", queue_id=0, messages=[common_pb2.Message(topic="N", body=b"x",
+                                                                                     **{field: value})])
+    code, name = error_of(lambda: b.SendMessage(bad, timeout=10))
+    assert (code, name) == (grpc.StatusCode.INVALID_ARGUMENT, "BAD_REQUEST")
+    assert send(b, "N", [b"good"]).results[0].queue_offset == 0

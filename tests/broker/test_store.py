@@ -11,7 +11,7 @@ import pytest
 from orbitmq.broker.names import NameError_
 from orbitmq.broker.store import GetStatus, Message, MessageStore, StoreConfig
 from orbitmq.broker.store import index_store as ix
-from orbitmq.broker.store.errors import CorruptRecord, OffsetMismatch
+from orbitmq.broker.store.errors import BadMessage, CorruptRecord, OffsetMismatch
 
 SEG = 64 * 1024
 
@@ -110,6 +110,16 @@ def test_bad_names_are_refused_and_nothing_is_written(store) -> None:
     with pytest.raises(ValueError):
         store.put_topic_config("x" * 200, {})
     assert store.max_physical_offset == before
+
+
+@pytest.mark.parametrize("field, value", [("reconsume_times", -1), ("flag", -5), ("sys_flag", 1 << 33),
+                                          ("queue_id", 1 << 40), ("born_timestamp", -3)])
+def test_out_of_range_numbers_are_refused_before_any_offset_is_used(store, field, value) -> None:
+    before = store.max_physical_offset
+    with pytest.raises(BadMessage, match=field.split("_")[0]):
+        store.put_batch([Message("T", b"ok"), Message("T", b"bad", **{field: value})])
+    assert store.max_physical_offset == before
+    assert store.put(Message("T", b"next")).queue_offset == 0   # no offset was used up
 
 
 def test_metadata_round_trip_and_restart(tmp_path) -> None:
