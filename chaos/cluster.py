@@ -48,6 +48,8 @@ from orbitmq.chaos.topology import (
 from orbitmq.common import dial_map, net
 from orbitmq.common import proc as proclib
 from orbitmq.common.local_cluster import ClusterSpec
+from orbitmq.common.node_auth import load_secret
+from orbitmq.common.node_auth_grpc import signed_channel
 from orbitmq.common.secrets_file import write_secret_file
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, namesrv_pb2, namesrv_pb2_grpc
 from orbitmq.protos import controller_pb2 as cpb
@@ -177,8 +179,11 @@ class ChaosCluster:
                 self.proxies.create_all()
             conf = root / "conf"
             conf.mkdir(exist_ok=True)
-            secrets = {"raft": str(write_secret_file(root / "raft.secret")),
-                       "cluster": str(write_secret_file(root / "cluster.secret"))}
+            # one secret per cluster: a multi-host file names the files every host holds; a local
+            # cluster gets new ones under its dir
+            secrets = {"raft": spec.raft_secret_file or str(write_secret_file(root / "raft.secret")),
+                       "cluster": spec.cluster_secret_file or str(write_secret_file(root / "cluster.secret"))}
+            state["cluster_secret_file"] = secrets["cluster"]
             for n in nodes:
                 data = str(root / n.name)
                 (conf / f"{n.name}.toml").write_text(
@@ -295,8 +300,9 @@ class ChaosCluster:
         """DIR/cluster.env: `. DIR/cluster.env` points `orbitmq admin|produce|consume` at this cluster."""
         lines = [f"export ORBITMQ_NAMESRV={','.join(self.namesrv_addrs)}",
                  f"export ORBITMQ_CONTROLLERS={','.join(self.controller_addrs)}"]
-        if (self.root / "cluster.secret").exists():   # admin writes (elect, clean) are signed with it
-            lines.append(f"export ORBITMQ_CLUSTER_SECRET_FILE={self.root / 'cluster.secret'}")
+        secret = self.state.get("cluster_secret_file")
+        if secret:   # admin writes (elect, clean) are signed with it
+            lines.append(f"export ORBITMQ_CLUSTER_SECRET_FILE={secret}")
         if self.client_dial_map:
             lines.append(f"export {dial_map.ENV}={dial_map.format_map(self.client_dial_map)}")
         (self.root / ENV_FILE).write_text("\n".join(lines) + "\n")
@@ -413,7 +419,10 @@ class ChaosCluster:
         with self._channels_lock:
             ch = self._channels.get(addr)
             if ch is None:
-                ch = self._channels[addr] = grpc.insecure_channel(addr)
+                # admin writes (CleanBrokerData) are signed with the cluster secret, as an operator's are
+                secret_file = self.state.get("cluster_secret_file")
+                secret = load_secret(secret_file) if secret_file else None
+                ch = self._channels[addr] = signed_channel(grpc.insecure_channel(addr), secret)
             return ch
 
     def _metadata(self, name: str, timeout: float = 1.0) -> cpb.CtlGetMetadataReply | None:

@@ -38,6 +38,11 @@ class ClusterSpec:
     broker_settings: dict[str, str] = field(default_factory=dict, metadata={"doc": "extra broker config keys"})
     controller_settings: dict[str, str] = field(default_factory=dict, metadata={
         "doc": "extra controller config keys"})
+    raft_secret_file: str = field(default="", metadata={
+        "doc": "the controllers' shared Raft secret (empty: a new one under the cluster dir; a multi-host "
+               "deployment names one file whose content every host holds)"})
+    cluster_secret_file: str = field(default="", metadata={
+        "doc": "the nodes' shared cluster secret (empty: a new one under the cluster dir; multi-host: as above)"})
     sets: dict[str, Any] = field(default_factory=dict, metadata={
         "doc": "per-set overrides, [cluster.sets.NAME]: replicas, learners, settings (broker keys)"})
     nodes: dict[str, Any] = field(default_factory=dict, metadata={
@@ -139,7 +144,7 @@ class LocalCluster:
     def _controller_args(self, i: int) -> list[str]:
         peers = ",".join(a for j, a in enumerate(self.raft_addrs) if j != i)
         data = str(self.root / f"controller{i + 1}")
-        secret = str(write_secret_file(self.root / "raft.secret"))
+        secret = str(self.spec.raft_secret_file or write_secret_file(self.root / "raft.secret"))
         extra: list[str] = []
         if self.spec.controllers_in_namesrv:
             args = ["namesrv", "--listen", self.controller_addrs[i], "--enable-controller",
@@ -152,7 +157,7 @@ class LocalCluster:
             return args + extra
         args = ["controller", "--node-id", f"c{i + 1}", "--listen", self.controller_addrs[i],
                 "--raft-addr", self.raft_addrs[i], "--data-dir", data, "--raft-secret-file", secret,
-                "--set", f"cluster_secret_file={write_secret_file(self.root / 'cluster.secret')}"]
+                "--set", f"cluster_secret_file={self.cluster_secret()}"]
         if peers:
             args += ["--peers", peers]
         for k, v in self.spec.controller_settings.items():
@@ -163,10 +168,13 @@ class LocalCluster:
         name = f"namesrv{i + 1}" if self.spec.controllers_in_namesrv else f"controller{i + 1}"
         return self._start(name, self._controller_args(i))
 
+    def cluster_secret(self) -> str:
+        return str(self.spec.cluster_secret_file or write_secret_file(self.root / "cluster.secret"))
+
     def trust_args(self) -> list[str]:
         """Name server settings: accept only brokers signing with the cluster secret, and masters the
         controllers vouch for."""
-        return ["--set", f"cluster_secret_file={write_secret_file(self.root / 'cluster.secret')}",
+        return ["--set", f"cluster_secret_file={self.cluster_secret()}",
                 "--set", "controllers=" + ",".join(self.controller_addrs)]
 
     def start_namesrv(self, i: int) -> proc.Child:
@@ -179,7 +187,7 @@ class LocalCluster:
                 "--set", f"ha_address={b.ha_addr}",
                 "--set", "controllers=" + ",".join(self.controller_addrs),
                 "--set", f"ha_learner={'true' if b.learner else 'false'}",
-                "--set", f"cluster_secret_file={write_secret_file(self.root / 'cluster.secret')}"]
+                "--set", f"cluster_secret_file={self.cluster_secret()}"]
         for k, v in self.spec.broker_settings.items():
             args += ["--set", f"{k}={v}"]
         return args

@@ -3,6 +3,7 @@ aio channel, and the server-side check a handler runs on the request it received
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import Any
 
@@ -49,6 +50,29 @@ class _StreamSigner(grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, details, request_iterator):
         value = node_auth.sign(self.secret, _method(details), b"", _now_ms())
         return await continuation(_with_header(details, value), request_iterator)
+
+
+class _SyncDetails(collections.namedtuple("_SyncDetails", ("method", "timeout", "metadata", "credentials",
+                                                           "wait_for_ready", "compression")),
+                   grpc.ClientCallDetails):
+    pass
+
+
+class _SyncUnarySigner(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+
+    def intercept_unary_unary(self, continuation, details, request):
+        value = node_auth.sign(self.secret, _method(details), payload_of(request), _now_ms())
+        md = list(details.metadata or ()) + [(node_auth.HEADER, value)]
+        return continuation(_SyncDetails(details.method, details.timeout, md, details.credentials,
+                                         getattr(details, "wait_for_ready", None),
+                                         getattr(details, "compression", None)), request)
+
+
+def signed_channel(channel: grpc.Channel, secret: bytes | None) -> grpc.Channel:
+    """A blocking channel whose unary calls are signed with `secret` (unchanged without one)."""
+    return grpc.intercept_channel(channel, _SyncUnarySigner(secret)) if secret else channel
 
 
 def signing_interceptors(secret: bytes | None) -> list:

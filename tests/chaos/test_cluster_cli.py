@@ -12,6 +12,7 @@ import pytest
 
 from orbitmq.chaos import cluster_procs
 from orbitmq.common import net, proc
+from orbitmq.common.secrets_file import write_secret_file
 
 pytestmark = pytest.mark.process
 
@@ -104,9 +105,13 @@ def test_one_spec_file_for_two_hosts(tmp_path):
     a = net.free_ports(3, "127.0.0.1")
     b = net.free_ports(4, "127.0.0.2")
     spec = tmp_path / "cluster.toml"
+    # the secrets every host holds (copied to each host in a real deployment)
+    raft_secret, cluster_secret = (write_secret_file(tmp_path / f"{k}.secret") for k in ("raft", "cluster"))
     spec.write_text(f"""
 [cluster]
 name = "TwoHosts"
+raft_secret_file = "{raft_secret}"
+cluster_secret_file = "{cluster_secret}"
 controllers = 1
 namesrvs = 1
 replicas = 2
