@@ -660,6 +660,17 @@ def test_inputs_the_reference_crashes_on_are_refused(toxi, mk, echo):
     assert rtt(p) >= 0 and toxi.alive()
 
 
+def test_embedded_server_stays_on_loopback(toxi, mk):
+    embedded_only(toxi)
+    r = api(toxi, "POST", "/proxies", {"name": f"wide-{uuid.uuid4().hex[:6]}", "listen": "0.0.0.0:0",
+                                       "upstream": "127.0.0.1:1"})
+    assert_error(r, 500)
+    assert "127.0.0.0/8" in r.json()["error"]
+    p = mk("192.0.2.1:80")                      # accepted (upstream is not validated) but never dialled
+    with connect(p) as s:
+        assert outcome(s) == (b"", "eof")
+
+
 def test_sigterm_stops_the_embedded_server_cleanly(tmp_path, monkeypatch, echo):
     monkeypatch.delenv(ENV_URL, raising=False)
     h = start_or_connect(log_dir=tmp_path)
