@@ -3,7 +3,8 @@
 `start_or_connect(url)`: with `url` (or env TOXIPROXY_URL) it only checks that /version answers and
 starts nothing; otherwise it starts `orbitmq toxiproxy` as a child process on a free loopback port
 and waits for /version. The returned `ToxiproxyHandle` gives the address, a `toxiproxy-python`
-client pointed at it, and `stop()`, which stops only what it started.
+client pointed at it, `populate()` and `update_toxic()` (which that client lacks), and `stop()`,
+which stops only what it started.
 
 toxiproxy-python keeps its server address in class attributes (`toxiproxy.api.APIConsumer.host`
 and `.port`, default 127.0.0.1:8474) shared by the whole process: `handle.client` points them at
@@ -13,6 +14,7 @@ talks to more than one server.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -20,6 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from toxiproxy import Toxiproxy
@@ -78,6 +81,42 @@ class ToxiproxyHandle:
         """toxiproxy-python client for this server (re-points the library's shared address)."""
         APIConsumer.host, APIConsumer.port = self.host, self.port
         return self._client
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One raw API call (JSON body in and out): (status, decoded body or None)."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with _DIRECT.open(req, timeout=60) as r:
+                status, raw = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        try:
+            return status, json.loads(raw) if raw.strip() else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def populate(self, proxies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """POST /populate (server side: identical proxies are kept with their toxics, changed ones
+        replaced). Returns the proxies; raises RuntimeError with the server's error otherwise."""
+        status, body = self.request("POST", "/populate", proxies)
+        if status != 201:
+            raise RuntimeError(f"populate failed ({status}): {body}")
+        return body["proxies"] or []
+
+    def update_toxic(self, proxy: str, toxic: str, *, attributes: dict[str, int] | None = None,
+                     toxicity: float | None = None) -> dict[str, Any]:
+        """PATCH a toxic (attributes are merged); toxiproxy-python has no call for this."""
+        body: dict[str, Any] = {}
+        if attributes is not None:
+            body["attributes"] = attributes
+        if toxicity is not None:
+            body["toxicity"] = toxicity
+        status, out = self.request("PATCH", f"/proxies/{proxy}/toxics/{toxic}", body)
+        if status != 200:
+            raise RuntimeError(f"updating toxic {toxic} of {proxy} failed ({status}): {out}")
+        return out
 
     def alive(self) -> bool:
         return version_of(self.host, self.port) is not None

@@ -22,7 +22,14 @@ from pathlib import Path
 
 from orbitmq.chaos.toxics import Toxic
 from orbitmq.chaos.toxiproxy_api import handle, plain
-from orbitmq.chaos.toxiproxy_http import MAX_HEAD, HttpError, parse_chunk_size, parse_head, render
+from orbitmq.chaos.toxiproxy_http import (
+    MAX_HEAD,
+    HttpError,
+    RequestHead,
+    parse_chunk_size,
+    parse_head,
+    render,
+)
 from orbitmq.chaos.toxiproxy_link import Connection
 from orbitmq.chaos.toxiproxy_registry import BindError, ProxyState, Registry
 
@@ -173,7 +180,7 @@ class ProxyRuntime:
             self.stop(lst.proxy)
 
 
-async def _read_body(reader: asyncio.StreamReader, head) -> bytes:
+async def _read_body(reader: asyncio.StreamReader, head: RequestHead) -> bytes:
     if head.chunked:
         parts = []
         while True:

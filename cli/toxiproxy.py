@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 from orbitmq.common import logs
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, type=Path,
                    help="JSON array of proxies created at start, like POST /populate (the reference's -config)")
     p.add_argument("--seed", default=None, type=int, help="random seed for toxicity, jitter and slicer sizes")
-    p.add_argument("--log-level", default="INFO", help="log level (default INFO)")
+    p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"),
+                   help="log level (default $LOG_LEVEL, as the reference server, else INFO)")
     p.set_defaults(func=run)
 
 

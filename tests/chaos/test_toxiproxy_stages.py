@@ -151,3 +151,19 @@ def test_timeout_stage_closes_after_silence_and_drops_data():
         assert loop.time() - t0 >= 0.045
         assert await drain(s.output) == ([], True)
     run(main())
+
+
+def test_timeout_timer_restarts_with_each_chunk():
+    async def main():
+        s = _stub(Toxic("t", "timeout", "downstream", 1.0, {"timeout": 1000}))
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        while loop.time() - t0 < 1.5:          # a chunk every 50 ms for longer than the timeout
+            s.input.force(Chunk(b"ping", 0))
+            last_ping = loop.time()
+            await asyncio.sleep(0.05)
+            assert not s.closed
+        await asyncio.wait_for(s.task, 10)
+        assert s.closed and loop.time() - last_ping >= 0.95
+        assert await drain(s.output) == ([], True)
+    run(main())
