@@ -42,7 +42,8 @@ class Producer:
 
     selector(queues, message, arg) -> MessageQueue picks the queue (e.g. `select_by_hash` with a
     sharding key as `arg`; `message` is the Message sent, the first one of a batch); by default
-    queues are taken in round robin.
+    queues are taken in round robin. Every send ends within `send_timeout_s`; `retries=0` makes one
+    attempt only, any other value retries failed attempts (see send_policy.py) until then.
     """
 
     def __init__(self, namesrv: str | list[str], *, send_timeout_s: float = 3.0, retries: int = 2,
