@@ -143,6 +143,12 @@ class Producer:
                 mq = job.mq if job.mq in queues else queues[0]
                 return mq, addr
             job.stay = None  # the whole set is gone from the routes: nothing can answer a retry there
+        elif job.mq is not None and job.attempts == 0:
+            # an async batch's first attempt: the queue it was grouped for (a selector's choice)
+            route = self._route(job.topic)
+            addr = route.masters.get(job.mq.broker_set)
+            if addr and job.mq in route.write_queues:
+                return job.mq, addr
         return self._pick(job.topic, first if first is not None else job.req.messages[0], selector, arg, job.avoid)
 
     def _failed(self, job: _Job, err: errors.OrbitError) -> Decision:
