@@ -42,7 +42,8 @@ class Producer:
 
     selector(queues, message, arg) -> MessageQueue picks the queue (e.g. `select_by_hash` with a
     sharding key as `arg`; `message` is the Message sent, the first one of a batch); by default
-    queues are taken in round robin.
+    queues are taken in round robin. Every send ends within `send_timeout_s`; `retries=0` makes one
+    attempt only, any other value retries failed attempts (see send_policy.py) until then.
     """
 
     def __init__(self, namesrv: str | list[str], *, send_timeout_s: float = 3.0, retries: int = 2,
@@ -65,6 +66,8 @@ class Producer:
         self._sender: threading.Thread | None = None
         self._retry: list[_Job] = []              # async jobs waiting for their next attempt (guarded by _cond)
         self._inflight: set[_Job] = set()          # async jobs with a call outstanding (guarded by _cond)
+        self._releases = 0                         # in-flight slots released so far (guarded by _cond)
+        self._blocked_at = -1                      # _releases when the sender last found no free slot
         self._oneway: set[Any] = set()
         self._sticky: dict[str, tuple[MessageQueue, str]] = {}
         self._unresolved = 0                      # async sends not yet resolved (guarded by _cond)
@@ -142,6 +145,12 @@ class Producer:
                 mq = job.mq if job.mq in queues else queues[0]
                 return mq, addr
             job.stay = None  # the whole set is gone from the routes: nothing can answer a retry there
+        elif job.mq is not None and job.attempts == 0:
+            # an async batch's first attempt: the queue it was grouped for (a selector's choice)
+            route = self._route(job.topic)
+            addr = route.masters.get(job.mq.broker_set)
+            if addr and job.mq in route.write_queues:
+                return job.mq, addr
         return self._pick(job.topic, first if first is not None else job.req.messages[0], selector, arg, job.avoid)
 
     def _failed(self, job: _Job, err: errors.OrbitError) -> Decision:
@@ -386,7 +395,9 @@ class Producer:
                 if dl is not None:
                     waits.append(dl - now)
                 if self._retry:
-                    waits.append(min(min(j.due, j.deadline) for j in self._retry) - now)
+                    waits.append(min(j.deadline for j in self._retry) - now)
+                    if self._releases != self._blocked_at:  # (while no slot frees, only deadlines wake us)
+                        waits.append(min(j.due for j in self._retry) - now)
                 if self._inflight:
                     waits.append(next_probe - now)
                 wait = max(0.0, min(waits))
@@ -397,14 +408,19 @@ class Producer:
                 now = time.monotonic()
                 out = self._take(self._acc.due(now))
                 due = [j for j in self._retry if j.due <= now or j.deadline <= now]
-                for j in due:
-                    self._retry.remove(j)
+                if due:
+                    self._retry = [j for j in self._retry if not (j.due <= now or j.deadline <= now)]
                 probe = bool(self._inflight) and now >= next_probe
                 inflight = list(self._inflight) if probe else []
-            for job in out:
-                self._start(job, block=False)
-            for job in due:
-                self._start(job, block=False)
+                releases = self._releases
+            waiting = []
+            for job in out + due:
+                if waiting or not self._start(job, block=False):
+                    waiting.append(job)  # no free slot: the first release wakes us
+            if waiting:
+                with self._cond:
+                    self._retry.extend(waiting)
+                    self._blocked_at = releases
             if probe:
                 next_probe = now + PROBE_S
                 self._probe(inflight, now)
@@ -421,31 +437,23 @@ class Producer:
                 job.moved = True
                 job.call.cancel()
 
-    def _start(self, job: _Job, block: bool) -> None:
-        """Start the job's next attempt, or fail it at its deadline; without a free slot and not
-        `block`, it waits in the retry list (the sender thread starts it when a slot frees)."""
+    def _start(self, job: _Job, block: bool) -> bool:
+        """Start the job's next attempt, or fail it at its deadline. Without a free slot: `block`
+        waits for one until the deadline, otherwise False is returned (nothing done)."""
         left = job.deadline - time.monotonic()
         if job.done:
-            return
+            return True
         if left <= 0:
             self._settle(job, exc=job.last_err or errors.RequestTimeoutError(
                 "not sent within the send timeout (too many requests in flight)"))
-            return
+            return True
         got = self._in_flight.acquire(timeout=left) if block else self._in_flight.acquire(blocking=False)
         if not got:
             if block:
-                self._settle(job, exc=errors.RequestTimeoutError("no free in-flight slot within the send timeout"))
-            else:
-                with self._cond:
-                    if self._closed:
-                        closed = True
-                    else:
-                        closed = False
-                        job.due = time.monotonic() + 0.005
-                        self._retry.append(job)
-                if closed:
-                    self._settle(job, exc=errors.ClientClosedError("producer is closed"))
-            return
+                self._settle(job, exc=job.last_err or errors.RequestTimeoutError(
+                    "no free in-flight slot within the send timeout"))
+                return True
+            return False
         job.sent = False
         job.moved = False
         try:
@@ -458,21 +466,26 @@ class Producer:
             call = self.transport.broker(addr).SendMessage.future(job.req, timeout=left)
         except Exception as e:  # noqa: BLE001 - route errors, client closed
             self._in_flight.release()
+            with self._cond:
+                self._releases += 1
+                self._cond.notify()
             err = e if isinstance(e, errors.OrbitError) else errors.ClientClosedError(str(e) or type(e).__name__)
             self._attempt_failed(job, err)
-            return
+            return True
         job.sent = True
         job.started = time.monotonic()
         job.call = call
         with self._cond:
             self._inflight.add(job)
         call.add_done_callback(lambda c: self._on_done(job, c))
+        return True
 
     def _on_done(self, job: _Job, call: Any) -> None:
         self._in_flight.release()
         with self._cond:
             self._inflight.discard(job)
             job.call = None
+            self._releases += 1
             self._cond.notify()  # a slot is free: waiting jobs may start
         try:
             resp = call.result()

@@ -138,6 +138,7 @@ class MessageStore:
         self._topic_ok: set[str] = set()
         self._gate: Callable[[], bool] | None = None  # None: local and replicated writes both allowed
         self._kept_logged = -1
+        self._expiry_snapshot: tuple[int, int] | None = None  # (start, end) of expiry's last snapshot
         self._recent = dedup.RecentBatches()  # batches beyond the dispatch point, by first msg_id
         self._raw_end = 0       # end of what came by replication (or was in the log at open)
         self._tail_scanned = 0  # the replicated tail below this is in _recent or the index
@@ -789,6 +790,7 @@ class MessageStore:
             fsync_dir(self.dir)
         self._confirm = min(self._confirm, log_.max_offset)
         self._recent.cut(log_.max_offset)
+        self._expiry_snapshot = None
         self._raw_end = min(self._raw_end, log_.max_offset)
         self._tail_scanned = min(self._tail_scanned, log_.max_offset)
         self._offsets_overlay = {}
@@ -847,8 +849,8 @@ class MessageStore:
     def _delete_oldest(self) -> bool:
         seg = self.log.segments[0]
         base, end = seg.base, seg.end
-        has_meta = any(True for _ in self.db.scan(b"M", ix.meta_key(base)) if _[0] < ix.meta_key(end))
-        if has_meta:
+        first_meta = next(iter(self.db.scan(b"M", ix.meta_key(base))), None)
+        if first_meta is not None and first_meta[0] < ix.meta_key(end):
             v = self.db.get(ix.LAST_SNAPSHOT)
             if v is None or ix.unpack_q(v) < end:
                 if not self.may_write_locally():
@@ -858,12 +860,22 @@ class MessageStore:
                         self._kept_logged = base
                         log.info("segment %s kept until a metadata snapshot from the master covers it", seg.path)
                     return False
-                try:
-                    r = self.append_meta_snapshot()
-                except LocalWriteRefused:
-                    return False  # stopped being master meanwhile
-                if not self.dispatcher.wait_dispatched(r.end_offset, self.config.meta_wait_s):
+                pending = self._expiry_snapshot
+                if pending is not None and end <= pending[0] and pending[1] <= self.log.max_offset:
+                    snap_end = pending[1]  # written by an earlier pass, not confirmed yet: no second one
+                else:
+                    try:
+                        r = self.append_meta_snapshot()
+                    except LocalWriteRefused:
+                        return False  # stopped being master meanwhile
+                    self._expiry_snapshot = (r.physical_offset, r.end_offset)
+                    snap_end = r.end_offset
+                if not self.dispatcher.wait_dispatched(snap_end, self.config.meta_wait_s):
                     log.warning("segment %s kept: its metadata snapshot is not dispatched yet", seg.path)
+                    return False
+                v = self.db.get(ix.LAST_SNAPSHOT)
+                if v is None or ix.unpack_q(v) < end:  # that snapshot was truncated away: write another
+                    self._expiry_snapshot = None
                     return False
         with self.dispatcher.lock:
             d = self.dispatcher

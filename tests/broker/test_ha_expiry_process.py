@@ -15,7 +15,7 @@ import pytest
 
 from orbitmq.bench.replication import TOPIC, SetClient, ha_cluster
 from orbitmq.common import proc
-from orbitmq.protos import broker_pb2
+from orbitmq.protos import broker_pb2, common_pb2
 
 pytestmark = pytest.mark.process
 
@@ -83,7 +83,7 @@ def test_expiry_on_every_replica_keeps_replication_going_and_logs_identical(tmp_
                 seq += 1
                 try:
                     client.stubs[master].SendMessage(broker_pb2.SendRequest(topic=TOPIC, queue_id=seq % 4, messages=[
-                        broker_pb2.common__pb2.Message(topic=TOPIC, body=f"e-{seq:07d}".encode().ljust(1024, b"."))
+                        common_pb2.Message(topic=TOPIC, body=f"e-{seq:07d}".encode().ljust(1024, b"."))
                         for _ in range(8)]), timeout=5)
                     acked[0] += 1
                     if seq % 5 == 0:  # a META record (consumer offset) in every segment
@@ -116,6 +116,15 @@ def test_expiry_on_every_replica_keeps_replication_going_and_logs_identical(tmp_
         finally:
             stop.set()
             t.join(timeout=15)
+        # admin writes aimed at a follower or the learner are refused and write nothing there
+        for b in others:
+            with pytest.raises(grpc.RpcError) as ei:
+                client.stubs[b.addr].CreateTopic(broker_pb2.CreateTopicRequest(config=common_pb2.TopicConfig(
+                    topic="OnFollower", read_queues=1, write_queues=1, perm=6)), timeout=10)
+            assert dict(ei.value.trailing_metadata() or ()).get("orbitmq-error") == "NOT_MASTER"
+            with pytest.raises(grpc.RpcError):
+                client.stubs[b.addr].CommitOffset(broker_pb2.CommitOffsetRequest(
+                    group="g1", topic=TOPIC, queue_id=0, offset=1), timeout=10)
         mx = _st(client, master).max_physical_offset
         proc.wait_until(lambda: all(_st(client, b.addr).max_physical_offset >= mx for b in others), 30, 0.2,
                         "every replica caught up")

@@ -111,3 +111,28 @@ def test_gate_flip_follows_the_role(tmp_path) -> None:
         assert s.may_write_locally() is False
     finally:
         s.close()
+
+
+def test_unconfirmed_expiry_snapshot_is_not_written_again(tmp_path) -> None:
+    """A master whose confirm offset does not move (followers gone) writes one snapshot for the
+    segment it wants to expire, not one per expiry pass."""
+    s = MessageStore(StoreConfig(store_dir=str(tmp_path / "m"), segment_size=SEG, expiry_interval_s=0,
+                                 retention_hours=1.0, auto_confirm=False, meta_wait_s=0.2))
+    s.set_write_gate(lambda: True)
+    s.open()
+    try:
+        s.put_topic_config("T", {"q": 1})
+        s.put_batch([Message("T", b"x" * 300, queue_id=0) for _ in range(600)])
+        s.set_confirm_offset(s.max_physical_offset)
+        assert s.wait_dispatched(s.max_physical_offset, 10) and s.wait_flushed(s.max_physical_offset, 10)
+        later = os.stat(s.log.segments[-1].path).st_mtime + 7200
+        end = s.max_physical_offset
+        for _ in range(3):
+            assert s.expire(now=later, disk_usage=(1, 100)) == 0  # the snapshot is not confirmed
+        grown = s.max_physical_offset - end
+        assert 0 < grown < 1000, f"expiry wrote {grown} bytes: more than one snapshot"
+        s.set_confirm_offset(s.max_physical_offset)  # confirmed now: the segments go
+        assert s.wait_dispatched(s.max_physical_offset, 10)
+        assert s.expire(now=later, disk_usage=(1, 100)) >= 1 and s.max_physical_offset == end + grown
+    finally:
+        s.close()

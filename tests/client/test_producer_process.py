@@ -105,3 +105,17 @@ def test_close_while_paused_fails_what_is_left(procs, tmp_path):
             assert isinstance(f.exception(timeout=5), errors.OrbitError)
     finally:
         broker.resume()
+
+
+def test_async_sends_go_to_the_selected_queue(procs, tmp_path):
+    from orbitmq.client.routes import select_by_hash
+
+    ns, _broker = start(procs, tmp_path)
+    with Producer(ns, linger_ms=2) as p:
+        queues = p.transport.route("Async").write_queues
+        futs = {k: [p.send_async(Message("Async", f"{k}-{i}".encode()), selector=select_by_hash, arg=k)
+                    for i in range(20)] for k in ("order-1", "order-2", "order-3")}
+        for k, fs in futs.items():
+            want = select_by_hash(queues, None, k)
+            got = [f.result(timeout=10) for f in fs]
+            assert {r.queue for r in got} == {want}
