@@ -60,6 +60,10 @@ class ClusterError(RuntimeError):
     """The cluster cannot do what was asked (not running, unknown node, no chaos mode, ...)."""
 
 
+class ProcessExited(ClusterError):
+    """A process of the cluster exited while it was expected to run."""
+
+
 def _toxiproxy(url: str | None, log_dir: Path) -> tuple[str, int | None, Any]:
     """(API url, PID if we started a server, handle) for `url`, $TOXIPROXY_URL or a new embedded server."""
     url = url or os.environ.get("TOXIPROXY_URL") or None
@@ -194,7 +198,7 @@ class ChaosCluster:
             if chaos:
                 dial_map.install(self.client_dial_map)
             if not only:
-                self.wait_ready(ready_timeout)
+                self.wait_ready(ready_timeout, fail_on_exit=True)
         except Exception as e:
             tails = self.logs(15)
             with contextlib.suppress(Exception):
@@ -562,9 +566,27 @@ class ChaosCluster:
                 return False
         return self.routes_served()
 
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        proclib.wait_until(self.ready, timeout, 0.3, "every broker set to have a master with a full sync-state-set "
-                                                     "and routes served")
+    def wait_ready(self, timeout: float = 180.0, *, fail_on_exit: bool = False) -> None:
+        """Wait for `ready()`; with `fail_on_exit`, fail at once if a started process has exited."""
+        def check() -> bool:
+            dead = [n for n, r in self.state["procs"].items() if not procs.alive(r.get("pid"), r.get("start_time"))]
+            if dead and fail_on_exit:
+                raise ProcessExited(f"exited: {', '.join(dead)}; see {self.root / 'logs'}")
+            return self.ready()
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if check():
+                    return
+            except ProcessExited:
+                raise
+            except Exception:  # noqa: BLE001 - no leader yet, a process still starting
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for every broker set to have a master "
+                                   "with a full sync-state-set and routes served")
+            time.sleep(0.3)
 
     def wait_master(self, broker_set: str, timeout: float = 60.0, not_in: tuple[str, ...] = ()) -> str:
         """Wait until the controllers name a master of `broker_set` outside `not_in`, which says it is master."""
