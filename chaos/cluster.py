@@ -135,30 +135,29 @@ class ChaosCluster:
     @classmethod
     def up(cls, run_dir: str | Path, spec: ClusterSpec | None = None, *, chaos: bool = True,
            toxiproxy_url: str | None = None, ready_timeout: float = 180.0,
-           only: list[str] | None = None) -> ChaosCluster:
+           only: list[str] | None = None, fresh: bool = False) -> ChaosCluster:
         """Start every process (or only the nodes in `only`, for a multi-host spec) and wait until
         every broker set has a master with a full sync-state-set and every name server serves its
-        route (skipped with `only`)."""
+        route (skipped with `only`).
+
+        A directory that holds a stopped cluster with the same nodes is started again on the same
+        addresses with its data (a whole-cluster restart); `fresh` deletes that data first."""
         spec = spec or ClusterSpec()
         root = Path(run_dir).resolve()
         spec.dir = str(root)
         spec.validate()
+        if chaos and only:
+            raise ClusterError("chaos mode runs the whole cluster on this host (no --only)")
         root.mkdir(parents=True, exist_ok=True)
-        old = root / STATE
-        running: list[str] = []
-        if old.exists():
-            with contextlib.suppress(ValueError, OSError, AttributeError):
-                running = [n for n, r in json.loads(old.read_text()).get("procs", {}).items()
-                           if procs.alive(r.get("pid"), r.get("start_time"))]
-        if running:
-            raise ClusterError(f"a cluster is already running in {root} ({', '.join(running)}); "
-                               "`orbitmq cluster down` first")
+        old_state = cls._stopped_state(root, fresh)
         ports = iter(range(spec.base_port, 65536)) if spec.base_port else None
         probe = plan_nodes(spec, iter(range(1, 1 << 30)))
         need = port_count(spec) + (link_count(probe) if chaos else 0)
         ports = ports or iter(net.free_ports(need, spec.host))
         nodes = plan_nodes(spec, ports)
         links = plan_links(nodes, ports, spec.host) if chaos else []
+        if old_state is not None:
+            nodes, links = cls._same_addresses(root, old_state, nodes, links, chaos)
         state: dict[str, Any] = {
             "version": 1, "cluster": spec.name, "dir": str(root), "chaos": chaos, "host": spec.host,
             "nodes": [n.to_json() for n in nodes], "links": [lk.to_json() for lk in links], "procs": {},
@@ -209,6 +208,45 @@ class ChaosCluster:
                 self.down()
             raise
         return self
+
+    @staticmethod
+    def _stopped_state(root: Path, fresh: bool) -> dict[str, Any] | None:
+        """The state of a stopped cluster in `root` (None if none, or wiped because `fresh`)."""
+        path = root / STATE
+        if not path.exists():
+            return None
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        running = [n for n, r in old.get("procs", {}).items() if procs.alive(r.get("pid"), r.get("start_time"))]
+        if running:
+            raise ClusterError(f"a cluster is already running in {root} ({', '.join(running)}); "
+                               "`orbitmq cluster down` first")
+        if not fresh and isinstance(old.get("nodes"), list):
+            return old
+        for n in old.get("nodes", []) if isinstance(old.get("nodes"), list) else []:
+            shutil.rmtree(root / n["name"], ignore_errors=True)
+        for name in ("conf", "logs"):
+            shutil.rmtree(root / name, ignore_errors=True)
+        path.unlink()
+        return None
+
+    @staticmethod
+    def _same_addresses(root: Path, old: dict[str, Any], nodes: list[NodePlan], links: list[Link],
+                        chaos: bool) -> tuple[list[NodePlan], list[Link]]:
+        """The new plan on the stopped cluster's addresses (its data knows them)."""
+        before = {n["name"]: NodePlan.from_json(n) for n in old["nodes"]}
+        if set(before) != {n.name for n in nodes} or bool(old.get("chaos")) != chaos:
+            raise ClusterError(f"{root} holds the data of a stopped cluster with other nodes or mode "
+                               f"({', '.join(before)}); use another --dir, or --fresh to delete it")
+        for n in nodes:
+            b = before[n.name]
+            n.addr, n.raft_addr, n.ha_addr = b.addr, b.raft_addr, b.ha_addr
+        old_links = [Link.from_json(x) for x in old.get("links", [])]
+        if {lk.name for lk in old_links} != {lk.name for lk in links}:
+            raise ClusterError(f"{root}: the stopped cluster's links differ; use --fresh")
+        return nodes, old_links
 
     @classmethod
     def open(cls, run_dir: str | Path) -> ChaosCluster:

@@ -97,6 +97,18 @@ def test_up_status_faults_down(tmp_path):
     assert state["procs"] and not any(cluster_procs.alive(p["pid"], p["start_time"]) for p in state["procs"].values())
     assert cluster_procs.alive(pid, started) is False
 
+    # up again in the same dir: the whole cluster restarts on its addresses with its data
+    epoch_before = after["epoch"]
+    try:
+        r = cli("up", "--dir", str(d))
+        assert r.returncode == 0, r.stdout + r.stderr
+        again = status(d)["sets"]["broker-a"]
+        assert again["epoch"] >= epoch_before >= 2 and len(again["sss"]) == 3   # the controllers remembered
+        assert json.loads((d / "cluster.json").read_text())["nodes"] == state["nodes"]
+    finally:
+        r = cli("down", "--dir", str(d), timeout=120)
+    assert r.returncode == 0, r.stderr
+
 
 def test_one_spec_file_for_two_hosts(tmp_path):
     """Fixed addresses make the cluster file a multi-host deployment: each host starts its own nodes
