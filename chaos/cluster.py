@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -42,7 +43,6 @@ from orbitmq.chaos.topology import (
     dial_maps,
     directed_streams,
     expand,
-    link_count,
     plan_links,
 )
 from orbitmq.common import dial_map, net
@@ -61,6 +61,10 @@ ENV_FILE = "cluster.env"
 
 class ClusterError(RuntimeError):
     """The cluster cannot do what was asked (not running, unknown node, no chaos mode, ...)."""
+
+
+class ProcessExited(ClusterError):
+    """A process of the cluster exited while it was expected to run."""
 
 
 def _toxiproxy(url: str | None, log_dir: Path) -> tuple[str, int | None, Any]:
@@ -134,30 +138,28 @@ class ChaosCluster:
     @classmethod
     def up(cls, run_dir: str | Path, spec: ClusterSpec | None = None, *, chaos: bool = True,
            toxiproxy_url: str | None = None, ready_timeout: float = 180.0,
-           only: list[str] | None = None) -> ChaosCluster:
+           only: list[str] | None = None, fresh: bool = False) -> ChaosCluster:
         """Start every process (or only the nodes in `only`, for a multi-host spec) and wait until
         every broker set has a master with a full sync-state-set and every name server serves its
-        route (skipped with `only`)."""
+        route (skipped with `only`).
+
+        A directory that holds a stopped cluster with the same nodes is started again on the same
+        addresses with its data (a whole-cluster restart); `fresh` deletes that data first."""
         spec = spec or ClusterSpec()
         root = Path(run_dir).resolve()
         spec.dir = str(root)
         spec.validate()
+        if chaos and only:
+            raise ClusterError("chaos mode runs the whole cluster on this host (no --only)")
         root.mkdir(parents=True, exist_ok=True)
-        old = root / STATE
-        running: list[str] = []
-        if old.exists():
-            with contextlib.suppress(ValueError, OSError, AttributeError):
-                running = [n for n, r in json.loads(old.read_text()).get("procs", {}).items()
-                           if procs.alive(r.get("pid"), r.get("start_time"))]
-        if running:
-            raise ClusterError(f"a cluster is already running in {root} ({', '.join(running)}); "
-                               "`orbitmq cluster down` first")
+        old_state = cls._stopped_state(root, fresh)
         ports = iter(range(spec.base_port, 65536)) if spec.base_port else None
-        probe = plan_nodes(spec, iter(range(1, 1 << 30)))
-        need = port_count(spec) + (link_count(probe) if chaos else 0)
-        ports = ports or iter(net.free_ports(need, spec.host))
+        ports = ports or iter(net.free_ports(port_count(spec), spec.host))
         nodes = plan_nodes(spec, ports)
-        links = plan_links(nodes, ports, spec.host) if chaos else []
+        # proxies listen on port 0: Toxiproxy binds them, `_use_links` takes the bound addresses
+        links = plan_links(nodes, itertools.repeat(0), "127.0.0.1") if chaos else []
+        if old_state is not None:
+            nodes = cls._same_addresses(root, old_state, nodes, chaos)
         state: dict[str, Any] = {
             "version": 1, "cluster": spec.name, "dir": str(root), "chaos": chaos, "host": spec.host,
             "nodes": [n.to_json() for n in nodes], "links": [lk.to_json() for lk in links], "procs": {},
@@ -176,7 +178,7 @@ class ChaosCluster:
                                       "prefix": prefix}
                 self._toxiproxy_handle = handle
                 self.proxies = LinkProxies(url, prefix, links)
-                self.proxies.create_all()
+                maps = self._use_links(self.proxies.create_all())
             conf = root / "conf"
             conf.mkdir(exist_ok=True)
             # one secret per cluster: a multi-host file names the files every host holds; a local
@@ -202,7 +204,7 @@ class ChaosCluster:
             if chaos:
                 dial_map.install(self.client_dial_map)
             if not only:
-                self.wait_ready(ready_timeout)
+                self.wait_ready(ready_timeout, fail_on_exit=True)
         except Exception as e:
             tails = self.logs(15)
             with contextlib.suppress(Exception):
@@ -213,6 +215,52 @@ class ChaosCluster:
                 self.down()
             raise
         return self
+
+    @staticmethod
+    def _stopped_state(root: Path, fresh: bool) -> dict[str, Any] | None:
+        """The state of a stopped cluster in `root` (None if none, or wiped because `fresh`)."""
+        path = root / STATE
+        if not path.exists():
+            return None
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        running = [n for n, r in old.get("procs", {}).items() if procs.alive(r.get("pid"), r.get("start_time"))]
+        if running:
+            raise ClusterError(f"a cluster is already running in {root} ({', '.join(running)}); "
+                               "`orbitmq cluster down` first")
+        if not fresh and isinstance(old.get("nodes"), list):
+            return old
+        for n in old.get("nodes", []) if isinstance(old.get("nodes"), list) else []:
+            shutil.rmtree(root / n["name"], ignore_errors=True)
+        for name in ("conf", "logs"):
+            shutil.rmtree(root / name, ignore_errors=True)
+        path.unlink()
+        return None
+
+    @staticmethod
+    def _same_addresses(root: Path, old: dict[str, Any], nodes: list[NodePlan], chaos: bool) -> list[NodePlan]:
+        """The new plan on the stopped cluster's addresses (its data knows them; proxies may move)."""
+        before = {n["name"]: NodePlan.from_json(n) for n in old["nodes"]}
+        if set(before) != {n.name for n in nodes} or bool(old.get("chaos")) != chaos:
+            raise ClusterError(f"{root} holds the data of a stopped cluster with other nodes or mode "
+                               f"({', '.join(before)}); use another --dir, or --fresh to delete it")
+        for n in nodes:
+            b = before[n.name]
+            n.addr, n.raft_addr, n.ha_addr = b.addr, b.raft_addr, b.ha_addr
+        return nodes
+
+    def _use_links(self, links: list[Link]) -> dict[str, dict[str, str]]:
+        """Adopt the links with their bound proxy addresses; returns every node's dial map."""
+        self.links = links
+        self.proxies = LinkProxies(self.proxies.url, self.proxies.prefix, links) if self.proxies else None
+        maps = dial_maps(links)
+        self.state["links"] = [lk.to_json() for lk in links]
+        self.state["client_dial_map"] = maps.get(CLIENT, {})
+        self.state["client_namesrvs"] = [self.state["client_dial_map"].get(n.addr, n.addr)
+                                         for n in self.nodes.values() if n.kind == "namesrv"]
+        return maps
 
     @classmethod
     def open(cls, run_dir: str | Path) -> ChaosCluster:
@@ -576,9 +624,27 @@ class ChaosCluster:
                 return False
         return self.routes_served()
 
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        proclib.wait_until(self.ready, timeout, 0.3, "every broker set to have a master with a full sync-state-set "
-                                                     "and routes served")
+    def wait_ready(self, timeout: float = 180.0, *, fail_on_exit: bool = False) -> None:
+        """Wait for `ready()`; with `fail_on_exit`, fail at once if a started process has exited."""
+        def check() -> bool:
+            dead = [n for n, r in self.state["procs"].items() if not procs.alive(r.get("pid"), r.get("start_time"))]
+            if dead and fail_on_exit:
+                raise ProcessExited(f"exited: {', '.join(dead)}; see {self.root / 'logs'}")
+            return self.ready()
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if check():
+                    return
+            except ProcessExited:
+                raise
+            except Exception:  # noqa: BLE001 - no leader yet, a process still starting
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for every broker set to have a master "
+                                   "with a full sync-state-set and routes served")
+            time.sleep(0.3)
 
     def wait_master(self, broker_set: str, timeout: float = 60.0, not_in: tuple[str, ...] = ()) -> str:
         """Wait until the controllers name a master of `broker_set` outside `not_in`, which says it is master."""

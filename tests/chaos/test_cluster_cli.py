@@ -146,6 +146,16 @@ ha_listen = "127.0.0.2:{b[3]}"
         s = proc.wait_until(full, 120, 0.5, "a master with both replicas in sync")
         assert s["master"] in ("broker-a-1", "broker-a-2")
         assert status(host_a)["sets"]["broker-a"]["master"] == s["master"]   # one cluster, seen from either host
+
+        # down everywhere, then up again: the whole cluster restarts on its addresses with its data
+        for h in (host_b, host_a):
+            assert cli("down", "--dir", str(h), timeout=120).returncode == 0
+        for h, only in ((host_a, "controllers,namesrvs"), (host_b, "broker-a")):
+            r = cli("up", "--dir", str(h), "--config", str(spec), "--only", only, timeout=120)
+            assert r.returncode == 0, r.stdout + r.stderr
+        assert json.loads((host_b / "cluster.json").read_text())["nodes"] == state_b["nodes"]
+        again = proc.wait_until(full, 120, 0.5, "a master again after the restart")
+        assert again["epoch"] >= s["epoch"]       # the controller kept its state
     finally:
         for h in (host_b, host_a):
             if (h / "cluster.json").exists():
