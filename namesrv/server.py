@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 
+from orbitmq.common.error_codes import ErrorCode
+from orbitmq.common.grpc_errors import abort
 from orbitmq.common.logs import kv
 from orbitmq.namesrv.config import NamesrvConfig
 from orbitmq.namesrv.routes import (
@@ -26,11 +28,10 @@ from orbitmq.namesrv.routes import (
     TopicInfo,
     TopicNotFoundError,
 )
-from orbitmq.protos import common_pb2, namesrv_pb2, namesrv_pb2_grpc
+from orbitmq.protos import namesrv_pb2, namesrv_pb2_grpc
 
 log = logging.getLogger("orbitmq.namesrv")
 
-ERROR_KEY = "orbitmq-error"
 
 # A hook adds services to the server before it starts; it may return an async stop function.
 ServiceHook = Callable[[grpc.aio.Server], Awaitable[Callable[[], Awaitable[None]] | None]]
@@ -130,8 +131,7 @@ class NameServerService(namesrv_pb2_grpc.NameServerServicer):
 
 
 async def _abort(context: grpc.aio.ServicerContext, status: grpc.StatusCode, code: str, details: str) -> None:
-    assert code in common_pb2.ErrorCode.keys(), code
-    await context.abort(status, details, trailing_metadata=((ERROR_KEY, code),))
+    await abort(context, ErrorCode(code), details, status=status)
 
 
 async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
