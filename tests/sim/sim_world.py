@@ -46,7 +46,8 @@ class Violation(AssertionError):
     """An invariant broke."""
 
 
-FAULT_KINDS = ("crash_broker", "crash_ctl", "isolate", "one_way", "split", "reset_ha", "corrupt_ha", "pause")
+FAULT_KINDS = ("crash_broker", "crash_ctl", "isolate", "one_way", "split", "reset_ha", "corrupt_ha", "pause",
+               "crash_master", "isolate_master", "pause_master", "isolate_leader", "pause_leader")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Params:
     dup: float = 0.0
     frame_records: int = 4
     send_interval: float = 0.05
-    safety_s: float = 12.0
+    safety_s: float = 10.0
     liveness_s: float = 25.0
 
     @staticmethod
@@ -73,7 +74,7 @@ class Params:
         """Per-seed fault rates and shape (swarm testing)."""
         return Params(sets=1 + (rng.random() < 0.25), learner=rng.random() < 0.4,
                       drop=rng.choice([0.0, 0.0, 0.02, 0.1, 0.25]), dup=rng.choice([0.0, 0.05, 0.2]),
-                      frame_records=rng.choice([1, 2, 4, 16]), send_interval=rng.choice([0.02, 0.05, 0.1]))
+                      frame_records=rng.choice([1, 2, 4, 16]), send_interval=rng.choice([0.05, 0.1, 0.2]))
 
 
 @dataclass
@@ -158,13 +159,13 @@ class World:
         for br in self.brokers.values():
             br.boot()
         self.net.up["client"] = True
-        self.sim.at(0.05, self._raft_tick)
+        self.sim.at(0.1, self._raft_tick)
         for s in self.sets:
             self.sim.at(0.5, self._produce, s)
 
     def _raft_tick(self) -> None:
         self.raft.tick()
-        self.sim.at(0.05, self._raft_tick)
+        self.sim.at(0.1, self._raft_tick)
 
     # ---- the producer --------------------------------------------------------------------------------
 
@@ -214,6 +215,19 @@ class World:
         self.timeline.update(repr(f).encode())
         brokers = sorted(self.brokers)
         nodes = self.ctl_names + brokers
+        if f.kind.endswith("_master") or f.kind.endswith("_leader"):
+            # targeted: the current master of a set (as committed) or the controller leader
+            if f.kind.endswith("_leader"):
+                who = self.raft.leader
+            else:
+                bs = self.raft.truth.get("sim", self.sets[f.target % len(self.sets)])
+                who = f"{bs.name}-{bs.master_id}" if bs is not None and bs.master_id else None
+            if who is None:
+                return
+            f = Fault(f.at, f.kind.split("_")[0], (nodes if f.kind != "crash_master" else brokers).index(who),
+                      f.duration)
+            if f.kind == "crash":
+                f = Fault(f.at, "crash_broker", f.target, f.duration)
         if f.kind == "crash_broker":
             b = self.brokers[brokers[f.target % len(brokers)]]
             if b.up:
