@@ -99,6 +99,15 @@ SCENARIOS: list[tuple[int, list[Fault], Params]] = [
 ]
 
 
+def test_all_controllers_restart_without_an_election():
+    """Every controller crashes and restarts while the brokers live: the state comes back from the
+    log, the new leader rebuilds liveness, and the master is never replaced (only the first election)."""
+    for seed in (21, 22, 23):
+        o = _run(seed, [Fault(5.0, "crash_ctl", 0, 0.5), Fault(5.0, "crash_ctl", 1, 0.7), Fault(5.0, "crash_ctl", 2, 0.9)],
+                 Params(), full_check=True)
+        assert o.elections == 1 and o.raft_elections >= 2, o
+
+
 @pytest.mark.parametrize("seed,faults,params", SCENARIOS)
 def test_scenarios(seed, faults, params):
     o = _run(seed, faults, params, full_check=True)
