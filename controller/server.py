@@ -88,7 +88,8 @@ class ControllerService(pbg.ControllerServicer):
         self.live = Liveness(cfg.heartbeat_timeout_s, cfg.broker_lease_s)
         self.sessions: dict[st.SetKey, set[Session]] = {}
         self._gens = itertools.count(1)
-        self.scan = LeaderScan(ScanSettings(cfg.liveness_rebuild_s, cfg.election_retry_s, cfg.unclean_election))
+        self.scan = LeaderScan(ScanSettings(cfg.liveness_rebuild_s, cfg.election_retry_s, cfg.unclean_election,
+                                            leader_fallback_s=cfg.raft_max_timeout_s))
         self._scan_task: asyncio.Task | None = None
         self.commands_committed = 0
 
@@ -116,7 +117,7 @@ class ControllerService(pbg.ControllerServicer):
         return self.raft.read(lambda s: s.nodes.get(raft, ""))
 
     def serving(self) -> bool:
-        return self.raft.is_leader() and self.scan.announced
+        return self.scan.serving(self.raft.is_leader(), self.raft.majority_contact_age())
 
     def liveness_ready(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now

@@ -108,6 +108,33 @@ def test_all_controllers_restart_without_an_election():
         assert o.elections == 1 and o.raft_elections >= 2, o
 
 
+# Seeds the simulator failed on, kept after the fix: (seed, schedule, params, what broke).
+REGRESSIONS: list[tuple[int, list[Fault], Params, str]] = [
+    # a controller leader paused for 7 s resumed and answered a broker's heartbeat before its Raft
+    # tick noticed it was deposed: it renewed the lease of a master the new leader had just
+    # replaced, and that master acknowledged into a superseded epoch. Fix: a node serves brokers
+    # only while it heard from a majority within the leader fallback time (LeaderScan.serving).
+    (10676, [Fault(0.888, "corrupt_ha", 57, 5.431), Fault(1.9, "pause_master", 26, 0.217),
+             Fault(3.8, "pause_leader", 49, 7.404), Fault(4.821, "reset_ha", 18, 1.571),
+             Fault(7.322, "pause_leader", 25, 0.876), Fault(7.399, "one_way", 26, 5.3),
+             Fault(8.359, "corrupt_ha", 19, 3.423)],
+     Params(sets=2, drop=0.1, frame_records=1, send_interval=0.05), "deposed leader renewed a lease"),
+]
+
+
+@pytest.mark.parametrize("seed,faults,params,what", REGRESSIONS)
+def test_regression_seeds(seed, faults, params, what):
+    _run(seed, faults, params, full_check=True)
+
+
+def test_the_regression_fails_without_its_fix(monkeypatch):
+    from orbitmq.controller import leader_scan
+    monkeypatch.setattr(leader_scan.LeaderScan, "serving", lambda self, is_leader, age: is_leader and self.announced)
+    seed, faults, params, _ = REGRESSIONS[0]
+    with pytest.raises(Violation, match="acknowledged message .* while the committed master"):
+        run(seed, faults, params)
+
+
 @pytest.mark.parametrize("seed,faults,params", SCENARIOS)
 def test_scenarios(seed, faults, params):
     o = _run(seed, faults, params, full_check=True)
