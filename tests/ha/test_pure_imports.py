@@ -13,7 +13,8 @@ PURE = [
     "orbitmq.broker.epochs", "orbitmq.broker.epoch_truncation", "orbitmq.broker.ha_protocol",
     "orbitmq.broker.ha_connection", "orbitmq.broker.roles", "orbitmq.broker.sync_state",
     "orbitmq.broker.ack_policy", "orbitmq.controller.state", "orbitmq.controller.election",
-    "orbitmq.controller.liveness", "orbitmq.controller.leader_scan",
+    "orbitmq.controller.liveness", "orbitmq.controller.leader_scan", "orbitmq.controller.refusals",
+    "orbitmq.broker.replica_store",
 ]
 FORBIDDEN = {"asyncio", "socket", "threading", "grpc", "time", "random", "orbitmq.broker.epoch_file",
              "orbitmq.broker.store", "orbitmq.common.durable"}
