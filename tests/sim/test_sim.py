@@ -94,6 +94,10 @@ SCENARIOS: list[tuple[int, list[Fault], Params]] = [
     # the controller leader is paused, then cut off, while the master loses a replication byte
     (4, [Fault(4.0, "pause_leader", 0, 2.0), Fault(6.5, "isolate_leader", 0, 3.0), Fault(6.0, "corrupt_ha", 0, 0.1)],
      Params(learner=True)),
+    # the master keeps taking sends it cannot replicate, dies; it rejoins, cuts its divergent tail
+    # and crashes right after the cut (before trimming its epoch list), then rejoins again
+    (7, [Fault(4.0, "crash_after_truncate", 0, 8.0), Fault(4.0, "cut_replication", 0, 3.0),
+         Fault(5.0, "crash_master", 0, 1.0)], Params()),
     # two sets, a split that separates masters from the controller majority
     (5, [Fault(3.0, "split", 11, 4.0), Fault(7.5, "crash_master", 1, 1.0)], Params(sets=2)),
 ]
@@ -139,6 +143,8 @@ def test_the_regression_fails_without_its_fix(monkeypatch):
 def test_scenarios(seed, faults, params):
     o = _run(seed, faults, params, full_check=True)
     assert o.faults == len(faults) and o.acked > 0
+    if any(f.kind == "crash_after_truncate" for f in faults):
+        assert o.stats.get("crashed_mid_truncation", 0) >= 1, o.stats   # the schedule did hit the window
 
 
 # ---- the checker itself: a broken rule must be caught ---------------------------------------------------
