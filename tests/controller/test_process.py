@@ -231,8 +231,11 @@ def test_minority_cannot_commit(cluster, kept):
             time.sleep(2.0)   # longer than the Raft election timeout: it has lost its leader
         t0 = time.monotonic()
         with pytest.raises((CommitTimeout, NoLeader)) as e:
-            _run(lambda c: c.apply_broker_id(CL, f"minority-{kept}", 1, "m"), cluster, [cluster.addrs[keep]],
-                 rpc_timeout_s=2.0, retry_deadline_s=4.0)
+            r = _run(lambda c: c.apply_broker_id(CL, f"minority-{kept}", 1, "m"), cluster, [cluster.addrs[keep]],
+                     rpc_timeout_s=2.0, retry_deadline_s=4.0)
+            alive = [(i, cluster.controllers[i].alive(), cluster.controllers[i].pid) for i in range(3)]
+            pytest.fail(f"a minority answered {r!r} after {time.monotonic() - t0:.2f}s; kept {keep} (leader index "
+                        f"{li}), stopped {stopped}; processes {alive}")
         assert e.value.code in ("NO_LEADER", "REPLICATION_TIMEOUT")
         assert time.monotonic() - t0 < 15
         time.sleep(1.5)   # an isolated leader steps down within raft_max_timeout_s
