@@ -19,7 +19,7 @@ import pytest
 
 from orbitmq.bench.election import AgentProc, ControllerCluster
 from orbitmq.common import proc
-from orbitmq.controller.client import CommitTimeout, NoLeader
+from orbitmq.controller.client import CommitTimeout, ControllerError, NoLeader
 
 pytestmark = pytest.mark.process
 
@@ -227,8 +227,15 @@ def test_minority_cannot_commit(cluster, kept):
     for i in stopped:
         cluster.controllers[i].pause()
     try:
-        if kept == "follower":
-            time.sleep(2.0)   # longer than the Raft election timeout: it has lost its leader
+        def leader_seen_by_keep() -> str:
+            try:
+                return _run(lambda c: c.get_metadata(cluster.addrs[keep]), cluster, [cluster.addrs[keep]],
+                            rpc_timeout_s=2.0).leader_raft_address
+            except ControllerError:
+                return "?"
+
+        if kept == "follower":   # the event: its Raft election timeout ran out, it has no leader
+            wait(lambda: leader_seen_by_keep() == "", 30, "the follower lost its leader")
         t0 = time.monotonic()
         with pytest.raises((CommitTimeout, NoLeader)) as e:
             r = _run(lambda c: c.apply_broker_id(CL, f"minority-{kept}", 1, "m"), cluster, [cluster.addrs[keep]],
@@ -238,7 +245,7 @@ def test_minority_cannot_commit(cluster, kept):
                         f"{li}), stopped {stopped}; processes {alive}")
         assert e.value.code in ("NO_LEADER", "REPLICATION_TIMEOUT")
         assert time.monotonic() - t0 < 15
-        time.sleep(1.5)   # an isolated leader steps down within raft_max_timeout_s
+        wait(lambda: leader_seen_by_keep() == "", 30, "an isolated leader stepped down")
         with pytest.raises((CommitTimeout, NoLeader)):
             _run(lambda c: c.get_replica_info(CL, "fo"), cluster, [cluster.addrs[keep]],
                  rpc_timeout_s=2.0, retry_deadline_s=2.0)
