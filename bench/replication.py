@@ -31,11 +31,11 @@ from typing import Any
 import grpc
 
 from orbitmq.common import proc
+from orbitmq.common.grpc_errors import ERROR_KEY
 from orbitmq.common.local_cluster import BrokerProc, ClusterSpec, LocalCluster
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, common_pb2
 
 TOPIC = "HaBench"
-ERROR_KEY = "orbitmq-error"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -23,6 +23,8 @@ import grpc
 from orbitmq.broker import names
 from orbitmq.broker.consumer_groups import ConsumerGroups
 from orbitmq.broker.long_poll import LongPollWaiters
+from orbitmq.common.grpc_errors import ERROR_KEY, MASTER_KEY
+from orbitmq.common.grpc_errors import STATUS_OF as _STATUS_OF
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, common_pb2
 
 if TYPE_CHECKING:
@@ -30,23 +32,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orbitmq.broker.service")
 
-ERROR_KEY = "orbitmq-error"
-MASTER_KEY = "orbitmq-master"
 STORED_KEY = "orbitmq-stored"  # "0": the refused send was not appended (nor is an earlier copy known)
 PERM_READ, PERM_WRITE = 4, 2
 MAX_QUEUES = 1024
 
 _S = grpc.StatusCode
-STATUS_OF: dict[str, grpc.StatusCode] = {
-    "BAD_REQUEST": _S.INVALID_ARGUMENT, "BAD_TOPIC_NAME": _S.INVALID_ARGUMENT, "BAD_TAG": _S.INVALID_ARGUMENT,
-    "BAD_KEY": _S.INVALID_ARGUMENT, "BODY_EMPTY": _S.INVALID_ARGUMENT, "BODY_TOO_LARGE": _S.INVALID_ARGUMENT,
-    "TOPIC_NOT_FOUND": _S.NOT_FOUND, "GROUP_NOT_FOUND": _S.NOT_FOUND, "MESSAGE_NOT_FOUND": _S.NOT_FOUND,
-    "NO_PERMISSION": _S.PERMISSION_DENIED, "NOT_MASTER": _S.FAILED_PRECONDITION, "FENCED": _S.FAILED_PRECONDITION,
-    "STALE_EPOCH": _S.FAILED_PRECONDITION, "REPLICATION_TIMEOUT": _S.DEADLINE_EXCEEDED,
-    "FLUSH_TIMEOUT": _S.DEADLINE_EXCEEDED, "IN_SYNC_REPLICAS_NOT_ENOUGH": _S.UNAVAILABLE,
-    "BROKER_BUSY": _S.RESOURCE_EXHAUSTED, "NOT_LEADER": _S.UNAVAILABLE, "OFFSET_MOVED": _S.OUT_OF_RANGE,
-    "CORRUPT_DATA": _S.DATA_LOSS, "INTERNAL": _S.INTERNAL,
-}
+STATUS_OF: dict[str, grpc.StatusCode] = {c.value: st for c, st in _STATUS_OF.items()}   # by name
 
 
 class WireError(Exception):  # noqa: N818 - the wire's word for it

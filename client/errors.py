@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-ERROR_KEY = "orbitmq-error"
-MASTER_KEY = "orbitmq-master"
-LEADER_KEY = "orbitmq-leader"
+from orbitmq.common.grpc_errors import ERROR_KEY, LEADER_KEY, MASTER_KEY  # noqa: F401 - re-exported
 
 
 class OrbitError(Exception):

@@ -37,6 +37,7 @@ from orbitmq.common.durable import remove_file, replace_file
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth import load_secret
 from orbitmq.controller.client import ControllerClient, ControllerError, NotLeader, map_error
+from orbitmq.controller.refusals import Refusal
 from orbitmq.protos import controller_pb2 as pb
 
 log = logging.getLogger("orbitmq.controller.agent")
@@ -224,8 +225,8 @@ class BrokerAgent:
                 self._need_register = False
                 self._offer(r.view)
                 return r.view
-            if r.result.code in ("SET_NOT_FOUND", "BROKER_ID_INVALID") and "not applied" in r.result.reason \
-                    or r.result.code == "SET_NOT_FOUND":
+            if r.result.code in (Refusal.SET_NOT_FOUND, Refusal.BROKER_ID_INVALID) and "not applied" in r.result.reason \
+                    or r.result.code == Refusal.SET_NOT_FOUND:
                 # our data was cleaned from the controller: apply again for our own id
                 a = await self.client.apply_broker_id(self.s.cluster, self.s.broker_set, self.broker_id,
                                                       self.check_code)

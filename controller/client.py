@@ -18,6 +18,8 @@ import grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from orbitmq.common import dial_map
+from orbitmq.common.error_codes import ErrorCode
+from orbitmq.common.grpc_errors import ERROR_KEY, LEADER_KEY, metadata_of
 from orbitmq.common.node_auth_grpc import signing_interceptors
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
@@ -56,26 +58,15 @@ class Rejected(ControllerError):
     """The controller's rules refused the command (nothing changed)."""
 
 
-def _metadata(e: grpc.RpcError) -> dict[str, str]:
-    md: dict[str, str] = {}
-    for getter in ("trailing_metadata", "initial_metadata"):
-        try:
-            for k, v in getattr(e, getter)() or ():
-                md.setdefault(k, v if isinstance(v, str) else v.decode())
-        except Exception:  # noqa: BLE001 - metadata is optional
-            pass
-    return md
-
-
 def map_error(e: grpc.RpcError, addr: str) -> ControllerError:
     """A gRPC error from controller `addr` as a ControllerError subclass."""
-    md = _metadata(e)
-    code = md.get("orbitmq-error", "")
+    md = metadata_of(e)
+    code = md.get(ERROR_KEY, "")
     status = e.code() if hasattr(e, "code") else None
     details = (e.details() if hasattr(e, "details") else "") or str(status)
-    if code == "NOT_LEADER":
-        return NotLeader(f"{addr}: {details}", md.get("orbitmq-leader", ""))
-    if code == "REPLICATION_TIMEOUT":
+    if code == ErrorCode.NOT_LEADER:
+        return NotLeader(f"{addr}: {details}", md.get(LEADER_KEY, ""))
+    if code == ErrorCode.REPLICATION_TIMEOUT:
         return CommitTimeout(code, f"{addr}: {details}")
     if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) or \
             (status == grpc.StatusCode.DEADLINE_EXCEEDED and not code):

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
+from orbitmq.controller.refusals import Refusal
 from orbitmq.controller.state import BrokerSet, ElectMaster
 
 
@@ -66,19 +67,19 @@ def elect(bs: BrokerSet, alive: Mapping[int, Live], preferred: int = 0, designat
     master_alive = bs.master_id is not None and bs.master_id in alive
     if designate:
         if preferred == bs.master_id and master_alive:
-            return Decision(0, bs.sss, False, "ALREADY_MASTER", f"broker {preferred} is already master")
+            return Decision(0, bs.sss, False, Refusal.ALREADY_MASTER, f"broker {preferred} is already master")
         if preferred not in candidates(bs, alive, closed=closed):
-            return Decision(0, bs.sss, False, "NOT_CANDIDATE",
+            return Decision(0, bs.sss, False, Refusal.NOT_CANDIDATE,
                             f"broker {preferred} is not a live, registered, non-learner member of the sync-state-set")
     elif master_alive:
-        return Decision(0, bs.sss, False, "MASTER_ALIVE", f"master {bs.master_id} is alive")
+        return Decision(0, bs.sss, False, Refusal.MASTER_ALIVE, f"master {bs.master_id} is alive")
     unclean = False
     pool = candidates(bs, alive, closed=closed)
     if not pool and unclean_enabled:
         pool, unclean = candidates(bs, alive, unclean=True, closed=closed), True
     if not pool:
         why = "no live sync-state-set member" + ("" if unclean_enabled else " (unclean election is off)")
-        return Decision(0, bs.sss, False, "NO_CANDIDATE", why)
+        return Decision(0, bs.sss, False, Refusal.NO_CANDIDATE, why)
     winner = min(pool, key=lambda b: rank_key(b, alive[b], preferred))
     if unclean:
         sss = frozenset({winner})
@@ -107,7 +108,7 @@ def decide(bs: BrokerSet, alive: Mapping[int, Live], closed: Set[int], time_ms: 
     history entry with the reason), so the old master is fenced by epoch; the leader's scan then
     retries every `election_retry_s` until a member is back (RocketMQ #5009)."""
     d = elect(bs, alive, preferred=preferred, designate=designate, unclean_enabled=unclean_enabled, closed=closed)
-    if d.code == "NO_CANDIDATE" and bs.master_id is not None and not designate and preferred == 0:
+    if d.code == Refusal.NO_CANDIDATE and bs.master_id is not None and not designate and preferred == 0:
         return ElectMaster(bs.cluster, bs.name, bs.master_epoch, 0, frozenset(), False,
                            f"master {bs.master_id} lost; {d.reason}", time_ms, old_master_heartbeat_ms), d
     if d.code:

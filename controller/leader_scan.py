@@ -1,7 +1,7 @@
 """The controller leader's periodic scan (pure): given now, leadership, term, the replicated state
 and the liveness table, what to do.
 
-Owns: the leader-local bookkeeping that is never replicated (since when this node leads, in which
+Owns: whether this node may serve brokers as the leader now (`serving`), the leader-local bookkeeping that is never replicated (since when this node leads, in which
 term; which sets have an election in flight; when each set last tried one; the last view pushed
 per set) and the rules: on losing leadership step down (forget liveness, close sessions); on
 gaining it start rebuilding liveness and announce; elect nobody until liveness has been rebuilt
@@ -28,6 +28,7 @@ class ScanSettings:
     liveness_rebuild_s: float
     election_retry_s: float
     unclean_election: bool = False
+    leader_fallback_s: float = float("inf")   # Raft's leader fallback: raft_max_timeout_s
 
 
 # ---- actions -------------------------------------------------------------------------------------
@@ -99,6 +100,15 @@ class LeaderScan:
     electing: set[SetKey] = field(default_factory=set)
     last_try: dict[SetKey, float] = field(default_factory=dict)
     pushed: dict[SetKey, PushSignature] = field(default_factory=dict)
+
+    def serving(self, is_leader: bool, majority_contact_age_s: float) -> bool:
+        """May this node answer brokers as the leader (renewing their leases) now? Only while Raft
+        says it leads, its address is committed, and it heard from a majority within the leader
+        fallback time. The last part is checked on demand: a leader resumed from a pause (SIGSTOP)
+        still says it leads until its Raft tick runs, while a newer leader may already have
+        elected a new master; answering then would renew a deposed master's lease (found by the
+        simulator, seed 10676)."""
+        return is_leader and self.announced and majority_contact_age_s < self.settings.leader_fallback_s
 
     def liveness_ready(self, now: float) -> bool:
         return self.leader_since is not None and now - self.leader_since >= self.settings.liveness_rebuild_s

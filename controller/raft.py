@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj.monotonic import monotonic as monotonic_time
 
 from orbitmq.controller.config import ControllerConfig
 from orbitmq.controller.raft_transport import DialMapTransport
@@ -119,6 +120,26 @@ class RaftNode:
             if str(getattr(node, "address", node)) == raft_address:
                 return bool(self.obj.isNodeConnected(node))
         return False
+
+    def majority_contact_age(self) -> float:
+        """Seconds since this node last heard from a majority (its own vote included); 0 alone.
+        pysyncobj applies its leader fallback only on its own tick; a node just resumed from a
+        pause still says it leads until then, so the server checks this on demand."""
+        others = len(getattr(self.obj, "otherNodes", ()))
+        if others == 0:
+            return 0.0
+        need = (others + 1) // 2    # responses from other nodes that make a majority with our own
+        for _ in range(3):
+            try:
+                times = sorted(getattr(self.obj, "_SyncObj__lastResponseTime", {}).values(), reverse=True)
+                break
+            except RuntimeError:   # the Raft thread changed the dict while we read it
+                continue
+        else:
+            return float("inf")
+        if len(times) < need:
+            return float("inf")
+        return max(0.0, monotonic_time() - times[need - 1])
 
     def destroy(self) -> None:
         self.obj.destroy()

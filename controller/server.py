@@ -24,6 +24,9 @@ from typing import Any
 
 import grpc
 
+from orbitmq.common import grpc_errors
+from orbitmq.common.error_codes import ErrorCode
+from orbitmq.common.grpc_errors import abort
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth_grpc import NodeAuthInterceptor
 from orbitmq.common.observability import Observability
@@ -43,13 +46,13 @@ from orbitmq.controller.liveness import Liveness
 from orbitmq.controller.metrics import controller_rows
 from orbitmq.controller.node_methods import protected_methods
 from orbitmq.controller.raft import RaftNode, fail_name
+from orbitmq.controller.refusals import Refusal
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
 
 log = logging.getLogger("orbitmq.controller")
 
-ERROR_KEY = "orbitmq-error"
-LEADER_KEY = "orbitmq-leader"
+ERROR_KEY, LEADER_KEY = grpc_errors.ERROR_KEY, grpc_errors.LEADER_KEY   # kept for importers
 
 
 class CommitError(Exception):
@@ -65,7 +68,18 @@ class Session:
 
 
 def _result(r: st.Result) -> pb.CtlResult:
-    return pb.CtlResult(ok=r.ok, code=r.code, reason=r.reason)
+    return pb.CtlResult(ok=r.ok, code=str(r.code), reason=r.reason)
+
+
+def _check_refusals_against_proto() -> None:
+    proto = set(pb.CtlResult.Code.keys()) - {"CODE_UNSPECIFIED"}
+    ours = {r.value for r in Refusal}
+    if proto != ours:
+        raise ImportError(f"controller/refusals.py differs from controller.proto CtlResult.Code: only in the proto "
+                          f"{sorted(proto - ours)}, only in Python {sorted(ours - proto)}")
+
+
+_check_refusals_against_proto()
 
 
 class ControllerService(pbg.ControllerServicer):
@@ -78,7 +92,8 @@ class ControllerService(pbg.ControllerServicer):
         self.live = Liveness(cfg.heartbeat_timeout_s, cfg.broker_lease_s)
         self.sessions: dict[st.SetKey, set[Session]] = {}
         self._gens = itertools.count(1)
-        self.scan = LeaderScan(ScanSettings(cfg.liveness_rebuild_s, cfg.election_retry_s, cfg.unclean_election))
+        self.scan = LeaderScan(ScanSettings(cfg.liveness_rebuild_s, cfg.election_retry_s, cfg.unclean_election,
+                                            leader_fallback_s=cfg.raft_max_timeout_s))
         self._scan_task: asyncio.Task | None = None
         self.commands_committed = 0
 
@@ -106,7 +121,7 @@ class ControllerService(pbg.ControllerServicer):
         return self.raft.read(lambda s: s.nodes.get(raft, ""))
 
     def serving(self) -> bool:
-        return self.raft.is_leader() and self.scan.announced
+        return self.scan.serving(self.raft.is_leader(), self.raft.majority_contact_age())
 
     def liveness_ready(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
@@ -114,10 +129,10 @@ class ControllerService(pbg.ControllerServicer):
 
     async def _not_leader(self, context: grpc.aio.ServicerContext) -> None:
         leader = self.leader_address() if not self.raft.is_leader() else ""
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                            f"controller {self.cfg.name} is not the leader" + (f"; leader is {leader}" if leader else
-                                                                                "; no leader known"),
-                            trailing_metadata=((ERROR_KEY, "NOT_LEADER"), (LEADER_KEY, leader)))
+        await abort(context, ErrorCode.NOT_LEADER,
+                    f"controller {self.cfg.name} is not the leader" + (f"; leader is {leader}" if leader else
+                                                                        "; no leader known"),
+                    status=grpc.StatusCode.FAILED_PRECONDITION, leader=leader)
 
     async def _require_leader(self, context: grpc.aio.ServicerContext) -> None:
         if not self.serving():
@@ -156,8 +171,7 @@ class ControllerService(pbg.ControllerServicer):
         try:
             return await self.commit(cmd)
         except CommitError as e:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(e),
-                                trailing_metadata=((ERROR_KEY, "REPLICATION_TIMEOUT"),))
+            await abort(context, ErrorCode.REPLICATION_TIMEOUT, str(e))
             raise AssertionError("unreachable") from None
 
     # ---- views ------------------------------------------------------------------------------------------
@@ -293,8 +307,8 @@ class ControllerService(pbg.ControllerServicer):
 
         cmd, d = self.raft.read(decide)
         if d is None:
-            return st.Result.reject("SET_NOT_FOUND", f"unknown broker set {key[0]}/{key[1]}"), \
-                el.Decision(0, frozenset(), False, "SET_NOT_FOUND", "")
+            return st.Result.reject(Refusal.SET_NOT_FOUND, f"unknown broker set {key[0]}/{key[1]}"), \
+                el.Decision(0, frozenset(), False, Refusal.SET_NOT_FOUND, "")
         if cmd is None:
             return st.Result.reject(d.code, d.reason), d
         return await self._commit_election(key, cmd, d), d
@@ -391,7 +405,7 @@ class ControllerService(pbg.ControllerServicer):
             dead = sorted(b for b in new - cur[0] if not self._alive(key, b, now))
             if dead:
                 return pb.CtlAlterSyncStateSetReply(
-                    result=pb.CtlResult(ok=False, code="BROKER_NOT_ALIVE", reason=f"broker(s) {dead} not alive"),
+                    result=pb.CtlResult(ok=False, code=Refusal.BROKER_NOT_ALIVE, reason=f"broker(s) {dead} not alive"),
                     sync_state_set=sorted(cur[0]), sss_epoch=cur[1])
         r = await self._commit_rpc(st.AlterSyncStateSet(request.cluster, request.broker_set, request.master_id,
                                                         request.master_epoch, new, request.sss_epoch), context)
@@ -404,19 +418,18 @@ class ControllerService(pbg.ControllerServicer):
         key = (request.cluster, request.broker_set)
         if not self.liveness_ready():
             return pb.CtlElectMasterReply(result=pb.CtlResult(
-                ok=False, code="LIVENESS_NOT_READY",
+                ok=False, code=Refusal.LIVENESS_NOT_READY,
                 reason=f"new leader rebuilds liveness for {self.cfg.liveness_rebuild_s} s before electing"),
                 view=self.view(*key))
         if key in self.scan.electing:
-            return pb.CtlElectMasterReply(result=pb.CtlResult(ok=False, code="ELECTION_IN_PROGRESS",
+            return pb.CtlElectMasterReply(result=pb.CtlResult(ok=False, code=Refusal.ELECTION_IN_PROGRESS,
                                                               reason="an election for this set is in progress"),
                                           view=self.view(*key))
         self.scan.electing.add(key)
         try:
             r, _ = await self.run_election(key, request.broker_id, request.designate)
         except CommitError as e:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(e),
-                                trailing_metadata=((ERROR_KEY, "REPLICATION_TIMEOUT"),))
+            await abort(context, ErrorCode.REPLICATION_TIMEOUT, str(e))
         finally:
             self.scan.election_done(key)
         return pb.CtlElectMasterReply(result=_result(r), view=self.view(*key))
@@ -430,7 +443,7 @@ class ControllerService(pbg.ControllerServicer):
         alive = sorted(b for b in targets if self._alive(key, b, now))
         if alive:
             return pb.CtlCleanBrokerDataReply(result=pb.CtlResult(
-                ok=False, code="BROKER_ALIVE", reason=f"broker(s) {alive} are alive; stop them first"))
+                ok=False, code=Refusal.BROKER_ALIVE, reason=f"broker(s) {alive} are alive; stop them first"))
         r = await self._commit_rpc(st.CleanBrokerData(request.cluster, request.broker_set, ids), context)
         if r.ok:
             for b in targets:

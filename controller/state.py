@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orbitmq.controller.refusals import Refusal
+
 HISTORY_LIMIT = 2000   # master changes kept (oldest dropped first)
 
 SetKey = tuple[str, str]   # (cluster, broker set name)
@@ -184,25 +186,25 @@ class ControllerState:
                    AlterSyncStateSet: self._alter_sss, ElectMaster: self._elect,
                    CleanBrokerData: self._clean, AnnounceNode: self._announce}.get(type(cmd))
         if handler is None:
-            return Result.reject("BAD_REQUEST", f"unknown command {type(cmd).__name__}")
+            return Result.reject(Refusal.BAD_REQUEST, f"unknown command {type(cmd).__name__}")
         result = handler(cmd)  # handlers validate everything before they mutate anything
         check_invariants(self)
         return result
 
     def _apply_broker_id(self, c: ApplyBrokerId) -> Result:
         if not c.cluster or not c.broker_set:
-            return Result.reject("BAD_REQUEST", "cluster and broker set names are required")
+            return Result.reject(Refusal.BAD_REQUEST, "cluster and broker set names are required")
         if c.broker_id < 1:
-            return Result.reject("BROKER_ID_INVALID", f"broker id must be >= 1, got {c.broker_id}")
+            return Result.reject(Refusal.BROKER_ID_INVALID, f"broker id must be >= 1, got {c.broker_id}")
         if not c.check_code:
-            return Result.reject("BAD_REQUEST", "a check code is required")
+            return Result.reject(Refusal.BAD_REQUEST, "a check code is required")
         bs = self.get(c.cluster, c.broker_set)
         if bs is not None:
             r = bs.replicas.get(c.broker_id)
             if r is not None:
                 if r.check_code == c.check_code:
                     return Result(True, broker_id=c.broker_id)   # the same broker applying again
-                return Result.reject("BROKER_ID_INVALID", f"broker id {c.broker_id} of {c.cluster}/{c.broker_set} "
+                return Result.reject(Refusal.BROKER_ID_INVALID, f"broker id {c.broker_id} of {c.cluster}/{c.broker_set} "
                                      "belongs to another broker (check code differs)")
         else:
             key = (c.cluster, c.broker_set)
@@ -214,18 +216,18 @@ class ControllerState:
     def _register(self, c: RegisterBroker) -> Result:
         bs = self.get(c.cluster, c.broker_set)
         if bs is None:
-            return Result.reject("SET_NOT_FOUND", f"unknown broker set {c.cluster}/{c.broker_set}: apply for an id first")
+            return Result.reject(Refusal.SET_NOT_FOUND, f"unknown broker set {c.cluster}/{c.broker_set}: apply for an id first")
         r = bs.replicas.get(c.broker_id)
         if r is None:
-            return Result.reject("BROKER_ID_INVALID", f"broker id {c.broker_id} was not applied for in "
+            return Result.reject(Refusal.BROKER_ID_INVALID, f"broker id {c.broker_id} was not applied for in "
                                  f"{c.cluster}/{c.broker_set}")
         if c.check_code and r.check_code != c.check_code:
-            return Result.reject("BROKER_ID_INVALID", f"broker id {c.broker_id} belongs to another broker "
+            return Result.reject(Refusal.BROKER_ID_INVALID, f"broker id {c.broker_id} belongs to another broker "
                                  "(check code differs)")
         if not c.address:
-            return Result.reject("BAD_REQUEST", "address is required")
+            return Result.reject(Refusal.BAD_REQUEST, "address is required")
         if c.learner and bs.master_id == c.broker_id:
-            return Result.reject("ROLE_CONFLICT", f"broker {c.broker_id} is master of epoch {bs.master_epoch}; "
+            return Result.reject(Refusal.ROLE_CONFLICT, f"broker {c.broker_id} is master of epoch {bs.master_epoch}; "
                                  "it cannot register as a learner")
         r.address, r.ha_address, r.learner, r.registered = c.address, c.ha_address, c.learner, True
         if c.learner and c.broker_id in bs.sss:
@@ -236,27 +238,27 @@ class ControllerState:
     def _alter_sss(self, c: AlterSyncStateSet) -> Result:
         bs = self.get(c.cluster, c.broker_set)
         if bs is None:
-            return Result.reject("SET_NOT_FOUND", f"unknown broker set {c.cluster}/{c.broker_set}")
+            return Result.reject(Refusal.SET_NOT_FOUND, f"unknown broker set {c.cluster}/{c.broker_set}")
         cur = Result(False, sss=tuple(sorted(bs.sss)), sss_epoch=bs.sss_epoch)
         if bs.master_id is None or c.master_id != bs.master_id:
-            return Result(False, "INVALID_MASTER", f"broker {c.master_id} is not the master "
+            return Result(False, Refusal.INVALID_MASTER, f"broker {c.master_id} is not the master "
                           f"(master: {bs.master_id or 'none'})", sss=cur.sss, sss_epoch=cur.sss_epoch)
         if c.master_epoch != bs.master_epoch:
-            return Result(False, "FENCED_MASTER_EPOCH", f"master epoch {c.master_epoch} is not the current "
+            return Result(False, Refusal.FENCED_MASTER_EPOCH, f"master epoch {c.master_epoch} is not the current "
                           f"{bs.master_epoch}", sss=cur.sss, sss_epoch=cur.sss_epoch)
         if c.sss_epoch != bs.sss_epoch:
-            return Result(False, "FENCED_SSS_EPOCH", f"sync-state-set epoch {c.sss_epoch} is not the current "
+            return Result(False, Refusal.FENCED_SSS_EPOCH, f"sync-state-set epoch {c.sss_epoch} is not the current "
                           f"{bs.sss_epoch}", sss=cur.sss, sss_epoch=cur.sss_epoch)
         if bs.master_id not in c.new_sss:
-            return Result(False, "MASTER_NOT_IN_SET", "the new sync-state-set must contain the master",
+            return Result(False, Refusal.MASTER_NOT_IN_SET, "the new sync-state-set must contain the master",
                           sss=cur.sss, sss_epoch=cur.sss_epoch)
         for b in sorted(c.new_sss):
             r = bs.replicas.get(b)
             if r is None or not r.registered:
-                return Result(False, "UNKNOWN_BROKER", f"broker {b} is not registered in the set",
+                return Result(False, Refusal.UNKNOWN_BROKER, f"broker {b} is not registered in the set",
                               sss=cur.sss, sss_epoch=cur.sss_epoch)
             if r.learner:
-                return Result(False, "LEARNER_IN_SET", f"broker {b} is a learner", sss=cur.sss,
+                return Result(False, Refusal.LEARNER_IN_SET, f"broker {b} is a learner", sss=cur.sss,
                               sss_epoch=cur.sss_epoch)
         if c.new_sss == bs.sss:
             return Result(True, sss=cur.sss, sss_epoch=bs.sss_epoch)
@@ -267,14 +269,14 @@ class ControllerState:
     def _elect(self, c: ElectMaster) -> Result:
         bs = self.get(c.cluster, c.broker_set)
         if bs is None:
-            return Result.reject("SET_NOT_FOUND", f"unknown broker set {c.cluster}/{c.broker_set}")
+            return Result.reject(Refusal.SET_NOT_FOUND, f"unknown broker set {c.cluster}/{c.broker_set}")
         if c.expected_master_epoch != bs.master_epoch:
-            return Result.reject("STALE_ELECTION", f"decided at master epoch {c.expected_master_epoch}, "
+            return Result.reject(Refusal.STALE_ELECTION, f"decided at master epoch {c.expected_master_epoch}, "
                                  f"now {bs.master_epoch}")
         old = bs.master_id or 0
         if c.master_id == 0:
             if bs.master_id is None:
-                return Result.reject("NO_CHANGE", "the set has no master already")
+                return Result.reject(Refusal.NO_CHANGE, "the set has no master already")
             bs.master_id = None
             bs.master_epoch += 1
             self._record(bs, 0, old, c)
@@ -282,16 +284,16 @@ class ControllerState:
         if not bs.electable(c.master_id):
             r = bs.replicas.get(c.master_id)
             why = "a learner" if r is not None and r.learner else "not a registered replica"
-            return Result.reject("NOT_ELECTABLE", f"broker {c.master_id} is {why}")
+            return Result.reject(Refusal.NOT_ELECTABLE, f"broker {c.master_id} is {why}")
         if c.master_id not in c.new_sss:
-            return Result.reject("MASTER_NOT_IN_SET", "the new sync-state-set must contain the new master")
+            return Result.reject(Refusal.MASTER_NOT_IN_SET, "the new sync-state-set must contain the new master")
         for b in c.new_sss:
             if not bs.electable(b):
-                return Result.reject("UNKNOWN_BROKER", f"broker {b} cannot be in the sync-state-set")
+                return Result.reject(Refusal.UNKNOWN_BROKER, f"broker {b} cannot be in the sync-state-set")
             if b != c.master_id and b not in bs.sss:
-                return Result.reject("NOT_IN_SET", f"broker {b} was not in the sync-state-set")
+                return Result.reject(Refusal.NOT_IN_SET, f"broker {b} was not in the sync-state-set")
         if not c.unclean and bs.had_master and c.master_id not in bs.sss:
-            return Result.reject("NOT_IN_SET", f"broker {c.master_id} is not in the sync-state-set "
+            return Result.reject(Refusal.NOT_IN_SET, f"broker {c.master_id} is not in the sync-state-set "
                                  "(unclean election is off)")
         bs.master_id = c.master_id
         bs.master_epoch += 1
@@ -310,18 +312,18 @@ class ControllerState:
     def _clean(self, c: CleanBrokerData) -> Result:
         bs = self.get(c.cluster, c.broker_set)
         if bs is None:
-            return Result.reject("SET_NOT_FOUND", f"unknown broker set {c.cluster}/{c.broker_set}")
+            return Result.reject(Refusal.SET_NOT_FOUND, f"unknown broker set {c.cluster}/{c.broker_set}")
         if not c.broker_ids:
             if bs.master_id is not None:
-                return Result.reject("IS_MASTER", f"broker {bs.master_id} is the master; the set is in use")
+                return Result.reject(Refusal.IS_MASTER, f"broker {bs.master_id} is the master; the set is in use")
             self.retired_epochs[(c.cluster, c.broker_set)] = bs.master_epoch
             del self.sets[(c.cluster, c.broker_set)]
             return OK
         for b in sorted(c.broker_ids):
             if b not in bs.replicas:
-                return Result.reject("UNKNOWN_BROKER", f"broker {b} is not in {c.cluster}/{c.broker_set}")
+                return Result.reject(Refusal.UNKNOWN_BROKER, f"broker {b} is not in {c.cluster}/{c.broker_set}")
         if bs.master_id is not None and bs.master_id in c.broker_ids:
-            return Result.reject("IS_MASTER", f"broker {bs.master_id} is the master; switch the master first")
+            return Result.reject(Refusal.IS_MASTER, f"broker {bs.master_id} is the master; switch the master first")
         for b in c.broker_ids:
             del bs.replicas[b]
         if bs.sss & c.broker_ids:
@@ -331,7 +333,7 @@ class ControllerState:
 
     def _announce(self, c: AnnounceNode) -> Result:
         if not c.raft_address or not c.address:
-            return Result.reject("BAD_REQUEST", "raft and gRPC addresses are required")
+            return Result.reject(Refusal.BAD_REQUEST, "raft and gRPC addresses are required")
         self.nodes[c.raft_address] = c.address
         return OK
 

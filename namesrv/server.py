@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 
 import grpc
 
+from orbitmq.common.error_codes import ErrorCode
+from orbitmq.common.grpc_errors import abort
 from orbitmq.common.logs import kv
 from orbitmq.common.metrics import Row
 from orbitmq.common.node_auth import load_secret
@@ -32,11 +34,10 @@ from orbitmq.namesrv.routes import (
     TopicNotFoundError,
 )
 from orbitmq.namesrv.voucher import MasterVoucher
-from orbitmq.protos import common_pb2, namesrv_pb2, namesrv_pb2_grpc
+from orbitmq.protos import namesrv_pb2, namesrv_pb2_grpc
 
 log = logging.getLogger("orbitmq.namesrv")
 
-ERROR_KEY = "orbitmq-error"
 SERVICE = namesrv_pb2.DESCRIPTOR.services_by_name["NameServer"].full_name
 NODE_METHODS = ("RegisterBroker", "UnregisterBroker", "KeepAlive")   # signed by brokers (cluster secret)
 
@@ -158,8 +159,7 @@ def namesrv_rows(service: NameServerService) -> Iterator[Row]:
 
 
 async def _abort(context: grpc.aio.ServicerContext, status: grpc.StatusCode, code: str, details: str) -> None:
-    assert code in common_pb2.ErrorCode.keys(), code
-    await context.abort(status, details, trailing_metadata=((ERROR_KEY, code),))
+    await abort(context, ErrorCode(code), details, status=status)
 
 
 async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),

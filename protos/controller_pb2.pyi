@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -8,6 +9,56 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 class CtlResult(_message.Message):
     __slots__ = ("ok", "code", "reason")
+    class Code(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CODE_UNSPECIFIED: _ClassVar[CtlResult.Code]
+        BAD_REQUEST: _ClassVar[CtlResult.Code]
+        SET_NOT_FOUND: _ClassVar[CtlResult.Code]
+        BROKER_ID_INVALID: _ClassVar[CtlResult.Code]
+        ROLE_CONFLICT: _ClassVar[CtlResult.Code]
+        INVALID_MASTER: _ClassVar[CtlResult.Code]
+        FENCED_MASTER_EPOCH: _ClassVar[CtlResult.Code]
+        FENCED_SSS_EPOCH: _ClassVar[CtlResult.Code]
+        MASTER_NOT_IN_SET: _ClassVar[CtlResult.Code]
+        UNKNOWN_BROKER: _ClassVar[CtlResult.Code]
+        LEARNER_IN_SET: _ClassVar[CtlResult.Code]
+        NOT_IN_SET: _ClassVar[CtlResult.Code]
+        NOT_ELECTABLE: _ClassVar[CtlResult.Code]
+        STALE_ELECTION: _ClassVar[CtlResult.Code]
+        NO_CHANGE: _ClassVar[CtlResult.Code]
+        IS_MASTER: _ClassVar[CtlResult.Code]
+        MASTER_ALIVE: _ClassVar[CtlResult.Code]
+        ALREADY_MASTER: _ClassVar[CtlResult.Code]
+        NOT_CANDIDATE: _ClassVar[CtlResult.Code]
+        NO_CANDIDATE: _ClassVar[CtlResult.Code]
+        BROKER_NOT_ALIVE: _ClassVar[CtlResult.Code]
+        BROKER_ALIVE: _ClassVar[CtlResult.Code]
+        LIVENESS_NOT_READY: _ClassVar[CtlResult.Code]
+        ELECTION_IN_PROGRESS: _ClassVar[CtlResult.Code]
+    CODE_UNSPECIFIED: CtlResult.Code
+    BAD_REQUEST: CtlResult.Code
+    SET_NOT_FOUND: CtlResult.Code
+    BROKER_ID_INVALID: CtlResult.Code
+    ROLE_CONFLICT: CtlResult.Code
+    INVALID_MASTER: CtlResult.Code
+    FENCED_MASTER_EPOCH: CtlResult.Code
+    FENCED_SSS_EPOCH: CtlResult.Code
+    MASTER_NOT_IN_SET: CtlResult.Code
+    UNKNOWN_BROKER: CtlResult.Code
+    LEARNER_IN_SET: CtlResult.Code
+    NOT_IN_SET: CtlResult.Code
+    NOT_ELECTABLE: CtlResult.Code
+    STALE_ELECTION: CtlResult.Code
+    NO_CHANGE: CtlResult.Code
+    IS_MASTER: CtlResult.Code
+    MASTER_ALIVE: CtlResult.Code
+    ALREADY_MASTER: CtlResult.Code
+    NOT_CANDIDATE: CtlResult.Code
+    NO_CANDIDATE: CtlResult.Code
+    BROKER_NOT_ALIVE: CtlResult.Code
+    BROKER_ALIVE: CtlResult.Code
+    LIVENESS_NOT_READY: CtlResult.Code
+    ELECTION_IN_PROGRESS: CtlResult.Code
     OK_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from orbitmq.broker.ha import protocol as hp
 from orbitmq.broker.ha.connection import (
@@ -35,6 +34,7 @@ from orbitmq.broker.ha.connection import (
 )
 from orbitmq.broker.ha.epoch_file import EpochFile
 from orbitmq.broker.ha.master import idle_watchdog, store_confirm, store_max
+from orbitmq.broker.ha.replica_store import ReplicaStore
 from orbitmq.common import dial_map
 from orbitmq.common.logs import kv
 from orbitmq.common.net import split_addr
@@ -53,7 +53,7 @@ class FollowerSettings:
 class HAFollower:
     """Replicates from the master at `master_ha` until `stop()`."""
 
-    def __init__(self, store: Any, epochs: EpochFile, broker_id: int, learner: bool, master_ha: str,
+    def __init__(self, store: ReplicaStore, epochs: EpochFile, broker_id: int, learner: bool, master_ha: str,
                  settings: FollowerSettings, min_master_epoch: int = 0,
                  on_data: Callable[[], None] | None = None,
                  truncations: list[tuple[int, int]] | None = None) -> None:

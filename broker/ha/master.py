@@ -32,6 +32,7 @@ from orbitmq.broker.ha.connection import (
 )
 from orbitmq.broker.ha.connection import Hello as HelloEvent
 from orbitmq.broker.ha.epoch_file import EpochFile
+from orbitmq.broker.ha.replica_store import ReplicaStore
 from orbitmq.broker.ha.replication_hooks import ReplicationError
 from orbitmq.broker.ha.sync_state import SyncStateSet
 from orbitmq.common.logs import kv
@@ -40,19 +41,16 @@ from orbitmq.common.net import split_addr
 log = logging.getLogger("orbitmq.broker.ha")
 
 
-def store_max(store: Any) -> int:
-    v = store.max_physical_offset
-    return int(v() if callable(v) else v)
+def store_max(store: ReplicaStore) -> int:
+    return int(store.max_physical_offset)
 
 
-def store_min(store: Any) -> int:
-    v = getattr(store, "min_physical_offset", 0)
-    return int(v() if callable(v) else v)
+def store_min(store: ReplicaStore) -> int:
+    return int(store.min_physical_offset)
 
 
-def store_confirm(store: Any) -> int:
-    v = getattr(store, "confirm_offset", 0)
-    return int(v() if callable(v) else v)
+def store_confirm(store: ReplicaStore) -> int:
+    return int(store.confirm_offset)
 
 
 @dataclass
@@ -133,7 +131,7 @@ class _Conn:
 class HAMaster:
     """Serves one master epoch. `start()` listens; `stop()` closes every connection."""
 
-    def __init__(self, store: Any, epochs: EpochFile, master_id: int, master_epoch: int, sss: SyncStateSet,
+    def __init__(self, store: ReplicaStore, epochs: EpochFile, master_id: int, master_epoch: int, sss: SyncStateSet,
                  settings: MasterSettings, listen: str,
                  alter: Callable[[frozenset[int], int], Any] | None = None,
                  writable: Callable[[], ReplicationError | None] | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from orbitmq.protos import common_pb2
+from orbitmq.common.error_codes import ErrorCode
 
 if TYPE_CHECKING:
     from orbitmq.broker.server import BrokerServer
@@ -26,8 +26,10 @@ class ReplicationError(Exception):
     """
 
     def __init__(self, code: str, details: str, master_address: str = "") -> None:
-        if code not in common_pb2.ErrorCode.keys():
-            raise ValueError(f"unknown ErrorCode name {code!r}")
+        try:
+            code = ErrorCode(code).value
+        except ValueError:
+            raise ValueError(f"unknown ErrorCode name {code!r}") from None
         super().__init__(details)
         self.code = code
         self.details = details

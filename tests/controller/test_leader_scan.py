@@ -129,3 +129,29 @@ def test_push_signature_changes_with_everything_a_role_depends_on():
     assert s.apply(st.AlterSyncStateSet(C, S, 1, 1, frozenset({1, 2}), 1)).ok
     assert ls.push_signature(s.get(C, S)) != sig1
     assert ls.push_signature(None) == (0, 0, 0, "", "", False)
+
+
+def test_a_node_serves_brokers_only_while_it_heard_from_a_majority_recently():
+    """Simulator seed 10676: a leader resumed from a pause must not renew leases before its Raft
+    tick notices it was deposed."""
+    scan = ls.LeaderScan(ls.ScanSettings(3.0, 0.5, leader_fallback_s=1.0))
+    assert not scan.serving(True, 0.0)             # not announced yet
+    scan.announce_done(True)
+    assert scan.serving(True, 0.2)
+    assert not scan.serving(True, 1.0)             # no majority contact for the fallback time
+    assert not scan.serving(False, 0.0)
+
+
+def test_majority_contact_age_reads_the_raft_response_times():
+    from types import SimpleNamespace
+
+    from orbitmq.controller.raft import RaftNode, monotonic_time
+    now = monotonic_time()
+    node = SimpleNamespace(obj=SimpleNamespace(otherNodes=["b", "c"], _SyncObj__lastResponseTime={"b": now - 5.0,
+                                                                                                   "c": now - 0.3}))
+    age = RaftNode.majority_contact_age(node)      # one of two peers is enough for a majority of 3
+    assert 0.3 <= age < 1.0
+    node.obj._SyncObj__lastResponseTime = {"b": now - 5.0, "c": now - 4.0}
+    assert RaftNode.majority_contact_age(node) >= 4.0
+    alone = SimpleNamespace(obj=SimpleNamespace(otherNodes=[]))
+    assert RaftNode.majority_contact_age(alone) == 0.0

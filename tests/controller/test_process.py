@@ -19,7 +19,7 @@ import pytest
 
 from orbitmq.bench.election import AgentProc, ControllerCluster
 from orbitmq.common import proc
-from orbitmq.controller.client import CommitTimeout, NoLeader
+from orbitmq.controller.client import CommitTimeout, ControllerError, NoLeader
 
 pytestmark = pytest.mark.process
 
@@ -157,8 +157,9 @@ def test_no_live_sync_state_set_member_means_no_master_when_unclean_is_off(clust
     v = view(cluster, "nc")
     assert list(v.sync_state_set) == [broker_id(first)]      # nobody added the second one
     first.child.kill9()
+    # the scan's decision is the event: "no master" committed while the second broker was alive
+    # (retries without a candidate commit nothing; that rule is tests/controller/test_leader_scan.py's)
     wait(lambda: view(cluster, "nc").master_epoch > v.master_epoch, 20, "the master's loss recorded")
-    time.sleep(1.5)   # several retry periods: still nobody may be elected
     after = view(cluster, "nc")
     assert after.master_id == 0 and list(after.sync_state_set) == [broker_id(first)]
     h = history(cluster, "nc")
@@ -177,11 +178,13 @@ def test_learner_is_never_elected(cluster):
     learner = cluster.add_agent("ln0", "ln", learner=True, max_offset=10**12)
     cluster.start_agent(learner)
     wait(lambda: broker_id(learner) != 0 and learner.last_role() is not None, 30, "learner registered")
-    time.sleep(3.0)   # longer than the heartbeat timeout: a first election would have happened
-    assert view(cluster, "ln").master_id == 0
+    # the first election is the event: the learner (far ahead by offset, so it would rank first)
+    # is alive when the non-learner arrives; a learner elected meanwhile would stay master and
+    # the wait below would fail
     normal = cluster.add_agent("ln1", "ln")
     cluster.start_agent(normal)
     wait(lambda: view(cluster, "ln").master_id == broker_id(normal) != 0, 30, "the non-learner elected")
+    assert all(h.master_id != broker_id(learner) for h in history(cluster, "ln"))
     assert list(view(cluster, "ln").sync_state_set) == [broker_id(normal)]
     normal.child.kill9()
     wait(lambda: history(cluster, "ln")[-1].master_id == 0, 20, "master loss recorded")
@@ -224,15 +227,25 @@ def test_minority_cannot_commit(cluster, kept):
     for i in stopped:
         cluster.controllers[i].pause()
     try:
-        if kept == "follower":
-            time.sleep(2.0)   # longer than the Raft election timeout: it has lost its leader
+        def leader_seen_by_keep() -> str:
+            try:
+                return _run(lambda c: c.get_metadata(cluster.addrs[keep]), cluster, [cluster.addrs[keep]],
+                            rpc_timeout_s=2.0).leader_raft_address
+            except ControllerError:
+                return "?"
+
+        if kept == "follower":   # the event: its Raft election timeout ran out, it has no leader
+            wait(lambda: leader_seen_by_keep() == "", 30, "the follower lost its leader")
         t0 = time.monotonic()
         with pytest.raises((CommitTimeout, NoLeader)) as e:
-            _run(lambda c: c.apply_broker_id(CL, f"minority-{kept}", 1, "m"), cluster, [cluster.addrs[keep]],
-                 rpc_timeout_s=2.0, retry_deadline_s=4.0)
+            r = _run(lambda c: c.apply_broker_id(CL, f"minority-{kept}", 1, "m"), cluster, [cluster.addrs[keep]],
+                     rpc_timeout_s=2.0, retry_deadline_s=4.0)
+            alive = [(i, cluster.controllers[i].alive(), cluster.controllers[i].pid) for i in range(3)]
+            pytest.fail(f"a minority answered {r!r} after {time.monotonic() - t0:.2f}s; kept {keep} (leader index "
+                        f"{li}), stopped {stopped}; processes {alive}")
         assert e.value.code in ("NO_LEADER", "REPLICATION_TIMEOUT")
         assert time.monotonic() - t0 < 15
-        time.sleep(1.5)   # an isolated leader steps down within raft_max_timeout_s
+        wait(lambda: leader_seen_by_keep() == "", 30, "an isolated leader stepped down")
         with pytest.raises((CommitTimeout, NoLeader)):
             _run(lambda c: c.get_replica_info(CL, "fo"), cluster, [cluster.addrs[keep]],
                  rpc_timeout_s=2.0, retry_deadline_s=2.0)
@@ -259,7 +272,10 @@ def test_restart_of_every_node_recovers_state_without_spurious_election(cluster)
     for i in range(3):
         cluster.start_controller(i)
     cluster.leader_index(60)    # a leader that has rebuilt liveness (one heartbeat timeout)
-    time.sleep(1.0)
+    # every replica has heartbeated the new leader: from here its scan sees the master alive
+    # (the exact timing, "no election after all controllers restart", is the simulator's
+    # test_all_controllers_restart_without_an_election)
+    wait(lambda: all(r.alive for r in view(cluster, "fo").replicas), 30, "replicas heartbeat the new leader")
     after = view(cluster, "fo")
     assert (after.master_id, after.master_epoch, list(after.sync_state_set)) == \
         (before.master_id, before.master_epoch, list(before.sync_state_set))

@@ -171,12 +171,17 @@ def test_kill_master_failover_truncates_divergent_tail_and_loses_nothing(cluster
         # their socket buffers can hold (these sends cannot be acknowledged), then kill it
         for f in followers:
             f.child.pause()
+        # what the followers hold now (they are stopped): the master's own end at this moment bounds it
+        held = (client.status(old_addr) or broker_pb2.BrokerStatus()).max_physical_offset
         big = [b"t" * 4096] * 256
         stuck = [threading.Thread(target=_send_quietly, args=(client, old_addr, big), daemon=True)
                  for _ in range(6)]
         for t in stuck:
             t.start()
-        time.sleep(0.8)
+        # the event: every stuck send is in the master's log (6 MiB of bodies that no follower has)
+        tail = len(stuck) * sum(len(b) for b in big)
+        proc.wait_until(lambda: (client.status(old_addr) or broker_pb2.BrokerStatus()).max_physical_offset
+                        >= held + tail, 30, 0.05, "the master appended a tail the paused followers do not hold")
         t_kill = time.monotonic()
         c.kill9(old.name)
         for f in followers:

@@ -13,7 +13,8 @@ PURE = [
     "orbitmq.broker.ha.epochs", "orbitmq.broker.ha.epoch_truncation", "orbitmq.broker.ha.protocol",
     "orbitmq.broker.ha.connection", "orbitmq.broker.ha.roles", "orbitmq.broker.ha.sync_state",
     "orbitmq.broker.ha.ack_policy", "orbitmq.controller.state", "orbitmq.controller.election",
-    "orbitmq.controller.liveness", "orbitmq.controller.leader_scan",
+    "orbitmq.controller.liveness", "orbitmq.controller.leader_scan", "orbitmq.controller.refusals",
+    "orbitmq.broker.ha.replica_store",
 ]
 FORBIDDEN = {"asyncio", "socket", "threading", "grpc", "time", "random", "orbitmq.broker.ha.epoch_file",
              "orbitmq.broker.store", "orbitmq.common.durable"}

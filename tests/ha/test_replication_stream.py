@@ -180,3 +180,13 @@ def test_garbage_peer_is_refused_and_master_keeps_serving(tmp_path):
             n.store.close()
 
     asyncio.run(main())
+
+
+def test_the_message_store_is_a_replica_store(tmp_path):
+    from orbitmq.broker.ha.replica_store import ReplicaStore
+    s = open_store(tmp_path / "s")
+    try:
+        assert isinstance(s, ReplicaStore)
+        assert (s.max_physical_offset, s.min_physical_offset, s.confirm_offset) == (0, 0, 0)
+    finally:
+        s.close()

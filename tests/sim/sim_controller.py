@@ -61,6 +61,7 @@ class Raft:
         self.term = 0
         self.believes: dict[str, int | None] = {n: None for n in nodes}
         self.lost_majority_at: dict[str, float | None] = {n: None for n in nodes}
+        self.contact: dict[str, float] = {n: float("-inf") for n in nodes}   # last heard from a majority
         self.leaderless_since: float | None = 0.0
         self.timeout = timing.raft_min_timeout_s
         self.controllers: dict[str, SimController] = {}
@@ -92,6 +93,7 @@ class Raft:
                 continue
             if self.majority(n):
                 self.lost_majority_at[n] = None
+                self.contact[n] = now
             elif self.lost_majority_at[n] is None:
                 self.lost_majority_at[n] = now
             elif now - self.lost_majority_at[n] >= self.t.raft_max_timeout_s:
@@ -114,6 +116,7 @@ class Raft:
         self.leader = new
         self.believes[new] = self.term
         self.lost_majority_at[new] = None
+        self.contact[new] = now
         self.leaderless_since = None
         self.elections += 1
         self.controllers[new].catch_up()
@@ -150,7 +153,8 @@ class SimController:
         self.state = st.ControllerState()
         self.applied = 0
         self.live = Liveness(self.t.heartbeat_timeout_s, self.t.broker_lease_s)
-        self.scan = ls.LeaderScan(ls.ScanSettings(self.t.liveness_rebuild_s, self.t.election_retry_s))
+        self.scan = ls.LeaderScan(ls.ScanSettings(self.t.liveness_rebuild_s, self.t.election_retry_s,
+                                                  leader_fallback_s=self.t.raft_max_timeout_s))
         self.sessions: dict[tuple[st.SetKey, int], tuple[str, int]] = {}   # -> (broker node, session gen)
 
     def catch_up(self) -> st.Result | None:
@@ -162,7 +166,8 @@ class SimController:
         return last
 
     def serving(self) -> bool:
-        return self.raft.believes.get(self.name) is not None and self.scan.announced
+        return self.scan.serving(self.raft.believes.get(self.name) is not None,
+                                 self.sim.now - self.raft.contact[self.name])
 
     def tick(self) -> None:
         if not self.net.up.get(self.name, False):

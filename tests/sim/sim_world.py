@@ -46,7 +46,9 @@ class Violation(AssertionError):
     """An invariant broke."""
 
 
-FAULT_KINDS = ("crash_broker", "crash_ctl", "isolate", "one_way", "split", "reset_ha", "corrupt_ha", "pause")
+FAULT_KINDS = ("crash_broker", "crash_ctl", "isolate", "one_way", "split", "reset_ha", "corrupt_ha", "pause",
+               "crash_master", "isolate_master", "pause_master", "isolate_leader", "pause_leader",
+               "crash_after_truncate", "cut_replication")
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Params:
     dup: float = 0.0
     frame_records: int = 4
     send_interval: float = 0.05
-    safety_s: float = 12.0
+    safety_s: float = 10.0
     liveness_s: float = 25.0
 
     @staticmethod
@@ -73,7 +75,7 @@ class Params:
         """Per-seed fault rates and shape (swarm testing)."""
         return Params(sets=1 + (rng.random() < 0.25), learner=rng.random() < 0.4,
                       drop=rng.choice([0.0, 0.0, 0.02, 0.1, 0.25]), dup=rng.choice([0.0, 0.05, 0.2]),
-                      frame_records=rng.choice([1, 2, 4, 16]), send_interval=rng.choice([0.02, 0.05, 0.1]))
+                      frame_records=rng.choice([1, 2, 4, 16]), send_interval=rng.choice([0.05, 0.1, 0.2]))
 
 
 @dataclass
@@ -136,6 +138,7 @@ class World:
         self.inflight: dict[str, int] = {s: 0 for s in self.sets}
         self.believed_master: dict[str, str] = {s: f"{s}-1" for s in self.sets}
         self.faulting = True
+        self.crash_after_truncate_until = -1.0
 
     def next_gen(self) -> int:
         self._gen += 1
@@ -158,13 +161,13 @@ class World:
         for br in self.brokers.values():
             br.boot()
         self.net.up["client"] = True
-        self.sim.at(0.05, self._raft_tick)
+        self.sim.at(0.1, self._raft_tick)
         for s in self.sets:
             self.sim.at(0.5, self._produce, s)
 
     def _raft_tick(self) -> None:
         self.raft.tick()
-        self.sim.at(0.05, self._raft_tick)
+        self.sim.at(0.1, self._raft_tick)
 
     # ---- the producer --------------------------------------------------------------------------------
 
@@ -212,8 +215,39 @@ class World:
             return
         self.stats["faults"] += 1
         self.timeline.update(repr(f).encode())
+        if f.kind == "crash_after_truncate":
+            self.crash_after_truncate_until = self.sim.now + f.duration
+            return
         brokers = sorted(self.brokers)
         nodes = self.ctl_names + brokers
+        if f.kind == "cut_replication":
+            # the master of a set loses its links to the set's other replicas (only those): it keeps
+            # taking sends that nobody can copy, a divergent tail if it dies now
+            bs = self.raft.truth.get("sim", self.sets[f.target % len(self.sets)])
+            if bs is None or not bs.master_id:
+                return
+            m = f"{bs.name}-{bs.master_id}"
+            peers = [b for b in brokers if b.startswith(bs.name + "-") and b != m]
+            self._cut({(m, p) for p in peers} | {(p, m) for p in peers}, f.duration)
+            return
+        if f.kind.endswith("_master") or f.kind.endswith("_leader"):
+            # targeted: the current master of a set (as committed) or the controller leader
+            if f.kind.endswith("_leader"):
+                who = self.raft.leader
+            else:
+                bs = self.raft.truth.get("sim", self.sets[f.target % len(self.sets)])
+                who = f"{bs.name}-{bs.master_id}" if bs is not None and bs.master_id else None
+            if who is None:
+                return
+            f = Fault(f.at, f.kind.split("_")[0], (nodes if f.kind != "crash_master" else brokers).index(who),
+                      f.duration)
+            if f.kind == "crash":
+                f = Fault(f.at, "crash_broker", f.target, f.duration)
+        if f.kind == "crash_after_truncate":
+            # any replica that cuts its log within `duration` crashes right after the cut, before
+            # it trims its epoch list (the order the follower's state machine prescribes)
+            self.crash_after_truncate_until = self.sim.now + f.duration
+            return
         if f.kind == "crash_broker":
             b = self.brokers[brokers[f.target % len(brokers)]]
             if b.up:
@@ -324,6 +358,15 @@ class World:
 
     def truncated(self, b: SimBroker, offset: int) -> None:
         self.verified[b.name] = min(self.verified[b.name], offset)
+        if self.faulting and self.sim.now <= self.crash_after_truncate_until:
+            self.stats["crashed_mid_truncation"] = self.stats.get("crashed_mid_truncation", 0) + 1
+            self.sim.at(0.0, self._crash_now, b.name)
+
+    def _crash_now(self, name: str) -> None:
+        b = self.brokers[name]
+        if b.up:
+            b.crash()
+            self.sim.at(0.5 + self.rng.random(), self._restart_broker, name)
 
     def _verify_confirmed(self, b: SimBroker) -> None:
         """What `b` exposes below its confirm offset equals what everyone exposed there."""

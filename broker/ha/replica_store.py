@@ -1,0 +1,35 @@
+"""What replication needs of a broker's store: the `ReplicaStore` Protocol (no implementation).
+
+Owns: the typed seam between the HA shells (ha_master.py, ha_follower.py, role_manager.py) and
+`broker/store.py` `MessageStore`, which satisfies it structurally. Offsets are physical commitlog
+offsets; `read_raw` returns whole records only; `append_raw` must start at `max_physical_offset`;
+`truncate` is durable (the commitlog and every index).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class ReplicaStore(Protocol):
+    @property
+    def max_physical_offset(self) -> int: ...
+
+    @property
+    def min_physical_offset(self) -> int: ...
+
+    @property
+    def confirm_offset(self) -> int: ...
+
+    def set_confirm_offset(self, offset: int) -> None: ...
+
+    def read_raw(self, start: int, max_bytes: int) -> bytes: ...
+
+    def append_raw(self, start: int, data: bytes) -> int: ...
+
+    def truncate(self, offset: int) -> None: ...
+
+    async def flushed(self, end_offset: int) -> None: ...
+
+    def append_meta_snapshot(self) -> Any: ...

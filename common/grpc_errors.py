@@ -1,0 +1,65 @@
+"""The gRPC error plumbing every OrbitMQ server and client uses.
+
+Owns: the metadata keys (`orbitmq-error` with an `ErrorCode` name, `orbitmq-master` and
+`orbitmq-leader` with where to retry), the gRPC status each code travels under, `abort(...)` for
+servicers, and `code_of` / `metadata_of` for callers reading a failed call. Callers branch on the
+code, never on the details text (which is for people).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from orbitmq.common.error_codes import ErrorCode
+
+ERROR_KEY = "orbitmq-error"
+MASTER_KEY = "orbitmq-master"
+LEADER_KEY = "orbitmq-leader"
+
+_S = grpc.StatusCode
+STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
+    ErrorCode.BAD_REQUEST: _S.INVALID_ARGUMENT, ErrorCode.BAD_TOPIC_NAME: _S.INVALID_ARGUMENT,
+    ErrorCode.BAD_TAG: _S.INVALID_ARGUMENT, ErrorCode.BAD_KEY: _S.INVALID_ARGUMENT,
+    ErrorCode.BODY_EMPTY: _S.INVALID_ARGUMENT, ErrorCode.BODY_TOO_LARGE: _S.INVALID_ARGUMENT,
+    ErrorCode.TOPIC_NOT_FOUND: _S.NOT_FOUND, ErrorCode.GROUP_NOT_FOUND: _S.NOT_FOUND,
+    ErrorCode.MESSAGE_NOT_FOUND: _S.NOT_FOUND, ErrorCode.NO_PERMISSION: _S.PERMISSION_DENIED,
+    ErrorCode.NOT_MASTER: _S.FAILED_PRECONDITION, ErrorCode.FENCED: _S.FAILED_PRECONDITION,
+    ErrorCode.STALE_EPOCH: _S.FAILED_PRECONDITION, ErrorCode.REPLICATION_TIMEOUT: _S.DEADLINE_EXCEEDED,
+    ErrorCode.FLUSH_TIMEOUT: _S.DEADLINE_EXCEEDED, ErrorCode.IN_SYNC_REPLICAS_NOT_ENOUGH: _S.UNAVAILABLE,
+    ErrorCode.BROKER_BUSY: _S.RESOURCE_EXHAUSTED, ErrorCode.NOT_LEADER: _S.UNAVAILABLE,
+    ErrorCode.OFFSET_MOVED: _S.OUT_OF_RANGE, ErrorCode.CORRUPT_DATA: _S.DATA_LOSS, ErrorCode.INTERNAL: _S.INTERNAL,
+}
+assert set(STATUS_OF) == set(ErrorCode), "every ErrorCode needs a gRPC status"
+
+
+async def abort(context: grpc.aio.ServicerContext, code: ErrorCode | str, details: str, *,
+                status: grpc.StatusCode | None = None, master: str = "", leader: str | None = None) -> None:
+    """End the call with `code`'s status (or `status`), `details` in words, and the metadata."""
+    code = ErrorCode(code)
+    md: tuple[tuple[str, str], ...] = ((ERROR_KEY, code.value),)
+    if master:
+        md += ((MASTER_KEY, master),)
+    if leader is not None:
+        md += ((LEADER_KEY, leader),)
+    await context.abort(status or STATUS_OF[code], details, trailing_metadata=md)
+
+
+def metadata_of(e: grpc.RpcError) -> dict[str, str]:
+    """The trailing (then initial) metadata of a failed call, as str -> str."""
+    md: dict[str, str] = {}
+    for getter in ("trailing_metadata", "initial_metadata"):
+        try:
+            for k, v in getattr(e, getter)() or ():
+                md.setdefault(k, v if isinstance(v, str) else v.decode())
+        except Exception:  # noqa: BLE001 - metadata is optional
+            pass
+    return md
+
+
+def code_of(e: grpc.RpcError) -> ErrorCode | None:
+    """The `orbitmq-error` code of a failed call (None: absent or a name this version does not know)."""
+    name = metadata_of(e).get(ERROR_KEY, "")
+    try:
+        return ErrorCode(name)
+    except ValueError:
+        return None
