@@ -22,7 +22,7 @@ import grpc
 from orbitmq.broker.pop_core import Handle, PopError
 from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, Received
 from orbitmq.broker.record import Message as Record
-from orbitmq.broker.timer_service import divert
+from orbitmq.broker.timer_service import TIMER_TOPIC, divert
 from orbitmq.client import errors as cerr
 from orbitmq.client.transport import Transport
 from orbitmq.protos import (
@@ -175,8 +175,16 @@ class ClusterBackend:
                 divert(r)  # scheduled: that broker's timer stores it in its topic when due
             m = common_pb2.Message(topic=r.topic, body=r.body, tags=r.tags, keys=r.keys, properties=r.properties,
                                    msg_id=r.msg_id, born_timestamp=r.born_timestamp, born_host=r.born_host)
-            resp = await self._call(addr, broker_pb2_grpc.BrokerStub, "SendMessage",
-                                    broker_pb2.SendRequest(topic=r.topic, queue_id=r.queue_id, messages=[m]))
+            req = broker_pb2.SendRequest(topic=r.topic, queue_id=r.queue_id, messages=[m])
+            try:
+                resp = await self._call(addr, broker_pb2_grpc.BrokerStub, "SendMessage", req)
+            except ProxyError as e:
+                if e.code != "TOPIC_NOT_FOUND" or r.topic != TIMER_TOPIC:
+                    raise
+                # the first scheduled message on this broker set: create its timer topic there
+                await self._call(addr, broker_pb2_grpc.BrokerStub, "CreateTopic", broker_pb2.CreateTopicRequest(
+                    config=common_pb2.TopicConfig(topic=TIMER_TOPIC, read_queues=1, write_queues=1, perm=6)))
+                resp = await self._call(addr, broker_pb2_grpc.BrokerStub, "SendMessage", req)
             res = resp.results[0]
             out.append(SendResult(res.msg_id, res.queue_id, res.queue_offset))
         return out

@@ -21,7 +21,7 @@ from orbitmq.broker.pop_poll import PopPoller
 from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, PopService, Received
 from orbitmq.broker.record import Message as Record
 from orbitmq.broker.store import MessageStore, PutResult, StoreConfig
-from orbitmq.broker.timer_service import TimerService, divert
+from orbitmq.broker.timer_service import TIMER_TOPIC, TimerService, divert
 from orbitmq.broker.tx_core import TxError
 from orbitmq.broker.tx_service import TxService
 from orbitmq.proxy.config import ProxyConfig, parse_group_spec
@@ -62,7 +62,6 @@ class LocalBackend:
         await asyncio.to_thread(self.store.open)
         n = await asyncio.to_thread(self.pops.load)
         await asyncio.to_thread(self.tx.load)
-        await asyncio.to_thread(self.timer.ensure_topic)
         scheduled = await asyncio.to_thread(self.timer.load)
         self.timer.start()
         self.poller = PopPoller(self.pops)
@@ -109,6 +108,8 @@ class LocalBackend:
         for r in records:
             self._pick(r, n)
             if int(r.properties.get(PROP_DELIVER_MS) or 0) > now:
+                if self.store.get_topic_config(TIMER_TOPIC) is None:
+                    await asyncio.to_thread(self.timer.ensure_topic)
                 divert(r)  # scheduled: the timer stores it in its topic when due
         try:
             return await asyncio.to_thread(self.store.put_batch, records)
