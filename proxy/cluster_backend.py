@@ -34,6 +34,7 @@ from orbitmq.protos import (
     namesrv_pb2,
 )
 from orbitmq.proxy.config import ProxyConfig
+from orbitmq.proxy.convert import PROP_TX_CHECK_S
 from orbitmq.proxy.errors import ProxyError, from_broker
 from orbitmq.proxy.local_backend import GroupSettings
 
@@ -47,6 +48,7 @@ class SendResult:
     msg_id: str
     queue_id: int
     queue_offset: int
+    transaction_id: str = ""
 
 
 def _record(m: common_pb2.Message) -> Record:
@@ -246,9 +248,45 @@ class ClusterBackend:
                                                              attempts=attempts))
 
     # ---- transactions -----------------------------------------------------------------------------
+    # A transaction id through the proxy is "<broker set>/<id on that broker set>".
 
     async def send_half(self, topic: str, record: Record) -> SendResult:
-        raise ProxyError("UNSUPPORTED", "transactional messages are not supported in cluster mode")
+        route = await self._route(topic)
+        sets = sorted({q.broker_set for q in route.write_queues})
+        if not sets:
+            raise ProxyError("TOPIC_NOT_FOUND", f"topic {topic!r} has no writable queue on a live master")
+        bset = sets[next(self._rr) % len(sets)]
+        after_s = float(record.properties.get(PROP_TX_CHECK_S) or self.config.tx_check_after_s)
+        m = common_pb2.Message(topic=topic, body=record.body, tags=record.tags, keys=record.keys,
+                               properties=record.properties, msg_id=record.msg_id,
+                               born_timestamp=record.born_timestamp, born_host=record.born_host)
+        r = await self._call(route.masters[bset], broker_pop_pb2_grpc.BrokerPopStub, "TxPrepare",
+                             broker_pop_pb2.TxPrepareRequest(message=m, check_after_ms=int(after_s * 1000)))
+        return SendResult(r.msg_id, 0, 0, f"{bset}/{r.transaction_id}")
 
     async def end_transaction(self, topic: str, transaction_id: str, commit: bool) -> None:
-        raise ProxyError("INVALID_TRANSACTION_ID", f"unknown transaction {transaction_id!r}")
+        bset, sep, tx_id = transaction_id.partition("/")
+        if not sep or not tx_id:
+            raise ProxyError("INVALID_TRANSACTION_ID", f"transaction id {transaction_id!r} was not issued by this proxy")
+        addr = await self._master(topic, bset)
+        await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "TxEnd",
+                         broker_pop_pb2.TxEndRequest(transaction_id=tx_id, topic=topic, commit=commit))
+
+    async def due_transactions(self, now: int) -> list[tuple[str, Record]]:
+        info = await asyncio.to_thread(self.transport.call_namesrv, "GetClusterInfo",
+                                       namesrv_pb2.GetClusterInfoRequest())
+        out = []
+        for c in info.clusters.values():
+            for b in c.broker_sets:
+                if not b.master_address:
+                    continue
+                try:
+                    r = await self._call(b.master_address, broker_pop_pb2_grpc.BrokerPopStub, "TxDue",
+                                         broker_pop_pb2.TxDueRequest(
+                                             recheck_after_ms=int(self.config.tx_check_after_s * 1000),
+                                             max_checks=self.config.tx_max_checks))
+                except ProxyError as e:
+                    log.warning("orphan check on %s failed: %s", b.broker_set, e.message)
+                    continue
+                out += [(f"{b.broker_set}/{t}", _record(m)) for t, m in zip(r.transaction_ids, r.messages, strict=True)]
+        return out

@@ -118,7 +118,7 @@ class MessagingService(sg.MessagingServiceServicer):
 
     def background(self) -> list:
         """Coroutines the server runs while serving."""
-        return [self._check_transactions_forever()] if hasattr(self.backend, "due_transactions") else []
+        return [self._check_transactions_forever()]
 
     async def _check_transactions_forever(self) -> None:
         while True:
@@ -281,7 +281,7 @@ class MessagingService(sg.MessagingServiceServicer):
                 results = await self.backend.send(records[0].topic, records)
             self.stats["sent"] += len(results)
             entries = [s.SendResultEntry(status=_status(), message_id=r.msg_id, offset=r.queue_offset,
-                                         transaction_id=(r.msg_id if tx else ""))
+                                         transaction_id=(getattr(r, "transaction_id", "") or r.msg_id) if tx else "")
                        for r, tx in zip(results, tx_flags, strict=True)]
             return s.SendMessageResponse(status=_status(), entries=entries)
         except Exception as e:  # noqa: BLE001
