@@ -7,8 +7,9 @@ proxy: the official RocketMQ 5 Python client (`rocketmq-python-client`, in a wor
 sends and reads them with the pull consumer. `proxy_vs_direct` = proxy sync-send rate / direct
 sync-send rate; `proxy_receive_vs_direct` likewise for consumption. `proxy_raw_protocol` (and
 `raw_*_vs_direct`) is the same protocol through the same proxy without the official client's own
-overhead: sync calls on its generated stubs, one AckMessage per received batch. Every phase is
-bounded by --seconds.
+overhead: sync calls on its generated stubs, one AckMessage per received batch. `proxy_ours` (and
+`ours_*_vs_direct`) is OrbitMQ's own client in proxy mode (ProxyProducer sync sends,
+ProxyPushConsumer). Every phase is bounded by --seconds.
 """
 
 from __future__ import annotations
@@ -58,17 +59,59 @@ def _direct(namesrv: str, topic: str, n: int, size: int, seconds: float) -> dict
             "receive_msgs_per_s": round(got / recv_dt)}
 
 
+def _ours(endpoint: str, topic: str, n: int, size: int, seconds: float) -> dict:
+    """OrbitMQ's client in proxy mode: sync sends, then the proxy-mode push consumer (batch acks)."""
+    import threading
+
+    from orbitmq.client import Message
+    from orbitmq.client.proxy_mode import ProxyProducer, ProxyPushConsumer
+
+    body = b"x" * size
+    with ProxyProducer(endpoint) as p:
+        for _ in range(20):
+            p.send(Message(topic, body))
+        sent = 0
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        while sent < n and time.perf_counter() < deadline:
+            p.send(Message(topic, body))
+            sent += 1
+        send_dt = time.perf_counter() - t0
+    count = [0]
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def listener(msgs):
+        with lock:
+            count[0] += len(msgs)
+            if count[0] >= sent + 20:
+                done.set()
+
+    c = ProxyPushConsumer("bench-ours", endpoint, threads=4, consume_batch=32)
+    c.subscribe(topic)
+    c.register_listener(listener)
+    t0 = time.perf_counter()
+    c.start()
+    done.wait(seconds)
+    recv_dt = time.perf_counter() - t0
+    c.shutdown()
+    return {"sent": sent, "send_msgs_per_s": round(sent / send_dt), "received": count[0],
+            "receive_msgs_per_s": round(count[0] / recv_dt)}
+
+
 def run(args: argparse.Namespace) -> dict:
     out: dict = {"size": args.size, "messages": args.messages, "proxy_mode": "cluster"}
     with BenchCluster() as bc:
         bc.create_topic("BenchDirect", args.queues)
         bc.create_topic("BenchProxy", args.queues)
         bc.create_topic("BenchProxyRaw", 4)
+        bc.create_topic("BenchOurs", args.queues)
         ep = f"127.0.0.1:{net.free_port()}"
         bc._start("proxy", proc.orbitmq_argv("proxy", "--mode", "cluster", "--namesrv", bc.namesrv, "--listen", ep,
                                              "--set", "log_level=WARNING"))
         net.wait_for_port(ep, 30)
         out["direct"] = _direct(bc.namesrv, "BenchDirect", args.messages, args.size, args.seconds)
+        out["proxy_ours"] = _ours(ep, "BenchOurs", args.messages, args.size, args.seconds)
         r = subprocess.run([sys.executable, "-m", "orbitmq.bench.proxy_official", "--endpoint", ep, "--topic",
                             "BenchProxy", "--messages", str(args.messages), "--size", str(args.size),
                             "--seconds", str(args.seconds)], capture_output=True, text=True,
@@ -79,9 +122,13 @@ def run(args: argparse.Namespace) -> dict:
     d, o = out["direct"], out["proxy_official"]
     out["proxy_vs_direct"] = round(o["send_msgs_per_s"] / max(1, d["send_msgs_per_s"]), 3)
     out["proxy_receive_vs_direct"] = round(o["receive_msgs_per_s"] / max(1, d["receive_msgs_per_s"]), 3)
+    ours = out["proxy_ours"]
+    out["ours_proxy_vs_direct"] = round(ours["send_msgs_per_s"] / max(1, d["send_msgs_per_s"]), 3)
+    out["ours_receive_vs_direct"] = round(ours["receive_msgs_per_s"] / max(1, d["receive_msgs_per_s"]), 3)
     raw = o.pop("raw")
     out["proxy_raw_protocol"] = raw
     out["raw_proxy_vs_direct"] = round(raw["send_msgs_per_s"] / max(1, d["send_msgs_per_s"]), 3)
     out["raw_receive_vs_direct"] = round(raw["receive_msgs_per_s"] / max(1, d["receive_msgs_per_s"]), 3)
-    out["lost"] = (d["sent"] + 20 - d["received"]) + (o["sent"] + 20 - o["received"]) + (raw["sent"] - raw["received"])
+    out["lost"] = (d["sent"] + 20 - d["received"]) + (o["sent"] + 20 - o["received"]) + (raw["sent"] - raw["received"]) \
+        + (ours["sent"] + 20 - ours["received"])
     return out
