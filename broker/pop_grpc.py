@@ -94,6 +94,7 @@ class BrokerPopService(pbg.BrokerPopServicer):
         try:
             await self._check()
             errs = await asyncio.to_thread(self.pops.ack_many, request.group, request.topic, list(request.handles))
+            await self.server.hooks.wait_replicated(self.pops.store.max_physical_offset)  # acks survive a failover
             return pb.PopAckResponse(codes=[e.code if e else "" for e in errs],
                                      messages=[str(e) if e else "" for e in errs])
         except Exception as e:  # noqa: BLE001
@@ -104,6 +105,7 @@ class BrokerPopService(pbg.BrokerPopServicer):
             await self._check()
             h = await asyncio.to_thread(self.pops.change_invisible, request.group, request.topic, request.handle,
                                         int(request.invisible_ms), int(time.time() * 1000))
+            await self.server.hooks.wait_replicated(self.pops.store.max_physical_offset)
             return pb.PopChangeInvisibleResponse(handle=h)
         except Exception as e:  # noqa: BLE001
             await self._abort(context, e)
@@ -113,6 +115,7 @@ class BrokerPopService(pbg.BrokerPopServicer):
             await self._check()
             await asyncio.to_thread(self.pops.forward_to_dead_letter, request.group, request.topic, request.handle,
                                     max(1, request.attempts))
+            await self.server.hooks.wait_replicated(self.pops.store.max_physical_offset)
             return pb.PopDeadLetterResponse()
         except Exception as e:  # noqa: BLE001
             await self._abort(context, e)
