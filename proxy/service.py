@@ -30,6 +30,7 @@ ALL_TYPES = [d.NORMAL, d.FIFO, d.DELAY, d.TRANSACTION]
 MIN_INVISIBLE_MS = 1000
 MAX_INVISIBLE_MS = 12 * 3600 * 1000
 MAX_BATCH = 64
+SESSION_IDLE_S = 120.0  # a client without a Telemetry stream and silent this long is forgotten
 
 
 def _now_ms() -> int:
@@ -118,7 +119,14 @@ class MessagingService(sg.MessagingServiceServicer):
 
     def background(self) -> list:
         """Coroutines the server runs while serving."""
-        return [self._check_transactions_forever()]
+        return [self._check_transactions_forever(), self._expire_sessions_forever()]
+
+    async def _expire_sessions_forever(self) -> None:
+        while True:
+            await asyncio.sleep(30)
+            n = self.sessions.expire(SESSION_IDLE_S)
+            if n:
+                log.info("forgot %d idle clients", n)
 
     async def _check_transactions_forever(self) -> None:
         while True:
