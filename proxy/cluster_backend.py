@@ -247,6 +247,37 @@ class ClusterBackend:
                          broker_pop_pb2.PopDeadLetterRequest(group=group, topic=topic, handle=handle,
                                                              attempts=attempts))
 
+    # ---- pull and offsets (PullConsumer) -------------------------------------------------------------
+
+    async def pull(self, group: str, topic: str, broker: str, qid: int, offset: int, batch: int,
+                   tags: set[str] | None, poll_ms: float) -> tuple[str, list[Record], int]:
+        addr = await self._master(topic, broker)
+        req = broker_pb2.PullRequest(group=group, topic=topic, queue_id=qid, queue_offset=offset, max_messages=batch,
+                                     long_poll_ms=int(poll_ms), tag_expression=" || ".join(sorted(tags or ())) or "*",
+                                     commit_offset=-1)
+        r = await self._call(addr, broker_pb2_grpc.BrokerStub, "PullMessage", req, timeout=poll_ms / 1000 + 10)
+        if r.status == broker_pb2.PULL_FOUND and r.messages:
+            return "OK", [_record(m) for m in r.messages], r.next_offset
+        if r.status in (broker_pb2.PULL_OFFSET_MOVED, broker_pb2.PULL_OFFSET_ILLEGAL):
+            return "ILLEGAL_OFFSET", [], r.next_offset
+        return "MESSAGE_NOT_FOUND", [], r.next_offset
+
+    async def update_offset(self, group: str, topic: str, broker: str, qid: int, offset: int) -> None:
+        await self._call(await self._master(topic, broker), broker_pb2_grpc.BrokerStub, "CommitOffset",
+                         broker_pb2.CommitOffsetRequest(group=group, topic=topic, queue_id=qid, offset=offset))
+
+    async def get_offset(self, group: str, topic: str, broker: str, qid: int) -> int:
+        r = await self._call(await self._master(topic, broker), broker_pb2_grpc.BrokerStub, "QueryOffset",
+                             broker_pb2.QueryOffsetRequest(group=group, topic=topic, queue_id=qid))
+        if r.offset < 0:
+            raise ProxyError("OFFSET_NOT_FOUND", f"group {group!r} has no offset for queue {qid} of {topic!r}")
+        return r.offset
+
+    async def query_offset(self, topic: str, broker: str, qid: int, end: bool) -> int:
+        r = await self._call(await self._master(topic, broker), broker_pb2_grpc.BrokerStub, "GetOffsetRange",
+                             broker_pb2.GetOffsetRangeRequest(topic=topic, queue_id=qid))
+        return r.max_offset if end else r.min_offset
+
     # ---- transactions -----------------------------------------------------------------------------
     # A transaction id through the proxy is "<broker set>/<id on that broker set>".
 
