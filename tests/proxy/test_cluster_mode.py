@@ -117,3 +117,33 @@ def test_transactions_through_brokers(cluster, procs, rmq):
     got = receive_until(c, 2, 120)
     assert sorted(m.body for m in got) == [b"tx-commit", b"tx-orphan"]
     assert checked == [b"tx-orphan"]
+
+
+def test_push_consumer_through_brokers(cluster, procs, rmq):
+    import threading
+
+    _child, ep = start_cluster_proxy(procs, cluster.namesrv)
+    p = rmq.start(rmq.mod.Producer(rmq.config(ep), ("orders",)))
+    for i in range(12):
+        p.send(rmq.message("orders", f"e{i}".encode()))
+    seen: list[tuple[bytes, int]] = []
+    lock = threading.Lock()
+    ConsumeResult = rmq.mod.ConsumeResult
+
+    class Listener(rmq.mod.MessageListener):
+        def consume(self, message):
+            with lock:
+                seen.append((message.body, message.delivery_attempt))
+            ok = not (message.body == b"e5" and message.delivery_attempt == 1)
+            return ConsumeResult.SUCCESS if ok else ConsumeResult.FAILURE
+
+    rmq.start(rmq.mod.PushConsumer(rmq.config(ep), "push-c", Listener(), {"orders": rmq.mod.FilterExpression()}))
+    want = {f"e{i}".encode() for i in range(12)}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with lock:
+            if {b for b, _ in seen} == want and (b"e5", 2) in seen:
+                break
+        time.sleep(0.2)
+    with lock:
+        assert {b for b, _ in seen} == want and (b"e5", 2) in seen
