@@ -76,10 +76,11 @@ def test_fifo_and_delay_and_forged_handles(env):
     s.put(Message("T", b"later", 1, properties={PROP_DELIVER_MS: "50000"}))
     assert s.wait_dispatched(s.max_physical_offset, 10)
     got, _ = pops.receive("G", "T", [0], 32, 10_000, 0, 5, fifo=True)
-    assert [r.message.body for r in got] == [b"f0"]  # head of line: f1 (A) waits for f0
+    assert [r.message.body for r in got] == [b"f0", b"f2"]  # f1 (A) waits for f0; B is not blocked
+    assert pops.receive("G", "T", [0], 32, 10_000, 1, 5, fifo=True)[0] == []
     pops.ack("G", "T", got[0].handle)
-    got, _ = pops.receive("G", "T", [0], 32, 10_000, 1, 5, fifo=True)
-    assert [r.message.body for r in got] == [b"f1", b"f2"]
+    got, _ = pops.receive("G", "T", [0], 32, 10_000, 2, 5, fifo=True)
+    assert [(r.message.body, r.attempt) for r in got] == [(b"f1", 1)]
     d, wake = pops.receive("G", "T", [1], 32, 10_000, 0, 5)
     assert d == [] and wake == 50_000
     d, _ = pops.receive("G", "T", [1], 32, 10_000, 50_000, 5)
