@@ -9,7 +9,9 @@ sync-send rate; `proxy_receive_vs_direct` likewise for consumption. `proxy_raw_p
 `raw_*_vs_direct`) is the same protocol through the same proxy without the official client's own
 overhead: sync calls on its generated stubs, one AckMessage per received batch. `proxy_ours` (and
 `ours_*_vs_direct`) is OrbitMQ's own client in proxy mode (ProxyProducer sync sends,
-ProxyPushConsumer). Every phase is bounded by --seconds.
+ProxyPushConsumer). `*_concurrent` figures: 8 threads doing sync sends on one shared client (what
+a multi-threaded application does), `proxy_vs_direct_concurrent` = official client through the
+proxy over OrbitMQ's client direct. Every phase is bounded by --seconds.
 """
 
 from __future__ import annotations
@@ -23,12 +25,42 @@ import time
 from orbitmq.bench.harness import BenchCluster
 from orbitmq.common import net, proc
 
+THREADS = 8  # concurrent sync senders sharing one client in the *_concurrent figures
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--messages", type=int, default=5000, help="messages per path")
     p.add_argument("--size", type=int, default=1024, help="body bytes")
     p.add_argument("--seconds", type=float, default=60.0, help="time limit per phase")
     p.add_argument("--queues", type=int, default=4)
+
+
+def concurrent_sends(send, n: int, threads: int, seconds: float) -> float:
+    """Sync sends from `threads` threads sharing one client, `n` in all (bounded by `seconds`): msgs/s."""
+    import threading
+
+    left = [n]
+    lock = threading.Lock()
+    done = [0]
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> None:
+        while time.perf_counter() < deadline:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            send()
+            with lock:
+                done[0] += 1
+
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return done[0] / (time.perf_counter() - t0)
 
 
 def _direct(namesrv: str, topic: str, n: int, size: int, seconds: float) -> dict:
@@ -45,6 +77,7 @@ def _direct(namesrv: str, topic: str, n: int, size: int, seconds: float) -> dict
             p.send(Message(topic, body))
             sent += 1
         send_dt = time.perf_counter() - t0
+        conc = concurrent_sends(lambda: p.send(Message(topic + "C", body)), n, THREADS, seconds)
     c = PullConsumer("bench-direct", namesrv, pull_batch=32)
     c.subscribe(topic)
     got = 0
@@ -56,7 +89,7 @@ def _direct(namesrv: str, topic: str, n: int, size: int, seconds: float) -> dict
     recv_dt = time.perf_counter() - t0
     c.close()
     return {"sent": sent, "send_msgs_per_s": round(sent / send_dt), "received": got,
-            "receive_msgs_per_s": round(got / recv_dt)}
+            "receive_msgs_per_s": round(got / recv_dt), "concurrent_send_msgs_per_s": round(conc)}
 
 
 def _ours(endpoint: str, topic: str, n: int, size: int, seconds: float) -> dict:
@@ -77,6 +110,7 @@ def _ours(endpoint: str, topic: str, n: int, size: int, seconds: float) -> dict:
             p.send(Message(topic, body))
             sent += 1
         send_dt = time.perf_counter() - t0
+        conc = concurrent_sends(lambda: p.send(Message(topic + "C", body)), n, THREADS, seconds)
     count = [0]
     lock = threading.Lock()
     done = threading.Event()
@@ -96,7 +130,7 @@ def _ours(endpoint: str, topic: str, n: int, size: int, seconds: float) -> dict:
     recv_dt = time.perf_counter() - t0
     c.shutdown()
     return {"sent": sent, "send_msgs_per_s": round(sent / send_dt), "received": count[0],
-            "receive_msgs_per_s": round(count[0] / recv_dt)}
+            "receive_msgs_per_s": round(count[0] / recv_dt), "concurrent_send_msgs_per_s": round(conc)}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -106,6 +140,8 @@ def run(args: argparse.Namespace) -> dict:
         bc.create_topic("BenchProxy", args.queues)
         bc.create_topic("BenchProxyRaw", 4)
         bc.create_topic("BenchOurs", args.queues)
+        for t in ("BenchDirectC", "BenchOursC", "BenchProxyC"):
+            bc.create_topic(t, args.queues)
         ep = f"127.0.0.1:{net.free_port()}"
         bc._start("proxy", proc.orbitmq_argv("proxy", "--mode", "cluster", "--namesrv", bc.namesrv, "--listen", ep,
                                              "--set", "log_level=WARNING"))
@@ -123,6 +159,9 @@ def run(args: argparse.Namespace) -> dict:
     out["proxy_vs_direct"] = round(o["send_msgs_per_s"] / max(1, d["send_msgs_per_s"]), 3)
     out["proxy_receive_vs_direct"] = round(o["receive_msgs_per_s"] / max(1, d["receive_msgs_per_s"]), 3)
     ours = out["proxy_ours"]
+    out["proxy_vs_direct_concurrent"] = round(o["concurrent_send_msgs_per_s"] / max(1, d["concurrent_send_msgs_per_s"]), 3)
+    out["ours_proxy_vs_direct_concurrent"] = round(ours["concurrent_send_msgs_per_s"]
+                                                   / max(1, d["concurrent_send_msgs_per_s"]), 3)
     out["ours_proxy_vs_direct"] = round(ours["send_msgs_per_s"] / max(1, d["send_msgs_per_s"]), 3)
     out["ours_receive_vs_direct"] = round(ours["receive_msgs_per_s"] / max(1, d["receive_msgs_per_s"]), 3)
     raw = o.pop("raw")
