@@ -25,7 +25,7 @@ def main() -> None:
     from rocketmq import ClientConfiguration, Credentials, FilterExpression, Message, Producer, SimpleConsumer
 
     cfg = ClientConfiguration(a.endpoint, Credentials(), request_timeout=10)
-    p = Producer(cfg, (a.topic,))
+    p = Producer(cfg, (a.topic, a.topic + "C"))
     p.startup()
     body = b"x" * a.size
     for _ in range(20):  # warm-up (not counted, consumed below)
@@ -41,6 +41,15 @@ def main() -> None:
         p.send(m)
         sent += 1
     send_dt = time.perf_counter() - t0
+
+    def one() -> None:
+        m = Message()
+        m.topic, m.body = a.topic + "C", body
+        p.send(m)
+
+    from orbitmq.bench.proxy import concurrent_sends
+
+    conc = concurrent_sends(one, a.messages, 8, a.seconds)
     p.shutdown()
     c = SimpleConsumer(cfg, "bench-official", {a.topic: FilterExpression()}, 2)
     c.startup()
@@ -55,7 +64,7 @@ def main() -> None:
     recv_dt = time.perf_counter() - t0
     c.shutdown()
     out = {"sent": sent, "send_msgs_per_s": round(sent / send_dt), "received": got,
-           "receive_msgs_per_s": round(got / recv_dt)}
+           "receive_msgs_per_s": round(got / recv_dt), "concurrent_send_msgs_per_s": round(conc)}
     out["raw"] = raw_protocol(a, body)
     print(json.dumps(out), flush=True)
 

@@ -12,9 +12,10 @@ shell writes each event as a META record in the commitlog before it answers, and
 follower rebuilds the same state by applying the same events in log order. `apply` is idempotent
 for an in-order replay of a suffix. No clock, no I/O: `now` (milliseconds) is passed in.
 
-FIFO: a FIFO group delivers the messages of one queue in order, and takes no new message of the
-queue while an earlier one of the same message group is in flight (the queue stops at the first
-such message: ordering per queue, stronger than per message group).
+FIFO: a FIFO group delivers the messages of one message group in offset order, the next only once
+the previous is acknowledged or dead-lettered. A message whose group has an unfinished earlier one
+is taken as *held* (in flight with attempt 0) and delivered as soon as its group is free; other
+groups of the same queue are not blocked.
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ def pop(state: QueueState, now: int, candidates: list[Candidate], batch: int, in
     busy_groups: set[str] = set()
     for off in sorted(state.inflight):
         e = state.inflight[off]
+        if fifo and e.mgroup in busy_groups:
+            continue  # held: an earlier message of its group is not finished
         if e.visible_at > now:
             busy_groups.add(e.mgroup)
             continue
@@ -183,8 +186,10 @@ def pop(state: QueueState, now: int, candidates: list[Candidate], batch: int, in
         if c.offset != nxt:
             nxt = c.offset  # a gap (expired or filtered-out entries) is skipped
         if fifo and c.mgroup in busy_groups:
-            stopped = True
-            break  # ordering: nothing after an unfinished message of its group
+            seq += 1  # held (attempt 0, visible at once) until every earlier message of its group is finished
+            items.append([c.offset, 0, 0, seq, c.mgroup])
+            nxt = c.offset + 1
+            continue
         if c.deliver_at > now:
             seq += 1
             items.append([c.offset, 0, c.deliver_at, seq, c.mgroup])

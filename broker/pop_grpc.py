@@ -11,16 +11,20 @@ status + `orbitmq-error` (protocol Code names such as INVALID_RECEIPT_HANDLE, or
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+import zlib
 from typing import Any
 
 import grpc
 
 from orbitmq.broker.pop_core import PopError
 from orbitmq.broker.pop_poll import PopPoller
-from orbitmq.broker.pop_service import PopService
+from orbitmq.broker.pop_service import PROP_MSG_GROUP, PopService
 from orbitmq.broker.timer_service import TimerService
+from orbitmq.broker.tx_core import TxError
+from orbitmq.broker.tx_service import TxService
 from orbitmq.protos import broker_pop_pb2 as pb
 from orbitmq.protos import broker_pop_pb2_grpc as pbg
 
@@ -33,6 +37,7 @@ MAX_POLL_MS = 30_000
 def attach(server: Any) -> PopService:
     """Create the PopService and the TimerService on `server.store` (call before the store opens)."""
     server.pops = PopService(server.store, server.config.broker_set)
+    server.tx = TxService(server.store)
     server.timer = TimerService(server.store, can_write=lambda: server.hooks.is_master(), epoch=server.hooks.epoch)
     return server.pops
 
@@ -43,6 +48,7 @@ class BrokerPopService(pbg.BrokerPopServicer):
         self.pops: PopService = server.pops
         self.poller = PopPoller(self.pops)
         self._epoch = server.hooks.epoch()
+        self._rr = itertools.count()
 
     async def _check(self) -> None:
         """Master only; reload the state after a role/epoch change."""
@@ -50,11 +56,12 @@ class BrokerPopService(pbg.BrokerPopServicer):
         epoch = self.server.hooks.epoch()
         if epoch != self._epoch:
             n = await asyncio.to_thread(self.pops.load)
-            log.info("pop state reloaded for epoch %d (%d queues)", epoch, n)
+            t = await asyncio.to_thread(self.server.tx.load)
+            log.info("pop and transaction state reloaded for epoch %d (%d queues, %d open transactions)", epoch, n, t)
             self._epoch = epoch
 
     async def _abort(self, context, e: BaseException) -> None:
-        if isinstance(e, PopError):
+        if isinstance(e, PopError | TxError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e), trailing_metadata=(("orbitmq-error", e.code),))
         from orbitmq.broker.service import abort
 
@@ -87,6 +94,7 @@ class BrokerPopService(pbg.BrokerPopServicer):
         try:
             await self._check()
             errs = await asyncio.to_thread(self.pops.ack_many, request.group, request.topic, list(request.handles))
+            await self.server.hooks.wait_replicated(self.pops.store.max_physical_offset)  # acks survive a failover
             return pb.PopAckResponse(codes=[e.code if e else "" for e in errs],
                                      messages=[str(e) if e else "" for e in errs])
         except Exception as e:  # noqa: BLE001
@@ -97,6 +105,7 @@ class BrokerPopService(pbg.BrokerPopServicer):
             await self._check()
             h = await asyncio.to_thread(self.pops.change_invisible, request.group, request.topic, request.handle,
                                         int(request.invisible_ms), int(time.time() * 1000))
+            await self.server.hooks.wait_replicated(self.pops.store.max_physical_offset)
             return pb.PopChangeInvisibleResponse(handle=h)
         except Exception as e:  # noqa: BLE001
             await self._abort(context, e)
@@ -106,6 +115,7 @@ class BrokerPopService(pbg.BrokerPopServicer):
             await self._check()
             await asyncio.to_thread(self.pops.forward_to_dead_letter, request.group, request.topic, request.handle,
                                     max(1, request.attempts))
+            await self.server.hooks.wait_replicated(self.pops.store.max_physical_offset)
             return pb.PopDeadLetterResponse()
         except Exception as e:  # noqa: BLE001
             await self._abort(context, e)
@@ -113,6 +123,52 @@ class BrokerPopService(pbg.BrokerPopServicer):
     async def GroupSettings(self, request, context):  # noqa: N802
         fifo, attempts = self.pops.group_settings(request.group, DEFAULT_MAX_ATTEMPTS)
         return pb.GroupSettingsResponse(fifo=fifo, max_attempts=attempts)
+
+
+    # ---- transactions -----------------------------------------------------------------------------
+
+    async def TxPrepare(self, request, context):  # noqa: N802
+        try:
+            await self._check()
+            rec = self.server.to_records(request.message.topic, 0, [request.message], context.peer())[0]
+            if self.pops.store.get_topic_config(rec.topic) is None:
+                raise PopError("TOPIC_NOT_FOUND", f"topic {rec.topic!r} does not exist on "
+                               f"{self.server.config.broker_set}")
+            r = await asyncio.to_thread(self.server.tx.put_half, rec, int(time.time() * 1000),
+                                        max(1000, request.check_after_ms))
+            await self.server.hooks.wait_replicated(r.end_offset)
+            return pb.TxPrepareResponse(transaction_id=r.msg_id, msg_id=r.msg_id)
+        except Exception as e:  # noqa: BLE001
+            await self._abort(context, e)
+
+    async def TxEnd(self, request, context):  # noqa: N802
+        try:
+            await self._check()
+            store = self.pops.store
+
+            def put_real(m) -> None:
+                cfg = store.get_topic_config(m.topic) or {}
+                n = max(1, int(cfg.get("write_queues", 1)))
+                group = m.properties.get(PROP_MSG_GROUP, "")
+                m.queue_id = zlib.crc32(group.encode()) % n if group else next(self._rr) % n
+                store.put(m)
+
+            await asyncio.to_thread(self.server.tx.end, request.transaction_id, request.topic, request.commit, put_real)
+            await self.server.hooks.wait_replicated(store.max_physical_offset)
+            return pb.TxEndResponse()
+        except Exception as e:  # noqa: BLE001
+            await self._abort(context, e)
+
+    async def TxDue(self, request, context):  # noqa: N802
+        try:
+            await self._check()
+            due = await asyncio.to_thread(self.server.tx.due, int(time.time() * 1000),
+                                          max(1000, request.recheck_after_ms), max(1, request.max_checks))
+            bset = self.server.config.broker_set
+            return pb.TxDueResponse(transaction_ids=[t for t, _m in due],
+                                    messages=[self.server.to_proto(m, bset) for _t, m in due])
+        except Exception as e:  # noqa: BLE001
+            await self._abort(context, e)
 
 
 def add_to_server(server: Any) -> None:

@@ -32,6 +32,13 @@ class PopPoller:
         self._event.set()
         self._event = asyncio.Event()
 
+    async def wait_new(self, timeout: float) -> None:
+        """Return when new messages were dispatched, or after `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._event.wait(), max(0.0, timeout))
+        except TimeoutError:
+            pass
+
     async def receive(self, group: str, topic: str, queue_ids: list[int], batch: int, invisible_ms: int,
                       max_attempts: int, fifo: bool, tags: set[str] | None, poll_ms: float) -> tuple[list[Received], int]:
         """Messages (possibly none once `poll_ms` passed) and the time (ms) they were taken at."""

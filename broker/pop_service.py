@@ -2,9 +2,10 @@
 
 Owns: the live pop state of every (group, topic, queue) (in memory, under one lock), writing each
 state change as an extension META record (`x.pop`) before it takes effect, rebuilding the state
-from the index after a restart (the dispatcher folds the same events into rocksdict keys
-`Xp...` in its own batches), reading candidate messages from the consume queues, and moving
-messages that ran out of attempts to the group's dead-letter topic `%DLQ%<group>`.
+from the index after a restart (the dispatcher folds the same events into rocksdict keys `Xph...`
+per queue and `Xpe...` per in-flight message, in its own batches), reading candidate messages
+from the consume queues, and moving messages that ran out of attempts to the group's dead-letter
+topic `%DLQ%<group>`.
 It never decides who gets what (pop_core does) and holds no sockets.
 
 Known limit: a truncation of the log (HA follower cutting a divergent tail) does not undo pop events
@@ -30,15 +31,20 @@ PROP_MSG_GROUP = "__SHARDINGKEY"  # FIFO message group
 PROP_DELIVER_MS = "TIMER_DELIVER_MS"  # DELAY: delivery time, epoch milliseconds
 PROP_ORIGIN_TOPIC = "ORIGIN_TOPIC"
 PROP_DLQ_ATTEMPTS = "DLQ_DELIVERY_ATTEMPTS"
-DB_PREFIX = b"Xp"
+DB_HEAD = b"Xph"  # + queue key -> {"next", "seq"}
+DB_ENTRY = b"Xpe"  # + queue key + 0x00 + offset (8 bytes, big endian) -> [attempt, visible_at, seq, mgroup]
 
 
 def dlq_topic(group: str) -> str:
     return f"%DLQ%{group}"
 
 
-def _db_key(group: str, topic: str, qid: int) -> bytes:
-    return DB_PREFIX + json.dumps([group, topic, qid], separators=(",", ":")).encode()
+def _qkey(group: str, topic: str, qid: int) -> bytes:
+    return json.dumps([group, topic, qid], separators=(",", ":")).encode()
+
+
+def _entry_key(qk: bytes, offset: int) -> bytes:
+    return DB_ENTRY + qk + b"\x00" + offset.to_bytes(8, "big")
 
 
 @dataclass
@@ -64,27 +70,48 @@ class PopService:
     # ---- persistence ------------------------------------------------------------------------------
 
     def _on_dispatch(self, wb: Any, op: dict, _off: int) -> None:
-        """Dispatcher thread: fold a logged event into the index (same batch as the checkpoint)."""
+        """Dispatcher thread: fold a logged event into the index (same batch as the checkpoint).
+        Only what the event touched is written: the queue's header and its changed in-flight entries."""
         if op.get("op") != OP_POP:
             return
         key = (op["g"], op["t"], op["q"])
+        qk = _qkey(*key)
+        ev = op["e"]
         with self._disp_lock:
             st = self._disp.get(key)
             if st is None:
-                raw = self.store.db.get(_db_key(*key))
-                st = pc.QueueState() if raw is None else pc.QueueState.from_json(json.loads(raw))
-                self._disp[key] = st
-            pc.apply(st, op["e"])
-            wb.put(_db_key(*key), json.dumps(st.to_json(), separators=(",", ":")).encode())
+                st = self._disp[key] = self._read_state(qk)
+            before = set(st.inflight)
+            pc.apply(st, ev)
+            wb.put(DB_HEAD + qk, json.dumps({"next": st.next, "seq": st.seq}).encode())
+            if ev["k"] == "take":
+                for item in ev["items"]:
+                    e = st.inflight.get(item[0])
+                    if e is not None:
+                        wb.put(_entry_key(qk, item[0]), json.dumps([e.attempt, e.visible_at, e.seq, e.mgroup]).encode())
+            for off in before - set(st.inflight):
+                wb.delete(_entry_key(qk, off))
+
+    def _read_state(self, qk: bytes) -> pc.QueueState:
+        raw = self.store.db.get(DB_HEAD + qk)
+        if raw is None:
+            return pc.QueueState()
+        h = json.loads(raw)
+        st = pc.QueueState(h["next"], h["seq"])
+        for k, v in self.store.db.scan(DB_ENTRY + qk + b"\x00"):
+            a, vis, seq, g = json.loads(v)
+            st.inflight[int.from_bytes(k[-8:], "big")] = pc.Inflight(a, vis, seq, g)
+        return st
 
     def load(self, timeout: float = 30.0) -> int:
         """After open(): wait until the log is indexed, then take the indexed state as the live one."""
         self.store.wait_dispatched(self.store.confirm_offset, timeout)
         with self._lock:
             self._live = {}
-            for k, v in self.store.db.scan(DB_PREFIX):
-                g, t, q = json.loads(k[len(DB_PREFIX):])
-                self._live[(g, t, q)] = pc.QueueState.from_json(json.loads(v))
+            for k, _v in self.store.db.scan(DB_HEAD):
+                qk = k[len(DB_HEAD):]
+                g, t, q = json.loads(qk)
+                self._live[(g, t, q)] = self._read_state(qk)
             return len(self._live)
 
     def _log(self, key: tuple[str, str, int], st: pc.QueueState, event: dict) -> None:

@@ -45,6 +45,7 @@ class BrokerServer:
         self.service: Any = None
         self.pops: Any = None  # PopService (broker/pop_grpc.py)
         self.timer: Any = None  # TimerService (broker/pop_grpc.py)
+        self.tx: Any = None  # TxService (broker/pop_grpc.py)
         self.grpc_server: grpc.aio.Server | None = None
         self.registrar: Registrar | None = None
         self.obs: Observability | None = None
@@ -73,6 +74,7 @@ class BrokerServer:
         pop_grpc.attach(self)
         await loop.run_in_executor(None, self.store.open)
         await loop.run_in_executor(None, self.pops.load)
+        await loop.run_in_executor(None, self.tx.load)
         self.service = BrokerService(self)
         self._attach_dispatch_listener()
         limit = cfg.max_request_size + MiB

@@ -93,6 +93,7 @@ class TimerService:
         tc.apply(self.fired, event)
 
     def ensure_topic(self) -> None:
+        """Create the timer topic (lazily, when the first scheduled message comes)."""
         if self.store.get_topic_config(TIMER_TOPIC) is None:
             self.store.put_topic_config(TIMER_TOPIC, {"read_queues": 1, "write_queues": 1, "perm": 6, "order": False,
                                                       "attributes": {"system": "true"}})
@@ -127,7 +128,6 @@ class TimerService:
         if not self.can_write():
             return 0
         if self._loaded_epoch != self.epoch():  # became master (again): rebuild from the replicated log
-            self.ensure_topic()
             self.load()
         with self._lock:
             self._index_new()

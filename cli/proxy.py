@@ -3,6 +3,9 @@
 Existing RocketMQ 5 clients (Java, Go, Python, ...) point their endpoint at --listen.
   local mode:   orbitmq proxy --mode local --listen 127.0.0.1:8081 --data ./proxy-data --auto-create-topics
                 (an embedded broker store in the proxy process; for development and tests)
+  cluster mode: orbitmq proxy --mode cluster --namesrv 127.0.0.1:9876 --listen 127.0.0.1:8081
+                (stateless: forwards to the masters of the broker sets named by the routes; topics and
+                groups are the brokers': `orbitmq admin topic create`, `orbitmq admin group create [--fifo]`)
 """
 
 from __future__ import annotations

@@ -25,35 +25,47 @@ _sym_db = _symbol_database.Default()
 from orbitmq.protos import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10\x62roker_pop.proto\x12\norbitmq.v1\x1a\x0c\x63ommon.proto\"\x86\x01\n\nPopRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x16\n\x0estart_queue_id\x18\x03 \x01(\x05\x12\r\n\x05\x62\x61tch\x18\x04 \x01(\x05\x12\x14\n\x0cinvisible_ms\x18\x05 \x01(\x03\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\x0f\n\x07poll_ms\x18\x07 \x01(\x03\"m\n\rPoppedMessage\x12$\n\x07message\x18\x01 \x01(\x0b\x32\x13.orbitmq.v1.Message\x12\x0e\n\x06handle\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x15\n\rvisible_at_ms\x18\x04 \x01(\x03\"J\n\x0bPopResponse\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.orbitmq.v1.PoppedMessage\x12\x0e\n\x06now_ms\x18\x02 \x01(\x03\">\n\rPopAckRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x0f\n\x07handles\x18\x03 \x03(\t\"1\n\x0ePopAckResponse\x12\r\n\x05\x63odes\x18\x01 \x03(\t\x12\x10\n\x08messages\x18\x02 \x03(\t\"_\n\x19PopChangeInvisibleRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x0e\n\x06handle\x18\x03 \x01(\t\x12\x14\n\x0cinvisible_ms\x18\x04 \x01(\x03\",\n\x1aPopChangeInvisibleResponse\x12\x0e\n\x06handle\x18\x01 \x01(\t\"V\n\x14PopDeadLetterRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x0e\n\x06handle\x18\x03 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\"\x17\n\x15PopDeadLetterResponse\"%\n\x14GroupSettingsRequest\x12\r\n\x05group\x18\x01 \x01(\t\";\n\x15GroupSettingsResponse\x12\x0c\n\x04\x66ifo\x18\x01 \x01(\x08\x12\x14\n\x0cmax_attempts\x18\x02 \x01(\x05\x32\x95\x03\n\tBrokerPop\x12\x36\n\x03Pop\x12\x16.orbitmq.v1.PopRequest\x1a\x17.orbitmq.v1.PopResponse\x12?\n\x06PopAck\x12\x19.orbitmq.v1.PopAckRequest\x1a\x1a.orbitmq.v1.PopAckResponse\x12\x63\n\x12PopChangeInvisible\x12%.orbitmq.v1.PopChangeInvisibleRequest\x1a&.orbitmq.v1.PopChangeInvisibleResponse\x12T\n\rPopDeadLetter\x12 .orbitmq.v1.PopDeadLetterRequest\x1a!.orbitmq.v1.PopDeadLetterResponse\x12T\n\rGroupSettings\x12 .orbitmq.v1.GroupSettingsRequest\x1a!.orbitmq.v1.GroupSettingsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10\x62roker_pop.proto\x12\norbitmq.v1\x1a\x0c\x63ommon.proto\"P\n\x10TxPrepareRequest\x12$\n\x07message\x18\x01 \x01(\x0b\x32\x13.orbitmq.v1.Message\x12\x16\n\x0e\x63heck_after_ms\x18\x02 \x01(\x03\";\n\x11TxPrepareResponse\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0e\n\x06msg_id\x18\x02 \x01(\t\"E\n\x0cTxEndRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x08\"\x0f\n\rTxEndResponse\"<\n\x0cTxDueRequest\x12\x18\n\x10recheck_after_ms\x18\x01 \x01(\x03\x12\x12\n\nmax_checks\x18\x02 \x01(\x05\"O\n\rTxDueResponse\x12\x17\n\x0ftransaction_ids\x18\x01 \x03(\t\x12%\n\x08messages\x18\x02 \x03(\x0b\x32\x13.orbitmq.v1.Message\"\x86\x01\n\nPopRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x16\n\x0estart_queue_id\x18\x03 \x01(\x05\x12\r\n\x05\x62\x61tch\x18\x04 \x01(\x05\x12\x14\n\x0cinvisible_ms\x18\x05 \x01(\x03\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\x0f\n\x07poll_ms\x18\x07 \x01(\x03\"m\n\rPoppedMessage\x12$\n\x07message\x18\x01 \x01(\x0b\x32\x13.orbitmq.v1.Message\x12\x0e\n\x06handle\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x15\n\rvisible_at_ms\x18\x04 \x01(\x03\"J\n\x0bPopResponse\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.orbitmq.v1.PoppedMessage\x12\x0e\n\x06now_ms\x18\x02 \x01(\x03\">\n\rPopAckRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x0f\n\x07handles\x18\x03 \x03(\t\"1\n\x0ePopAckResponse\x12\r\n\x05\x63odes\x18\x01 \x03(\t\x12\x10\n\x08messages\x18\x02 \x03(\t\"_\n\x19PopChangeInvisibleRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x0e\n\x06handle\x18\x03 \x01(\t\x12\x14\n\x0cinvisible_ms\x18\x04 \x01(\x03\",\n\x1aPopChangeInvisibleResponse\x12\x0e\n\x06handle\x18\x01 \x01(\t\"V\n\x14PopDeadLetterRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x0e\n\x06handle\x18\x03 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\"\x17\n\x15PopDeadLetterResponse\"%\n\x14GroupSettingsRequest\x12\r\n\x05group\x18\x01 \x01(\t\";\n\x15GroupSettingsResponse\x12\x0c\n\x04\x66ifo\x18\x01 \x01(\x08\x12\x14\n\x0cmax_attempts\x18\x02 \x01(\x05\x32\xdb\x04\n\tBrokerPop\x12\x36\n\x03Pop\x12\x16.orbitmq.v1.PopRequest\x1a\x17.orbitmq.v1.PopResponse\x12?\n\x06PopAck\x12\x19.orbitmq.v1.PopAckRequest\x1a\x1a.orbitmq.v1.PopAckResponse\x12\x63\n\x12PopChangeInvisible\x12%.orbitmq.v1.PopChangeInvisibleRequest\x1a&.orbitmq.v1.PopChangeInvisibleResponse\x12T\n\rPopDeadLetter\x12 .orbitmq.v1.PopDeadLetterRequest\x1a!.orbitmq.v1.PopDeadLetterResponse\x12T\n\rGroupSettings\x12 .orbitmq.v1.GroupSettingsRequest\x1a!.orbitmq.v1.GroupSettingsResponse\x12H\n\tTxPrepare\x12\x1c.orbitmq.v1.TxPrepareRequest\x1a\x1d.orbitmq.v1.TxPrepareResponse\x12<\n\x05TxEnd\x12\x18.orbitmq.v1.TxEndRequest\x1a\x19.orbitmq.v1.TxEndResponse\x12<\n\x05TxDue\x12\x18.orbitmq.v1.TxDueRequest\x1a\x19.orbitmq.v1.TxDueResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'broker_pop_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POPREQUEST']._serialized_start=47
-  _globals['_POPREQUEST']._serialized_end=181
-  _globals['_POPPEDMESSAGE']._serialized_start=183
-  _globals['_POPPEDMESSAGE']._serialized_end=292
-  _globals['_POPRESPONSE']._serialized_start=294
-  _globals['_POPRESPONSE']._serialized_end=368
-  _globals['_POPACKREQUEST']._serialized_start=370
-  _globals['_POPACKREQUEST']._serialized_end=432
-  _globals['_POPACKRESPONSE']._serialized_start=434
-  _globals['_POPACKRESPONSE']._serialized_end=483
-  _globals['_POPCHANGEINVISIBLEREQUEST']._serialized_start=485
-  _globals['_POPCHANGEINVISIBLEREQUEST']._serialized_end=580
-  _globals['_POPCHANGEINVISIBLERESPONSE']._serialized_start=582
-  _globals['_POPCHANGEINVISIBLERESPONSE']._serialized_end=626
-  _globals['_POPDEADLETTERREQUEST']._serialized_start=628
-  _globals['_POPDEADLETTERREQUEST']._serialized_end=714
-  _globals['_POPDEADLETTERRESPONSE']._serialized_start=716
-  _globals['_POPDEADLETTERRESPONSE']._serialized_end=739
-  _globals['_GROUPSETTINGSREQUEST']._serialized_start=741
-  _globals['_GROUPSETTINGSREQUEST']._serialized_end=778
-  _globals['_GROUPSETTINGSRESPONSE']._serialized_start=780
-  _globals['_GROUPSETTINGSRESPONSE']._serialized_end=839
-  _globals['_BROKERPOP']._serialized_start=842
-  _globals['_BROKERPOP']._serialized_end=1247
+  _globals['_TXPREPAREREQUEST']._serialized_start=46
+  _globals['_TXPREPAREREQUEST']._serialized_end=126
+  _globals['_TXPREPARERESPONSE']._serialized_start=128
+  _globals['_TXPREPARERESPONSE']._serialized_end=187
+  _globals['_TXENDREQUEST']._serialized_start=189
+  _globals['_TXENDREQUEST']._serialized_end=258
+  _globals['_TXENDRESPONSE']._serialized_start=260
+  _globals['_TXENDRESPONSE']._serialized_end=275
+  _globals['_TXDUEREQUEST']._serialized_start=277
+  _globals['_TXDUEREQUEST']._serialized_end=337
+  _globals['_TXDUERESPONSE']._serialized_start=339
+  _globals['_TXDUERESPONSE']._serialized_end=418
+  _globals['_POPREQUEST']._serialized_start=421
+  _globals['_POPREQUEST']._serialized_end=555
+  _globals['_POPPEDMESSAGE']._serialized_start=557
+  _globals['_POPPEDMESSAGE']._serialized_end=666
+  _globals['_POPRESPONSE']._serialized_start=668
+  _globals['_POPRESPONSE']._serialized_end=742
+  _globals['_POPACKREQUEST']._serialized_start=744
+  _globals['_POPACKREQUEST']._serialized_end=806
+  _globals['_POPACKRESPONSE']._serialized_start=808
+  _globals['_POPACKRESPONSE']._serialized_end=857
+  _globals['_POPCHANGEINVISIBLEREQUEST']._serialized_start=859
+  _globals['_POPCHANGEINVISIBLEREQUEST']._serialized_end=954
+  _globals['_POPCHANGEINVISIBLERESPONSE']._serialized_start=956
+  _globals['_POPCHANGEINVISIBLERESPONSE']._serialized_end=1000
+  _globals['_POPDEADLETTERREQUEST']._serialized_start=1002
+  _globals['_POPDEADLETTERREQUEST']._serialized_end=1088
+  _globals['_POPDEADLETTERRESPONSE']._serialized_start=1090
+  _globals['_POPDEADLETTERRESPONSE']._serialized_end=1113
+  _globals['_GROUPSETTINGSREQUEST']._serialized_start=1115
+  _globals['_GROUPSETTINGSREQUEST']._serialized_end=1152
+  _globals['_GROUPSETTINGSRESPONSE']._serialized_start=1154
+  _globals['_GROUPSETTINGSRESPONSE']._serialized_end=1213
+  _globals['_BROKERPOP']._serialized_start=1216
+  _globals['_BROKERPOP']._serialized_end=1819
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,52 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class TxPrepareRequest(_message.Message):
+    __slots__ = ("message", "check_after_ms")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CHECK_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    message: _common_pb2.Message
+    check_after_ms: int
+    def __init__(self, message: _Optional[_Union[_common_pb2.Message, _Mapping]] = ..., check_after_ms: _Optional[int] = ...) -> None: ...
+
+class TxPrepareResponse(_message.Message):
+    __slots__ = ("transaction_id", "msg_id")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    msg_id: str
+    def __init__(self, transaction_id: _Optional[str] = ..., msg_id: _Optional[str] = ...) -> None: ...
+
+class TxEndRequest(_message.Message):
+    __slots__ = ("transaction_id", "topic", "commit")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    topic: str
+    commit: bool
+    def __init__(self, transaction_id: _Optional[str] = ..., topic: _Optional[str] = ..., commit: _Optional[bool] = ...) -> None: ...
+
+class TxEndResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TxDueRequest(_message.Message):
+    __slots__ = ("recheck_after_ms", "max_checks")
+    RECHECK_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHECKS_FIELD_NUMBER: _ClassVar[int]
+    recheck_after_ms: int
+    max_checks: int
+    def __init__(self, recheck_after_ms: _Optional[int] = ..., max_checks: _Optional[int] = ...) -> None: ...
+
+class TxDueResponse(_message.Message):
+    __slots__ = ("transaction_ids", "messages")
+    TRANSACTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    transaction_ids: _containers.RepeatedScalarFieldContainer[str]
+    messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.Message]
+    def __init__(self, transaction_ids: _Optional[_Iterable[str]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ...) -> None: ...
+
 class PopRequest(_message.Message):
     __slots__ = ("group", "topic", "start_queue_id", "batch", "invisible_ms", "tags", "poll_ms")
     GROUP_FIELD_NUMBER: _ClassVar[int]

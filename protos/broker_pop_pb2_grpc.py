@@ -59,6 +59,21 @@ class BrokerPopStub:
                 request_serializer=broker__pop__pb2.GroupSettingsRequest.SerializeToString,
                 response_deserializer=broker__pop__pb2.GroupSettingsResponse.FromString,
                 _registered_method=True)
+        self.TxPrepare = channel.unary_unary(
+                '/orbitmq.v1.BrokerPop/TxPrepare',
+                request_serializer=broker__pop__pb2.TxPrepareRequest.SerializeToString,
+                response_deserializer=broker__pop__pb2.TxPrepareResponse.FromString,
+                _registered_method=True)
+        self.TxEnd = channel.unary_unary(
+                '/orbitmq.v1.BrokerPop/TxEnd',
+                request_serializer=broker__pop__pb2.TxEndRequest.SerializeToString,
+                response_deserializer=broker__pop__pb2.TxEndResponse.FromString,
+                _registered_method=True)
+        self.TxDue = channel.unary_unary(
+                '/orbitmq.v1.BrokerPop/TxDue',
+                request_serializer=broker__pop__pb2.TxDueRequest.SerializeToString,
+                response_deserializer=broker__pop__pb2.TxDueResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerPopServicer:
@@ -94,6 +109,25 @@ class BrokerPopServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TxPrepare(self, request, context):
+        """Transactional messages: store a half message, end its transaction, list orphans due for a check.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TxEnd(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TxDue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerPopServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +155,21 @@ def add_BrokerPopServicer_to_server(servicer, server):
                     servicer.GroupSettings,
                     request_deserializer=broker__pop__pb2.GroupSettingsRequest.FromString,
                     response_serializer=broker__pop__pb2.GroupSettingsResponse.SerializeToString,
+            ),
+            'TxPrepare': grpc.unary_unary_rpc_method_handler(
+                    servicer.TxPrepare,
+                    request_deserializer=broker__pop__pb2.TxPrepareRequest.FromString,
+                    response_serializer=broker__pop__pb2.TxPrepareResponse.SerializeToString,
+            ),
+            'TxEnd': grpc.unary_unary_rpc_method_handler(
+                    servicer.TxEnd,
+                    request_deserializer=broker__pop__pb2.TxEndRequest.FromString,
+                    response_serializer=broker__pop__pb2.TxEndResponse.SerializeToString,
+            ),
+            'TxDue': grpc.unary_unary_rpc_method_handler(
+                    servicer.TxDue,
+                    request_deserializer=broker__pop__pb2.TxDueRequest.FromString,
+                    response_serializer=broker__pop__pb2.TxDueResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +307,87 @@ class BrokerPop:
             '/orbitmq.v1.BrokerPop/GroupSettings',
             broker__pop__pb2.GroupSettingsRequest.SerializeToString,
             broker__pop__pb2.GroupSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TxPrepare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.BrokerPop/TxPrepare',
+            broker__pop__pb2.TxPrepareRequest.SerializeToString,
+            broker__pop__pb2.TxPrepareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TxEnd(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.BrokerPop/TxEnd',
+            broker__pop__pb2.TxEndRequest.SerializeToString,
+            broker__pop__pb2.TxEndResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TxDue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.BrokerPop/TxDue',
+            broker__pop__pb2.TxDueRequest.SerializeToString,
+            broker__pop__pb2.TxDueResponse.FromString,
             options,
             channel_credentials,
             insecure,

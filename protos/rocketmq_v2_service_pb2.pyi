@@ -290,3 +290,79 @@ class ChangeInvisibleDurationResponse(_message.Message):
     status: _rocketmq_v2_definition_pb2.Status
     receipt_handle: str
     def __init__(self, status: _Optional[_Union[_rocketmq_v2_definition_pb2.Status, _Mapping]] = ..., receipt_handle: _Optional[str] = ...) -> None: ...
+
+class PullMessageRequest(_message.Message):
+    __slots__ = ("group", "message_queue", "offset", "batch_size", "filter_expression", "long_polling_timeout")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_EXPRESSION_FIELD_NUMBER: _ClassVar[int]
+    LONG_POLLING_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    group: _rocketmq_v2_definition_pb2.Resource
+    message_queue: _rocketmq_v2_definition_pb2.MessageQueue
+    offset: int
+    batch_size: int
+    filter_expression: _rocketmq_v2_definition_pb2.FilterExpression
+    long_polling_timeout: _duration_pb2.Duration
+    def __init__(self, group: _Optional[_Union[_rocketmq_v2_definition_pb2.Resource, _Mapping]] = ..., message_queue: _Optional[_Union[_rocketmq_v2_definition_pb2.MessageQueue, _Mapping]] = ..., offset: _Optional[int] = ..., batch_size: _Optional[int] = ..., filter_expression: _Optional[_Union[_rocketmq_v2_definition_pb2.FilterExpression, _Mapping]] = ..., long_polling_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class PullMessageResponse(_message.Message):
+    __slots__ = ("status", "message", "next_offset")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    status: _rocketmq_v2_definition_pb2.Status
+    message: _rocketmq_v2_definition_pb2.Message
+    next_offset: int
+    def __init__(self, status: _Optional[_Union[_rocketmq_v2_definition_pb2.Status, _Mapping]] = ..., message: _Optional[_Union[_rocketmq_v2_definition_pb2.Message, _Mapping]] = ..., next_offset: _Optional[int] = ...) -> None: ...
+
+class UpdateOffsetRequest(_message.Message):
+    __slots__ = ("group", "message_queue", "offset")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    group: _rocketmq_v2_definition_pb2.Resource
+    message_queue: _rocketmq_v2_definition_pb2.MessageQueue
+    offset: int
+    def __init__(self, group: _Optional[_Union[_rocketmq_v2_definition_pb2.Resource, _Mapping]] = ..., message_queue: _Optional[_Union[_rocketmq_v2_definition_pb2.MessageQueue, _Mapping]] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class UpdateOffsetResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: _rocketmq_v2_definition_pb2.Status
+    def __init__(self, status: _Optional[_Union[_rocketmq_v2_definition_pb2.Status, _Mapping]] = ...) -> None: ...
+
+class GetOffsetRequest(_message.Message):
+    __slots__ = ("group", "message_queue")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    group: _rocketmq_v2_definition_pb2.Resource
+    message_queue: _rocketmq_v2_definition_pb2.MessageQueue
+    def __init__(self, group: _Optional[_Union[_rocketmq_v2_definition_pb2.Resource, _Mapping]] = ..., message_queue: _Optional[_Union[_rocketmq_v2_definition_pb2.MessageQueue, _Mapping]] = ...) -> None: ...
+
+class GetOffsetResponse(_message.Message):
+    __slots__ = ("status", "offset")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    status: _rocketmq_v2_definition_pb2.Status
+    offset: int
+    def __init__(self, status: _Optional[_Union[_rocketmq_v2_definition_pb2.Status, _Mapping]] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class QueryOffsetRequest(_message.Message):
+    __slots__ = ("message_queue", "query_offset_policy", "timestamp")
+    MESSAGE_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_OFFSET_POLICY_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    message_queue: _rocketmq_v2_definition_pb2.MessageQueue
+    query_offset_policy: _rocketmq_v2_definition_pb2.QueryOffsetPolicy
+    timestamp: _timestamp_pb2.Timestamp
+    def __init__(self, message_queue: _Optional[_Union[_rocketmq_v2_definition_pb2.MessageQueue, _Mapping]] = ..., query_offset_policy: _Optional[_Union[_rocketmq_v2_definition_pb2.QueryOffsetPolicy, str]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class QueryOffsetResponse(_message.Message):
+    __slots__ = ("status", "offset")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    status: _rocketmq_v2_definition_pb2.Status
+    offset: int
+    def __init__(self, status: _Optional[_Union[_rocketmq_v2_definition_pb2.Status, _Mapping]] = ..., offset: _Optional[int] = ...) -> None: ...

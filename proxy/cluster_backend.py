@@ -22,7 +22,7 @@ import grpc
 from orbitmq.broker.pop_core import Handle, PopError
 from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, Received
 from orbitmq.broker.store.record import Message as Record
-from orbitmq.broker.timer_service import divert
+from orbitmq.broker.timer_service import TIMER_TOPIC, divert
 from orbitmq.client import errors as cerr
 from orbitmq.client.transport import Transport
 from orbitmq.protos import (
@@ -34,6 +34,7 @@ from orbitmq.protos import (
     namesrv_pb2,
 )
 from orbitmq.proxy.config import ProxyConfig
+from orbitmq.proxy.convert import PROP_TX_CHECK_S
 from orbitmq.proxy.errors import ProxyError, from_broker
 from orbitmq.proxy.local_backend import GroupSettings
 
@@ -47,6 +48,7 @@ class SendResult:
     msg_id: str
     queue_id: int
     queue_offset: int
+    transaction_id: str = ""
 
 
 def _record(m: common_pb2.Message) -> Record:
@@ -175,8 +177,16 @@ class ClusterBackend:
                 divert(r)  # scheduled: that broker's timer stores it in its topic when due
             m = common_pb2.Message(topic=r.topic, body=r.body, tags=r.tags, keys=r.keys, properties=r.properties,
                                    msg_id=r.msg_id, born_timestamp=r.born_timestamp, born_host=r.born_host)
-            resp = await self._call(addr, broker_pb2_grpc.BrokerStub, "SendMessage",
-                                    broker_pb2.SendRequest(topic=r.topic, queue_id=r.queue_id, messages=[m]))
+            req = broker_pb2.SendRequest(topic=r.topic, queue_id=r.queue_id, messages=[m])
+            try:
+                resp = await self._call(addr, broker_pb2_grpc.BrokerStub, "SendMessage", req)
+            except ProxyError as e:
+                if e.code != "TOPIC_NOT_FOUND" or r.topic != TIMER_TOPIC:
+                    raise
+                # the first scheduled message on this broker set: create its timer topic there
+                await self._call(addr, broker_pb2_grpc.BrokerStub, "CreateTopic", broker_pb2.CreateTopicRequest(
+                    config=common_pb2.TopicConfig(topic=TIMER_TOPIC, read_queues=1, write_queues=1, perm=6)))
+                resp = await self._call(addr, broker_pb2_grpc.BrokerStub, "SendMessage", req)
             res = resp.results[0]
             out.append(SendResult(res.msg_id, res.queue_id, res.queue_offset))
         return out
@@ -237,10 +247,77 @@ class ClusterBackend:
                          broker_pop_pb2.PopDeadLetterRequest(group=group, topic=topic, handle=handle,
                                                              attempts=attempts))
 
+    # ---- pull and offsets (PullConsumer) -------------------------------------------------------------
+
+    async def pull(self, group: str, topic: str, broker: str, qid: int, offset: int, batch: int,
+                   tags: set[str] | None, poll_ms: float) -> tuple[str, list[Record], int]:
+        addr = await self._master(topic, broker)
+        req = broker_pb2.PullRequest(group=group, topic=topic, queue_id=qid, queue_offset=offset, max_messages=batch,
+                                     long_poll_ms=int(poll_ms), tag_expression=" || ".join(sorted(tags or ())) or "*",
+                                     commit_offset=-1)
+        r = await self._call(addr, broker_pb2_grpc.BrokerStub, "PullMessage", req, timeout=poll_ms / 1000 + 10)
+        if r.status == broker_pb2.PULL_FOUND and r.messages:
+            return "OK", [_record(m) for m in r.messages], r.next_offset
+        if r.status in (broker_pb2.PULL_OFFSET_MOVED, broker_pb2.PULL_OFFSET_ILLEGAL):
+            return "ILLEGAL_OFFSET", [], r.next_offset
+        return "MESSAGE_NOT_FOUND", [], r.next_offset
+
+    async def update_offset(self, group: str, topic: str, broker: str, qid: int, offset: int) -> None:
+        await self._call(await self._master(topic, broker), broker_pb2_grpc.BrokerStub, "CommitOffset",
+                         broker_pb2.CommitOffsetRequest(group=group, topic=topic, queue_id=qid, offset=offset))
+
+    async def get_offset(self, group: str, topic: str, broker: str, qid: int) -> int:
+        r = await self._call(await self._master(topic, broker), broker_pb2_grpc.BrokerStub, "QueryOffset",
+                             broker_pb2.QueryOffsetRequest(group=group, topic=topic, queue_id=qid))
+        if r.offset < 0:
+            raise ProxyError("OFFSET_NOT_FOUND", f"group {group!r} has no offset for queue {qid} of {topic!r}")
+        return r.offset
+
+    async def query_offset(self, topic: str, broker: str, qid: int, end: bool) -> int:
+        r = await self._call(await self._master(topic, broker), broker_pb2_grpc.BrokerStub, "GetOffsetRange",
+                             broker_pb2.GetOffsetRangeRequest(topic=topic, queue_id=qid))
+        return r.max_offset if end else r.min_offset
+
     # ---- transactions -----------------------------------------------------------------------------
+    # A transaction id through the proxy is "<broker set>/<id on that broker set>".
 
     async def send_half(self, topic: str, record: Record) -> SendResult:
-        raise ProxyError("UNSUPPORTED", "transactional messages are not supported in cluster mode")
+        route = await self._route(topic)
+        sets = sorted({q.broker_set for q in route.write_queues})
+        if not sets:
+            raise ProxyError("TOPIC_NOT_FOUND", f"topic {topic!r} has no writable queue on a live master")
+        bset = sets[next(self._rr) % len(sets)]
+        after_s = float(record.properties.get(PROP_TX_CHECK_S) or self.config.tx_check_after_s)
+        m = common_pb2.Message(topic=topic, body=record.body, tags=record.tags, keys=record.keys,
+                               properties=record.properties, msg_id=record.msg_id,
+                               born_timestamp=record.born_timestamp, born_host=record.born_host)
+        r = await self._call(route.masters[bset], broker_pop_pb2_grpc.BrokerPopStub, "TxPrepare",
+                             broker_pop_pb2.TxPrepareRequest(message=m, check_after_ms=int(after_s * 1000)))
+        return SendResult(r.msg_id, 0, 0, f"{bset}/{r.transaction_id}")
 
     async def end_transaction(self, topic: str, transaction_id: str, commit: bool) -> None:
-        raise ProxyError("INVALID_TRANSACTION_ID", f"unknown transaction {transaction_id!r}")
+        bset, sep, tx_id = transaction_id.partition("/")
+        if not sep or not tx_id:
+            raise ProxyError("INVALID_TRANSACTION_ID", f"transaction id {transaction_id!r} was not issued by this proxy")
+        addr = await self._master(topic, bset)
+        await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "TxEnd",
+                         broker_pop_pb2.TxEndRequest(transaction_id=tx_id, topic=topic, commit=commit))
+
+    async def due_transactions(self, now: int) -> list[tuple[str, Record]]:
+        info = await asyncio.to_thread(self.transport.call_namesrv, "GetClusterInfo",
+                                       namesrv_pb2.GetClusterInfoRequest())
+        out = []
+        for c in info.clusters.values():
+            for b in c.broker_sets:
+                if not b.master_address:
+                    continue
+                try:
+                    r = await self._call(b.master_address, broker_pop_pb2_grpc.BrokerPopStub, "TxDue",
+                                         broker_pop_pb2.TxDueRequest(
+                                             recheck_after_ms=int(self.config.tx_check_after_s * 1000),
+                                             max_checks=self.config.tx_max_checks))
+                except ProxyError as e:
+                    log.warning("orphan check on %s failed: %s", b.broker_set, e.message)
+                    continue
+                out += [(f"{b.broker_set}/{t}", _record(m)) for t, m in zip(r.transaction_ids, r.messages, strict=True)]
+        return out

@@ -19,9 +19,9 @@ from orbitmq.broker import names
 from orbitmq.broker.pop_core import PopError
 from orbitmq.broker.pop_poll import PopPoller
 from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, PopService, Received
-from orbitmq.broker.store import MessageStore, PutResult, StoreConfig
+from orbitmq.broker.store import GetStatus, MessageStore, PutResult, StoreConfig
 from orbitmq.broker.store.record import Message as Record
-from orbitmq.broker.timer_service import TimerService, divert
+from orbitmq.broker.timer_service import TIMER_TOPIC, TimerService, divert
 from orbitmq.broker.tx_core import TxError
 from orbitmq.broker.tx_service import TxService
 from orbitmq.proxy.config import ProxyConfig, parse_group_spec
@@ -62,7 +62,6 @@ class LocalBackend:
         await asyncio.to_thread(self.store.open)
         n = await asyncio.to_thread(self.pops.load)
         await asyncio.to_thread(self.tx.load)
-        await asyncio.to_thread(self.timer.ensure_topic)
         scheduled = await asyncio.to_thread(self.timer.load)
         self.timer.start()
         self.poller = PopPoller(self.pops)
@@ -109,6 +108,8 @@ class LocalBackend:
         for r in records:
             self._pick(r, n)
             if int(r.properties.get(PROP_DELIVER_MS) or 0) > now:
+                if self.store.get_topic_config(TIMER_TOPIC) is None:
+                    await asyncio.to_thread(self.timer.ensure_topic)
                 divert(r)  # scheduled: the timer stores it in its topic when due
         try:
             return await asyncio.to_thread(self.store.put_batch, records)
@@ -140,6 +141,44 @@ class LocalBackend:
             return await asyncio.to_thread(fn, *args)
         except PopError as e:
             raise ProxyError(e.code, str(e)) from None
+
+    # ---- pull and offsets (PullConsumer) -------------------------------------------------------------
+
+    async def pull(self, group: str, topic: str, broker: str, qid: int, offset: int, batch: int,
+                   tags: set[str] | None, poll_ms: float) -> tuple[str, list[Record], int]:
+        """(status Code name, messages, next offset) of one queue from `offset`, long polling for new ones."""
+        n = len(await self.queues(topic))
+        if not 0 <= qid < n:
+            raise ProxyError("BAD_REQUEST", f"queue {qid} out of range: topic {topic!r} has {n} queues")
+        deadline = time.monotonic() + max(0.0, poll_ms) / 1000
+        while True:
+            got = await asyncio.to_thread(self.store.get_messages, topic, qid, offset, batch, 4 << 20, tags)
+            st = got.status
+            if st == GetStatus.FOUND and got.messages:
+                return "OK", got.messages, got.next_offset
+            if st in (GetStatus.OFFSET_MOVED, GetStatus.OFFSET_TOO_BIG):
+                return "ILLEGAL_OFFSET", [], got.next_offset
+            if st == GetStatus.FOUND:  # only messages the filter dropped
+                offset = got.next_offset
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "MESSAGE_NOT_FOUND", [], got.next_offset if st == GetStatus.FOUND else max(offset, got.next_offset)
+            await self.poller.wait_new(min(left, 1.0))
+
+    async def update_offset(self, group: str, topic: str, broker: str, qid: int, offset: int) -> None:
+        await self.queues(topic)
+        await asyncio.to_thread(self.store.commit_offset, group, topic, qid, offset)
+
+    async def get_offset(self, group: str, topic: str, broker: str, qid: int) -> int:
+        await self.queues(topic)
+        v = self.store.query_offset(group, topic, qid)
+        if v is None:
+            raise ProxyError("OFFSET_NOT_FOUND", f"group {group!r} has no offset for queue {qid} of {topic!r}")
+        return v
+
+    async def query_offset(self, topic: str, broker: str, qid: int, end: bool) -> int:
+        await self.queues(topic)
+        return self.store.max_offset(topic, qid) if end else self.store.min_offset(topic, qid)
 
     # ---- transactions ---------------------------------------------------------------------------
 

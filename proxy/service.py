@@ -30,6 +30,7 @@ ALL_TYPES = [d.NORMAL, d.FIFO, d.DELAY, d.TRANSACTION]
 MIN_INVISIBLE_MS = 1000
 MAX_INVISIBLE_MS = 12 * 3600 * 1000
 MAX_BATCH = 64
+SESSION_IDLE_S = 120.0  # a client without a Telemetry stream and silent this long is forgotten
 
 
 def _now_ms() -> int:
@@ -118,7 +119,14 @@ class MessagingService(sg.MessagingServiceServicer):
 
     def background(self) -> list:
         """Coroutines the server runs while serving."""
-        return [self._check_transactions_forever()] if hasattr(self.backend, "due_transactions") else []
+        return [self._check_transactions_forever(), self._expire_sessions_forever()]
+
+    async def _expire_sessions_forever(self) -> None:
+        while True:
+            await asyncio.sleep(30)
+            n = self.sessions.expire(SESSION_IDLE_S)
+            if n:
+                log.info("forgot %d idle clients", n)
 
     async def _check_transactions_forever(self) -> None:
         while True:
@@ -281,7 +289,7 @@ class MessagingService(sg.MessagingServiceServicer):
                 results = await self.backend.send(records[0].topic, records)
             self.stats["sent"] += len(results)
             entries = [s.SendResultEntry(status=_status(), message_id=r.msg_id, offset=r.queue_offset,
-                                         transaction_id=(r.msg_id if tx else ""))
+                                         transaction_id=(getattr(r, "transaction_id", "") or r.msg_id) if tx else "")
                        for r, tx in zip(results, tx_flags, strict=True)]
             return s.SendMessageResponse(status=_status(), entries=entries)
         except Exception as e:  # noqa: BLE001
@@ -346,6 +354,72 @@ class MessagingService(sg.MessagingServiceServicer):
         ts = s.ReceiveMessageResponse()
         ts.delivery_timestamp.FromMilliseconds(now)
         yield ts
+
+    # ---- pull and offsets (PullConsumer) -------------------------------------------------------------
+
+    async def PullMessage(self, request, context):  # noqa: N802
+        try:
+            _client_id(context)
+            group = self._group(context, request.group)
+            mq = request.message_queue
+            topic = self._topic(context, mq.topic)
+            ns = _namespace(context, mq.topic)
+            tags = _tags(request.filter_expression)
+            batch = request.batch_size or 32
+            if not 1 <= batch <= 1024:
+                raise ProxyError("BAD_REQUEST", f"batch size must be in 1..1024, got {batch}")
+            if request.offset < 0:
+                raise ProxyError("ILLEGAL_OFFSET", f"offset must be >= 0, got {request.offset}")
+            poll_ms = min(_dur_ms(request.long_polling_timeout), self.config.max_long_polling_s * 1000)
+            remaining = context.time_remaining()
+            if remaining is not None:
+                poll_ms = max(0, min(poll_ms, remaining * 1000 - 1500))
+            code, msgs, nxt = await self.backend.pull(group, topic, mq.broker.name, mq.id, request.offset, batch, tags,
+                                                      poll_ms)
+        except Exception as e:  # noqa: BLE001
+            yield s.PullMessageResponse(status=self._fail(e, "PullMessage"))
+            return
+        yield s.PullMessageResponse(status=_status(code, "OK" if code == "OK" else {
+            "MESSAGE_NOT_FOUND": "no new message", "ILLEGAL_OFFSET": f"offset {request.offset} is outside the queue; "
+            f"continue at {nxt}"}.get(code, code)))
+        for m in msgs:
+            yield s.PullMessageResponse(message=convert.to_pb(m, ns))
+        yield s.PullMessageResponse(next_offset=nxt)
+
+    async def UpdateOffset(self, request, context):  # noqa: N802
+        try:
+            _client_id(context)
+            group = self._group(context, request.group)
+            mq = request.message_queue
+            if request.offset < 0:
+                raise ProxyError("ILLEGAL_OFFSET", f"offset must be >= 0, got {request.offset}")
+            await self.backend.update_offset(group, self._topic(context, mq.topic), mq.broker.name, mq.id,
+                                             request.offset)
+            return s.UpdateOffsetResponse(status=_status())
+        except Exception as e:  # noqa: BLE001
+            return s.UpdateOffsetResponse(status=self._fail(e, "UpdateOffset"))
+
+    async def GetOffset(self, request, context):  # noqa: N802
+        try:
+            _client_id(context)
+            group = self._group(context, request.group)
+            mq = request.message_queue
+            off = await self.backend.get_offset(group, self._topic(context, mq.topic), mq.broker.name, mq.id)
+            return s.GetOffsetResponse(status=_status(), offset=off)
+        except Exception as e:  # noqa: BLE001
+            return s.GetOffsetResponse(status=self._fail(e, "GetOffset"))
+
+    async def QueryOffset(self, request, context):  # noqa: N802
+        try:
+            _client_id(context)
+            mq = request.message_queue
+            topic = self._topic(context, mq.topic)
+            if request.query_offset_policy == d.TIMESTAMP:
+                raise ProxyError("UNSUPPORTED", "querying an offset by timestamp is not supported")
+            off = await self.backend.query_offset(topic, mq.broker.name, mq.id, request.query_offset_policy == d.END)
+            return s.QueryOffsetResponse(status=_status(), offset=off)
+        except Exception as e:  # noqa: BLE001
+            return s.QueryOffsetResponse(status=self._fail(e, "QueryOffset"))
 
     async def AckMessage(self, request, context):  # noqa: N802
         try:

@@ -133,6 +133,19 @@ def test_fifo_blocks_behind_an_unfinished_message_of_the_group():
     # 1 times out: redelivered before anything after it
     r3 = run_pop(s, 1000, cands, fifo=True)
     assert [(d.offset, d.attempt) for d in r3.deliver] == [(1, 2)]
+    pc.apply(s, pc.ack(s, H(r3.deliver[0])))
+    r4 = run_pop(s, 1001, cands, fifo=True)
+    assert [(d.offset, d.attempt) for d in r4.deliver] == [(3, 1)]  # the held one, first delivery
+
+
+def test_fifo_does_not_block_other_groups_of_the_queue():
+    s = QueueState()
+    cands = [Candidate(0, "A"), Candidate(1, "A"), Candidate(2, "A"), Candidate(3, "B"), Candidate(4, "C")]
+    r = run_pop(s, 0, cands, fifo=True)
+    assert [d.offset for d in r.deliver] == [0, 3, 4]
+    assert {o: e.attempt for o, e in s.inflight.items()} == {0: 1, 1: 0, 2: 0, 3: 1, 4: 1}
+    with pytest.raises(PopError):
+        pc.ack(s, Handle("b", "T", 0, 1, s.inflight[1].seq))  # held, not delivered
 
 
 def test_apply_replay_is_idempotent_for_a_suffix():

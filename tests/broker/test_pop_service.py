@@ -76,10 +76,11 @@ def test_fifo_and_delay_and_forged_handles(env):
     s.put(Message("T", b"later", 1, properties={PROP_DELIVER_MS: "50000"}))
     assert s.wait_dispatched(s.max_physical_offset, 10)
     got, _ = pops.receive("G", "T", [0], 32, 10_000, 0, 5, fifo=True)
-    assert [r.message.body for r in got] == [b"f0"]  # head of line: f1 (A) waits for f0
+    assert [r.message.body for r in got] == [b"f0", b"f2"]  # f1 (A) waits for f0; B is not blocked
+    assert pops.receive("G", "T", [0], 32, 10_000, 1, 5, fifo=True)[0] == []
     pops.ack("G", "T", got[0].handle)
-    got, _ = pops.receive("G", "T", [0], 32, 10_000, 1, 5, fifo=True)
-    assert [r.message.body for r in got] == [b"f1", b"f2"]
+    got, _ = pops.receive("G", "T", [0], 32, 10_000, 2, 5, fifo=True)
+    assert [(r.message.body, r.attempt) for r in got] == [(b"f1", 1)]
     d, wake = pops.receive("G", "T", [1], 32, 10_000, 0, 5)
     assert d == [] and wake == 50_000
     d, _ = pops.receive("G", "T", [1], 32, 10_000, 50_000, 5)
@@ -172,3 +173,32 @@ def test_timer_fires_in_delivery_order_and_survives_a_restart(tmp_path):
         assert t.fired.watermark == 3
     finally:
         s.close()
+
+
+def test_indexed_state_equals_the_live_state_after_many_operations(env):
+    import random
+
+    _path, s, pops = env
+    put(s, 40, 0)
+    put(s, 40, 1)
+    rnd = random.Random(7)
+    now = 0
+    held = []
+    for _ in range(60):
+        now += rnd.choice([0, 50, 400])
+        got, _ = pops.receive("G", "T", [rnd.randrange(2), 1], rnd.randint(1, 6), 300, now, 3)
+        held += got
+        rnd.shuffle(held)
+        while held and rnd.random() < 0.5:
+            r = held.pop()
+            try:
+                if rnd.random() < 0.7:
+                    pops.ack("G", "T", r.handle)
+                else:
+                    pops.change_invisible("G", "T", r.handle, rnd.choice([0, 200]), now)
+            except pc.PopError:
+                pass  # stale: redelivered since
+    assert s.wait_dispatched(s.max_physical_offset, 10)
+    live = {k: v.to_json() for k, v in pops._live.items()}
+    assert pops.load() == len(live)
+    assert {k: v.to_json() for k, v in pops._live.items()} == live

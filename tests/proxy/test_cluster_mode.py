@@ -30,7 +30,8 @@ def cluster(procs, tmp_path):
 
 def start_cluster_proxy(procs, namesrv: str, addr: str | None = None, n: int = 1) -> tuple[object, str]:
     addr = addr or f"127.0.0.1:{net.free_port()}"
-    child = procs.start(f"proxy-{n}", ["proxy", "--mode", "cluster", "--namesrv", namesrv, "--listen", addr])
+    child = procs.start(f"proxy-{n}", ["proxy", "--mode", "cluster", "--namesrv", namesrv, "--listen", addr,
+                                       "--set", "tx_check_after_s=3"])
     net.wait_for_port(addr, 60)
     return child, addr
 
@@ -93,3 +94,56 @@ def test_delay_through_brokers(cluster, procs, rmq):
     c = rmq.start(rmq.mod.SimpleConsumer(rmq.config(ep), "g-delay", {"orders": rmq.mod.FilterExpression()}, 3))
     got = receive_until(c, 1, 120)
     assert [m.body for m in got] == [b"scheduled"] and time.time() >= at - 0.01
+
+
+def test_transactions_through_brokers(cluster, procs, rmq):
+    _child, ep = start_cluster_proxy(procs, cluster.namesrv)
+    checked = []
+
+    class Checker(rmq.mod.TransactionChecker):
+        def check(self, message):
+            checked.append(message.body)
+            return rmq.mod.TransactionResolution.COMMIT
+
+    p = rmq.start(rmq.mod.Producer(rmq.config(ep), ("orders",), Checker()))
+    t1 = p.begin_transaction()
+    p.send(rmq.message("orders", b"tx-commit"), t1)
+    t2 = p.begin_transaction()
+    p.send(rmq.message("orders", b"tx-rollback"), t2)
+    p.send(rmq.message("orders", b"tx-orphan"), p.begin_transaction())
+    c = rmq.start(rmq.mod.SimpleConsumer(rmq.config(ep), "g-tx", {"orders": rmq.mod.FilterExpression()}, 3))
+    t1.commit()
+    t2.rollback()
+    got = receive_until(c, 2, 120)
+    assert sorted(m.body for m in got) == [b"tx-commit", b"tx-orphan"]
+    assert checked == [b"tx-orphan"]
+
+
+def test_push_consumer_through_brokers(cluster, procs, rmq):
+    import threading
+
+    _child, ep = start_cluster_proxy(procs, cluster.namesrv)
+    p = rmq.start(rmq.mod.Producer(rmq.config(ep), ("orders",)))
+    for i in range(12):
+        p.send(rmq.message("orders", f"e{i}".encode()))
+    seen: list[tuple[bytes, int]] = []
+    lock = threading.Lock()
+    ConsumeResult = rmq.mod.ConsumeResult
+
+    class Listener(rmq.mod.MessageListener):
+        def consume(self, message):
+            with lock:
+                seen.append((message.body, message.delivery_attempt))
+            ok = not (message.body == b"e5" and message.delivery_attempt == 1)
+            return ConsumeResult.SUCCESS if ok else ConsumeResult.FAILURE
+
+    rmq.start(rmq.mod.PushConsumer(rmq.config(ep), "push-c", Listener(), {"orders": rmq.mod.FilterExpression()}))
+    want = {f"e{i}".encode() for i in range(12)}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with lock:
+            if {b for b, _ in seen} == want and (b"e5", 2) in seen:
+                break
+        time.sleep(0.2)
+    with lock:
+        assert {b for b, _ in seen} == want and (b"e5", 2) in seen

@@ -188,3 +188,35 @@ def test_namespace_isolates_topics_and_groups(start_proxy, rmq):
     got = receive_until(c1, 1, 90)
     assert [m.body for m in got] == [b"ns1"]
     assert c1.receive(16, 30) == []  # ns2's message is another topic
+
+
+def test_fifo_push_consumer_forwards_a_failing_message_to_the_dead_letter_queue(start_proxy, rmq):
+    ep = start_proxy("--auto-create-topics", "--group", "fifo-push:fifo:max_attempts=2",
+                     "--set", "retry_delays_s=0.2").addr
+    p = producer(rmq, ep, "steps")
+    for i in range(4):
+        p.send(rmq.message("steps", f"s{i}".encode(), message_group="job-1"))
+    seen: list[tuple[bytes, int]] = []
+    lock = threading.Lock()
+    ConsumeResult = rmq.mod.ConsumeResult
+
+    class Listener(rmq.mod.MessageListener):
+        def consume(self, message):
+            with lock:
+                seen.append((message.body, message.delivery_attempt))
+            return ConsumeResult.FAILURE if message.body == b"s1" else ConsumeResult.SUCCESS
+
+    rmq.start(rmq.mod.PushConsumer(rmq.config(ep), "fifo-push", Listener(), {"steps": rmq.mod.FilterExpression()}))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with lock:
+            if b"s3" in [b for b, _ in seen]:
+                break
+        time.sleep(0.2)
+    with lock:
+        order = [b for b, _ in seen]
+    # s1 failed its attempts locally, went to the DLQ, and the group moved on in order
+    assert [b for b in order if b != b"s1"] == [b"s0", b"s2", b"s3"]
+    assert order.index(b"s2") > max(i for i, b in enumerate(order) if b == b"s1")
+    dlq = simple(rmq, ep, "dlq-reader", "%DLQ%fifo-push")
+    assert [m.body for m in receive_until(dlq, 1, 90)] == [b"s1"]

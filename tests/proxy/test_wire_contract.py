@@ -84,3 +84,4 @@ def test_service_methods_match(both):
     assert {"QueryRoute", "Heartbeat", "Telemetry", "SendMessage", "QueryAssignment", "ReceiveMessage",
             "AckMessage", "ChangeInvisibleDuration", "ForwardMessageToDeadLetterQueue", "EndTransaction",
             "NotifyClientTermination"} <= set(ours["services"][svc])
+
