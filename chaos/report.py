@@ -10,7 +10,8 @@ from orbitmq.chaos.checker import FaultWindow
 # the figures a run must show, in this order in the summary
 KEY_FIGURES = ("lost_acked", "acked_overwritten", "max_masters_per_epoch", "acks_by_deposed_master",
                "order_violations", "epoch_regressions", "duplicates", "redeliveries", "unacked_delivered",
-               "expired_unread", "faults_injected", "unavailable_median_s", "unavailable_max_s")
+               "expired_unread", "faults_injected", "unavailable_median_s", "unavailable_max_s",
+               "failover_median_s", "failover_max_s")
 
 
 def build(figures: dict, *, seed: int, duration_s: float, kinds: Sequence[str], planned: int,
@@ -35,6 +36,11 @@ def summary(rep: dict) -> str:
     if by_kind:
         lines.append("  unavailability per fault kind (fault -> first successful send):")
         for kind, s in by_kind.items():
+            lines.append(f"    {kind:<48} x{s['count']:<3} median {s['median_s']:6.2f} s  max {s['max_s']:6.2f} s")
+    handover = rep.get("failover_by_kind") or {}
+    if handover:
+        lines.append("  failover (fault -> first acknowledgement in a newer epoch), faults that moved the master:")
+        for kind, s in handover.items():
             lines.append(f"    {kind:<48} x{s['count']:<3} median {s['median_s']:6.2f} s  max {s['max_s']:6.2f} s")
     for name, items in (rep.get("samples") or {}).items():
         if items:

@@ -154,6 +154,20 @@ def filler_load(namesrv: list[str]) -> Callable[[dict], Callable[[], None]]:
     return start
 
 
+def recheck(run_dir: str | Path) -> dict:
+    """Run the checker again over RUN_DIR/history.json (no cluster needed); returns its figures."""
+    h = json.loads((Path(run_dir) / "history.json").read_text())
+    sends = [checker.Send(**x) for x in h["sends"]]
+    live = [checker.Delivery(**x) for x in h["deliveries"]]
+    back = [checker.Delivery(**x) for x in h["readback"]]
+    changes = [checker.MasterChange(**x) for x in h["master_changes"]]
+    faults = [checker.FaultWindow(x["kind"], x["start"], x["end"], tuple(x["targets"])) for x in h["faults"]]
+    floors = {(k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1])): v for k, v in h["min_offsets"].items()}
+    end = max((s.end for s in sends), default=0.0)
+    return checker.check(sends, live, changes, faults, broker_ids=h.get("broker_ids", {}), min_offsets=floors,
+                         run_end=end, readback=back)
+
+
 def run(opts: RunOptions, *, err: TextIO = sys.stderr, cluster_factory: Callable[..., Any] | None = None) -> dict:
     """Run it; returns the report (also written to RUN_DIR/report.json)."""
     run_dir = Path(opts.run_dir).resolve()

@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use this toxiproxy server (URL) for network faults (default $TOXIPROXY_URL)")
     r.add_argument("--json", action="store_true", help="print the report as JSON (last line of stdout)")
     r.set_defaults(func=run_cmd)
+    c = csub.add_parser("check", help="check a recorded run again (RUN_DIR/history.json), no cluster needed")
+    c.add_argument("--dir", required=True, help="the run directory of an earlier `orbitmq chaos run`")
+    c.add_argument("--json", action="store_true", help="print the figures as JSON (last line)")
+    c.set_defaults(func=check_cmd)
     p.set_defaults(func=lambda _a: (p.print_help(), 2)[1])
 
 
@@ -85,3 +89,20 @@ def run_cmd(args: argparse.Namespace) -> int:
         if rep.get("timeline"):
             print("timeline:\n" + "\n".join("  " + line for line in rep["timeline"]), flush=True)
     return 0 if rep.get("ok") else 1
+
+
+def check_cmd(args: argparse.Namespace) -> int:
+    from orbitmq.chaos.run import recheck
+
+    try:
+        figures = recheck(args.dir)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"orbitmq chaos check: cannot read {args.dir}/history.json: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(figures, sort_keys=True), flush=True)
+    else:
+        from orbitmq.chaos import report
+
+        print(report.summary({**figures, "seed": "(recorded)", "elapsed_s": "-"}), flush=True)
+    return 0 if figures.get("ok") else 1
