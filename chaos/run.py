@@ -27,7 +27,7 @@ BROKER_SET = "broker-a"
 TOPIC = "ChaosTopic"
 FILLER_TOPIC = "ChaosFiller"
 # small segments and short retention, for runs with the expiry_under_load fault
-EXPIRY_STORE = {"segment_size": 256 * 1024, "retention_hours": 30 / 3600, "expiry_interval_s": 2.0}
+EXPIRY_STORE = {"segment_size": 256 * 1024, "retention_hours": 90 / 3600, "expiry_interval_s": 2.0}
 
 
 @dataclass

@@ -25,6 +25,8 @@ import tempfile
 
 from orbitmq.chaos import nemesis
 
+LONG_RUN_S = 300.0   # runs at least this long check expiry under load by default
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("chaos", help="chaos suite: seeded faults under load, then check nothing acked was lost",
@@ -39,8 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated fault kinds (default: all but expiry_under_load); known: "
                         + ", ".join(sorted(nemesis.KINDS)))
     r.add_argument("--combo-ratio", type=float, default=0.25, help="chance a fault is a combination of two")
-    r.add_argument("--expiry", action="store_true",
-                   help="small segments + short retention and the expiry_under_load fault (long runs)")
+    r.add_argument("--expiry", choices=("auto", "on", "off"), default="auto",
+                   help="small segments (256 KiB) + short retention (90 s) and the expiry_under_load fault; "
+                        f"auto: on for runs of {LONG_RUN_S:.0f} s or more (default auto)")
     r.add_argument("--rate", type=float, default=120.0, help="sync sends per second, all producers (default 120)")
     r.add_argument("--producers", type=int, default=3, help="producer threads; the first sends with ordering keys")
     r.add_argument("--consumers", type=int, default=2, help="consumer threads in one group")
@@ -73,7 +76,8 @@ def run_cmd(args: argparse.Namespace) -> int:
     opts = RunOptions(duration_s=args.duration, seed=args.seed,
                       run_dir=args.dir or tempfile.mkdtemp(prefix="orbitmq-chaos-"), kinds=kinds,
                       combo_ratio=args.combo_ratio, toxiproxy_url=args.toxiproxy, rate=args.rate,
-                      producers=args.producers, consumers=args.consumers, settle_s=args.settle, expiry=args.expiry)
+                      producers=args.producers, consumers=args.consumers, settle_s=args.settle,
+                      expiry=args.expiry == "on" or (args.expiry == "auto" and args.duration >= LONG_RUN_S))
     try:
         rep = run(opts)
     except Exception as e:  # noqa: BLE001 - a run that could not complete is a failed run, said in JSON too
