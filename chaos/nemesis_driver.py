@@ -165,7 +165,7 @@ class NemesisDriver:
     # ---- the schedule ---------------------------------------------------------------------------------
 
     def run(self, faults: list[Fault], t0: float, stop: threading.Event, *, end: float,
-            recover_timeout: float = 45.0) -> None:
+            recover_timeout: float = 20.0) -> None:
         """Inject `faults` at `t0 + at_s` (monotonic), never before the cluster is whole again and
         never after `end`; each is healed after its hold time."""
         for f in faults:

@@ -32,6 +32,9 @@ def summary(rep: dict) -> str:
              f"  sends {rep.get('sends')}: {rep.get('acked')} acknowledged, {rep.get('failed_sends')} failed; "
              f"{rep.get('delivered')} distinct messages delivered"]
     lines.append("  " + ", ".join(f"{k} {rep.get(k)}" for k in KEY_FIGURES))
+    if rep.get("cluster_whole_after_heal") is False:
+        lines.append("  LIVENESS: the cluster was not whole again after healing (no controller leader, no master, "
+                     "or a replica stayed out of the sync-state-set); see the broker logs")
     by_kind = rep.get("unavailable_by_kind") or {}
     if by_kind:
         lines.append("  unavailability per fault kind (fault -> first successful send):")
