@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,10 @@ class ClusterError(RuntimeError):
     """The cluster cannot do what was asked (not running, unknown node, no chaos mode, ...)."""
 
 
+class ProcessExited(ClusterError):
+    """A process of the cluster exited while it was expected to run."""
+
+
 def _toxiproxy(url: str | None, log_dir: Path) -> tuple[str, int | None, Any]:
     """(API url, PID if we started a server, handle) for `url`, $TOXIPROXY_URL or a new embedded server."""
     url = url or os.environ.get("TOXIPROXY_URL") or None
@@ -84,6 +89,7 @@ class ChaosCluster:
         tp = state.get("toxiproxy") or {}
         self.proxies = LinkProxies(tp["url"], tp["prefix"], self.links) if tp else None
         self._channels: dict[str, grpc.Channel] = {}
+        self._channels_lock = threading.Lock()   # a nemesis and a checker may share one object
 
     # ---- addresses --------------------------------------------------------------------------------
 
@@ -129,29 +135,29 @@ class ChaosCluster:
     @classmethod
     def up(cls, run_dir: str | Path, spec: ClusterSpec | None = None, *, chaos: bool = True,
            toxiproxy_url: str | None = None, ready_timeout: float = 180.0,
-           only: list[str] | None = None) -> ChaosCluster:
+           only: list[str] | None = None, fresh: bool = False) -> ChaosCluster:
         """Start every process (or only the nodes in `only`, for a multi-host spec) and wait until
         every broker set has a master with a full sync-state-set and every name server serves its
-        route (skipped with `only`)."""
+        route (skipped with `only`).
+
+        A directory that holds a stopped cluster with the same nodes is started again on the same
+        addresses with its data (a whole-cluster restart); `fresh` deletes that data first."""
         spec = spec or ClusterSpec()
         root = Path(run_dir).resolve()
         spec.dir = str(root)
         spec.validate()
+        if chaos and only:
+            raise ClusterError("chaos mode runs the whole cluster on this host (no --only)")
         root.mkdir(parents=True, exist_ok=True)
-        old = root / STATE
-        if old.exists():
-            with contextlib.suppress(Exception):
-                running = [n for n, r in json.loads(old.read_text()).get("procs", {}).items()
-                           if procs.alive(r.get("pid"), r.get("start_time"))]
-                if running:
-                    raise ClusterError(f"a cluster is already running in {root} ({', '.join(running)}); "
-                                       "`orbitmq cluster down` first")
+        old_state = cls._stopped_state(root, fresh)
         ports = iter(range(spec.base_port, 65536)) if spec.base_port else None
         probe = plan_nodes(spec, iter(range(1, 1 << 30)))
         need = port_count(spec) + (link_count(probe) if chaos else 0)
         ports = ports or iter(net.free_ports(need, spec.host))
         nodes = plan_nodes(spec, ports)
         links = plan_links(nodes, ports, spec.host) if chaos else []
+        if old_state is not None:
+            nodes, links = cls._same_addresses(root, old_state, nodes, links, chaos)
         state: dict[str, Any] = {
             "version": 1, "cluster": spec.name, "dir": str(root), "chaos": chaos, "host": spec.host,
             "nodes": [n.to_json() for n in nodes], "links": [lk.to_json() for lk in links], "procs": {},
@@ -191,7 +197,7 @@ class ChaosCluster:
             if chaos:
                 dial_map.install(self.client_dial_map)
             if not only:
-                self.wait_ready(ready_timeout)
+                self.wait_ready(ready_timeout, fail_on_exit=True)
         except Exception as e:
             tails = self.logs(15)
             with contextlib.suppress(Exception):
@@ -202,6 +208,45 @@ class ChaosCluster:
                 self.down()
             raise
         return self
+
+    @staticmethod
+    def _stopped_state(root: Path, fresh: bool) -> dict[str, Any] | None:
+        """The state of a stopped cluster in `root` (None if none, or wiped because `fresh`)."""
+        path = root / STATE
+        if not path.exists():
+            return None
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        running = [n for n, r in old.get("procs", {}).items() if procs.alive(r.get("pid"), r.get("start_time"))]
+        if running:
+            raise ClusterError(f"a cluster is already running in {root} ({', '.join(running)}); "
+                               "`orbitmq cluster down` first")
+        if not fresh and isinstance(old.get("nodes"), list):
+            return old
+        for n in old.get("nodes", []) if isinstance(old.get("nodes"), list) else []:
+            shutil.rmtree(root / n["name"], ignore_errors=True)
+        for name in ("conf", "logs"):
+            shutil.rmtree(root / name, ignore_errors=True)
+        path.unlink()
+        return None
+
+    @staticmethod
+    def _same_addresses(root: Path, old: dict[str, Any], nodes: list[NodePlan], links: list[Link],
+                        chaos: bool) -> tuple[list[NodePlan], list[Link]]:
+        """The new plan on the stopped cluster's addresses (its data knows them)."""
+        before = {n["name"]: NodePlan.from_json(n) for n in old["nodes"]}
+        if set(before) != {n.name for n in nodes} or bool(old.get("chaos")) != chaos:
+            raise ClusterError(f"{root} holds the data of a stopped cluster with other nodes or mode "
+                               f"({', '.join(before)}); use another --dir, or --fresh to delete it")
+        for n in nodes:
+            b = before[n.name]
+            n.addr, n.raft_addr, n.ha_addr = b.addr, b.raft_addr, b.ha_addr
+        old_links = [Link.from_json(x) for x in old.get("links", [])]
+        if {lk.name for lk in old_links} != {lk.name for lk in links}:
+            raise ClusterError(f"{root}: the stopped cluster's links differ; use --fresh")
+        return nodes, old_links
 
     @classmethod
     def open(cls, run_dir: str | Path) -> ChaosCluster:
@@ -237,9 +282,10 @@ class ChaosCluster:
             procs.stop(tp["pid"], tp.get("start_time"), timeout=5.0)
         if self.chaos:
             dial_map.remove(list(self.client_dial_map))
-        for ch in self._channels.values():
+        with self._channels_lock:
+            chans, self._channels = list(self._channels.values()), {}
+        for ch in chans:
             ch.close()
-        self._channels.clear()
         self.state["stopped_at"] = time.time()
         self._save()
 
@@ -328,13 +374,35 @@ class ChaosCluster:
 
     def restart(self, node: str, *, wipe: bool = False) -> None:
         """Stop (SIGTERM, SIGKILL if it hangs; nothing if already dead) and start again with the
-        same config; its data directory is kept unless `wipe`."""
+        same config; its data directory is kept unless `wipe`.
+
+        A wiped broker is a new, empty replica: its old id is first removed from the controllers
+        (`CleanBrokerData`, after a failover if it was the master), as an operator would, so it
+        registers again under its configured id and copies everything from the master."""
         rec = self._rec(node)
         procs.stop(rec.get("pid"), rec.get("start_time"), timeout=10.0)
         if wipe:
             shutil.rmtree(self.root / node, ignore_errors=True)
+            if self.node(node).kind == "broker":
+                self._forget_broker(node)
         self._start_node(node)
         net.wait_for_port(self.node(node).addr, 60.0)
+
+    def _forget_broker(self, node: str, timeout: float = 60.0) -> None:
+        n = self.node(node)
+
+        def cleaned() -> bool:
+            v = self._views().get(n.broker_set)
+            ids = [r.broker_id for r in v.replicas if r.address == n.addr] if v is not None else []
+            if not ids:
+                return True
+            if v.master_id in ids:
+                return False    # stopped master: wait for the failover first
+            r = self._leader_call("CleanBrokerData", cpb.CtlCleanBrokerDataRequest(
+                cluster=self.name, broker_set=n.broker_set, broker_ids=ids))
+            return bool(r.result.ok)
+
+        proclib.wait_until(cleaned, timeout, 0.5, f"the controllers to forget {node}'s old identity")
 
     # ---- network faults -------------------------------------------------------------------------------
 
@@ -379,10 +447,11 @@ class ChaosCluster:
     # ---- observation (direct, never through a proxy) ---------------------------------------------------
 
     def _channel(self, addr: str) -> grpc.Channel:
-        ch = self._channels.get(addr)
-        if ch is None:
-            ch = self._channels[addr] = grpc.insecure_channel(addr)
-        return ch
+        with self._channels_lock:
+            ch = self._channels.get(addr)
+            if ch is None:
+                ch = self._channels[addr] = grpc.insecure_channel(addr)
+            return ch
 
     def _metadata(self, name: str, timeout: float = 1.0) -> cpb.CtlGetMetadataReply | None:
         try:
@@ -412,7 +481,8 @@ class ChaosCluster:
         return {"leader": by_raft.get(md.leader_raft_address), "term": md.term, "commit_index": md.commit_index,
                 "last_applied": md.last_applied, "liveness_ready": md.liveness_ready,
                 "connected": sorted(by_raft.get(p.raft_address, p.raft_address) for p in md.peers
-                                    if p.connected and p.raft_address != md.self_raft_address)}
+                                    if p.connected and p.raft_address != md.self_raft_address),
+                "sets": sorted(f"{k.cluster}/{k.broker_set}" for k in md.sets)}
 
     def _leader_call(self, method: str, request: Any, timeout: float = 2.0) -> Any:
         leader = self.controller_leader()
@@ -496,8 +566,12 @@ class ChaosCluster:
     def controller_history(self) -> list[dict[str, Any]]:
         """Every master change the controllers recorded, oldest first."""
         reply = self._leader_call("GetHistory", cpb.CtlGetHistoryRequest(cluster=self.name))
+        names: dict[tuple[str, int], str | None] = {}
+        with contextlib.suppress(ClusterError):
+            for bset, v in self._views().items():
+                names.update({(bset, r.broker_id): self._broker_name(bset, r.broker_id, r.address) for r in v.replicas})
         return [{"broker_set": c.broker_set, "epoch": int(c.master_epoch), "master_id": int(c.master_id),
-                 "master": self._broker_name(c.broker_set, c.master_id) if c.master_id else None,
+                 "master": names.get((c.broker_set, c.master_id)) if c.master_id else None,
                  "old_master_id": int(c.old_master_id), "reason": c.reason, "time_ms": int(c.time_ms),
                  "sss": list(c.sync_state_set)} for c in reply.changes]
 
@@ -530,9 +604,27 @@ class ChaosCluster:
                 return False
         return self.routes_served()
 
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        proclib.wait_until(self.ready, timeout, 0.3, "every broker set to have a master with a full sync-state-set "
-                                                     "and routes served")
+    def wait_ready(self, timeout: float = 180.0, *, fail_on_exit: bool = False) -> None:
+        """Wait for `ready()`; with `fail_on_exit`, fail at once if a started process has exited."""
+        def check() -> bool:
+            dead = [n for n, r in self.state["procs"].items() if not procs.alive(r.get("pid"), r.get("start_time"))]
+            if dead and fail_on_exit:
+                raise ProcessExited(f"exited: {', '.join(dead)}; see {self.root / 'logs'}")
+            return self.ready()
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if check():
+                    return
+            except ProcessExited:
+                raise
+            except Exception:  # noqa: BLE001 - no leader yet, a process still starting
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for every broker set to have a master "
+                                   "with a full sync-state-set and routes served")
+            time.sleep(0.3)
 
     def wait_master(self, broker_set: str, timeout: float = 60.0, not_in: tuple[str, ...] = ()) -> str:
         """Wait until the controllers name a master of `broker_set` outside `not_in`, which says it is master."""

@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--chaos", action="store_true", help="every node-to-node link through its own Toxiproxy proxy")
     q.add_argument("--toxiproxy", default=None, metavar="URL",
                    help="Toxiproxy API (default $TOXIPROXY_URL, else an embedded server started for the cluster)")
+    q.add_argument("--fresh", action="store_true",
+                   help="delete the data of a stopped cluster in DIR first (without it, a stopped cluster "
+                        "starts again on its addresses with its data)")
     q.add_argument("--only", default=None, metavar="NODES",
                    help="start only these nodes (comma-separated; for a multi-host file: the ones on this host); "
                         "does not wait for the whole cluster")
@@ -163,7 +166,7 @@ def cmd_up(args: argparse.Namespace) -> int:
           flush=True)
     try:
         cluster = ChaosCluster.up(run_dir, spec, chaos=args.chaos, toxiproxy_url=args.toxiproxy,
-                                  ready_timeout=args.ready_timeout, only=only)
+                                  ready_timeout=args.ready_timeout, only=only, fresh=args.fresh)
     except (ClusterError, ValueError, TimeoutError) as e:
         return _fail(str(e))
     print("\n".join(cluster.endpoints()), flush=True)
