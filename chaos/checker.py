@@ -338,6 +338,7 @@ def check(sends: Sequence[Send], deliveries: Sequence[Delivery], changes: Sequen
     acked = [s for s in sends if s.ok]
     end = run_end if run_end is not None else max((s.end for s in sends), default=0.0)
     windows = unavailability(faults, ((s.start, s.end) for s in acked), end)
+    handovers = failovers(faults, sends)
     mpe = max_masters_per_epoch(changes)
     regressions = sum(1 for p in conflicts if "after epoch" in p)
     out = {
@@ -348,7 +349,9 @@ def check(sends: Sequence[Send], deliveries: Sequence[Delivery], changes: Sequen
         "unacked_delivered": unacked_delivered(sends, deliveries),
         "max_masters_per_epoch": mpe, "epoch_regressions": regressions,
         "acks_by_deposed_master": len(deposed), "faults_injected": len(faults),
-        **summarize_windows(faults, windows, failovers(faults, sends)),
+        **summarize_windows(faults, windows, handovers),
+        "windows": [{"kind": f.kind, "unavailable_s": round(w, 3), "failover_s": None if h is None else round(h, 3)}
+                    for f, w, h in zip(faults, windows, handovers, strict=True)],
         "samples": {"lost": lost[:10], "overwritten": overwritten[:10], "order": order[:10],
                     "epochs": conflicts[:10], "deposed": deposed[:10]},
     }

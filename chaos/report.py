@@ -16,11 +16,16 @@ KEY_FIGURES = ("lost_acked", "acked_overwritten", "max_masters_per_epoch", "acks
 
 def build(figures: dict, *, seed: int, duration_s: float, kinds: Sequence[str], planned: int,
           windows: Sequence[FaultWindow], elapsed_s: float, files: dict[str, str], extra: dict | None = None) -> dict:
-    """The report: run parameters, the checker's figures, the fault windows, file paths, `ok`."""
+    """The report: run parameters, the checker's figures, every fault (with its unavailability and
+    failover time), file paths, `ok`."""
+    per = list(figures.get("windows", []))
+    figures = {k: v for k, v in figures.items() if k != "windows"}
     rep = {"seed": seed, "duration_s": duration_s, "kinds": list(kinds), "faults_planned": planned,
            "elapsed_s": round(elapsed_s, 1), **figures,
            "faults": [{"kind": w.kind, "targets": list(w.targets), "start_s": round(w.start - (windows[0].start
-                       if windows else 0), 3), "held_s": round(w.end - w.start, 3)} for w in windows],
+                       if windows else 0), 3), "held_s": round(w.end - w.start, 3),
+                       **{k: v for k, v in (per[i] if i < len(per) else {}).items() if k != "kind"}}
+                      for i, w in enumerate(windows)],
            "files": dict(files), **(extra or {})}
     return rep
 

@@ -5,14 +5,16 @@ every link through a TCP proxy so that network faults can be injected), runs pro
 sends (some with ordering keys) and concurrent consumers, and lets a seeded nemesis inject faults
 for --duration seconds: kill -9 / pause the master, isolate it from the controllers or from its
 followers, cut a follower, slow or flap the replication link, kill the controller leader,
-partition the controllers 1/2, kill a learner, and combinations of two. Then it heals everything,
+partition the controllers 1/2, kill a learner, and combinations of two (runs of 300 s or more
+also get small segments, short retention and "expiry under load"). Then it heals everything,
 settles, reads the whole topic back and checks: lost_acked (must be 0), max_masters_per_epoch (<= 1),
 acks_by_deposed_master (0), order_violations (0), duplicates and unacked_delivered (counted), and
 the unavailability after each fault. The same seed gives the same schedule.
 
 Output: a live status line and a summary on stderr; the run directory holds report.json,
 history.json, timeline.txt and timeline.png. With --json the last line of stdout is the report.
-Exit code 0 only if every safety check passed.
+Exit code 0 only if every safety check passed. `orbitmq chaos check --dir RUN_DIR` runs the
+checker again over a recorded history.json.
 """
 
 from __future__ import annotations

@@ -39,3 +39,13 @@ def test_the_report_and_its_summary_carry_every_figure(tmp_path):
     assert "PASS" in text and "lost_acked 0" in text and "kill_master" in text and "LIVENESS" in text
     png = plot_png(tmp_path / "t.png", T0, T0 + 10, sends, faults, changes, title="test")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_every_fault_in_the_report_has_its_own_windows():
+    sends = [Send(f"id{i}", T0 + i, T0 + i + 0.5, True, "", 0, "broker-a", 0, i, 1 if i < 5 else 2, "m") for i in range(10)]
+    faults = [FaultWindow("kill_master", T0 + 3.2, T0 + 4, ("b1",)), FaultWindow("kill_learner", T0 + 7.1, T0 + 8)]
+    rep = report.build(check(sends, [], [], faults), seed=1, duration_s=10, kinds=[], planned=2, windows=faults,
+                       elapsed_s=1, files={})
+    assert [(f["kind"], f["unavailable_s"], f["failover_s"]) for f in rep["faults"]] == [
+        ("kill_master", 1.3, 2.3), ("kill_learner", 1.4, None)]
+    assert "windows" not in rep
