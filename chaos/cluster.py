@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -42,7 +43,6 @@ from orbitmq.chaos.topology import (
     dial_maps,
     directed_streams,
     expand,
-    link_count,
     plan_links,
 )
 from orbitmq.common import dial_map, net
@@ -151,13 +151,12 @@ class ChaosCluster:
         root.mkdir(parents=True, exist_ok=True)
         old_state = cls._stopped_state(root, fresh)
         ports = iter(range(spec.base_port, 65536)) if spec.base_port else None
-        probe = plan_nodes(spec, iter(range(1, 1 << 30)))
-        need = port_count(spec) + (link_count(probe) if chaos else 0)
-        ports = ports or iter(net.free_ports(need, spec.host))
+        ports = ports or iter(net.free_ports(port_count(spec), spec.host))
         nodes = plan_nodes(spec, ports)
-        links = plan_links(nodes, ports, spec.host) if chaos else []
+        # proxies listen on port 0: Toxiproxy binds them, `_use_links` takes the bound addresses
+        links = plan_links(nodes, itertools.repeat(0), "127.0.0.1") if chaos else []
         if old_state is not None:
-            nodes, links = cls._same_addresses(root, old_state, nodes, links, chaos)
+            nodes = cls._same_addresses(root, old_state, nodes, chaos)
         state: dict[str, Any] = {
             "version": 1, "cluster": spec.name, "dir": str(root), "chaos": chaos, "host": spec.host,
             "nodes": [n.to_json() for n in nodes], "links": [lk.to_json() for lk in links], "procs": {},
@@ -176,7 +175,7 @@ class ChaosCluster:
                                       "prefix": prefix}
                 self._toxiproxy_handle = handle
                 self.proxies = LinkProxies(url, prefix, links)
-                self.proxies.create_all()
+                maps = self._use_links(self.proxies.create_all())
             conf = root / "conf"
             conf.mkdir(exist_ok=True)
             for n in nodes:
@@ -233,9 +232,8 @@ class ChaosCluster:
         return None
 
     @staticmethod
-    def _same_addresses(root: Path, old: dict[str, Any], nodes: list[NodePlan], links: list[Link],
-                        chaos: bool) -> tuple[list[NodePlan], list[Link]]:
-        """The new plan on the stopped cluster's addresses (its data knows them)."""
+    def _same_addresses(root: Path, old: dict[str, Any], nodes: list[NodePlan], chaos: bool) -> list[NodePlan]:
+        """The new plan on the stopped cluster's addresses (its data knows them; proxies may move)."""
         before = {n["name"]: NodePlan.from_json(n) for n in old["nodes"]}
         if set(before) != {n.name for n in nodes} or bool(old.get("chaos")) != chaos:
             raise ClusterError(f"{root} holds the data of a stopped cluster with other nodes or mode "
@@ -243,10 +241,18 @@ class ChaosCluster:
         for n in nodes:
             b = before[n.name]
             n.addr, n.raft_addr, n.ha_addr = b.addr, b.raft_addr, b.ha_addr
-        old_links = [Link.from_json(x) for x in old.get("links", [])]
-        if {lk.name for lk in old_links} != {lk.name for lk in links}:
-            raise ClusterError(f"{root}: the stopped cluster's links differ; use --fresh")
-        return nodes, old_links
+        return nodes
+
+    def _use_links(self, links: list[Link]) -> dict[str, dict[str, str]]:
+        """Adopt the links with their bound proxy addresses; returns every node's dial map."""
+        self.links = links
+        self.proxies = LinkProxies(self.proxies.url, self.proxies.prefix, links) if self.proxies else None
+        maps = dial_maps(links)
+        self.state["links"] = [lk.to_json() for lk in links]
+        self.state["client_dial_map"] = maps.get(CLIENT, {})
+        self.state["client_namesrvs"] = [self.state["client_dial_map"].get(n.addr, n.addr)
+                                         for n in self.nodes.values() if n.kind == "namesrv"]
+        return maps
 
     @classmethod
     def open(cls, run_dir: str | Path) -> ChaosCluster:

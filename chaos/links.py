@@ -41,8 +41,9 @@ class LinkProxies:
         lk = self.links[link_name]
         return Proxy(name=self.prefix + lk.name, upstream=lk.upstream, listen=lk.listen, enabled=True)
 
-    def create_all(self) -> None:
-        """Create every link's proxy (replacing a same-named one left from an earlier run)."""
+    def create_all(self) -> list[Link]:
+        """Create every link's proxy (replacing a same-named one left from an earlier run); returns
+        the links with the addresses the proxies listen on (a `:0` listen gets a free port)."""
         self._point()
         existing = set(APIConsumer.get("/proxies").json())
         for lk in self.links.values():
@@ -55,6 +56,8 @@ class LinkProxies:
         missing = [lk.name for lk in self.links.values() if self.prefix + lk.name not in got]
         if missing:
             raise RuntimeError(f"toxiproxy at {self.url} did not create proxies {missing}")
+        return [Link(lk.src, lk.dst, lk.kind, lk.upstream, got[self.prefix + lk.name]["listen"])
+                for lk in self.links.values()]
 
     def delete_all(self) -> None:
         self._point()

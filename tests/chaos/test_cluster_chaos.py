@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import grpc
 import pytest
 
 from orbitmq.chaos.cluster import ChaosCluster
@@ -37,10 +38,17 @@ def cluster(tmp_path_factory):
         assert r.returncode == 0, r.stdout + r.stderr
         assert "through Toxiproxy" in r.stdout
         c = ChaosCluster.open(d)
-        from orbitmq.client import Admin
+        from orbitmq.client import Admin, OrbitError
 
-        with Admin(c.namesrv_addrs) as admin:
-            admin.create_topic(TOPIC, queues=2)
+        def create() -> bool:
+            try:
+                with Admin(c.namesrv_addrs) as admin:
+                    admin.create_topic(TOPIC, queues=2)
+                return True
+            except OrbitError:
+                return False
+
+        proc.wait_until(create, 60, 0.5, f"topic {TOPIC} created")
         yield c
     finally:
         down = cli("down", "--dir", str(d), timeout=120)
@@ -194,9 +202,15 @@ def test_controller_cut_off_from_the_other_two_loses_leadership_and_sees_no_comm
                         f"{victim} to step down")
         stuck = cluster.controller_metadata(victim)["commit_index"]
         # the majority commits; the cut-off node never sees it
-        reply = cpbg.ControllerStub(cluster._channel(cluster.node(new).addr)).ApplyBrokerId(
-            cpb.CtlApplyBrokerIdRequest(cluster=cluster.name, broker_set=probe, broker_id=1, check_code="probe"),
-            timeout=10)
+        def commit_probe():
+            try:   # a fresh leader serves once it has announced itself (its first commit)
+                return cpbg.ControllerStub(cluster._channel(cluster.node(new).addr)).ApplyBrokerId(
+                    cpb.CtlApplyBrokerIdRequest(cluster=cluster.name, broker_set=probe, broker_id=1,
+                                                check_code="probe"), timeout=10)
+            except grpc.RpcError:
+                return None
+
+        reply = proc.wait_until(commit_probe, 30, 0.3, f"{new} to commit a command")
         assert reply.result.ok, reply
         key = f"{cluster.name}/{probe}"
         proc.wait_until(lambda: all(key in cluster.controller_metadata(c)["sets"] for c in others), 30, 0.2,
