@@ -223,9 +223,12 @@ def run(args: argparse.Namespace, cluster_factory: Any = None) -> int:
                       epochs=[{"epoch": c.epoch, "master_id": c.master_id} for c in history],
                       epoch_conflicts=conflicts, acks_by_deposed_master=len(deposed), picture=str(png),
                       ok=report.ok and not conflicts and not deposed)
-    except TimeoutError as e:
-        print(f"orbitmq demo: {e}", file=sys.stderr)
-        result.update(ok=False, error=str(e))
+    except Exception as e:  # noqa: BLE001 - any failure still ends with the JSON line (ok false)
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(f"orbitmq demo: {type(e).__name__}: {e}", file=sys.stderr)
+        result.update(ok=False, error=f"{type(e).__name__}: {e}")
     finally:
         if load is not None:
             load.stop_producers(10)
