@@ -168,6 +168,19 @@ def recheck(run_dir: str | Path) -> dict:
                          run_end=end, readback=back)
 
 
+def start_cluster(factory: Callable[..., Any], run_dir: Path, spec: Any, say: Callable[[str], None],
+                  **kw: Any) -> Any:
+    """`factory(run_dir, spec, **kw)`, once more in a fresh directory if that start fails (on a busy
+    machine a port picked as free can be taken before a process binds it)."""
+    try:
+        return factory(run_dir, spec, **kw)
+    except Exception as e:  # noqa: BLE001 - one retry, then the error goes up
+        say(f"cluster start failed ({str(e).splitlines()[0][:300]}); trying once more in a fresh directory")
+        retry = run_dir.with_name(run_dir.name + "-retry")
+        spec.dir = str(retry)
+        return factory(retry, spec, **kw)
+
+
 def run(opts: RunOptions, *, err: TextIO = sys.stderr, cluster_factory: Callable[..., Any] | None = None) -> dict:
     """Run it; returns the report (also written to RUN_DIR/report.json)."""
     run_dir = Path(opts.run_dir).resolve()
@@ -191,7 +204,8 @@ def run(opts: RunOptions, *, err: TextIO = sys.stderr, cluster_factory: Callable
                        learners=opts.learners, broker_settings=settings)
     t_begin = time.monotonic()
     say("chaos: starting the cluster")
-    cluster = cluster_factory(run_dir / "cluster", spec, chaos=True, toxiproxy_url=opts.toxiproxy_url)
+    cluster = start_cluster(cluster_factory, run_dir / "cluster", spec, say, chaos=True,
+                            toxiproxy_url=opts.toxiproxy_url)
     status: StatusLine | None = None
     work: Workload | None = None
     stop = threading.Event()

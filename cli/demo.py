@@ -121,10 +121,15 @@ def run(args: argparse.Namespace, cluster_factory: Any = None) -> int:
     _say(quiet, f"1. starting {spec.controllers} controllers, name servers and {BROKER_SET}: "
                 f"{spec.replicas} replicas + {spec.learners} learner, every link through a proxy "
                 f"(logs in {root / 'cluster'})")
-    cluster = cluster_factory(root / "cluster", spec, chaos=True)
+    from orbitmq.chaos.run import start_cluster
+
+    cluster: Any = None
     load: Workload | None = None
     t_start = time.time()
     try:
+        cluster = start_cluster(cluster_factory, root / "cluster", spec, lambda t: print(t, file=sys.stderr),
+                                chaos=True)
+        t_start = time.time()
         _wait_whole(cluster, spec.replicas, 120)
         _say(quiet, _describe(cluster))
         from orbitmq.client import Admin
@@ -232,7 +237,8 @@ def run(args: argparse.Namespace, cluster_factory: Any = None) -> int:
     finally:
         if load is not None:
             load.stop_producers(10)
-        cluster.down()
+        if cluster is not None:
+            cluster.down()
     print(json.dumps(result, sort_keys=True), flush=True)
     return 0 if result.get("ok") else 1
 
