@@ -265,8 +265,32 @@ def unavailability(faults: Iterable[FaultWindow], acks: Iterable[tuple[float, fl
     return out
 
 
-def summarize_windows(faults: Sequence[FaultWindow], windows: Sequence[float]) -> dict:
-    """Median and max unavailability overall and per fault kind (rounded to ms)."""
+def failovers(faults: Sequence[FaultWindow], sends: Iterable[Send]) -> list[float | None]:
+    """Per fault: seconds from its start to the first acknowledgement in a newer epoch (of a send
+    started after the fault) than any acknowledged before it, if that came before the next fault
+    began; None when the fault changed no master. For faults where the old master may still
+    acknowledge for a while (its lease), this is the real handover time."""
+    acked = sorted((s for s in sends if s.ok and s.epoch >= 0), key=lambda s: s.end)
+    order = sorted(range(len(faults)), key=lambda i: faults[i].start)
+    res: dict[int, float | None] = {}
+    for pos, i in enumerate(order):
+        f = faults[i]
+        until = faults[order[pos + 1]].start if pos + 1 < len(order) else float("inf")
+        before: dict[str, int] = {}
+        for s in acked:
+            if s.end > f.start:
+                break
+            before[s.broker_set] = max(before.get(s.broker_set, -1), s.epoch)
+        first = min((s.end for s in acked if s.start >= f.start and s.end < until
+                     and s.epoch > before.get(s.broker_set, -1) and s.broker_set in before), default=None)
+        res[i] = None if first is None else first - f.start
+    return [res[i] for i in range(len(faults))]
+
+
+def summarize_windows(faults: Sequence[FaultWindow], windows: Sequence[float],
+                      handovers: Sequence[float | None] | None = None) -> dict:
+    """Median and max unavailability overall and per fault kind (rounded to ms); with `handovers`
+    (from `failovers`) the same for the faults that moved the master to a new epoch."""
 
     def stats(xs: list[float]) -> dict:
         return {"count": len(xs), "median_s": round(statistics.median(xs), 3) if xs else 0.0,
@@ -276,8 +300,18 @@ def summarize_windows(faults: Sequence[FaultWindow], windows: Sequence[float]) -
     for f, w in zip(faults, windows, strict=True):
         per[f.kind].append(w)
     overall = stats(list(windows))
-    return {"unavailable_median_s": overall["median_s"], "unavailable_max_s": overall["max_s"],
-            "unavailable_by_kind": {k: stats(v) for k, v in sorted(per.items())}}
+    out = {"unavailable_median_s": overall["median_s"], "unavailable_max_s": overall["max_s"],
+           "unavailable_by_kind": {k: stats(v) for k, v in sorted(per.items())}}
+    if handovers is not None:
+        per_h: dict[str, list[float]] = defaultdict(list)
+        for f, h in zip(faults, handovers, strict=True):
+            if h is not None:
+                per_h[f.kind].append(h)
+        all_h = [h for h in handovers if h is not None]
+        o = stats(all_h)
+        out.update(failover_median_s=o["median_s"], failover_max_s=o["max_s"],
+                   failover_by_kind={k: stats(v) for k, v in sorted(per_h.items())})
+    return out
 
 
 # ---- everything ----------------------------------------------------------------------------------------
@@ -304,6 +338,7 @@ def check(sends: Sequence[Send], deliveries: Sequence[Delivery], changes: Sequen
     acked = [s for s in sends if s.ok]
     end = run_end if run_end is not None else max((s.end for s in sends), default=0.0)
     windows = unavailability(faults, ((s.start, s.end) for s in acked), end)
+    handovers = failovers(faults, sends)
     mpe = max_masters_per_epoch(changes)
     regressions = sum(1 for p in conflicts if "after epoch" in p)
     out = {
@@ -314,7 +349,9 @@ def check(sends: Sequence[Send], deliveries: Sequence[Delivery], changes: Sequen
         "unacked_delivered": unacked_delivered(sends, deliveries),
         "max_masters_per_epoch": mpe, "epoch_regressions": regressions,
         "acks_by_deposed_master": len(deposed), "faults_injected": len(faults),
-        **summarize_windows(faults, windows),
+        **summarize_windows(faults, windows, handovers),
+        "windows": [{"kind": f.kind, "unavailable_s": round(w, 3), "failover_s": None if h is None else round(h, 3)}
+                    for f, w, h in zip(faults, windows, handovers, strict=True)],
         "samples": {"lost": lost[:10], "overwritten": overwritten[:10], "order": order[:10],
                     "epochs": conflicts[:10], "deposed": deposed[:10]},
     }

@@ -1,8 +1,9 @@
 """The seeded nemesis schedule: which faults, when, for how long, as plain data. Pure: one
 `random.Random` from the seed, no clock, no cluster; the same seed and options give the same list.
 
-A fault names roles ("the master", "follower #1", "the controller leader"), not processes: the
-driver (`nemesis_driver.py`) resolves them against the live cluster when it injects the fault.
+A fault names roles ("the master", "follower #1", "the controller leader"), not processes:
+`resolve(fault, view)` turns it into concrete `Action`s for one observed `View` of the cluster
+(also pure), and the driver (`nemesis_driver.py`) executes them when it injects the fault.
 Kinds come in groups (master, follower links, controllers, other); a combination is two kinds of
 different groups injected together. Kinds are dealt from a shuffled deck so that a short run sees
 as many different kinds as it has faults.
@@ -110,3 +111,94 @@ def describe(faults: Sequence[Fault]) -> str:
     """One line per fault, for the human summary and replay notes."""
     return "\n".join(f"  #{f.index:<3} t+{f.at_s:7.2f}s hold {f.hold_s:5.2f}s  {f.name}"
                      + (f"  {f.params}" if f.params else "") for f in faults)
+
+
+# ---- roles -> actions -------------------------------------------------------------------------------------
+
+class Skip(ValueError):
+    """The fault cannot be injected now: a role it needs has nobody (no master, no follower...)."""
+
+
+@dataclass(frozen=True)
+class View:
+    """The cluster as observed just before injecting: node names per role."""
+
+    master: str | None
+    followers: tuple[str, ...]        # non-learner replicas of the set that are not master
+    learners: tuple[str, ...]
+    replicas: tuple[str, ...]         # every replica of the set, learners included
+    controllers: tuple[str, ...]
+    leader: str | None                # controller leader
+    nodes: tuple[str, ...]            # every node of the cluster
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing to do: op is kill | pause | partition (a <-/-> b) | slow (a -> b) | flap (a -> b) | filler."""
+
+    kind: str
+    op: str
+    a: tuple[str, ...] = ()
+    b: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def targets(self) -> list[str]:
+        """The nodes this action is about (shown in the timeline)."""
+        return list(self.a) + (list(self.b) if self.op in ("slow", "flap") else [])
+
+
+def _one(names: Sequence[str], index: int, what: str) -> str:
+    if not names:
+        raise Skip(f"no {what}")
+    return sorted(names)[index % len(names)]
+
+
+def resolve(fault: Fault, view: View) -> list[Action]:
+    """Every kind of `fault` as actions on `view`'s nodes (all resolved before anything is done, so
+    both kinds of a combination see the same master). Raises Skip if a role is empty."""
+    p = fault.params
+    out: list[Action] = []
+
+    def master() -> str:
+        if not view.master:
+            raise Skip("no master")
+        return view.master
+
+    def leader() -> str:
+        if not view.leader:
+            raise Skip("no controller leader")
+        return view.leader
+
+    for kind in fault.kinds:
+        if kind == "kill_master":
+            out.append(Action(kind, "kill", (master(),)))
+        elif kind == "pause_master":
+            out.append(Action(kind, "pause", (master(),)))
+        elif kind == "isolate_master_controllers":
+            out.append(Action(kind, "partition", (master(),), tuple(view.controllers)))
+        elif kind == "isolate_master_followers":
+            m = master()
+            out.append(Action(kind, "partition", (m,), tuple(n for n in view.replicas if n != m)))
+        elif kind in ("cut_follower", "slow_replication", "flap_link"):
+            f = _one(view.followers, int(p.get("follower", 0)), "follower")
+            if kind == "cut_follower":
+                out.append(Action(kind, "partition", (f,), tuple(n for n in view.nodes if n != f)))
+            elif kind == "slow_replication":
+                out.append(Action(kind, "slow", (f,), (master(),),
+                                  {k: int(p.get(k, d)) for k, d in (("latency_ms", 100), ("jitter_ms", 0),
+                                                                      ("rate_kbps", 0))}))
+            else:
+                out.append(Action(kind, "flap", (f,), (master(),)))
+        elif kind == "kill_controller_leader":
+            out.append(Action(kind, "kill", (leader(),)))
+        elif kind == "partition_controllers":
+            ld = leader()
+            out.append(Action(kind, "partition", (ld,), tuple(n for n in view.controllers if n != ld)))
+        elif kind == "kill_learner":
+            out.append(Action(kind, "kill", (_one(view.learners, int(p.get("learner", 0)), "learner"),)))
+        elif kind == "expiry_under_load":
+            out.append(Action(kind, "filler", params={"filler_kib": int(p.get("filler_kib", 16))}))
+        else:
+            raise Skip(f"unknown kind {kind}")
+    return out

@@ -18,14 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from orbitmq.chaos.checker import FaultWindow
-from orbitmq.chaos.nemesis import Fault
+from orbitmq.chaos.nemesis import Action, Fault, Skip, View, resolve
 
 log = logging.getLogger("orbitmq.chaos.nemesis")
 CONTROLLER = re.compile(r"^c\d+$")
-
-
-class Skip(Exception):
-    """The fault cannot be injected now (no master, no follower...)."""
 
 
 class NemesisDriver:
@@ -51,78 +47,36 @@ class NemesisDriver:
 
     # ---- roles --------------------------------------------------------------------------------------
 
-    def _controllers(self) -> list[str]:
-        return [n for n in self.cluster.node_names() if CONTROLLER.match(n)]
-
-    def _replicas_of_set(self) -> list[str]:
+    def view(self) -> View:
+        """Who is who right now (names from the cluster; controllers are c1, c2, ...)."""
+        c = self.cluster
+        nodes = tuple(c.node_names())
         prefix = f"{self.broker_set}-"
-        return [n for n in self.cluster.node_names() if n.startswith(prefix)]
-
-    def _master(self) -> str:
-        m = self.cluster.master_of(self.broker_set)
-        if not m:
-            raise Skip("no master")
-        return m
-
-    def _pick(self, names: list[str], index: int, what: str) -> str:
-        if not names:
-            raise Skip(f"no {what}")
-        return sorted(names)[index % len(names)]
-
-    def _leader(self) -> str:
-        leader = self.cluster.controller_leader()
-        if not leader:
-            raise Skip("no controller leader")
-        return leader
+        return View(master=c.master_of(self.broker_set), followers=tuple(c.followers_of(self.broker_set)),
+                    learners=tuple(c.learners_of(self.broker_set)),
+                    replicas=tuple(n for n in nodes if n.startswith(prefix)),
+                    controllers=tuple(n for n in nodes if CONTROLLER.match(n)), leader=c.controller_leader(),
+                    nodes=nodes)
 
     # ---- inject / heal --------------------------------------------------------------------------------
 
-    def _plan(self, fault: Fault) -> list[tuple[str, Callable[[], None], list[str]]]:
-        """Resolve every kind of the fault to (kind, action, targets) before touching anything."""
-        p = fault.params
-        c = self.cluster
-        steps: list[tuple[str, Callable[[], None], list[str]]] = []
-        for kind in fault.kinds:
-            if kind == "kill_master":
-                m = self._master()
-                steps.append((kind, lambda m=m: self._kill(m), [m]))
-            elif kind == "pause_master":
-                m = self._master()
-                steps.append((kind, lambda m=m: self._pause(m), [m]))
-            elif kind == "isolate_master_controllers":
-                m, ctl = self._master(), self._controllers()
-                steps.append((kind, lambda m=m, ctl=ctl: self._partition([m], ctl), [m]))
-            elif kind == "isolate_master_followers":
-                m = self._master()
-                others = [n for n in self._replicas_of_set() if n != m]
-                steps.append((kind, lambda m=m, o=others: self._partition([m], o), [m]))
-            elif kind in ("cut_follower", "slow_replication", "flap_link"):
-                f = self._pick(c.followers_of(self.broker_set), p.get("follower", 0), "follower")
-                m = self._master()
-                if kind == "cut_follower":
-                    rest = [n for n in c.node_names() if n != f]
-                    steps.append((kind, lambda f=f, r=rest: self._partition([f], r), [f]))
-                elif kind == "slow_replication":
-                    steps.append((kind, lambda f=f, m=m: self._slow(f, m, p), [f, m]))
-                else:
-                    steps.append((kind, lambda f=f, m=m: self._flap(f, m), [f, m]))
-            elif kind == "kill_controller_leader":
-                ld = self._leader()
-                steps.append((kind, lambda ld=ld: self._kill(ld), [ld]))
-            elif kind == "partition_controllers":
-                ld = self._leader()
-                rest = [n for n in self._controllers() if n != ld]
-                steps.append((kind, lambda ld=ld, r=rest: self._partition([ld], r), [ld]))
-            elif kind == "kill_learner":
-                ln = self._pick(c.learners_of(self.broker_set), p.get("learner", 0), "learner")
-                steps.append((kind, lambda ln=ln: self._kill(ln), [ln]))
-            elif kind == "expiry_under_load":
-                if self.filler is None:
-                    raise Skip("expiry_under_load needs a filler load")
-                steps.append((kind, lambda: self._stops.append(self.filler(p)), []))
-            else:
-                raise Skip(f"unknown kind {kind}")
-        return steps
+    def _apply(self, a: Action) -> None:
+        if a.op == "kill":
+            self._kill(a.a[0])
+        elif a.op == "pause":
+            self._pause(a.a[0])
+        elif a.op == "partition":
+            self._partition(list(a.a), list(a.b))
+        elif a.op == "slow":
+            self._slow(a.a[0], a.b[0], a.params)
+        elif a.op == "flap":
+            self._flap(a.a[0], a.b[0])
+        elif a.op == "filler":
+            if self.filler is None:
+                raise Skip("expiry_under_load needs a filler load")
+            self._stops.append(self.filler(a.params))
+        else:
+            raise ValueError(f"unknown action {a.op}")
 
     def _kill(self, node: str) -> None:
         self.cluster.kill(node)
@@ -148,16 +102,19 @@ class NemesisDriver:
     def inject(self, fault: Fault) -> FaultWindow | None:
         """Inject every kind of `fault` now; None (and a 'skip' event) if a role has nobody."""
         try:
-            steps = self._plan(fault)
+            steps = resolve(fault, self.view())
+            if any(a.op == "filler" for a in steps) and self.filler is None:
+                raise Skip("expiry_under_load needs a filler load")
         except Skip as e:
             self.events.append({"t": self.wall(), "event": "skip", "fault": fault.name, "why": str(e)})
             self.say(f"nemesis: skipped #{fault.index} {fault.name}: {e}")
             return None
         targets: list[str] = []
-        for kind, action, who in steps:
-            action()
-            targets.extend(who)
-            self.events.append({"t": self.wall(), "event": "inject", "fault": kind, "targets": who})
+        for a in steps:
+            self._apply(a)
+            targets.extend(a.targets)
+            self.events.append({"t": self.wall(), "event": "inject", "fault": a.kind, "op": a.op,
+                                "targets": a.targets, "other_side": list(a.b)})
         start = self.wall()        # the fault is fully in place from here (a kill has returned, toxics are set)
         self.injected += 1
         self.say(f"nemesis: #{fault.index} {fault.name} on {', '.join(targets) or '-'}")
@@ -167,20 +124,26 @@ class NemesisDriver:
         """Undo everything still applied: network, paused, killed, filler load."""
         with self._lock:
             if self._network:
-                self.cluster.heal()
+                self._try("heal the network", self.cluster.heal)
                 self._network = False
             for n in self._paused:
-                self.cluster.resume(n)
+                self._try(f"resume {n}", self.cluster.resume, n)
             for n in self._killed:
-                try:
-                    self.cluster.restart(n)
-                except Exception:  # noqa: BLE001 - keep healing the others
-                    log.exception("restart of %s failed", n)
+                self._try(f"restart {n}", self.cluster.restart, n)
             for stop in self._stops:
-                stop()
+                self._try("stop the filler load", stop)
             healed = [*self._paused, *self._killed]
             self._paused, self._killed, self._stops = [], [], []
         self.events.append({"t": self.wall(), "event": "heal", "targets": healed})
+
+    def _try(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        """One healing step; a failure is logged and said, and the other steps still run."""
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001
+            log.exception("could not %s", what)
+            self.say(f"nemesis: could not {what}: {e}")
+            self.events.append({"t": self.wall(), "event": "heal-failed", "what": what, "why": str(e)})
 
     def healthy(self) -> bool:
         """A controller leader, a master, and every electable replica in its sync-state-set."""
@@ -202,7 +165,7 @@ class NemesisDriver:
     # ---- the schedule ---------------------------------------------------------------------------------
 
     def run(self, faults: list[Fault], t0: float, stop: threading.Event, *, end: float,
-            recover_timeout: float = 45.0) -> None:
+            recover_timeout: float = 20.0) -> None:
         """Inject `faults` at `t0 + at_s` (monotonic), never before the cluster is whole again and
         never after `end`; each is healed after its hold time."""
         for f in faults:

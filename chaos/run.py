@@ -27,7 +27,7 @@ BROKER_SET = "broker-a"
 TOPIC = "ChaosTopic"
 FILLER_TOPIC = "ChaosFiller"
 # small segments and short retention, for runs with the expiry_under_load fault
-EXPIRY_STORE = {"segment_size": 256 * 1024, "retention_hours": 30 / 3600, "expiry_interval_s": 2.0}
+EXPIRY_STORE = {"segment_size": 256 * 1024, "retention_hours": 90 / 3600, "expiry_interval_s": 2.0}
 
 
 @dataclass
@@ -154,6 +154,33 @@ def filler_load(namesrv: list[str]) -> Callable[[dict], Callable[[], None]]:
     return start
 
 
+def recheck(run_dir: str | Path) -> dict:
+    """Run the checker again over RUN_DIR/history.json (no cluster needed); returns its figures."""
+    h = json.loads((Path(run_dir) / "history.json").read_text())
+    sends = [checker.Send(**x) for x in h["sends"]]
+    live = [checker.Delivery(**x) for x in h["deliveries"]]
+    back = [checker.Delivery(**x) for x in h["readback"]]
+    changes = [checker.MasterChange(**x) for x in h["master_changes"]]
+    faults = [checker.FaultWindow(x["kind"], x["start"], x["end"], tuple(x["targets"])) for x in h["faults"]]
+    floors = {(k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1])): v for k, v in h["min_offsets"].items()}
+    end = max((s.end for s in sends), default=0.0)
+    return checker.check(sends, live, changes, faults, broker_ids=h.get("broker_ids", {}), min_offsets=floors,
+                         run_end=end, readback=back)
+
+
+def start_cluster(factory: Callable[..., Any], run_dir: Path, spec: Any, say: Callable[[str], None],
+                  **kw: Any) -> Any:
+    """`factory(run_dir, spec, **kw)`, once more in a fresh directory if that start fails (on a busy
+    machine a port picked as free can be taken before a process binds it)."""
+    try:
+        return factory(run_dir, spec, **kw)
+    except Exception as e:  # noqa: BLE001 - one retry, then the error goes up
+        say(f"cluster start failed ({str(e).splitlines()[0][:300]}); trying once more in a fresh directory")
+        retry = run_dir.with_name(run_dir.name + "-retry")
+        spec.dir = str(retry)
+        return factory(retry, spec, **kw)
+
+
 def run(opts: RunOptions, *, err: TextIO = sys.stderr, cluster_factory: Callable[..., Any] | None = None) -> dict:
     """Run it; returns the report (also written to RUN_DIR/report.json)."""
     run_dir = Path(opts.run_dir).resolve()
@@ -177,7 +204,8 @@ def run(opts: RunOptions, *, err: TextIO = sys.stderr, cluster_factory: Callable
                        learners=opts.learners, broker_settings=settings)
     t_begin = time.monotonic()
     say("chaos: starting the cluster")
-    cluster = cluster_factory(run_dir / "cluster", spec, chaos=True, toxiproxy_url=opts.toxiproxy_url)
+    cluster = start_cluster(cluster_factory, run_dir / "cluster", spec, say, chaos=True,
+                            toxiproxy_url=opts.toxiproxy_url)
     status: StatusLine | None = None
     work: Workload | None = None
     stop = threading.Event()

@@ -51,7 +51,7 @@ def plot_png(path: str | Path, t0: float, t1: float, sends: Sequence[Send], wind
     acked = per_second([s.end for s in sends if s.ok], t0, t1)
     failed = per_second([s.end for s in sends if not s.ok], t0, t1)
     xs = list(range(len(acked)))
-    fig, ax = plt.subplots(figsize=(14, 5), dpi=100)
+    fig, ax = plt.subplots(figsize=(min(40.0, max(14.0, (t1 - t0) / 25)), 5), dpi=100)   # wider for long runs
     ax.plot(xs, acked, color="tab:blue", linewidth=1.2, label="acknowledged sends/s")
     if any(failed):
         ax.plot(xs, failed, color="tab:red", linewidth=0.9, alpha=0.8, label="failed sends/s")

@@ -121,10 +121,15 @@ def run(args: argparse.Namespace, cluster_factory: Any = None) -> int:
     _say(quiet, f"1. starting {spec.controllers} controllers, name servers and {BROKER_SET}: "
                 f"{spec.replicas} replicas + {spec.learners} learner, every link through a proxy "
                 f"(logs in {root / 'cluster'})")
-    cluster = cluster_factory(root / "cluster", spec, chaos=True)
+    from orbitmq.chaos.run import start_cluster
+
+    cluster: Any = None
     load: Workload | None = None
     t_start = time.time()
     try:
+        cluster = start_cluster(cluster_factory, root / "cluster", spec, lambda t: print(t, file=sys.stderr),
+                                chaos=True)
+        t_start = time.time()
         _wait_whole(cluster, spec.replicas, 120)
         _say(quiet, _describe(cluster))
         from orbitmq.client import Admin
@@ -223,13 +228,17 @@ def run(args: argparse.Namespace, cluster_factory: Any = None) -> int:
                       epochs=[{"epoch": c.epoch, "master_id": c.master_id} for c in history],
                       epoch_conflicts=conflicts, acks_by_deposed_master=len(deposed), picture=str(png),
                       ok=report.ok and not conflicts and not deposed)
-    except TimeoutError as e:
-        print(f"orbitmq demo: {e}", file=sys.stderr)
-        result.update(ok=False, error=str(e))
+    except Exception as e:  # noqa: BLE001 - any failure still ends with the JSON line (ok false)
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(f"orbitmq demo: {type(e).__name__}: {e}", file=sys.stderr)
+        result.update(ok=False, error=f"{type(e).__name__}: {e}")
     finally:
         if load is not None:
             load.stop_producers(10)
-        cluster.down()
+        if cluster is not None:
+            cluster.down()
     print(json.dumps(result, sort_keys=True), flush=True)
     return 0 if result.get("ok") else 1
 

@@ -1,8 +1,10 @@
-"""The README's main job, `orbitmq demo`, run as a real process: it must fail over and lose nothing."""
+"""The README's main job, `orbitmq demo`, run as a real process: it must fail over after a kill and
+after cutting the master off from the controllers, lose nothing, and draw its timeline."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +23,10 @@ def test_failover_demo_loses_no_acknowledged_message(tmp_path):
     assert result["epoch_conflicts"] == []
     assert len(result["kills"]) == 1 and result["kills"][0]["new_master"] != result["kills"][0]["killed"]
     assert result["failover_max_s"] < 30
+    assert result["kills"][0]["rejoined_as"].startswith("follower")       # not "?" any more
+    (net,) = result["network_faults"]
+    assert net["fault"] == "isolate_master_controllers" and net["new_master"] != net["isolated"]
+    assert net["old_master_acked_for_s"] < 10 and net["rejoined_as"].startswith("follower")
+    assert result["acks_by_deposed_master"] == 0
+    assert Path(result["picture"]).stat().st_size > 10_000
+    assert "timeline picture: " + result["picture"] in r.stdout          # says where the PNG is

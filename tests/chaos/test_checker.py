@@ -219,3 +219,23 @@ def test_the_read_back_is_not_counted_as_redelivery_but_its_duplicates_are():
     back = [deliver(sends[0]), deliver(sends[1]), deliver("id1", 2)]
     r = check(sends, live, [], [], readback=back)
     assert r["redeliveries"] == 0 and r["duplicates"] == 1 and r["deliveries"] == 2
+
+
+def test_failover_is_the_first_ack_in_a_newer_epoch_before_the_next_fault():
+    from orbitmq.chaos.checker import failovers
+
+    def a(start, end, epoch):
+        return Send(f"x{start}", start, end, True, broker_set=Q, epoch=epoch)
+
+    sends = [a(9.0, 9.1, 1), a(10.5, 10.6, 1),            # the isolated master still acks (lease)
+             a(11.0, 12.5, 2), a(12.0, 12.4, 2),           # new epoch from 12.4
+             a(25.0, 25.1, 2),                             # flap at 24: no master change
+             a(40.0, 43.0, 3)]                             # the epoch change after the next fault at 30
+    faults = [FaultWindow("isolate_master_controllers", 10.0, 16.0), FaultWindow("flap_link", 24.0, 27.0),
+              FaultWindow("kill_master", 30.0, 35.0)]
+    h = failovers(faults, sends)
+    assert [round(x, 6) if x is not None else None for x in h] == [2.4, None, 13.0]
+    s = summarize_windows(faults, [0.5, 1.0, 13.0], h)
+    assert s["failover_by_kind"] == {"isolate_master_controllers": {"count": 1, "median_s": 2.4, "max_s": 2.4},
+                                     "kill_master": {"count": 1, "median_s": 13.0, "max_s": 13.0}}
+    assert s["failover_max_s"] == 13.0
