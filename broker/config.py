@@ -60,6 +60,8 @@ class BrokerConfig:
     ha_lease_s: float = _doc(2.0, "master stops acknowledging (FENCED) this long after its last answered "
                              "controller heartbeat; must be below the controller's heartbeat timeout")
     ha_max_lag_s: float = _doc(3.0, "a follower not caught up for this long leaves the sync-state-set")
+    ha_expiry_waits_s: float = _doc(600.0, "a master keeps expired segments that a follower or learner seen within "
+                                    "this long still has to read (the disk ratio overrides)")
     ha_heartbeat_s: float = _doc(0.5, "replication stream heartbeat interval (both ways)")
     ha_idle_timeout_s: float = _doc(3.0, "close a replication stream silent for this long")
     ha_frame_bytes: int = _doc(1024 * 1024, "largest commitlog range sent in one replication frame")

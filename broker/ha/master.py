@@ -152,6 +152,7 @@ class HAMaster:
         self._seq = 0
         self._tasks: list[asyncio.Task] = []
         self._replica_ids: set[int] = set(sss.members)
+        self._seen: dict[int, tuple[int, float]] = {}   # replica (learners too) -> (offset it holds, when seen)
         self.stopped = False
         self.stats = {"frames": 0, "bytes": 0, "acks": 0}
 
@@ -310,6 +311,7 @@ class HAMaster:
                         if old is not None:
                             old.writer.close()
                         self.conns[a.broker_id] = c
+                        self._seen[a.broker_id] = (c.ack, time.monotonic())
                         if not a.learner:
                             self._replica_ids.add(a.broker_id)
                         deadline = time.monotonic() + 10.0
@@ -345,7 +347,14 @@ class HAMaster:
                 log.info("replica disconnected %s", kv(replica=c.broker_id, epoch=self.master_epoch))
             writer.close()
 
+    def retention_floor(self, now: float, keep_s: float) -> int | None:
+        """The lowest offset a replica seen within `keep_s` still has to read (None: no such
+        replica): expiry keeps what a lagging or briefly cut follower or learner needs."""
+        held = [off for off, seen in self._seen.values() if now - seen <= keep_s and off >= 0]
+        return min(held) if held else None
+
     def _on_ack(self, c: _Conn, offset: int) -> None:
+        self._seen[c.broker_id] = (offset, time.monotonic())
         self.stats["acks"] += 1
         self.sss.on_ack(c.broker_id, offset, store_max(self.store), time.monotonic())
         self._update_confirm()

@@ -1,7 +1,7 @@
 """What replication needs of a broker's store: the `ReplicaStore` Protocol (no implementation).
 
-Owns: the typed seam between the HA shells (ha_master.py, ha_follower.py, role_manager.py) and
-`broker/store.py` `MessageStore`, which satisfies it structurally. Offsets are physical commitlog
+Owns: the typed seam between the HA shells (ha/master.py, ha/follower.py, ha/role_manager.py) and
+`broker/store/message_store.py` `MessageStore`, which satisfies it structurally. Offsets are physical commitlog
 offsets; `read_raw` returns whole records only; `append_raw` must start at `max_physical_offset`;
 `truncate` is durable (the commitlog and every index).
 """
@@ -33,3 +33,5 @@ class ReplicaStore(Protocol):
     async def flushed(self, end_offset: int) -> None: ...
 
     def append_meta_snapshot(self) -> Any: ...
+
+    def set_retention_floor(self, floor: Any) -> None: ...

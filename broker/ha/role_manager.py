@@ -157,6 +157,8 @@ class RoleManager(ReplicationHooks):
         self.master = HAMaster(store, self.epochs, self.broker_id, epoch, state, settings, self.config.ha_listen,
                                alter=self._alter, writable=self._refusal, replica_count=self._replica_count)
         self._ha_port = await self.master.start()
+        master, keep_s = self.master, self.config.ha_expiry_waits_s
+        store.set_retention_floor(lambda: master.retention_floor(time.monotonic(), keep_s))
         self._role = Role.MASTER
         # the metadata snapshot waits until it is confirmed: write it without holding up writes
         self._snapshot_task = asyncio.create_task(self._write_snapshot(epoch))
@@ -193,6 +195,8 @@ class RoleManager(ReplicationHooks):
     async def _stop_master(self) -> None:
         if self.master is not None:
             m, self.master = self.master, None
+            if self.server is not None and self.server.store is not None:
+                self.server.store.set_retention_floor(None)
             await m.stop()
 
     async def _stop_follower(self) -> None:

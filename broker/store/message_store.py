@@ -137,6 +137,7 @@ class MessageStore:
         self._ids = itertools.count(1)
         self._topic_ok: set[str] = set()
         self._gate: Callable[[], bool] | None = None  # None: local and replicated writes both allowed
+        self._retention_floor: Callable[[], int | None] | None = None
         self._kept_logged = -1
         self._expiry_snapshot: tuple[int, int] | None = None  # (start, end) of expiry's last snapshot
         self._recent = dedup.RecentBatches()  # batches beyond the dispatch point, by first msg_id
@@ -282,6 +283,11 @@ class MessageStore:
         follower/learner/unknown (replicated bytes only). Consulted under the append lock."""
         with self._lock:
             self._gate = gate
+
+    def set_retention_floor(self, floor: Callable[[], int | None] | None) -> None:
+        """HA master: `floor()` is the lowest offset a replica it serves still has to read (None:
+        none); expiry keeps the segments above it past their retention (not past the disk ratio)."""
+        self._retention_floor = floor
 
     def may_write_locally(self) -> bool:
         g = self._gate
@@ -837,8 +843,9 @@ class MessageStore:
             st = os.stat(s.path)
             infos.append(ex.SegmentInfo(s.base, s.end, st.st_mtime, st.st_blocks * 512))
         safe = min(self.dispatcher.dispatched, self.flusher.flushed)
+        floor = self._retention_floor() if self._retention_floor is not None else None
         n = ex.segments_to_expire(infos, now, self.config.retention_hours * 3600, used, total,
-                                  self.config.disk_max_ratio, safe)
+                                  self.config.disk_max_ratio, safe, keep_from=floor)
         done = 0
         for _ in range(n):
             if not self._delete_oldest():

@@ -523,3 +523,22 @@ def test_dispatch_listener_sees_new_queues(store) -> None:
     store.put(Message("T", b"x", queue_id=3))
     assert ev.wait(5)
     assert ("T", 3) in set().union(*seen)
+
+
+def test_a_replica_still_reading_holds_expired_segments_until_the_disk_is_full(tmp_path) -> None:
+    s = make(tmp_path / "s", retention_hours=1.0)
+    try:
+        s.put_batch(msgs(1000, queues=1))
+        settle(s)
+        assert s.wait_flushed(s.max_physical_offset, 10)
+        segs = [(seg.base, seg.end) for seg in s.log.segments]
+        assert len(segs) >= 3
+        now = os.stat(s.log.segments[-1].path).st_mtime + 7200
+        reader = segs[1][0] + 1   # a lagging follower holds up to inside the second segment
+        s.set_retention_floor(lambda: reader)
+        assert s.expire(now=now, disk_usage=(1, 100)) == 1   # only the first segment: it is past it
+        assert s.min_physical_offset == segs[1][0]
+        assert s.expire(now=now, disk_usage=(99, 100)) >= 1  # over the disk ratio: the disk wins
+        s.set_retention_floor(None)
+    finally:
+        s.close()
