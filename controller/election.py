@@ -68,6 +68,10 @@ def elect(bs: BrokerSet, alive: Mapping[int, Live], preferred: int = 0, designat
     if designate:
         if preferred == bs.master_id and master_alive:
             return Decision(0, bs.sss, False, Refusal.ALREADY_MASTER, f"broker {preferred} is already master")
+        if preferred in closed and preferred in candidates(bs, alive):
+            return Decision(0, bs.sss, False, Refusal.NOT_CANDIDATE,
+                            f"broker {preferred}'s controller session closed and it has not heartbeated since "
+                            "(reconnecting or gone); retry once it heartbeats again")
         if preferred not in candidates(bs, alive, closed=closed):
             return Decision(0, bs.sss, False, Refusal.NOT_CANDIDATE,
                             f"broker {preferred} is not a live, registered, non-learner member of the sync-state-set")

@@ -79,7 +79,8 @@ def test_election_excludes_closed_brokers_but_a_closed_master_counts_as_alive():
     assert el.elect(bs, alive, closed={1}).code == "MASTER_ALIVE"      # its lease may hold: not replaced
     d = el.elect(bs, {2: el.Live(1, 9), 3: el.Live(1, 5)}, closed={2})
     assert d.master_id == 3 and d.sss == {3}                           # 2 ranks first but is going away
-    assert el.elect(bs, alive, preferred=2, designate=True, closed={2}).code == "NOT_CANDIDATE"
+    d = el.elect(bs, alive, preferred=2, designate=True, closed={2})
+    assert d.code == "NOT_CANDIDATE" and "session closed" in d.reason
     assert el.elect(bs, {2: el.Live(), 3: el.Live()}, closed={2, 3}).code == "NO_CANDIDATE"
     assert el.candidates(bs, alive, closed={3}) == [1, 2]
 

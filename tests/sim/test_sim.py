@@ -3,7 +3,7 @@ invariants after every change, Hypothesis-explored fault schedules that shrink, 
 
 Replay a failure: `python tests/sim/replay.py SEED` (derived schedule) or call
 `sim_world.run(seed, faults=[Fault(...), ...])` with the schedule the failure printed.
-`ORBITMQ_SIM_RUNS` (default 300) sets how many seeds the sweep runs, `ORBITMQ_SIM_SEED` its first seed.
+`ORBITMQ_SIM_RUNS` (default 200) sets how many seeds the sweep runs, `ORBITMQ_SIM_SEED` its first seed.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_the_timeline_does_not_depend_on_the_hash_seed():
 def test_seed_sweep():
     """Many seeds, each with its own swarm parameters and derived fault schedule."""
     first = int(os.environ.get("ORBITMQ_SIM_SEED", "1000"))
-    n = int(os.environ.get("ORBITMQ_SIM_RUNS", "300"))
+    n = int(os.environ.get("ORBITMQ_SIM_RUNS", "200"))
     faults = acked = 0
     for seed in range(first, first + n):
         o = _run(seed)
@@ -71,7 +71,7 @@ fault_st = hs.builds(Fault, at=hs.floats(0.2, 9.5).map(lambda x: round(x, 2)), k
                      target=hs.integers(0, 63), duration=hs.floats(0.1, 8.0).map(lambda x: round(x, 2)))
 
 
-@settings(max_examples=int(os.environ.get("ORBITMQ_SIM_EXAMPLES", "120")), deadline=None, database=None,
+@settings(max_examples=int(os.environ.get("ORBITMQ_SIM_EXAMPLES", "80")), deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(seed=hs.integers(0, 2**31), faults=hs.lists(fault_st, max_size=14), drop=hs.sampled_from([0.0, 0.05, 0.2]),
        learner=hs.booleans(), sets=hs.integers(1, 2))
