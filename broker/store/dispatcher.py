@@ -71,23 +71,23 @@ def apply_meta(state: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
 def parse_index_fields(buf) -> tuple:
     """(magic, queue_id, queue_offset, size, topic, tags, keys, msg_id, body_or_None) of a verified record."""
     h = rc.HEADER.unpack_from(buf, 0)
-    magic, total = h[2], h[1]
+    magic, total = h[rc.H_MAGIC], h[rc.H_TOTAL]
     p = rc.HEADER_SIZE
-    topic = bytes(buf[p:p + h[13]]).decode()
-    p += h[13] + h[14] + h[15]
+    topic = bytes(buf[p:p + h[rc.H_TOPIC_LEN]]).decode()
+    p += h[rc.H_TOPIC_LEN] + h[rc.H_BORN_HOST_LEN] + h[rc.H_STORE_HOST_LEN]
     if magic == rc.MAGIC_META:
-        body = bytes(buf[p + h[16]:p + h[16] + h[12]])
-        return magic, h[4], h[5], total, topic, "", (), "", body
+        body = bytes(buf[p + h[rc.H_PROPS_LEN]:p + h[rc.H_PROPS_LEN] + h[rc.H_BODY_LEN]])
+        return magic, h[rc.H_QUEUE_ID], h[rc.H_QUEUE_OFFSET], total, topic, "", (), "", body
     tags, keys, msg_id = "", (), ""
-    if h[16]:
-        props = bytes(buf[p:p + h[16]])
+    if h[rc.H_PROPS_LEN]:
+        props = bytes(buf[p:p + h[rc.H_PROPS_LEN]])
         if b"TAGS\x01" in props or b"KEYS\x01" in props or b"UNIQ_KEY\x01" in props:
             d = rc.decode_properties(props)
             tags = d.get(rc.PROP_TAGS, "")
             ks = d.get(rc.PROP_KEYS, "")
             keys = ks.split() if ks else ()
             msg_id = d.get(rc.PROP_UNIQ, "")
-    return magic, h[4], h[5], total, topic, tags, keys, msg_id, None
+    return magic, h[rc.H_QUEUE_ID], h[rc.H_QUEUE_OFFSET], total, topic, tags, keys, msg_id, None
 
 
 class Dispatcher:

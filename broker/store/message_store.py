@@ -423,7 +423,7 @@ class MessageStore:
             if magic != rc.MAGIC_MESSAGE:
                 return
             _m, qid, qoff, total, topic, _t, _k, msg_id, _b = parse_index_fields(buf)
-            yield dedup.StoredRecord(off, total, qid, qoff, topic, msg_id, unpack(buf, 0)[9])
+            yield dedup.StoredRecord(off, total, qid, qoff, topic, msg_id, unpack(buf, 0)[rc.H_STORE_TS])
 
     def _scan_replicated_tail_locked(self) -> None:
         """Once a replica writes as master: the ids of the replicated tail the index lacks yet."""
@@ -433,7 +433,7 @@ class MessageStore:
         n = 0
         for off, magic, buf in self.log.records(start, self._raw_end):
             if magic == rc.MAGIC_MESSAGE:
-                mid = parse_index_fields(buf)[7]
+                _m, _q, _o, _s, _t, _g, _k, mid, _b = parse_index_fields(buf)
                 if mid:
                     self._recent.add(mid, off)
                     n += 1
@@ -674,7 +674,8 @@ class MessageStore:
             start = self.dispatcher.dispatched
         for _off, magic, buf in self.log.records(start):
             if magic == rc.MAGIC_META:
-                state = apply_meta(state, json.loads(parse_index_fields(buf)[8]))
+                *_, body = parse_index_fields(buf)   # a META record's body is its op (JSON)
+                state = apply_meta(state, json.loads(body))
         return state
 
     def append_meta_snapshot(self) -> PutResult:
@@ -721,16 +722,16 @@ class MessageStore:
                 if magic == rc.MAGIC_MESSAGE:
                     # only the queue's next offset is needed here: header + topic, not the properties
                     h = unpack(mv, rel)
-                    tb = bytes(mv[rel + hs:rel + hs + h[13]])
+                    tb = bytes(mv[rel + hs:rel + hs + h[rc.H_TOPIC_LEN]])
                     topic = topics.get(tb)
                     if topic is None:
                         topic = topics[tb] = tb.decode()
-                    key = (topic, h[4])
-                    if h[5] + 1 > nxt.get(key, 0):
-                        nxt[key] = h[5] + 1
+                    key = (topic, h[rc.H_QUEUE_ID])
+                    if h[rc.H_QUEUE_OFFSET] + 1 > nxt.get(key, 0):
+                        nxt[key] = h[rc.H_QUEUE_OFFSET] + 1
                 else:
-                    fields = parse_index_fields(mv[rel:rel + _size])
-                    self._meta_appended(json.loads(fields[8]))
+                    *_, body = parse_index_fields(mv[rel:rel + _size])
+                    self._meta_appended(json.loads(body))
             end = self._raw_end = self.log.max_offset
         if self._auto_confirm:
             self.dispatcher.wake()

@@ -38,6 +38,10 @@ MAGICS = (MAGIC_MESSAGE, MAGIC_META, MAGIC_BLANK)
 
 HEADER = struct.Struct("<IIIIiqqIqqIqIBBBH")
 HEADER_SIZE = HEADER.size
+# positions in HEADER.unpack(...) (read code indexes the tuple by these names, never by number)
+(H_CRC, H_TOTAL, H_MAGIC, H_FLAG, H_QUEUE_ID, H_QUEUE_OFFSET, H_PHYSICAL_OFFSET, H_SYS_FLAG, H_BORN_TS,
+ H_STORE_TS, H_RECONSUME, H_PREPARED_TX, H_BODY_LEN, H_TOPIC_LEN, H_BORN_HOST_LEN, H_STORE_HOST_LEN,
+ H_PROPS_LEN) = range(17)
 BLANK_MIN = 12  # crc + total_size + magic
 _PREFIX = struct.Struct("<III")  # crc, total_size, magic
 _U32 = struct.Struct("<I")
@@ -232,11 +236,11 @@ def check(buf, pos: int, limit: int, expect_offset: int | None = None) -> tuple[
         raise CodecError(f"crc mismatch: stored {crc:#010x}, computed {got:#010x}")
     if magic != MAGIC_BLANK:
         h = HEADER.unpack_from(buf, pos)
-        var = h[12] + h[13] + h[14] + h[15] + h[16]
+        var = h[H_BODY_LEN] + h[H_TOPIC_LEN] + h[H_BORN_HOST_LEN] + h[H_STORE_HOST_LEN] + h[H_PROPS_LEN]
         if HEADER_SIZE + var != total:
             raise CodecError(f"field lengths ({HEADER_SIZE}+{var}) disagree with size {total}")
-        if expect_offset is not None and h[6] != expect_offset:
-            raise CodecError(f"stored physical offset {h[6]} but the record is at {expect_offset}")
+        if expect_offset is not None and h[H_PHYSICAL_OFFSET] != expect_offset:
+            raise CodecError(f"stored physical offset {h[H_PHYSICAL_OFFSET]} but the record is at {expect_offset}")
     return total, magic
 
 
