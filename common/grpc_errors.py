@@ -63,3 +63,38 @@ def code_of(e: grpc.RpcError) -> ErrorCode | None:
         return ErrorCode(name)
     except ValueError:
         return None
+
+
+class _Malformed:
+    """Stands in for request bytes that did not decode; the guard answers BAD_REQUEST."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+class MalformedRequestGuard(grpc.aio.ServerInterceptor):
+    """Put first in a server's interceptors: a unary request whose bytes do not decode is answered
+    BAD_REQUEST (with `orbitmq-error`) instead of grpc's bare UNKNOWN and an ERROR log line per call;
+    what the client sent is cut to 200 characters in the answer."""
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        parse, inner, method = handler.request_deserializer, handler.unary_unary, details.method
+
+        def safe(data: bytes):
+            try:
+                return parse(data)
+            except Exception as e:  # noqa: BLE001 - any decode failure is the client's malformed request
+                return _Malformed(str(e)[:200])
+
+        async def guarded(request, context):
+            if type(request) is _Malformed:
+                await abort(context, ErrorCode.BAD_REQUEST, f"malformed request to {method}: {request.error}")
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=safe,
+                                                   response_serializer=handler.response_serializer)
