@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import time
 
 import grpc
 import pytest
@@ -60,6 +59,13 @@ class Stream:
     def close(self) -> None:
         self.call.cancel()
 
+    def finish(self) -> None:
+        """End the stream from this side and wait until the server has ended it too (so it has
+        already handled the stream's end when this returns)."""
+        self.q.put(None)
+        for _ in self.call:
+            pass
+
 
 def test_register_answers_master_and_stale_master_is_fenced(ns):
     r = register(ns, 0, epoch=3)
@@ -92,9 +98,8 @@ def test_old_instance_stream_break_keeps_restarted_broker(ns):
     s = Stream(ns, ident(0, "old"))
     assert not s.ping().register_needed
     register(ns, 0, inst="new")  # the broker restarted before its old connection was seen to break
-    s.close()
     s2 = Stream(ns, ident(0, "new"))
     assert not s2.ping().register_needed
-    time.sleep(0.5)  # give the server time to see the old stream's break
+    s.finish()   # returns once the server has handled the old stream's end
     assert replicas(ns) == {0: "127.0.0.1:4000"}
     s2.close()
