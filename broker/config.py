@@ -84,12 +84,8 @@ class BrokerConfig:
                 split_addr(self.metrics_listen)
             except ValueError as e:
                 raise ConfigError(f"metrics_listen: {e}") from None
-        if self.cluster_secret_file:
-            from orbitmq.common.node_auth import load_secret
-            try:
-                load_secret(self.cluster_secret_file)
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
+        from orbitmq.common.node_auth import check_secret_file
+        check_secret_file(self.cluster_secret_file)
         if self.flush_mode not in ("async", "sync"):
             raise ConfigError(f"flush_mode must be async or sync, got {self.flush_mode!r}")
         if self.broker_id < 0:

@@ -84,7 +84,7 @@ class BrokerServer:
             ("grpc.so_reuseport", 0)], interceptors=[self.obs.observer])
         add_to_server(self.service, self.grpc_server)
         self.obs.attach(self.grpc_server, ["orbitmq.v1.Broker"], lambda: broker_rows(self))
-        secret = load_secret(cfg.cluster_secret_file) if cfg.cluster_secret_file else None
+        secret = load_secret(cfg.cluster_secret_file)
         pop_grpc.add_to_server(self)
         self.registrar = Registrar(cfg.namesrv, self.build_register_request, self.identity(),
                                    cfg.register_interval_s, cfg.keepalive_interval_s, self._on_register_response,

@@ -469,7 +469,7 @@ class ChaosCluster:
             if ch is None:
                 # admin writes (CleanBrokerData) are signed with the cluster secret, as an operator's are
                 secret_file = self.state.get("cluster_secret_file")
-                secret = load_secret(secret_file) if secret_file else None
+                secret = load_secret(secret_file or "")
                 ch = self._channels[addr] = signed_channel(grpc.insecure_channel(addr), secret)
             return ch
 

@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int
             secret_file = args.cluster_secret_file or os.environ.get("ORBITMQ_CLUSTER_SECRET_FILE", "")
             client = ControllerClient(args.controllers.split(","), rpc_timeout_s=args.timeout,
                                       retry_deadline_s=2 * args.timeout,
-                                      secret=load_secret(secret_file) if secret_file else None)
+                                      secret=load_secret(secret_file))
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -23,8 +23,11 @@ class NodeAuthError(Exception):
     """A request that is not signed, or not signed with this cluster's secret (reason in words)."""
 
 
-def load_secret(path: str) -> bytes:
-    """The cluster secret from `path` (stripped); errors name the file."""
+def load_secret(path: str) -> bytes | None:
+    """The cluster secret from `path` (stripped), None for an empty path (no secret); errors
+    (ValueError) name the file."""
+    if not path:
+        return None
     try:
         secret = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as e:
@@ -32,6 +35,16 @@ def load_secret(path: str) -> bytes:
     if len(secret) < MIN_SECRET_LEN:
         raise ValueError(f"cluster_secret_file {path}: the secret must be at least {MIN_SECRET_LEN} characters")
     return secret.encode()
+
+
+def check_secret_file(path: str) -> None:
+    """Config validation: a ConfigError naming the file unless it is empty or holds a usable secret."""
+    from orbitmq.common.config import ConfigError
+
+    try:
+        load_secret(path)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _mac(secret: bytes, method: str, ms: int, payload: bytes) -> str:

@@ -137,7 +137,7 @@ class BrokerAgent:
             learner=bool(getattr(config, "ha_learner", False)),
             heartbeat_s=float(getattr(config, "controller_heartbeat_s", 0.5)),
             election_priority=int(getattr(config, "election_priority", 0)),
-            secret=load_secret(config.cluster_secret_file) if getattr(config, "cluster_secret_file", "") else None)
+            secret=load_secret(getattr(config, "cluster_secret_file", "")))
         return cls(s, hooks)
 
     # ---- lifecycle ------------------------------------------------------------------------------------

@@ -96,11 +96,10 @@ class ControllerConfig:
             raise ConfigError("raft_min_timeout_s must exceed 3 x raft_append_period_s")
         if self.log_compaction_entries < 2:
             raise ConfigError("log_compaction_entries must be >= 2")
+        from orbitmq.common.node_auth import check_secret_file
+
         self.raft_password()   # a missing, unreadable or weak secret fails at start, naming the file
-        try:
-            self.cluster_secret()
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        check_secret_file(self.cluster_secret_file)
         if self.peers and self.insecure_raft:
             outside = [a for a in [self.raft_addr, *self.peers] if not is_loopback(split_addr(a)[0])]
             if outside:
@@ -111,7 +110,7 @@ class ControllerConfig:
         """The cluster secret nodes sign their calls with (None: calls are not authenticated)."""
         from orbitmq.common.node_auth import load_secret
 
-        return load_secret(self.cluster_secret_file) if self.cluster_secret_file else None
+        return load_secret(self.cluster_secret_file)
 
     def raft_password(self, env: Mapping[str, str] | None = None) -> str | None:
         """The secret that authenticates and encrypts Raft links (pysyncobj's `password`).

@@ -42,9 +42,5 @@ class NamesrvConfig:
                 split_addr(a)
             except ValueError as e:
                 raise ConfigError(f"controllers: {e}") from None
-        if self.cluster_secret_file:
-            from orbitmq.common.node_auth import load_secret
-            try:
-                load_secret(self.cluster_secret_file)
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
+        from orbitmq.common.node_auth import check_secret_file
+        check_secret_file(self.cluster_secret_file)

@@ -69,7 +69,7 @@ class NameServerService(namesrv_pb2_grpc.NameServerServicer):
         self.config = config
         self.table = RouteTable(default_expire_s=config.expire_after_s)
         self.clock = clock
-        self.secret = load_secret(config.cluster_secret_file) if config.cluster_secret_file else None
+        self.secret = load_secret(config.cluster_secret_file)
         self.voucher = MasterVoucher(config.controllers) if config.controllers else None
 
     async def RegisterBroker(self, request, context):  # noqa: N802 - gRPC method name

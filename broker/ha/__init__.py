@@ -12,18 +12,11 @@ module never pulls in a shell.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from orbitmq.common.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "ReplicationHooks": "replication_hooks", "RoleManager": "role_manager", "make_hooks": "role_manager",
     "Role": "roles",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

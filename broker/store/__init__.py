@@ -9,8 +9,7 @@ is re-exported here and loaded on first use, so importing a pure submodule stays
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from orbitmq.common.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "MessageStore": "message_store", "StoreConfig": "message_store", "PutResult": "message_store",
@@ -19,10 +18,4 @@ _EXPORTS = {
     "StoreClosed": "errors", "BadMessage": "errors", "LocalWriteRefused": "errors",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
