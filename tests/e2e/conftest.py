@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -94,24 +93,40 @@ def summary(child) -> dict:
     raise AssertionError(f"no JSON summary in {child.name}'s output")
 
 
-def wait_stable(children, n_queues: int, timeout: float = 30.0) -> None:
-    """Until the consumers' latest assignments cover `n_queues` queues, each exactly once."""
-    def ok():
+def wait_stable(self, children, n_queues: int, group: str, timeout: float = 30.0) -> None:
+    """Until every broker's member list of `group` is exactly these consumers and their latest
+    assignments cover `n_queues` queues, each exactly once.
+
+    Consumers compute their share from (member list, queues) alone, so once every broker reports the
+    same members as are running and the shares cover every queue once, no consumer has a reason to
+    change its mind until membership changes: nothing to sleep for."""
+    from orbitmq.client import Admin
+    from orbitmq.protos import broker_pb2
+
+    def members_settled(admin) -> bool:
+        for _, addr, _ in self.brokers.values():
+            resp = admin.transport.call_broker(addr, "GetConsumerList", broker_pb2.GetConsumerListRequest(group=group))
+            if len(resp.client_ids) != len(children):
+                return False
+        return True
+
+    def ok(admin) -> bool:
         parts = [last_assignment(c) for c in children]
         if any(p is None for p in parts):
             return False
         flat = [q for p in parts for q in p]
-        return len(flat) == n_queues and len(set(flat)) == n_queues and all(parts)
-    wait_until(ok, timeout, what="a stable assignment of every queue")
-    time.sleep(1.0)   # one more rebalance round: nobody changes its mind
-    assert ok()
+        return (len(flat) == n_queues and len(set(flat)) == n_queues and all(parts)
+                and members_settled(admin))
+    with Admin(self.namesrv) as admin:
+        wait_until(lambda: ok(admin), timeout, what=f"group {group}: every broker sees {len(children)} members "
+                                                    f"and their assignments cover {n_queues} queues once")
 
 
 Cluster.read_ids = staticmethod(read_ids)
 Cluster.wait_exit = staticmethod(wait_exit)
 Cluster.last_assignment = staticmethod(last_assignment)
 Cluster.summary = staticmethod(summary)
-Cluster.wait_stable = staticmethod(wait_stable)
+Cluster.wait_stable = wait_stable
 
 
 @pytest.fixture

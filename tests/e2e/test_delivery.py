@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
 
+from orbitmq.client import Admin
 from orbitmq.common.proc import wait_until
 
 pytestmark = pytest.mark.process
@@ -18,7 +18,7 @@ def test_clustering_three_consumers_exactly_once_and_second_group_gets_all(clust
     cluster.start_broker("bs2")
     cluster.create_topic("Orders", 4)          # 4 queues on each broker set: 8 in all
     consumers = [cluster.consume("g1", "Orders", f"c{i}") for i in range(3)]
-    cluster.wait_stable([c for c, _ in consumers], 8)
+    cluster.wait_stable([c for c, _ in consumers], 8, "g1")
     prod, ids_file = cluster.produce("Orders", 10_000, extra=["--mode", "async", "--size", "200"])
     assert cluster.wait_exit(prod, 90) == 0, cluster.summary(prod)
     sent = cluster.read_ids(ids_file)
@@ -27,7 +27,9 @@ def test_clustering_three_consumers_exactly_once_and_second_group_gets_all(clust
     def all_consumed():
         return sum(len(cluster.read_ids(out)) for _, out in consumers) >= 10_000
     wait_until(all_consumed, 90, what="10,000 messages consumed by group g1")
-    time.sleep(1.5)   # anything duplicated would show up now
+    with Admin(cluster.namesrv) as admin:   # every queue committed at its end: nothing left to (re)deliver
+        wait_until(lambda: all(q.lag == 0 for q in admin.consumer_progress("g1", "Orders")), 60,
+                   what="group g1 committed every queue to its end")
     for c, _ in consumers:
         c.stop()
     got = [i for _, out in consumers for i in cluster.read_ids(out)]
@@ -48,16 +50,17 @@ def test_rebalance_when_a_consumer_joins_and_one_is_killed(cluster):
     cluster.create_topic("Events", 6)
     a, out_a = cluster.consume("g", "Events", "a")
     b, out_b = cluster.consume("g", "Events", "b")
-    cluster.wait_stable([a, b], 6)
+    cluster.wait_stable([a, b], 6, "g")
     prod, ids_file = cluster.produce("Events", 4000, extra=["--rate", "800", "--mode", "async"])
-    time.sleep(1.0)
+    wait_until(lambda: cluster.read_ids(out_a) or cluster.read_ids(out_b), 30,
+               what="messages flowing to the first two members")
     c, out_c = cluster.consume("g", "Events", "c")           # joins while messages flow
-    cluster.wait_stable([a, b, c], 6, timeout=20)
+    cluster.wait_stable([a, b, c], 6, "g", timeout=20)
     b.kill9()                                                  # dies without leaving the group
     assert cluster.wait_exit(prod, 60) == 0, cluster.summary(prod)
     sent = set(cluster.read_ids(ids_file))
     assert len(sent) == 4000
-    cluster.wait_stable([a, c], 6, timeout=30)                         # b expired from the group: its queues moved
+    cluster.wait_stable([a, c], 6, "g", timeout=30)                         # b expired from the group: its queues moved
 
     def covered():
         return sent <= set(cluster.read_ids(out_a)) | set(cluster.read_ids(out_b)) | set(cluster.read_ids(out_c))
@@ -120,7 +123,7 @@ def test_running_consumer_survives_a_broker_restart(cluster):
     cluster.start_broker("bs1", ["--set", "flush_mode=sync"])
     cluster.create_topic("Survive", 4)
     c, out = cluster.consume("survivor", "Survive", "survivor")
-    cluster.wait_stable([c], 4)
+    cluster.wait_stable([c], 4, "survivor")
     prod, ids1 = cluster.produce("Survive", 500, extra=["--mode", "batch", "--batch", "25"])
     assert cluster.wait_exit(prod, 60) == 0
     cluster.restart_broker("bs1", kill=True)
