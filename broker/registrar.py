@@ -3,7 +3,9 @@
 Owns: one task per name server that registers on start, every `register_interval_s`, on
 `register_now()` (topic changes, role changes) and when the name server asks (a keep-alive pong
 with `register_needed`); and one task per name server holding the KeepAlive stream open (its
-break makes the name server drop this broker at once). `stop()` unregisters everywhere. A name
+break makes the name server drop this broker at once). Each `register_now()` starts a new change
+generation; `published()` waits until every name server has accepted a registration built after it,
+so a topic change is routable when the call that made it returns. `stop()` unregisters everywhere. A name
 server that is down is retried with a short backoff; it never stops the broker.
 """
 
@@ -40,18 +42,23 @@ class _Target:
         self.tasks: list[asyncio.Task] = []
         self.registered_once = False
         self.last_ok = 0.0
+        self.done_gen = 0                # the newest change generation this name server has accepted
+        self.healthy = False             # its last registration succeeded (published() waits only for these)
+        self.full_needed = True          # next registration carries every topic (else: a delta of `changed`)
+        self.changed: set[str] = set()   # topics changed since this name server last accepted them
 
 
 class Registrar:
     """Keeps this broker registered with every name server in `namesrv_addrs`."""
 
-    def __init__(self, namesrv_addrs: list[str], build_request: Callable[[], namesrv_pb2.RegisterBrokerRequest],
+    def __init__(self, namesrv_addrs: list[str],
+                 build_request: Callable[[set[str] | None], namesrv_pb2.RegisterBrokerRequest],
                  identity: namesrv_pb2.BrokerIdentity, interval_s: float, keepalive_interval_s: float,
                  on_response: Callable[[str, namesrv_pb2.RegisterBrokerResponse], None] | None = None,
                  secret: bytes | None = None) -> None:
         self.addrs = list(namesrv_addrs)
         self.secret = secret   # the cluster secret: every call to a name server is signed with it
-        self.build_request = build_request
+        self.build_request = build_request   # (changed topic names, or None for all) -> request
         self.identity = identity
         self.interval_s = interval_s
         self.keepalive_interval_s = keepalive_interval_s
@@ -59,6 +66,8 @@ class Registrar:
         self._targets: list[_Target] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.registrations = 0  # successful RegisterBroker calls (status/tests)
+        self._gen = 0           # bumped by every register_now(): a change the name servers must learn
+        self._progress = asyncio.Event()   # set after each successful registration (wakes published())
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -67,8 +76,9 @@ class Registrar:
             t.tasks = [asyncio.create_task(self._register_loop(t)), asyncio.create_task(self._keepalive_loop(t))]
             self._targets.append(t)
 
-    def register_now(self) -> None:
-        """Re-register with every name server soon (safe from any thread)."""
+    def register_now(self, topics: set[str] | None = frozenset()) -> None:
+        """Re-register with every name server soon (safe from any thread). `topics`: the topics whose
+        config changed (sent as a delta), or None when any may have (sent in full)."""
         loop = self._loop
         if loop is None:
             return
@@ -77,11 +87,32 @@ class Registrar:
         except RuntimeError:
             running = None
         if running is loop:
+            self._gen += 1
             for t in self._targets:
+                if topics is None:
+                    t.full_needed = True
+                else:
+                    t.changed.update(topics)
                 t.wake.set()
         else:
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.register_now)
+                loop.call_soon_threadsafe(self.register_now, None if topics is None else set(topics))
+
+    async def published(self, timeout: float) -> bool:
+        """After `register_now()` on the loop: True once every name server accepted a registration
+        built after it; False on timeout (the periodic registration still delivers it later). A name
+        server whose last registration failed is not waited for: one that is down must not make every
+        topic change take the whole timeout."""
+        gen = self._gen
+        deadline = time.monotonic() + timeout
+        while not all(t.done_gen >= gen or not t.healthy for t in self._targets):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), left)
+        return True
 
     async def wait_registered(self, timeout: float) -> bool:
         """True once every name server accepted at least one registration (or timeout)."""
@@ -118,11 +149,16 @@ class Registrar:
             t.wake.clear()
             ok = await self._register_once(t)
             timeout = self.interval_s if ok else min(RETRY_S, self.interval_s)
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(t.wake.wait(), timeout)
+            except TimeoutError:
+                t.full_needed = True   # the periodic registration is a full one: it heals any drift
 
     async def _register_once(self, t: _Target) -> bool:
-        req = self.build_request()
+        gen = self._gen   # read before building: the request holds every change up to this generation
+        full = t.full_needed
+        sent = set(t.changed)
+        req = self.build_request(None if full else sent)
         try:
             resp = await t.stub.RegisterBroker(req, timeout=RPC_TIMEOUT_S)
         except grpc.RpcError as e:
@@ -130,10 +166,23 @@ class Registrar:
             if t.registered_once or code is not grpc.StatusCode.UNAVAILABLE:
                 log.warning("register failed %s", kv(namesrv=t.addr, code=getattr(code, "name", code),
                                                      details=e.details() if hasattr(e, "details") else ""))
+            t.healthy = False
+            t.full_needed = True   # it may have dropped this broker meanwhile
+            self._progress.set()
             return False
+        if resp.full_registration_needed:   # it had no base for the delta: send everything at once
+            t.full_needed = True
+            t.wake.set()
+            return True
+        if full:
+            t.full_needed = False
+        t.changed -= sent
         if not t.registered_once:
             log.info("registered %s", kv(namesrv=t.addr, master_id=resp.master_id, master=resp.master_address))
         t.registered_once = True
+        t.done_gen = max(t.done_gen, gen)
+        t.healthy = True
+        self._progress.set()
         t.ping_now.set()
         t.last_ok = time.monotonic()
         self.registrations += 1
@@ -161,6 +210,7 @@ class Registrar:
                     if pong is grpc.aio.EOF:
                         break
                     if pong.register_needed:
+                        t.full_needed = True
                         t.wake.set()
                     t.ping_now.clear()
                     with contextlib.suppress(TimeoutError):

@@ -33,6 +33,8 @@ from orbitmq.protos import common_pb2, namesrv_pb2
 
 log = logging.getLogger("orbitmq.broker")
 
+PUBLISH_WAIT_S = 3.0   # how long a topic change waits for the name servers to have it
+
 
 class BrokerServer:
     """One broker replica: `await start()`, then `await stop()` (or `run_until_signal()`)."""
@@ -52,7 +54,6 @@ class BrokerServer:
         self.port = 0
         self.stopping = False
         self._tasks: list[asyncio.Task] = []
-        self._announced_topics: list[common_pb2.TopicConfig] = []  # in the last registration request
 
     def set_hooks(self, hooks: ReplicationHooks) -> None:
         """Swap in the replication hooks (before start())."""
@@ -153,22 +154,41 @@ class BrokerServer:
         return namesrv_pb2.BrokerIdentity(cluster=c.cluster, broker_set=c.broker_set, broker_id=c.broker_id,
                                           address=c.listen, instance_id=self.instance_id)
 
-    def build_register_request(self) -> namesrv_pb2.RegisterBrokerRequest:
+    def build_register_request(self, changed: set[str] | None = None) -> namesrv_pb2.RegisterBrokerRequest:
+        """Every topic (`changed` None), or a delta of the `changed` topics: their configs, or their
+        names in `deleted_topics` when they no longer exist."""
         c = self.config
-        topics = self._announced_topics = list(self.store_topics())
+        deleted: list[str] = []
+        if changed is None:
+            topics = self.store_topics()
+        else:
+            topics = []
+            for name in sorted(changed):
+                d = self.store.get_topic_config(name)
+                if d is None:
+                    deleted.append(name)
+                else:
+                    topics.append(topic_from_dict(name, d))
         return namesrv_pb2.RegisterBrokerRequest(
             broker=self.identity(), ha_address=self.hooks.ha_address() or c.ha_address,
             is_master=self.hooks.is_master(), epoch=self.hooks.epoch(), topics=topics,
             auto_create_topics=c.auto_create_topics, default_queues=c.default_queues,
-            expire_after_ms=int(c.register_expire_s * 1000), writable=c.writable)
+            expire_after_ms=int(c.register_expire_s * 1000), writable=c.writable,
+            topics_delta=changed is not None, deleted_topics=deleted)
 
     def _on_register_response(self, namesrv: str, resp: namesrv_pb2.RegisterBrokerResponse) -> None:
         self.hooks.on_register_response(namesrv, resp.master_id, resp.master_address, resp.master_ha_address)
 
-    def topics_changed(self) -> None:
-        """Topic configs changed: tell every name server now."""
+    def topics_changed(self, names: set[str] | None = None) -> None:
+        """Topic configs changed (these, or None: any): tell every name server now."""
         if self.registrar is not None:
-            self.registrar.register_now()
+            self.registrar.register_now(names)
+
+    async def topics_published(self, timeout: float = PUBLISH_WAIT_S) -> bool:
+        """After `topics_changed()`: wait until every name server has the change (bounded)."""
+        if self.registrar is None:
+            return True
+        return await self.registrar.published(timeout)
 
     # ---- the storage engine adapter ---------------------------------------------------------------
     # The one place that knows the store's record and metadata shapes.
@@ -186,14 +206,17 @@ class BrokerServer:
         loop = asyncio.get_running_loop()
         # every replica (followers too) tells the name servers about topic changes as soon as it
         # holds them, so a topic survives its master's death in its first seconds (issue 8)
-        self.store.add_topic_listener(lambda: loop.call_soon_threadsafe(self._topics_dispatched))
+        self.store.add_topic_listener(lambda names: loop.call_soon_threadsafe(self._topics_dispatched, names))
 
-    def _topics_dispatched(self) -> None:
+    def _topics_dispatched(self, names: set[str] | None) -> None:
         if self.service is None or self.stopping:
             return
-        self.service.reload_topics()
-        if self.store_topics() != self._announced_topics:
-            self.topics_changed()
+        self.service.reload_topics(names)
+        self.topics_changed(names)
+
+    def store_topic(self, name: str) -> common_pb2.TopicConfig | None:
+        d = self.store.get_topic_config(name)
+        return None if d is None else topic_from_dict(name, d)
 
     def store_topics(self) -> list[common_pb2.TopicConfig]:
         return [topic_from_dict(t, d) for t, d in sorted(self.store.list_topics().items())]

@@ -111,14 +111,23 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
 
     # ---- topic cache ------------------------------------------------------------------------------
 
-    def reload_topics(self) -> None:
-        """Refresh the topic cache from the store (after admin changes, replication, restart)."""
-        self._topics = {t.topic: t for t in self.server.store_topics()}
+    def reload_topics(self, names: set[str] | None = None) -> None:
+        """Refresh the topic cache from the store (after admin changes, replication, restart): the
+        named topics, or all of them."""
+        if names is None:
+            self._topics = {t.topic: t for t in self.server.store_topics()}
+            return
+        for name in names:
+            cfg = self.server.store_topic(name)
+            if cfg is None:
+                self._topics.pop(name, None)
+            else:
+                self._topics[name] = cfg
 
     def topic_config(self, topic: str) -> common_pb2.TopicConfig | None:
         cfg = self._topics.get(topic)
         if cfg is None:
-            self.reload_topics()  # a follower may have received it by replication
+            self.reload_topics({topic})  # a follower may have received it by replication
             cfg = self._topics.get(topic)
         return cfg
 
@@ -151,7 +160,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         await self.server.store_put_topic(cfg)
         self._topics[topic] = cfg
         log.info("auto-created topic %s with %d queues", topic, n)
-        self.server.topics_changed()
+        self.server.topics_changed({topic})
         return cfg
 
     # ---- producers ----------------------------------------------------------------------------------
@@ -388,7 +397,8 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             self._topics[new.topic] = new
             log.info("topic created/updated topic=%s read=%d write=%d perm=%d", new.topic, new.read_queues,
                      new.write_queues, new.perm)
-            self.server.topics_changed()
+            self.server.topics_changed({new.topic})
+            await self.server.topics_published()   # routable when this call returns
             return broker_pb2.CreateTopicResponse()
         except Exception as e:  # noqa: BLE001
             await self._fail(context, e)
@@ -400,7 +410,8 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             await self.server.store_delete_topic(request.topic)
             self._topics.pop(request.topic, None)
             log.info("topic deleted topic=%s", request.topic)
-            self.server.topics_changed()
+            self.server.topics_changed({request.topic})
+            await self.server.topics_published()
             return broker_pb2.DeleteTopicResponse()
         except Exception as e:  # noqa: BLE001
             await self._fail(context, e)

@@ -8,7 +8,7 @@ derived from their topic configs. It must never do I/O or read the clock: the gR
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 PERM_READ = 4
 PERM_WRITE = 2
@@ -58,6 +58,7 @@ class _Entry:
     last_seen: float
     expire_after_s: float
     stream_token: int | None = None  # the newest keep-alive stream attached to this instance
+    topics: dict[str, TopicInfo] = field(default_factory=dict)   # reg.topics by name
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,24 @@ class RouteTable:
         expire = min(reg.expire_after_s, self.default_expire_s) if reg.expire_after_s > 0 else self.default_expire_s
         old = self._entries.get(key)
         token = old.stream_token if old is not None and old.reg.instance_id == reg.instance_id else None
-        self._entries[key] = _Entry(reg=reg, last_seen=now, expire_after_s=expire, stream_token=token)
+        self._entries[key] = _Entry(reg=reg, last_seen=now, expire_after_s=expire, stream_token=token,
+                                    topics={t.topic: t for t in reg.topics})
         return self._set_info(reg.broker_set)
+
+    def register_delta(self, reg: Registration, deleted: tuple[str, ...], now: float) -> BrokerSetInfo | None:
+        """Like `register`, but `reg.topics` holds only created/updated topics and `deleted` the
+        removed ones, applied on top of this instance's current entry. Returns None (and changes
+        nothing) when there is no alive entry of the same instance to apply them to: the broker must
+        then register in full. The cost does not grow with the topics the broker already has."""
+        self.expire(now)
+        old = self._entries.get((reg.broker_set, reg.broker_id))
+        if old is None or old.reg.instance_id != reg.instance_id:
+            return None
+        merged = dict(old.topics)
+        merged.update((t.topic, t) for t in reg.topics)
+        for name in deleted:
+            merged.pop(name, None)
+        return self.register(replace(reg, topics=tuple(merged.values())), now)
 
     def unregister(self, broker_set: str, broker_id: int, now: float, instance_id: str = "") -> bool:
         """Drop a replica at once (only the named instance's entry, if an instance is given)."""
@@ -211,7 +228,7 @@ class RouteTable:
         names: set[str] = set()
         for e in self._entries.values():
             if not cluster or e.reg.cluster == cluster:
-                names.update(t.topic for t in e.reg.topics)
+                names.update(e.topics)
         return sorted(names)
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -232,9 +249,9 @@ class RouteTable:
         m = self._master_entry(bset)
         ordered = ([m] if m is not None else []) + [e for e in entries if e is not m]
         for e in ordered:
-            for t in e.reg.topics:
-                if t.topic == topic:
-                    return e.reg, t
+            t = e.topics.get(topic)
+            if t is not None:
+                return e.reg, t
         return None
 
     def _set_info(self, bset: str) -> BrokerSetInfo:

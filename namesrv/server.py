@@ -85,7 +85,13 @@ class NameServerService(namesrv_pb2_grpc.NameServerServicer):
                 await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, "STALE_EPOCH", why)
         was_known = (b.broker_set, b.broker_id) in {(r.broker_set, r.broker_id) for r in self.table.alive(self.clock())}
         try:
-            info = self.table.register(registration_from_proto(request), self.clock())
+            if request.topics_delta:
+                info = self.table.register_delta(registration_from_proto(request), tuple(request.deleted_topics),
+                                                 self.clock())
+                if info is None:
+                    return namesrv_pb2.RegisterBrokerResponse(master_id=-1, full_registration_needed=True)
+            else:
+                info = self.table.register(registration_from_proto(request), self.clock())
         except StaleEpochError as e:
             log.warning("rejected stale master: %s", e)
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, "STALE_EPOCH", str(e))

@@ -22,7 +22,7 @@ class BrokerIdentity(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., broker_id: _Optional[int] = ..., address: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class RegisterBrokerRequest(_message.Message):
-    __slots__ = ("broker", "ha_address", "is_master", "epoch", "topics", "auto_create_topics", "default_queues", "expire_after_ms", "writable")
+    __slots__ = ("broker", "ha_address", "is_master", "epoch", "topics", "auto_create_topics", "default_queues", "expire_after_ms", "writable", "topics_delta", "deleted_topics")
     BROKER_FIELD_NUMBER: _ClassVar[int]
     HA_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     IS_MASTER_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,8 @@ class RegisterBrokerRequest(_message.Message):
     DEFAULT_QUEUES_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    TOPICS_DELTA_FIELD_NUMBER: _ClassVar[int]
+    DELETED_TOPICS_FIELD_NUMBER: _ClassVar[int]
     broker: BrokerIdentity
     ha_address: str
     is_master: bool
@@ -41,17 +43,21 @@ class RegisterBrokerRequest(_message.Message):
     default_queues: int
     expire_after_ms: int
     writable: bool
-    def __init__(self, broker: _Optional[_Union[BrokerIdentity, _Mapping]] = ..., ha_address: _Optional[str] = ..., is_master: _Optional[bool] = ..., epoch: _Optional[int] = ..., topics: _Optional[_Iterable[_Union[_common_pb2.TopicConfig, _Mapping]]] = ..., auto_create_topics: _Optional[bool] = ..., default_queues: _Optional[int] = ..., expire_after_ms: _Optional[int] = ..., writable: _Optional[bool] = ...) -> None: ...
+    topics_delta: bool
+    deleted_topics: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, broker: _Optional[_Union[BrokerIdentity, _Mapping]] = ..., ha_address: _Optional[str] = ..., is_master: _Optional[bool] = ..., epoch: _Optional[int] = ..., topics: _Optional[_Iterable[_Union[_common_pb2.TopicConfig, _Mapping]]] = ..., auto_create_topics: _Optional[bool] = ..., default_queues: _Optional[int] = ..., expire_after_ms: _Optional[int] = ..., writable: _Optional[bool] = ..., topics_delta: _Optional[bool] = ..., deleted_topics: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterBrokerResponse(_message.Message):
-    __slots__ = ("master_address", "master_ha_address", "master_id")
+    __slots__ = ("master_address", "master_ha_address", "master_id", "full_registration_needed")
     MASTER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MASTER_HA_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MASTER_ID_FIELD_NUMBER: _ClassVar[int]
+    FULL_REGISTRATION_NEEDED_FIELD_NUMBER: _ClassVar[int]
     master_address: str
     master_ha_address: str
     master_id: int
-    def __init__(self, master_address: _Optional[str] = ..., master_ha_address: _Optional[str] = ..., master_id: _Optional[int] = ...) -> None: ...
+    full_registration_needed: bool
+    def __init__(self, master_address: _Optional[str] = ..., master_ha_address: _Optional[str] = ..., master_id: _Optional[int] = ..., full_registration_needed: _Optional[bool] = ...) -> None: ...
 
 class UnregisterBrokerRequest(_message.Message):
     __slots__ = ("broker",)

@@ -106,7 +106,8 @@ class Dispatcher:
         self.qmax: dict[QueueKey, int] = {}
         self.qmin: dict[QueueKey, int] = {}
         self.listeners: list[Callable[[set[QueueKey]], None]] = []
-        self.topic_listeners: list[Callable[[], None]] = []  # after topic configs changed (put/delete/snapshot)
+        # after topic configs changed: called with the changed names, or None after a snapshot (all may have)
+        self.topic_listeners: list[Callable[[set[str] | None], None]] = []
         self.ext_hook: Callable[[Any, dict, int], None] | None = None  # see EXT_OP_PREFIX
         self.error: CorruptRecord | None = None
         self._stop = False
@@ -187,7 +188,7 @@ class Dispatcher:
         n = 0
         limit = self.batch_bytes
         known_qmax = self.qmax
-        topics_changed = False
+        topics_changed: set[str] | None = set()
         for off, magic, buf in self.log.records(start, target, self._on_corrupt):
             total = len(buf)
             if magic == rc.MAGIC_BLANK:
@@ -197,8 +198,10 @@ class Dispatcher:
             if magic == rc.MAGIC_META:
                 op = json.loads(body)
                 kind = op.get("op")
-                if kind in (OP_TOPIC_PUT, OP_TOPIC_DEL, OP_SNAPSHOT):
-                    topics_changed = True
+                if kind == OP_SNAPSHOT:
+                    topics_changed = None
+                elif kind in (OP_TOPIC_PUT, OP_TOPIC_DEL) and topics_changed is not None:
+                    topics_changed.add(op["topic"])
                 if kind in (OP_TOPIC_DEL, OP_SNAPSHOT, OP_GROUP_DEL):
                     # these read committed tables: commit what we have first
                     self._commit(wb, off, qmax, qmin_new, changed)
@@ -234,10 +237,10 @@ class Dispatcher:
                 break
         self._commit(wb, pos, qmax, qmin_new, changed)
         self.records_dispatched += n
-        if topics_changed:
+        if topics_changed is None or topics_changed:
             for fn in self.topic_listeners:
                 try:
-                    fn()
+                    fn(topics_changed)
                 except Exception:  # noqa: BLE001 - a listener must not stop dispatching
                     log.exception("topic listener failed")
         return n

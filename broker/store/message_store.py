@@ -271,9 +271,10 @@ class MessageStore:
         """`fn(queues)` runs on the dispatcher thread after new messages of `queues` became visible."""
         self.dispatcher.listeners.append(fn)
 
-    def add_topic_listener(self, fn: Callable[[], None]) -> None:
-        """`fn()` runs on the dispatcher thread after topic configs became visible (created, deleted,
-        or a snapshot): on every replica, as the META records are dispatched."""
+    def add_topic_listener(self, fn: Callable[[set[str] | None], None]) -> None:
+        """`fn(names)` runs on the dispatcher thread after topic configs became visible (created,
+        deleted, or a snapshot): on every replica, as the META records are dispatched. `names` are the
+        topics changed in that round, or None after a snapshot (any topic may have changed)."""
         self.dispatcher.topic_listeners.append(fn)
 
     # ---- who may write ------------------------------------------------------------------------------

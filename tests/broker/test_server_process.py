@@ -306,3 +306,34 @@ def test_out_of_range_numbers_get_bad_request_and_use_no_offset(procs, tmp_path,
     code, name = error_of(lambda: b.SendMessage(bad, timeout=10))
     assert (code, name) == (grpc.StatusCode.INVALID_ARGUMENT, "BAD_REQUEST")
     assert send(b, "N", [b"good"]).results[0].queue_offset == 0
+
+
+def test_topic_changes_are_routable_when_the_call_returns(procs, tmp_path):
+    """CreateTopic/DeleteTopic answer once every name server has the change (sent as a delta), so no
+    client has to poll for it; a restarted name server gets everything again in full."""
+    ns1 = start_namesrv(procs, name="ns1")
+    ns2_addr = f"127.0.0.1:{net.free_port()}"
+    ns2_argv = ["namesrv", "--listen", ns2_addr, "--set", "scan_interval_s=0.2"]
+    ns2_proc = procs.start("ns2", ns2_argv)
+    net.wait_for_port(ns2_addr, 30)
+    _, addr = start_broker(procs, tmp_path, namesrv=f"{ns1},{ns2_addr}")
+    b, n1, n2 = bstub(addr), nstub(ns1), nstub(ns2_addr)
+    wait_until(lambda: all(s.GetClusterInfo(namesrv_pb2.GetClusterInfoRequest(), timeout=5).clusters for s in (n1, n2)),
+               20, what="broker registered with both name servers")
+    for i in range(20):
+        create_topic(b, f"Fast{i}", queues=1 + i % 3)
+        for s in (n1, n2):   # no wait: routable the moment CreateTopic returned
+            assert route_of(s, f"Fast{i}").queues[0].write_queues == 1 + i % 3
+    b.DeleteTopic(broker_pb2.DeleteTopicRequest(topic="Fast3"), timeout=10)
+    assert route_gone(n1, "Fast3") and route_gone(n2, "Fast3")
+
+    ns2_proc.kill9()                            # loses every registration: the next delta has no base
+    procs.start("ns2-again", ns2_argv)
+    net.wait_for_port(ns2_addr, 30)
+    n2 = nstub(ns2_addr)
+    wait_until(lambda: not route_gone(n2, "Fast19"), 30, what="the restarted name server has the topics again")
+    create_topic(b, "AfterRestart")
+    for s in (n1, n2):
+        assert route_of(s, "AfterRestart")
+        topics = set(s.GetTopicList(namesrv_pb2.GetTopicListRequest(cluster="c1"), timeout=5).topics)
+        assert topics == {f"Fast{i}" for i in range(20) if i != 3} | {"AfterRestart"}

@@ -103,3 +103,24 @@ def test_old_instance_stream_break_keeps_restarted_broker(ns):
     s.finish()   # returns once the server has handled the old stream's end
     assert replicas(ns) == {0: "127.0.0.1:4000"}
     s2.close()
+
+
+def test_delta_registration_needs_a_base_and_patches_topics(ns):
+    def delta(inst: str, put: list[str], deleted: list[str]):
+        return ns.RegisterBroker(namesrv_pb2.RegisterBrokerRequest(
+            broker=ident(0, inst), is_master=True, epoch=1, writable=True, topics_delta=True, deleted_topics=deleted,
+            topics=[common_pb2.TopicConfig(topic=t, read_queues=3, write_queues=3, perm=6) for t in put]), timeout=5)
+
+    def topics() -> list[str]:
+        return list(ns.GetTopicList(namesrv_pb2.GetTopicListRequest(cluster="c"), timeout=5).topics)
+
+    assert delta("i1", ["U"], []).full_registration_needed   # no base: nothing applied
+    assert topics() == []
+    register(ns)                                              # full: T
+    r = delta("i1", ["U", "V"], [])
+    assert not r.full_registration_needed and r.master_id == 0
+    assert topics() == ["T", "U", "V"]
+    assert not delta("i1", [], ["T", "V"]).full_registration_needed
+    assert topics() == ["U"]
+    assert delta("i2", ["W"], []).full_registration_needed   # a restarted instance must send everything
+    assert topics() == ["U"]

@@ -176,3 +176,53 @@ def test_invariants_under_any_sequence(seq):
             assert now - last_seen[r.broker_id] <= 10
         masters = [r for r in t.alive(now) if r.is_master]
         assert len(masters) <= 1
+
+
+# ---- delta registrations -----------------------------------------------------------------------------
+
+def test_delta_without_a_base_changes_nothing():
+    t = RouteTable(default_expire_s=120)
+    assert t.register_delta(reg(topics=[TopicInfo("a", 1, 1, 6)]), (), 0.0) is None
+    with pytest.raises(TopicNotFoundError):
+        t.route("a", 0.0)
+    t.register(reg(inst="i0"), 0.0)
+    # another instance (a restarted broker) cannot patch the old one's entry either
+    assert t.register_delta(reg(inst="i1", topics=[TopicInfo("a", 1, 1, 6)]), (), 0.0) is None
+    with pytest.raises(TopicNotFoundError):
+        t.route("a", 0.0)
+
+
+def test_delta_keeps_fencing_and_refreshes_liveness():
+    t = RouteTable(default_expire_s=10)
+    t.register(reg(bid=0, epoch=2), 0.0)
+    t.register(reg(bid=1, master=False, epoch=2), 0.0)
+    with pytest.raises(StaleEpochError):   # a delta claiming mastership at a stale epoch is fenced too
+        t.register_delta(reg(bid=1, master=True, epoch=1, topics=[]), (), 1.0)
+    assert t.register_delta(reg(bid=0, epoch=2, topics=[]), (), 9.0) is not None
+    assert t.route("orders", 15.0).broker_sets[0].master_id == 0   # refreshed at 9: alive at 15
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["put", "del"]), st.sampled_from("abcdef"), st.integers(1, 16)),
+                max_size=30))
+def test_deltas_equal_a_full_registration_of_the_same_topics(changes):
+    """Applying any sequence of deltas gives the same routes as registering the final topic set."""
+    delta_t, full_t = RouteTable(), RouteTable()
+    delta_t.register(reg(topics=[]), 0.0)
+    current: dict[str, TopicInfo] = {}
+    for i, (op, name, n) in enumerate(changes):
+        if op == "put":
+            current[name] = TopicInfo(name, n, n, 6)
+            assert delta_t.register_delta(reg(topics=[current[name]]), (), float(i)) is not None
+        else:
+            current.pop(name, None)
+            assert delta_t.register_delta(reg(topics=[]), (name,), float(i)) is not None
+    full_t.register(reg(topics=list(current.values())), float(len(changes)))
+    now = float(len(changes))
+    assert delta_t.topics(now) == full_t.topics(now) == sorted(current)
+    for name in "abcdef":
+        if name in current:
+            assert delta_t.route(name, now).queues == full_t.route(name, now).queues
+        else:
+            with pytest.raises(TopicNotFoundError):
+                delta_t.route(name, now)
