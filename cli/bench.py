@@ -20,6 +20,7 @@ BENCHES: dict[str, str] = {
     "election": "controller: master failover time (kill -> new master notified), command throughput",
     "broker_send": "broker over raw stubs: empty call vs sync send, batched 1 KiB msgs/s",
     "topics": "many topics on one broker: create time per topic (first vs last 100), spread sends vs one topic",
+    "footprint": "broker memory as the log grows (pages released vs all mapped) and restart time",
     "proxy": "RocketMQ 5 proxy: official client through orbitmq proxy vs our client direct (proxy_vs_direct)",
 }
 

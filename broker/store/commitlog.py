@@ -80,6 +80,8 @@ class CommitLog:
         self.segments: list[Segment] = []
         self._bases: list[int] = []
         self.max_offset = 0
+        self._released = 0        # release_pages: bytes before this were advised away already
+        self._last_sweep = 0.0
 
     # ---- open / recovery ------------------------------------------------------------------------
 
@@ -360,6 +362,7 @@ class CommitLog:
         seg = self.segments[-1]
         seg.cut(offset - seg.base)
         self.max_offset = offset
+        self._released = min(self._released, offset)
         fsync_dir(self.dir)
 
     def delete_oldest(self) -> Segment | None:
@@ -376,6 +379,33 @@ class CommitLog:
     def segment_files(self) -> list[tuple[str, int, int]]:
         """[(path, base, end)] of every segment, oldest first."""
         return [(s.path, s.base, s.end) for s in self.segments]
+
+    def release_pages(self, upto: int, now: float, sweep_every_s: float = 5.0) -> int:
+        """Drop this process's mappings of the bytes before `upto` (flushed ones only: the caller's
+        promise). They stay in the kernel's page cache, so a later read faults them back cheaply, but
+        they stop counting in the broker's resident memory: without this every byte written or read
+        stays in RSS for the segment's life. New bytes are released as `upto` passes them; every
+        `sweep_every_s` the whole range again (pages that readers faulted back in). Returns bytes
+        advised."""
+        page = mmap.PAGESIZE
+        start = self._released
+        if now - self._last_sweep >= sweep_every_s:
+            start, self._last_sweep = 0, now
+        done = 0
+        for seg in list(self.segments):
+            lo = max(seg.base, start) - seg.base
+            hi = min(seg.end, upto) - seg.base
+            lo -= lo % page
+            hi -= hi % page
+            if hi <= lo:
+                continue
+            try:
+                seg.mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+            except (ValueError, OSError):   # closed or remapped under us (truncation, expiry)
+                continue
+            done += hi - lo
+        self._released = max(self._released, upto - upto % page) if upto > 0 else self._released
+        return done
 
     def flush_range(self, start: int, end: int) -> None:
         """fdatasync every segment holding bytes of [start, end)."""

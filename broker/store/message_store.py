@@ -83,6 +83,7 @@ class StoreConfig:
     meta_wait_s: float = 3.0  # META writes wait this long to become readable
     max_scan_entries: int = 4096  # consume queue entries one filtered read looks at
     dedup_window_s: float = 120.0  # put_batch_dedup: a retry stored this recently is answered, not stored
+    resident_tail_bytes: int = 64 * MiB  # the newest flushed bytes stay mapped; older pages leave RSS
 
     def validate(self) -> None:
         if self.flush_mode not in ("async", "sync"):
@@ -182,7 +183,7 @@ class MessageStore:
         self._tail_scanned = self.dispatcher.dispatched
         self._rebuild_next()
         self.log.flush_range(self.log.min_offset, self.log.max_offset)
-        self.flusher = Flusher(self.log.flush_range, lambda: self.log.max_offset, self.config.flush_mode,
+        self.flusher = Flusher(self._flush_range, lambda: self.log.max_offset, self.config.flush_mode,
                                self.config.flush_interval_s, flushed=self.log.max_offset)
         self.flusher.start()
         self.dispatcher.ext_hook = self.ext_hook
@@ -487,6 +488,12 @@ class MessageStore:
         return self._append_meta(op)
 
     # ---- durability -------------------------------------------------------------------------------
+
+    def _flush_range(self, start: int, end: int) -> None:
+        """The flusher's work: make [start, end) durable, then let flushed pages older than the
+        resident tail leave this process's memory (they stay in the page cache)."""
+        self.log.flush_range(start, end)
+        self.log.release_pages(end - self.config.resident_tail_bytes, time.monotonic())
 
     def wait_flushed(self, end_offset: int, timeout: float | None = None) -> bool:
         """Block until everything before end_offset is fdatasync'ed; False on timeout."""
