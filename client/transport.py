@@ -89,7 +89,7 @@ class Transport:
     def _error(self, e: grpc.RpcError, addr: str) -> errors.OrbitError:
         err = errors.from_rpc_error(e, addr)
         if isinstance(err, errors.UnavailableError):
-            hint = handshake_hint(err.details, self.tls.dials_tls)
+            hint = handshake_hint(err.details, self.tls.dials_tls, bool(self.tls.cert_file))
             if hint:
                 err.details += hint
                 err.args = (err.details,)

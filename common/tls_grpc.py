@@ -65,12 +65,16 @@ def aio_channel(target: str, tls: TlsConfig | str | bool | None = None,
     return grpc.aio.insecure_channel(target, options=list(options or ()), interceptors=list(interceptors or ()) or None)
 
 
-def handshake_hint(details: str, dials_tls: bool) -> str:
+def handshake_hint(details: str, dials_tls: bool, has_cert: bool = True) -> str:
     """Words to add to an UNAVAILABLE error whose gRPC details look like a TLS mismatch ("" if not)."""
     d = (details or "").lower()
-    if not dials_tls and ("socket closed" in d or "connection reset" in d):
+    closed = "socket closed" in d or "connection reset" in d
+    if not dials_tls and closed:
         return (" [this client dials plaintext and the server closed the connection: if it serves TLS, "
                 "dial with tls= (the CA file) or $ORBITMQ_TLS_CA]")
+    if dials_tls and not has_cert and closed:
+        return (" [the server closed the TLS connection: if it requires client certificates (tls_client_auth), "
+                "dial with a certificate of its CA (tls_cert_file/tls_key_file, $ORBITMQ_TLS_CERT/_KEY)]")
     if dials_tls and "handshake failed" in d:
         if "wrong_version_number" in d or "packet_length_too_long" in d:
             return " [TLS handshake failed: the server does not speak TLS (plaintext server?)]"

@@ -23,7 +23,7 @@ from orbitmq.common.error_codes import ErrorCode
 from orbitmq.common.grpc_errors import ERROR_KEY, LEADER_KEY, metadata_of
 from orbitmq.common.node_auth_grpc import signing_interceptors
 from orbitmq.common.tls import TlsConfig
-from orbitmq.common.tls_grpc import aio_channel
+from orbitmq.common.tls_grpc import aio_channel, handshake_hint
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
 
@@ -110,6 +110,17 @@ class ControllerClient:
             self._stubs[addr] = pbg.ControllerStub(ch)
         return self._stubs[addr]
 
+    def _error(self, e: grpc.RpcError, addr: str) -> ControllerError:
+        """map_error, plus a hint when the failure looks like a TLS mismatch (plaintext to a TLS port,
+        no client certificate for a mutual-TLS port, an unknown CA)."""
+        err = map_error(e, addr)
+        if isinstance(err, NoLeader):
+            hint = handshake_hint(err.message, self.tls.dials_tls, bool(self.tls.cert_file))
+            if hint:
+                err.message += hint
+                err.args = (f"{err.code}: {err.message}",)
+        return err
+
     async def close(self) -> None:
         chans, self._channels, self._stubs = list(self._channels.values()), {}, {}
         for ch in chans:
@@ -141,7 +152,7 @@ class ControllerClient:
             try:
                 return await getattr(self.stub(addr), method)(request, timeout=timeout or self.rpc_timeout_s)
             except grpc.RpcError as e:
-                err = map_error(e, addr)
+                err = self._error(e, addr)
                 last[:] = [err]
                 if isinstance(err, NotLeader):
                     self._rotate(addr, err.leader)
@@ -216,7 +227,7 @@ class ControllerClient:
         try:
             return await self.stub(addr).GetMetadata(pb.CtlGetMetadataRequest(), timeout=self.rpc_timeout_s)
         except grpc.RpcError as e:
-            raise map_error(e, addr) from None
+            raise self._error(e, addr) from None
 
     async def get_history(self, cluster: str = "", broker_set: str = "", limit: int = 0) -> list[pb.CtlMasterChange]:
         r = await self.call("GetHistory", pb.CtlGetHistoryRequest(cluster=cluster, broker_set=broker_set, limit=limit))

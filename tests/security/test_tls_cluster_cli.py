@@ -67,5 +67,6 @@ def test_cluster_up_secure_then_send_and_consume(tmp_path):
         no_cert = {k: v for k, v in env.items() if k not in ("ORBITMQ_TLS_CERT", "ORBITMQ_TLS_KEY")}
         r = orbitmq("admin", "controller", "metadata", "--timeout", "3", env=no_cert)
         assert "LEADER" not in r.stdout and "unreachable" in r.stdout + r.stderr
+        assert "requires client certificates" in r.stdout + r.stderr
     finally:
         orbitmq("cluster", "down", "--dir", str(d), timeout=120)

@@ -129,6 +129,15 @@ def test_handshake_hints(details, dials_tls, words):
     assert (words in hint) if words else hint == ""
 
 
+@pytest.mark.parametrize("details, has_cert, words", [
+    ("ipv4:127.0.0.1:1: Socket closed", False, "requires client certificates"),
+    ("ipv4:127.0.0.1:1: Socket closed", True, ""),
+])
+def test_handshake_hint_for_missing_client_certificate(details, has_cert, words):
+    hint = handshake_hint(details, True, has_cert)
+    assert (words in hint) if words else hint == ""
+
+
 @pytest.mark.parametrize("cls", [BrokerConfig, NamesrvConfig, ControllerConfig, ProxyConfig])
 def test_every_process_config_has_the_tls_keys_and_checks_them(cls, certs, tmp_path):
     d, (cert, key) = certs
