@@ -7,12 +7,16 @@ acknowledged send of a fresh producer (route lookup + connections + handshakes).
 load of other processes on a shared machine, each phase alternates short slices (0.25-0.5 s) of
 plaintext and TLS until each had --seconds x --rounds; `secure_vs_plain` = TLS sync sends/s over
 plaintext sync sends/s (target >= 0.8), with the same ratio for async and batch sends beside it;
-`first_send_ms` is the median of fresh producers, alternated too.
+`first_send_ms` is the median of fresh producers, alternated too. Because throughput on a shared
+machine moves with everyone else's load, each phase also reports CPU microseconds per message
+(this process during that mode's slices + that mode's name server and broker, from /proc) and
+`secure_vs_plain_cpu*` = plaintext CPU per message over TLS CPU per message.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -29,21 +33,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=3, help="--tls: measurement rounds (median reported)")
 
 
-def _interleaved(steps: dict[str, Callable[[], int]], total_s: float, slice_s: float, limit: int) -> dict[str, float]:
+def _server_cpu_s(bc: BenchCluster) -> float:
+    """CPU seconds used so far by a bench cluster's name server and broker (from /proc)."""
+    total = 0
+    for c in bc.children:
+        if c.name in ("namesrv", "broker"):
+            with open(f"/proc/{c.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])   # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _interleaved(steps: dict[str, Callable[[], int]], clusters: dict[str, BenchCluster], total_s: float,
+                 slice_s: float, limit: int) -> dict[str, dict[str, float]]:
     """Run each mode's step (returns messages done) in alternating slices of `slice_s` until every
-    mode had `total_s` or `limit` messages; returns messages/s per mode."""
-    done = dict.fromkeys(steps, 0)
-    spent = dict.fromkeys(steps, 0.0)
+    mode had `total_s` or `limit` messages. Per mode: messages/s, and CPU microseconds per message
+    (this process during that mode's slices, plus that mode's name server and broker), which
+    load on the machine does not change the way it changes throughput."""
     names = list(steps)
+    done = dict.fromkeys(names, 0)
+    spent = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    servers0 = {m: _server_cpu_s(clusters[m]) for m in names}
     i = 0
     while any(spent[m] < total_s and done[m] < limit for m in names):
         for m in (names if i % 2 == 0 else names[::-1]):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             while time.perf_counter() - t0 < slice_s and done[m] < limit:
                 done[m] += steps[m]()
             spent[m] += time.perf_counter() - t0
+            cpu[m] += time.process_time() - c0
         i += 1
-    return {m: done[m] / spent[m] if spent[m] else 0.0 for m in names}
+    out = {}
+    for m in names:
+        servers = _server_cpu_s(clusters[m]) - servers0[m]
+        out[m] = {"per_s": done[m] / spent[m] if spent[m] else 0.0,
+                  "cpu_us_per_msg": (cpu[m] + servers) / done[m] * 1e6 if done[m] else 0.0}
+    return out
 
 
 def _first_send_ms(bc: BenchCluster, body: bytes) -> float:
@@ -106,21 +132,31 @@ def run_tls(args: argparse.Namespace) -> dict[str, Any]:
             for m in clusters:   # warm-up: connections open, routes cached
                 for _ in range(20):
                     sync_step(m)()
-            sync = _interleaved({m: sync_step(m) for m in clusters}, total, 0.25, args.messages)
-            asyn = _interleaved({m: async_step(m) for m in clusters}, total, 0.5, args.messages)
-            batch = _interleaved({m: batch_step(m) for m in clusters}, total, 0.5, args.messages)
+            sync = _interleaved({m: sync_step(m) for m in clusters}, clusters, total, 0.25, args.messages)
+            asyn = _interleaved({m: async_step(m) for m in clusters}, clusters, total, 0.5, args.messages)
+            batch = _interleaved({m: batch_step(m) for m in clusters}, clusters, total, 0.5, args.messages)
         finally:
             for p in producers.values():
                 p.close()
     for m in clusters:
-        out[m] = {"sync_send_per_s": round(sync[m]), "async_msgs_per_s": round(asyn[m]),
-                  "batch_msgs_per_s": round(batch[m]), "async_failed": failed[m],
-                  "first_send_ms": round(statistics.median(first[m]), 1)}
+        out[m] = {"sync_send_per_s": round(sync[m]["per_s"]), "async_msgs_per_s": round(asyn[m]["per_s"]),
+                  "batch_msgs_per_s": round(batch[m]["per_s"]), "async_failed": failed[m],
+                  "first_send_ms": round(statistics.median(first[m]), 1),
+                  "sync_cpu_us_per_msg": round(sync[m]["cpu_us_per_msg"], 1),
+                  "async_cpu_us_per_msg": round(asyn[m]["cpu_us_per_msg"], 1),
+                  "batch_cpu_us_per_msg": round(batch[m]["cpu_us_per_msg"], 1)}
 
-    def ratio(d: dict[str, float]) -> float:
-        return round(d["tls"] / d["plain"], 3) if d["plain"] else 0.0
+    def ratio(d: dict[str, dict[str, float]], key: str = "per_s", inverse: bool = False) -> float:
+        a, b = d["tls"][key], d["plain"][key]
+        if inverse:
+            a, b = b, a
+        return round(a / b, 3) if b else 0.0
 
     out["secure_vs_plain"] = ratio(sync)
     out["secure_vs_plain_async"] = ratio(asyn)
     out["secure_vs_plain_batch"] = ratio(batch)
+    # plaintext CPU per message over TLS CPU per message (1.0: TLS costs nothing; 0.8: 25% more CPU)
+    out["secure_vs_plain_cpu"] = ratio(sync, "cpu_us_per_msg", inverse=True)
+    out["secure_vs_plain_cpu_async"] = ratio(asyn, "cpu_us_per_msg", inverse=True)
+    out["secure_vs_plain_cpu_batch"] = ratio(batch, "cpu_us_per_msg", inverse=True)
     return out
