@@ -170,3 +170,23 @@ def test_secure_cluster_node_configs():
     assert "tls_client_auth" not in ns and ns["tls_cert_file"] == "/d/x.pem"
     with pytest.raises(ValueError, match="mtls needs secure"):
         ClusterSpec(mtls=True).validate()
+
+
+def test_every_grpc_port_and_channel_goes_through_the_tls_factory():
+    """No server or client code opens a gRPC port or channel by itself (benchmarks' plaintext
+    baselines excepted): TLS then applies everywhere or nowhere."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith((".venv/", "tests/", "bench/", "build/")) or rel == "common/tls_grpc.py" \
+                or "/site-packages/" in rel:
+            continue
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if any(k in code for k in ("insecure_channel(", "add_insecure_port(", "secure_channel(",
+                                       "add_secure_port(")) and '"""' not in code and "`" not in code:
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert not offenders, "use orbitmq.common.tls_grpc (channel / aio_channel / add_port):\n" + "\n".join(offenders)
