@@ -30,7 +30,9 @@ TOPIC = "BenchTls"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls", action="store_true",
                    help="measure plaintext and TLS side by side in one run (secure_vs_plain)")
-    p.add_argument("--rounds", type=int, default=3, help="--tls: measurement rounds (median reported)")
+    if "--rounds" not in p._option_string_actions:   # shared with --auth (bench/produce_auth.py): same meaning
+        p.add_argument("--rounds", type=int, default=3,
+                       help="--tls/--auth: rounds; --tls measures each mode and phase for --seconds x --rounds")
 
 
 def _server_cpu_s(bc: BenchCluster) -> float:
@@ -85,10 +87,11 @@ def run_tls(args: argparse.Namespace) -> dict[str, Any]:
     """Plaintext and TLS figures from one run (see the module docstring)."""
     from orbitmq.client import Message, Producer
 
-    if args.rounds < 1:
+    rounds = int(getattr(args, "rounds", 3))
+    if rounds < 1:
         raise ValueError("--rounds must be >= 1")
     body = b"x" * args.size
-    total = args.seconds * args.rounds
+    total = args.seconds * rounds
     out: dict[str, Any] = {"size": args.size, "batch": args.batch, "flush_mode": args.flush_mode,
                            "seconds_per_mode_and_phase": total, "slices": "alternating plain/tls"}
     with BenchCluster(args.flush_mode) as plain, BenchCluster(args.flush_mode, tls=True) as secure:
@@ -96,7 +99,7 @@ def run_tls(args: argparse.Namespace) -> dict[str, Any]:
         for bc in clusters.values():
             bc.create_topic(TOPIC, args.queues)
         first = {m: [] for m in clusters}
-        for r in range(max(3, args.rounds)):
+        for r in range(max(3, rounds)):
             for m in (["plain", "tls"] if r % 2 == 0 else ["tls", "plain"]):
                 first[m].append(_first_send_ms(clusters[m], body))
         producers = {m: Producer(bc.namesrv, batch_max_messages=args.batch, linger_ms=args.linger_ms,
