@@ -111,7 +111,7 @@ class HAFollower:
         tls = {"ssl": self.settings.ssl, "ssl_handshake_timeout": self.settings.connect_timeout_s} \
             if self.settings.ssl else {}
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, **tls),
-                                                self.settings.connect_timeout_s)
+                                                self.settings.connect_timeout_s * (2 if tls else 1))
         self.stats["connects"] += 1
         conn = FollowerConnection(self.broker_id, self.learner, self.min_master_epoch, self.settings.heartbeat_s,
                                   self._sync_flush)
