@@ -14,10 +14,9 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
-
 from orbitmq.bench.harness import rate
 from orbitmq.common import net, proc
+from orbitmq.common.tls_grpc import channel as tls_channel
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, common_pb2
 
 
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> dict:
                 "--set", f"flush_mode={args.flush_mode}"), log_path=tmp / "broker.log")
             net.wait_for_port(addr, 30)
         opts = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
-        with grpc.insecure_channel(addr, options=opts) as ch:
+        with tls_channel(addr, False, options=opts) as ch:
             stub = broker_pb2_grpc.BrokerStub(ch)
             topic = "BenchTopic"
             stub.CreateTopic(broker_pb2.CreateTopicRequest(config=common_pb2.TopicConfig(

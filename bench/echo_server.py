@@ -10,6 +10,9 @@ import signal
 
 import grpc
 
+from orbitmq.common.tls import PLAINTEXT
+from orbitmq.common.tls_grpc import add_port
+
 SERVICE = "orbitmq.bench.Echo"
 METHOD = f"/{SERVICE}/Call"
 
@@ -21,7 +24,7 @@ async def _serve(listen: str) -> None:
     server = grpc.aio.server()
     handler = grpc.method_handlers_generic_handler(SERVICE, {"Call": grpc.unary_unary_rpc_method_handler(call)})
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(listen)
+    add_port(server, listen, PLAINTEXT)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
-
 from orbitmq.common import net, proc
+from orbitmq.common.tls import TlsConfig
+from orbitmq.common.tls_grpc import channel as tls_channel
 
 ECHO_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
@@ -20,21 +20,35 @@ ECHO_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_m
 class BenchCluster:
     """namesrv + one broker (+ echo server), torn down on exit."""
 
-    def __init__(self, flush_mode: str = "async") -> None:
+    def __init__(self, flush_mode: str = "async", tls: bool = False) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="orbitmq-bench-"))
         self.children: list[proc.Child] = []
         self.flush_mode = flush_mode
+        self.tls = tls
+        self.client_tls: TlsConfig | bool = False   # what clients of this cluster dial with
+
+    def _tls_args(self, name: str) -> list[str]:
+        """With `tls`: certificates from a throwaway CA, so the name server and broker serve TLS."""
+        if not self.tls:
+            return []
+        from orbitmq.common.tls_certs import write_cluster_certs
+
+        cert, key = write_cluster_certs(self.tmp / "tls", {name: []})[name]
+        ca = str(self.tmp / "tls" / "ca.pem")
+        self.client_tls = TlsConfig(ca_file=ca)
+        return ["--set", f"tls_cert_file={cert}", "--set", f"tls_key_file={key}", "--set", f"tls_ca_file={ca}"]
 
     def __enter__(self) -> BenchCluster:
         try:
             self.namesrv = f"127.0.0.1:{net.free_port()}"
-            self._start("namesrv", proc.orbitmq_argv("namesrv", "--listen", self.namesrv))
+            self._start("namesrv", proc.orbitmq_argv("namesrv", "--listen", self.namesrv, *self._tls_args("namesrv")))
             net.wait_for_port(self.namesrv, 30)
             self.broker = f"127.0.0.1:{net.free_port()}"
             self._start("broker", proc.orbitmq_argv(
                 "broker", "--listen", self.broker, "--namesrv", self.namesrv, "--store-dir", str(self.tmp / "store"),
                 "--broker-set", "bench-a", "--set", f"flush_mode={self.flush_mode}",
-                "--set", "register_interval_s=1", "--set", "keepalive_interval_s=0.5", "--set", "log_level=WARNING"))
+                "--set", "register_interval_s=1", "--set", "keepalive_interval_s=0.5", "--set", "log_level=WARNING",
+                *self._tls_args("broker")))
             self.echo = f"127.0.0.1:{net.free_port()}"
             self._start("echo", [sys.executable, "-m", "orbitmq.bench.echo_server", "--listen", self.echo])
             net.wait_for_port(self.broker, 30)
@@ -52,7 +66,7 @@ class BenchCluster:
     def create_topic(self, topic: str, queues: int) -> None:
         from orbitmq.client import Admin
 
-        with Admin(self.namesrv) as admin:
+        with Admin(self.namesrv, tls=self.client_tls) as admin:
             proc.wait_until(lambda: admin.cluster_list(), 20, what="broker registered")
             admin.create_topic(topic, queues)
 
@@ -65,7 +79,7 @@ def grpc_empty_calls_per_s(addr: str, seconds: float, limit: int) -> float:
     """Sync unary calls with an empty request on one channel, like the client's sync send."""
     from orbitmq.bench.echo_server import METHOD
 
-    with grpc.insecure_channel(addr, options=ECHO_OPTIONS) as ch:
+    with tls_channel(addr, False, options=ECHO_OPTIONS) as ch:
         call = ch.unary_unary(METHOD)
         return rate(lambda: call(b"", timeout=10), seconds, limit)
 

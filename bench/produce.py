@@ -5,7 +5,8 @@ Starts a name server, a broker and a gRPC echo helper (each its own process), th
 explicit `send_batch` (msgs/s, MB/s); end-to-end latency p50/p99 at a fixed rate with a push
 consumer in another process; and `grpc_empty_call_per_s`, an empty unary call to the echo process
 with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s (target >= 0.5).
-Every phase is bounded by --messages and --seconds.
+Every phase is bounded by --messages and --seconds. `--tls` measures plaintext and TLS side by
+side instead (bench/produce_tls.py, `secure_vs_plain`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-rate", type=int, default=1000, help="msgs/s of the latency phase")
     p.add_argument("--latency-seconds", type=float, default=4.0)
     p.add_argument("--flush-mode", default="async", choices=["async", "sync"])
+    from orbitmq.bench.produce_tls import add_arguments as add_tls_arguments
+    add_tls_arguments(p)   # --tls, --rounds
 
 
 def run(args: argparse.Namespace) -> dict:
+    if getattr(args, "tls", False):
+        from orbitmq.bench.produce_tls import run_tls
+        return run_tls(args)
     from orbitmq.client import Message, Producer
 
     topic = "BenchProduce"

@@ -33,6 +33,7 @@ import grpc
 from orbitmq.common import proc
 from orbitmq.common.grpc_errors import ERROR_KEY
 from orbitmq.common.local_cluster import BrokerProc, ClusterSpec, LocalCluster
+from orbitmq.common.tls_grpc import channel as tls_channel
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, common_pb2
 
 TOPIC = "HaBench"
@@ -66,7 +67,7 @@ class SetClient:
     def __init__(self, brokers: list[BrokerProc]) -> None:
         self.brokers = brokers
         opts = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
-        self.channels = {b.addr: grpc.insecure_channel(b.addr, options=opts) for b in brokers}
+        self.channels = {b.addr: tls_channel(b.addr, False, options=opts) for b in brokers}
         self.stubs = {a: broker_pb2_grpc.BrokerStub(c) for a, c in self.channels.items()}
         self.master: str | None = None
 

@@ -28,6 +28,15 @@ class BrokerConfig:
     metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
     cluster_secret_file: str = _doc("", "file with the cluster secret: this broker signs its name server "
                                     "registrations with it (the name servers' cluster_secret_file)")
+    tls_cert_file: str = _doc("", "PEM certificate: serve gRPC and replication over TLS, and present it when "
+                              "dialing name servers, controllers and the master (empty: plaintext)")
+    tls_key_file: str = _doc("", "PEM private key of tls_cert_file")
+    tls_ca_file: str = _doc("", "PEM CA bundle that signs the peers' certificates (name servers, controllers, "
+                            "masters; and client certificates when required)")
+    tls_client_auth: bool = _doc(False, "require a client certificate signed by tls_ca_file on the gRPC port "
+                                 "(every producer, consumer and tool then needs one)")
+    ha_tls_client_auth: bool = _doc(False, "require a certificate signed by tls_ca_file from followers on the "
+                                    "replication port (mutual TLS between replicas)")
     cluster: str = _doc("DefaultCluster", "cluster name")
     broker_set: str = _doc("broker-a", "broker set name (RocketMQ brokerName): master + its replicas")
     broker_id: int = _doc(0, "id within the broker set (0 = master in a standalone set)")
@@ -86,6 +95,10 @@ class BrokerConfig:
                 raise ConfigError(f"metrics_listen: {e}") from None
         from orbitmq.common.node_auth import check_secret_file
         check_secret_file(self.cluster_secret_file)
+        from orbitmq.common.tls import validate_config
+        validate_config(self)
+        if self.ha_tls_client_auth and not (self.tls_cert_file and self.tls_ca_file):
+            raise ConfigError("ha_tls_client_auth needs tls_cert_file, tls_key_file and tls_ca_file")
         if self.flush_mode not in ("async", "sync"):
             raise ConfigError(f"flush_mode must be async or sync, got {self.flush_mode!r}")
         if self.broker_id < 0:

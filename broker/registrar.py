@@ -22,6 +22,8 @@ import grpc
 from orbitmq.common import dial_map
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth_grpc import signing_interceptors
+from orbitmq.common.tls import PLAINTEXT, TlsConfig
+from orbitmq.common.tls_grpc import aio_channel
 from orbitmq.protos import namesrv_pb2, namesrv_pb2_grpc
 
 log = logging.getLogger("orbitmq.broker.registrar")
@@ -33,9 +35,9 @@ RETRY_S = 1.0
 class _Target:
     """One name server: its channel, its wake-up event and its tasks."""
 
-    def __init__(self, addr: str, secret: bytes | None = None) -> None:
+    def __init__(self, addr: str, secret: bytes | None = None, tls: TlsConfig | None = None) -> None:
         self.addr = addr
-        self.channel = grpc.aio.insecure_channel(dial_map.resolve(addr), interceptors=signing_interceptors(secret))
+        self.channel = aio_channel(dial_map.resolve(addr), tls or PLAINTEXT, interceptors=signing_interceptors(secret))
         self.stub = namesrv_pb2_grpc.NameServerStub(self.channel)
         self.wake = asyncio.Event()      # register now
         self.ping_now = asyncio.Event()  # ping now (attaches the stream to a fresh registration)
@@ -55,8 +57,9 @@ class Registrar:
                  build_request: Callable[[set[str] | None], namesrv_pb2.RegisterBrokerRequest],
                  identity: namesrv_pb2.BrokerIdentity, interval_s: float, keepalive_interval_s: float,
                  on_response: Callable[[str, namesrv_pb2.RegisterBrokerResponse], None] | None = None,
-                 secret: bytes | None = None) -> None:
+                 secret: bytes | None = None, tls: TlsConfig | None = None) -> None:
         self.addrs = list(namesrv_addrs)
+        self.tls = tls   # how name servers are dialed (None: plaintext)
         self.secret = secret   # the cluster secret: every call to a name server is signed with it
         self.build_request = build_request   # (changed topic names, or None for all) -> request
         self.identity = identity
@@ -72,7 +75,7 @@ class Registrar:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         for addr in self.addrs:
-            t = _Target(addr, self.secret)
+            t = _Target(addr, self.secret, self.tls)
             t.tasks = [asyncio.create_task(self._register_loop(t)), asyncio.create_task(self._keepalive_loop(t))]
             self._targets.append(t)
 

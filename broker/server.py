@@ -26,9 +26,11 @@ from orbitmq.broker.ha.replication_hooks import ReplicationHooks
 from orbitmq.broker.metrics import broker_rows
 from orbitmq.broker.registrar import Registrar
 from orbitmq.broker.service import WireError, add_to_server
+from orbitmq.common import tls as tlsmod
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth import load_secret
 from orbitmq.common.observability import Observability
+from orbitmq.common.tls_grpc import add_port
 from orbitmq.protos import common_pb2, namesrv_pb2
 
 log = logging.getLogger("orbitmq.broker")
@@ -67,6 +69,9 @@ class BrokerServer:
         from orbitmq.broker.service import BrokerService
 
         cfg = self.config
+        tls = tls_of(cfg)
+        ha = f" and replication ({cfg.ha_listen})" if cfg.ha_mode == "controller" else ""
+        log.info(tlsmod.mode_line(tls, "broker gRPC" + ha, cfg.listen))
         loop = asyncio.get_running_loop()
         self.store = self._make_store()
         # only the master writes its own records; followers/learners take the master's bytes only
@@ -89,10 +94,10 @@ class BrokerServer:
         pop_grpc.add_to_server(self)
         self.registrar = Registrar(cfg.namesrv, self.build_register_request, self.identity(),
                                    cfg.register_interval_s, cfg.keepalive_interval_s, self._on_register_response,
-                                   secret=secret)
+                                   secret=secret, tls=tls)
         # The hooks may add their own servicers to self.grpc_server (not started yet) and use the store.
         await self.hooks.start(self)
-        self.port = self.grpc_server.add_insecure_port(cfg.listen)
+        self.port = add_port(self.grpc_server, cfg.listen, tls)
         if self.port == 0:
             raise OSError(f"cannot listen on {cfg.listen}")
         await self.grpc_server.start()
@@ -288,6 +293,11 @@ def topic_from_dict(topic: str, d: dict[str, Any]) -> common_pb2.TopicConfig:
     return common_pb2.TopicConfig(topic=topic, read_queues=int(d.get("read_queues", 0)),
                                   write_queues=int(d.get("write_queues", 0)), perm=int(d.get("perm", 6)),
                                   order=bool(d.get("order", False)), attributes=d.get("attributes") or {})
+
+
+def tls_of(config: BrokerConfig) -> tlsmod.TlsConfig:
+    """The broker's TLS: its gRPC port, and how it dials name servers, controllers and masters."""
+    return tlsmod.from_config(config)
 
 
 def default_hooks(config: BrokerConfig) -> ReplicationHooks | None:

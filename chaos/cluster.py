@@ -33,7 +33,7 @@ from typing import Any
 import grpc
 
 from orbitmq.chaos import cluster_procs as procs
-from orbitmq.chaos.cluster_config import node_config, plan_nodes, port_count, to_toml
+from orbitmq.chaos.cluster_config import node_config, node_hosts, plan_nodes, port_count, tls_keys, to_toml
 from orbitmq.chaos.links import LinkProxies
 from orbitmq.chaos.topology import (
     CLIENT,
@@ -47,10 +47,14 @@ from orbitmq.chaos.topology import (
 )
 from orbitmq.common import dial_map, net
 from orbitmq.common import proc as proclib
+from orbitmq.common import tls as tlsmod
 from orbitmq.common.local_cluster import ClusterSpec
 from orbitmq.common.node_auth import load_secret
 from orbitmq.common.node_auth_grpc import signed_channel
 from orbitmq.common.secrets_file import write_secret_file
+from orbitmq.common.tls import TlsConfig
+from orbitmq.common.tls_certs import write_cluster_certs
+from orbitmq.common.tls_grpc import channel as tls_channel
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, namesrv_pb2, namesrv_pb2_grpc
 from orbitmq.protos import controller_pb2 as cpb
 from orbitmq.protos import controller_pb2_grpc as cpbg
@@ -119,6 +123,29 @@ class ChaosCluster:
         """advertised broker / name server address -> client proxy (empty without chaos)."""
         return dict(self.state.get("client_dial_map", {}))
 
+    @property
+    def secure(self) -> bool:
+        return bool(self.state.get("tls"))
+
+    @property
+    def client_tls(self) -> TlsConfig:
+        """What clients and tools dial this cluster with (plaintext unless `secure`): the cluster CA, and
+        the client certificate made for tools (needed by controllers in mtls mode)."""
+        t = self.state.get("tls") or {}
+        return TlsConfig(ca_file=t.get("ca_file", ""), cert_file=t.get("cert_file", ""), key_file=t.get("key_file", ""))
+
+    def _make_certs(self, spec: ClusterSpec, nodes: list[NodePlan]) -> dict[str, tuple[str, str]]:
+        """Secure clusters: the throwaway CA and a certificate per node (and `client`) under DIR/tls."""
+        if not spec.secure:
+            self.state["tls"] = None
+            return {}
+        wanted = {n.name: node_hosts(n) for n in nodes}
+        wanted["client"] = [spec.host]
+        certs = write_cluster_certs(self.root / "tls", wanted)
+        self.state["tls"] = {"ca_file": str(self.root / "tls" / "ca.pem"), "cert_file": certs["client"][0],
+                             "key_file": certs["client"][1], "mtls": bool(spec.mtls)}
+        return certs
+
     def node_names(self) -> list[str]:
         return list(self.nodes)
 
@@ -186,11 +213,13 @@ class ChaosCluster:
             secrets = {"raft": spec.raft_secret_file or str(write_secret_file(root / "raft.secret")),
                        "cluster": spec.cluster_secret_file or str(write_secret_file(root / "cluster.secret"))}
             state["cluster_secret_file"] = secrets["cluster"]
+            certs = self._make_certs(spec, nodes)
             for n in nodes:
                 data = str(root / n.name)
+                tls = tls_keys(n, spec, certs[n.name], state["tls"]["ca_file"]) if certs else None
                 (conf / f"{n.name}.toml").write_text(
                     f"# {n.name}: written by `orbitmq cluster up`\n" + to_toml(node_config(
-                        n, nodes, spec, data, maps.get(n.name, {}), secrets)))
+                        n, nodes, spec, data, maps.get(n.name, {}), secrets, tls)))
             self._save()
             self._write_env()
             chosen = [n.name for n in nodes] if not only else expand(only, [n.name for n in nodes])
@@ -203,6 +232,7 @@ class ChaosCluster:
                     net.wait_for_port(n.addr, 60.0)
             if chaos:
                 dial_map.install(self.client_dial_map)
+            tlsmod.install(self.client_tls if self.secure else None)
             if not only:
                 self.wait_ready(ready_timeout, fail_on_exit=True)
         except Exception as e:
@@ -275,6 +305,8 @@ class ChaosCluster:
         self = cls(root, state)
         if self.chaos:
             dial_map.install(self.client_dial_map)
+        if self.secure:
+            tlsmod.install(self.client_tls)
         return self
 
     def down(self) -> None:
@@ -296,6 +328,8 @@ class ChaosCluster:
             procs.stop(tp["pid"], tp.get("start_time"), timeout=5.0)
         if self.chaos:
             dial_map.remove(list(self.client_dial_map))
+        if self.secure:
+            tlsmod.install(None)
         with self._channels_lock:
             chans, self._channels = list(self._channels.values()), {}
         for ch in chans:
@@ -353,6 +387,7 @@ class ChaosCluster:
             lines.append(f"export ORBITMQ_CLUSTER_SECRET_FILE={secret}")
         if self.client_dial_map:
             lines.append(f"export {dial_map.ENV}={dial_map.format_map(self.client_dial_map)}")
+        lines += tlsmod.env_lines(self.client_tls)   # secure: the CA (and tools' certificate) to dial with
         (self.root / ENV_FILE).write_text("\n".join(lines) + "\n")
 
     # ---- process faults -------------------------------------------------------------------------------
@@ -470,7 +505,7 @@ class ChaosCluster:
                 # admin writes (CleanBrokerData) are signed with the cluster secret, as an operator's are
                 secret_file = self.state.get("cluster_secret_file")
                 secret = load_secret(secret_file or "")
-                ch = self._channels[addr] = signed_channel(grpc.insecure_channel(addr), secret)
+                ch = self._channels[addr] = signed_channel(tls_channel(addr, self.client_tls), secret)
             return ch
 
     def _metadata(self, name: str, timeout: float = 1.0) -> cpb.CtlGetMetadataReply | None:
@@ -669,6 +704,12 @@ class ChaosCluster:
             lines.append(f"  {n.name:<12} {kind:<10} {n.addr:<16}{extra:<22} pid {pid}")
         lines.append(f"  clients use name servers {','.join(self.namesrv_addrs)}"
                      + (" (client links; dial map in cluster.env)" if self.chaos else ""))
+        t = self.state.get("tls")
+        if t:
+            lines.append(f"  TLS on every gRPC port and replication stream; CA {t['ca_file']}"
+                         + ("; controllers and replication require client certificates (mTLS)" if t.get("mtls") else ""))
+        else:
+            lines.append("  plaintext (no TLS; `up --secure` for TLS)")
         lines.append(f"  admin: . {self.root / ENV_FILE}; orbitmq admin cluster list")
         return lines
 

@@ -63,12 +63,31 @@ def plan_nodes(spec: ClusterSpec, ports: Iterator[int]) -> list[NodePlan]:
     return out
 
 
+def node_hosts(node: NodePlan) -> list[str]:
+    """The hosts a node's certificate must name: those of every address it listens on."""
+    from orbitmq.common.net import split_addr
+
+    return list(dict.fromkeys(split_addr(a)[0] for a in (node.addr, node.raft_addr, node.ha_addr) if a))
+
+
+def tls_keys(node: NodePlan, spec: ClusterSpec, cert: tuple[str, str], ca_file: str) -> dict[str, Any]:
+    """A node's tls_* config keys in a secure cluster (`spec.secure`): its certificate, the CA, and with
+    `spec.mtls` client certificates required on node-only ports (controllers, replication)."""
+    cfg: dict[str, Any] = {"tls_cert_file": cert[0], "tls_key_file": cert[1], "tls_ca_file": ca_file}
+    if spec.mtls and node.kind == "controller":
+        cfg["tls_client_auth"] = True
+    if spec.mtls and node.kind == "broker":
+        cfg["ha_tls_client_auth"] = True
+    return cfg
+
+
 def node_config(node: NodePlan, nodes: list[NodePlan], spec: ClusterSpec, data_dir: str,
-                dial: dict[str, str], secrets: dict[str, str] | None = None) -> dict[str, Any]:
+                dial: dict[str, str], secrets: dict[str, str] | None = None,
+                tls: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config file content of one process (the dial map as its `dial_map` table). `secrets`:
     paths of the shared secret files, {"raft": ..., "cluster": ...} (controllers' Raft links; brokers
     signing their registrations, which the name servers then require along with the controllers'
-    word on every master claim)."""
+    word on every master claim). `tls`: the node's tls_* keys (`tls_keys`), none for plaintext."""
     secrets = secrets or {}
     ctl = [n for n in nodes if n.kind == "controller"]
     if node.kind == "controller":
@@ -89,6 +108,7 @@ def node_config(node: NodePlan, nodes: list[NodePlan], spec: ClusterSpec, data_d
                "ha_address": node.ha_addr, "controllers": [c.addr for c in ctl], "ha_learner": node.learner}
         if "cluster" in secrets:
             cfg["cluster_secret_file"] = secrets["cluster"]
+    cfg.update(tls or {})
     cfg.update(node.settings)
     if dial:
         cfg["dial_map"] = dict(dial)

@@ -95,11 +95,12 @@ def broker_ids(addrs: set[str], timeout: float = 3.0) -> dict[str, int]:
     """The broker id behind each address (asked from the broker itself); unreachable ones are left out."""
     import grpc
 
+    from orbitmq.common.tls_grpc import channel as tls_channel
     from orbitmq.protos import broker_pb2, broker_pb2_grpc
 
     out = {}
     for addr in sorted(a for a in addrs if a):
-        with grpc.insecure_channel(addr) as ch:
+        with tls_channel(addr) as ch:   # the process default: a secure cluster's CA
             try:
                 st = broker_pb2_grpc.BrokerStub(ch).GetBrokerStatus(broker_pb2.GetBrokerStatusRequest(), timeout=timeout)
                 out[addr] = int(st.broker_id)

@@ -45,6 +45,7 @@ Example file:
 
 Examples:
   orbitmq cluster up --dir /tmp/orbit --chaos
+  orbitmq cluster up --dir /tmp/orbit-tls --secure      # TLS everywhere (add --mtls for mutual TLS)
   orbitmq cluster status --dir /tmp/orbit
   orbitmq cluster partition --dir /tmp/orbit broker-a-1 / controllers
   orbitmq cluster heal --dir /tmp/orbit
@@ -75,6 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _dir_arg(q)
     spec_args(q)
     q.add_argument("--chaos", action="store_true", help="every node-to-node link through its own Toxiproxy proxy")
+    q.add_argument("--secure", action="store_true",
+                   help="TLS everywhere: a throwaway CA and node certificates under DIR/tls; cluster.env gives "
+                        "clients the CA ($ORBITMQ_TLS_CA)")
+    q.add_argument("--mtls", action="store_true",
+                   help="with --secure: controllers and replication ports require client certificates (mutual TLS)")
     q.add_argument("--toxiproxy", default=None, metavar="URL",
                    help="Toxiproxy API (default $TOXIPROXY_URL, else an embedded server started for the cluster)")
     q.add_argument("--fresh", action="store_true",
@@ -142,6 +148,10 @@ def _fail(text: str, code: int = 1) -> int:
 
 def load_spec(args: argparse.Namespace) -> ClusterSpec:
     overrides = list(args.set)
+    if getattr(args, "secure", False) or getattr(args, "mtls", False):
+        overrides.append("secure=true")
+    if getattr(args, "mtls", False):
+        overrides.append("mtls=true")
     if getattr(args, "dir", None):
         overrides.append(f"dir={args.dir}")
     return config.load(ClusterSpec, args.config, "cluster", overrides)

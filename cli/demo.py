@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hold", type=float, default=6.0, help="seconds a network fault is held (default 6)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="cluster spec override (see `orbitmq cluster --help`)")
+    p.add_argument("--secure", action="store_true",
+                   help="TLS on every link (throwaway CA and certificates under DIR/cluster/tls)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     p.set_defaults(func=run)
 
@@ -100,6 +102,8 @@ def run(args: argparse.Namespace, cluster_factory: Any = None) -> int:
     root = Path(args.dir or tempfile.mkdtemp(prefix="orbitmq-demo-")).resolve()
     overrides.append(f"dir={root / 'cluster'}")
     overrides.append(f"broker_sets={BROKER_SET}")
+    if getattr(args, "secure", False):
+        overrides.append("secure=true")
     try:
         spec = config.load(ClusterSpec, None, None, overrides)
     except (config.ConfigError, ValueError) as e:
@@ -116,10 +120,11 @@ def run(args: argparse.Namespace, cluster_factory: Any = None) -> int:
     from orbitmq.chaos.timeline import plot_png, timeline_lines
     from orbitmq.chaos.workload import Workload, WorkloadConfig, read_back
 
-    result: dict = {"kills": [], "network_faults": [], "cluster_dir": str(root / "cluster")}
+    result: dict = {"kills": [], "network_faults": [], "cluster_dir": str(root / "cluster"), "secure": spec.secure}
     windows: list[FaultWindow] = []
     _say(quiet, f"1. starting {spec.controllers} controllers, name servers and {BROKER_SET}: "
-                f"{spec.replicas} replicas + {spec.learners} learner, every link through a proxy "
+                f"{spec.replicas} replicas + {spec.learners} learner, every link through a proxy"
+                f"{' and TLS (throwaway CA)' if spec.secure else ''} "
                 f"(logs in {root / 'cluster'})")
     from orbitmq.chaos.run import start_cluster
 

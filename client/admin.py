@@ -14,6 +14,7 @@ from typing import Any
 from orbitmq.client import errors
 from orbitmq.client.routes import RouteInfo
 from orbitmq.client.transport import Transport
+from orbitmq.common.tls import TlsConfig
 from orbitmq.protos import broker_pb2, common_pb2, namesrv_pb2
 
 
@@ -40,8 +41,10 @@ class QueueProgress:
 class Admin:
     """Administration client; use as a context manager or call `close()`."""
 
-    def __init__(self, namesrv: str | list[str], rpc_timeout_s: float = 10.0) -> None:
-        self.transport = Transport(namesrv, route_refresh_s=1.0, rpc_timeout_s=rpc_timeout_s)
+    def __init__(self, namesrv: str | list[str], rpc_timeout_s: float = 10.0,
+                 tls: TlsConfig | str | bool | None = None) -> None:
+        """`tls`: as for `Producer` (None: $ORBITMQ_TLS_*)."""
+        self.transport = Transport(namesrv, route_refresh_s=1.0, rpc_timeout_s=rpc_timeout_s, tls=tls)
 
     def __enter__(self) -> Admin:
         return self

@@ -27,6 +27,7 @@ from orbitmq.client.offset_store import LocalOffsetStore, RemoteOffsetStore
 from orbitmq.client.offsets import OffsetTracker
 from orbitmq.client.routes import MessageQueue
 from orbitmq.client.transport import Transport
+from orbitmq.common.tls import TlsConfig
 from orbitmq.protos import broker_pb2
 
 log = logging.getLogger("orbitmq.client.consumer")
@@ -69,7 +70,8 @@ class ConsumerBase:
                  rebalance_interval_s: float = 1.0, commit_interval_s: float = 1.0, consume_from: str = "first",
                  max_cached_per_queue: int = 1000, offset_file: str | Path | None = None,
                  route_refresh_s: float = 30.0, rpc_timeout_s: float = 5.0,
-                 on_rebalance: Callable[[list[MessageQueue]], None] | None = None) -> None:
+                 on_rebalance: Callable[[list[MessageQueue]], None] | None = None,
+                 tls: TlsConfig | str | bool | None = None) -> None:
         if not isinstance(group, str) or not group:
             raise errors.BadRequestError("a consumer group name is required")
         if consume_from not in ("first", "last"):
@@ -78,7 +80,7 @@ class ConsumerBase:
             raise ValueError("need pull_batch >= 1, long_poll_ms >= 0, intervals > 0")
         self.group = group
         self.model = MessageModel(model)
-        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=rpc_timeout_s)
+        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=rpc_timeout_s, tls=tls)
         self.client_id = make_client_id(instance_name)
         self.pull_batch = pull_batch
         self.long_poll_ms = long_poll_ms

@@ -30,6 +30,7 @@ from orbitmq.client.message import Message, MsgIdGenerator, SendReceipt
 from orbitmq.client.routes import MessageQueue, RouteInfo, Selector, select_round_robin
 from orbitmq.client.send_policy import PROBE_S, Decision, Failure, decide, moved
 from orbitmq.client.transport import Transport
+from orbitmq.common.tls import TlsConfig
 from orbitmq.protos import broker_pb2
 
 log = logging.getLogger("orbitmq.client.producer")
@@ -49,10 +50,12 @@ class Producer:
     def __init__(self, namesrv: str | list[str], *, send_timeout_s: float = 3.0, retries: int = 2,
                  selector: Selector | None = None, route_refresh_s: float = 30.0,
                  batch_max_messages: int = 256, batch_max_bytes: int = 1 << 20, linger_ms: float = 5.0,
-                 max_in_flight: int = 16) -> None:
+                 max_in_flight: int = 16, tls: TlsConfig | str | bool | None = None) -> None:
+        """`tls`: TLS to brokers and name servers: a `TlsConfig`, a CA file path, False (plaintext)
+        or None (the process default: $ORBITMQ_TLS_CA, $ORBITMQ_TLS_CERT, $ORBITMQ_TLS_KEY)."""
         if send_timeout_s <= 0 or retries < 0 or max_in_flight < 1:
             raise ValueError("need send_timeout_s > 0, retries >= 0, max_in_flight >= 1")
-        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=send_timeout_s)
+        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=send_timeout_s, tls=tls)
         self.send_timeout_s = send_timeout_s
         self.retries = retries
         self.selector = selector

@@ -31,6 +31,7 @@ from orbitmq.client import errors
 from orbitmq.client.consumer import ConsumeStatus, Listener
 from orbitmq.client.message import Message, MsgIdGenerator, SendReceipt
 from orbitmq.client.routes import MessageQueue
+from orbitmq.common.tls_grpc import channel as tls_channel
 from orbitmq.protos import common_pb2
 from orbitmq.protos import rocketmq_v2_definition_pb2 as d
 from orbitmq.protos import rocketmq_v2_service_pb2 as s
@@ -57,9 +58,9 @@ def check(status: d.Status) -> None:
 
 
 class _Conn:
-    def __init__(self, endpoint: str, namespace: str, timeout_s: float) -> None:
-        self.channel = grpc.insecure_channel(endpoint, options=[("grpc.max_receive_message_length", -1),
-                                                                ("grpc.max_send_message_length", -1)])
+    def __init__(self, endpoint: str, namespace: str, timeout_s: float, tls: Any = None) -> None:
+        self.channel = tls_channel(endpoint, tls, options=[("grpc.max_receive_message_length", -1),
+                                                           ("grpc.max_send_message_length", -1)])
         self.stub = sg.MessagingServiceStub(self.channel)
         self.namespace = namespace
         self.timeout_s = timeout_s
@@ -82,8 +83,10 @@ class _Conn:
 class ProxyProducer:
     """`Producer`'s send API through a proxy endpoint (host:port)."""
 
-    def __init__(self, endpoint: str, *, send_timeout_s: float = 3.0, retries: int = 2, namespace: str = "") -> None:
-        self.conn = _Conn(endpoint, namespace, send_timeout_s)
+    def __init__(self, endpoint: str, *, send_timeout_s: float = 3.0, retries: int = 2, namespace: str = "",
+                 tls: Any = None) -> None:
+        """`tls`: TLS to the proxy, as `Producer`'s (a TlsConfig, a CA file, False, None: $ORBITMQ_TLS_*)."""
+        self.conn = _Conn(endpoint, namespace, send_timeout_s, tls)
         self.retries = retries
         self._ids = MsgIdGenerator()
         self._pool: ThreadPoolExecutor | None = None
@@ -172,11 +175,11 @@ class ProxyPushConsumer:
 
     def __init__(self, group: str, endpoint: str, *, threads: int = 4, consume_batch: int = 1, batch: int = 32,
                  invisible_s: float = 30.0, reconsume_delay_s: float = 1.0, long_poll_s: float = 20.0,
-                 namespace: str = "") -> None:
+                 namespace: str = "", tls: Any = None) -> None:
         if threads < 1 or consume_batch < 1 or not 1 <= batch <= 64:
             raise ValueError("need threads >= 1, consume_batch >= 1, 1 <= batch <= 64")
         self.group = group
-        self.conn = _Conn(endpoint, namespace, 10.0)
+        self.conn = _Conn(endpoint, namespace, 10.0, tls)
         self.threads, self.consume_batch, self.batch = threads, consume_batch, batch
         self.invisible_s, self.reconsume_delay_s, self.long_poll_s = invisible_s, reconsume_delay_s, long_poll_s
         self._subs: dict[str, str] = {}

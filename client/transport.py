@@ -20,6 +20,10 @@ import grpc
 from orbitmq.client import errors
 from orbitmq.client.routes import RouteInfo
 from orbitmq.common import dial_map
+from orbitmq.common import tls as tlsmod
+from orbitmq.common.tls import TlsConfig
+from orbitmq.common.tls_grpc import channel as tls_channel
+from orbitmq.common.tls_grpc import handshake_hint
 from orbitmq.protos import broker_pb2_grpc, namesrv_pb2, namesrv_pb2_grpc
 
 log = logging.getLogger("orbitmq.client")
@@ -51,8 +55,12 @@ def parse_namesrv(namesrv: str | list[str] | tuple[str, ...]) -> list[str]:
 class Transport:
     """Channels and stubs by address, plus the route cache of one client object."""
 
-    def __init__(self, namesrv: str | list[str], route_refresh_s: float = 30.0, rpc_timeout_s: float = 10.0) -> None:
+    def __init__(self, namesrv: str | list[str], route_refresh_s: float = 30.0, rpc_timeout_s: float = 10.0,
+                 tls: TlsConfig | str | bool | None = None) -> None:
+        """`tls`: a TlsConfig, a CA file path, False (plaintext) or None (the process default,
+        $ORBITMQ_TLS_CA / _CERT / _KEY; common/tls.py `resolve`)."""
         self.namesrv = parse_namesrv(namesrv)
+        self.tls = tlsmod.resolve(tls)
         self.route_refresh_s = route_refresh_s
         self.rpc_timeout_s = rpc_timeout_s
         self._lock = threading.Lock()
@@ -75,8 +83,17 @@ class Transport:
                     raise errors.ClientClosedError("client is closed")
                 ch = self._channels.get(addr)
                 if ch is None:
-                    ch = self._channels[addr] = grpc.insecure_channel(dial_map.resolve(addr), options=CHANNEL_OPTIONS)
+                    ch = self._channels[addr] = tls_channel(dial_map.resolve(addr), self.tls, CHANNEL_OPTIONS)
         return ch
+
+    def _error(self, e: grpc.RpcError, addr: str) -> errors.OrbitError:
+        err = errors.from_rpc_error(e, addr)
+        if isinstance(err, errors.UnavailableError):
+            hint = handshake_hint(err.details, self.tls.dials_tls, bool(self.tls.cert_file))
+            if hint:
+                err.details += hint
+                err.args = (err.details,)
+        return err
 
     def broker(self, addr: str) -> broker_pb2_grpc.BrokerStub:
         stub = self._brokers.get(addr)
@@ -95,7 +112,7 @@ class Transport:
         try:
             return getattr(self.broker(addr), method)(request, timeout=timeout or self.rpc_timeout_s)
         except grpc.RpcError as e:
-            raise errors.from_rpc_error(e, addr) from None
+            raise self._error(e, addr) from None
 
     def call_namesrv(self, method: str, request: Any, timeout: float | None = None) -> Any:
         """Ask the name servers in turn (starting with the last that answered) until one answers.
@@ -112,7 +129,7 @@ class Transport:
                 self._ns_index = idx
                 return resp
             except grpc.RpcError as e:
-                err = errors.from_rpc_error(e, addr)
+                err = self._error(e, addr)
                 if not isinstance(err, errors.UnavailableError | errors.RequestTimeoutError):
                     raise err from None
                 last = err

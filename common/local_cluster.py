@@ -16,6 +16,7 @@ import grpc
 
 from orbitmq.common import net, proc
 from orbitmq.common.secrets_file import write_secret_file
+from orbitmq.common.tls_grpc import channel as tls_channel
 from orbitmq.protos import broker_pb2, broker_pb2_grpc
 
 
@@ -43,6 +44,12 @@ class ClusterSpec:
                "deployment names one file whose content every host holds)"})
     cluster_secret_file: str = field(default="", metadata={
         "doc": "the nodes' shared cluster secret (empty: a new one under the cluster dir; multi-host: as above)"})
+    secure: bool = field(default=False, metadata={
+        "doc": "TLS on every gRPC port and replication stream, with a throwaway CA and node certificates made "
+               "under DIR/tls (`cluster up --secure`)"})
+    mtls: bool = field(default=False, metadata={
+        "doc": "with secure: controllers and replication ports also require a client certificate from the "
+               "cluster CA (mutual TLS between nodes; tools get DIR/tls/client.pem through cluster.env)"})
     sets: dict[str, Any] = field(default_factory=dict, metadata={
         "doc": "per-set overrides, [cluster.sets.NAME]: replicas, learners, settings (broker keys)"})
     nodes: dict[str, Any] = field(default_factory=dict, metadata={
@@ -50,6 +57,8 @@ class ClusterSpec:
                "settings (config keys); fixed addresses make the file a multi-host deployment"})
 
     def validate(self) -> None:
+        if self.mtls and not self.secure:
+            raise ValueError("mtls needs secure (TLS) as well")
         if self.controllers not in (1, 3, 5):
             raise ValueError(f"controllers must be 1, 3 or 5, got {self.controllers}")
         if self.replicas < 1 or self.learners < 0 or self.namesrvs < 1:
@@ -93,6 +102,9 @@ class LocalCluster:
 
     def __init__(self, spec: ClusterSpec) -> None:
         spec.validate()
+        if spec.secure:
+            raise ValueError("a secure (TLS) cluster is started by `orbitmq cluster up --secure` (ChaosCluster), "
+                             "not by `cluster run`")
         self.spec = spec
         self.root = Path(spec.dir).resolve()
         self.logs_dir = self.root / "logs"
@@ -266,7 +278,7 @@ class LocalCluster:
 
     def _stub(self, addr: str) -> broker_pb2_grpc.BrokerStub:
         if addr not in self._stubs:
-            ch = grpc.insecure_channel(addr)
+            ch = tls_channel(addr)   # the process default ($ORBITMQ_TLS_*; LocalCluster itself runs plaintext)
             self._stubs[addr] = (ch, broker_pb2_grpc.BrokerStub(ch))
         return self._stubs[addr][1]
 

@@ -36,6 +36,7 @@ import grpc
 from orbitmq.common.durable import remove_file, replace_file
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth import load_secret
+from orbitmq.common.tls import from_config as tls_from_config
 from orbitmq.controller.client import ControllerClient, ControllerError, NotLeader, map_error
 from orbitmq.controller.refusals import Refusal
 from orbitmq.protos import controller_pb2 as pb
@@ -73,6 +74,7 @@ class AgentSettings:
     election_priority: int = 0
     rpc_timeout_s: float = 2.0
     secret: bytes | None = None    # the cluster secret: every call to the controllers is signed with it
+    tls: Any = None                # common.tls.TlsConfig the controllers are dialed with (None: plaintext)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,7 +115,8 @@ class BrokerAgent:
         self.s = settings
         self.hooks = hooks
         self.client = ControllerClient(settings.controllers, rpc_timeout_s=settings.rpc_timeout_s,
-                                       retry_deadline_s=max(2.0, 4 * settings.rpc_timeout_s), secret=settings.secret)
+                                       retry_deadline_s=max(2.0, 4 * settings.rpc_timeout_s), secret=settings.secret,
+                                       tls=settings.tls or False)
         self.broker_id = 0
         self.check_code = ""
         self.registered = asyncio.Event()
@@ -137,7 +140,8 @@ class BrokerAgent:
             learner=bool(getattr(config, "ha_learner", False)),
             heartbeat_s=float(getattr(config, "controller_heartbeat_s", 0.5)),
             election_priority=int(getattr(config, "election_priority", 0)),
-            secret=load_secret(getattr(config, "cluster_secret_file", "")))
+            secret=load_secret(getattr(config, "cluster_secret_file", "")),
+            tls=tls_from_config(config))
         return cls(s, hooks)
 
     # ---- lifecycle ------------------------------------------------------------------------------------

@@ -18,9 +18,12 @@ import grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from orbitmq.common import dial_map
+from orbitmq.common import tls as tlsmod
 from orbitmq.common.error_codes import ErrorCode
 from orbitmq.common.grpc_errors import ERROR_KEY, LEADER_KEY, metadata_of
 from orbitmq.common.node_auth_grpc import signing_interceptors
+from orbitmq.common.tls import TlsConfig
+from orbitmq.common.tls_grpc import aio_channel, handshake_hint
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
 
@@ -82,8 +85,10 @@ class ControllerClient:
     """Calls the controller leader. `addresses`: every controller's gRPC address (host:port)."""
 
     def __init__(self, addresses: Sequence[str], rpc_timeout_s: float = 5.0, retry_deadline_s: float = 10.0,
-                 secret: bytes | None = None) -> None:
-        """`secret`: the cluster secret; every call is signed with it (brokers and admin writes)."""
+                 secret: bytes | None = None, tls: TlsConfig | str | bool | None = None) -> None:
+        """`secret`: the cluster secret; every call is signed with it (brokers and admin writes).
+        `tls`: how the controllers are dialed (common/tls.py `resolve`: None is the process default,
+        $ORBITMQ_TLS_*; False plaintext)."""
         addrs = [a.strip() for a in addresses if a.strip()]
         if not addrs:
             raise ValueError("no controller addresses")
@@ -96,13 +101,25 @@ class ControllerClient:
         self._next = 0
         self._bad: dict[str, float] = {}   # address -> until when it is not trusted as leader
         self._interceptors = signing_interceptors(secret)
+        self.tls = tlsmod.resolve(tls)
 
     def stub(self, addr: str) -> pbg.ControllerStub:
         if addr not in self._stubs:
-            ch = grpc.aio.insecure_channel(dial_map.resolve(addr), interceptors=self._interceptors)
+            ch = aio_channel(dial_map.resolve(addr), self.tls, interceptors=self._interceptors)
             self._channels[addr] = ch
             self._stubs[addr] = pbg.ControllerStub(ch)
         return self._stubs[addr]
+
+    def _error(self, e: grpc.RpcError, addr: str) -> ControllerError:
+        """map_error, plus a hint when the failure looks like a TLS mismatch (plaintext to a TLS port,
+        no client certificate for a mutual-TLS port, an unknown CA)."""
+        err = map_error(e, addr)
+        if isinstance(err, NoLeader):
+            hint = handshake_hint(err.message, self.tls.dials_tls, bool(self.tls.cert_file))
+            if hint:
+                err.message += hint
+                err.args = (f"{err.code}: {err.message}",)
+        return err
 
     async def close(self) -> None:
         chans, self._channels, self._stubs = list(self._channels.values()), {}, {}
@@ -135,7 +152,7 @@ class ControllerClient:
             try:
                 return await getattr(self.stub(addr), method)(request, timeout=timeout or self.rpc_timeout_s)
             except grpc.RpcError as e:
-                err = map_error(e, addr)
+                err = self._error(e, addr)
                 last[:] = [err]
                 if isinstance(err, NotLeader):
                     self._rotate(addr, err.leader)
@@ -210,7 +227,7 @@ class ControllerClient:
         try:
             return await self.stub(addr).GetMetadata(pb.CtlGetMetadataRequest(), timeout=self.rpc_timeout_s)
         except grpc.RpcError as e:
-            raise map_error(e, addr) from None
+            raise self._error(e, addr) from None
 
     async def get_history(self, cluster: str = "", broker_set: str = "", limit: int = 0) -> list[pb.CtlMasterChange]:
         r = await self.call("GetHistory", pb.CtlGetHistoryRequest(cluster=cluster, broker_set=broker_set, limit=limit))

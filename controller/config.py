@@ -66,6 +66,12 @@ class ControllerConfig:
     cluster_secret_file: str = _doc("", "file with the cluster secret: brokers' calls about themselves and "
                                     "admin writes (elect, clean) must be signed with it (brokers' and admin "
                                     "tools' cluster_secret_file). Empty: anyone may make them")
+    tls_cert_file: str = _doc("", "PEM certificate: serve gRPC over TLS (brokers, name servers, admin tools); "
+                              "empty: plaintext. Raft links are encrypted by raft_secret_file instead")
+    tls_key_file: str = _doc("", "PEM private key of tls_cert_file")
+    tls_ca_file: str = _doc("", "PEM CA bundle that signs client certificates (with tls_client_auth)")
+    tls_client_auth: bool = _doc(False, "require a client certificate signed by tls_ca_file from every caller "
+                                 "(mutual TLS: brokers, name servers, admin tools)")
     metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
     log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
     dial_map: dict[str, str] = _doc({}, "[dial_map] table: advertised host:port -> host:port to dial (peers' Raft "
@@ -100,6 +106,8 @@ class ControllerConfig:
 
         self.raft_password()   # a missing, unreadable or weak secret fails at start, naming the file
         check_secret_file(self.cluster_secret_file)
+        from orbitmq.common.tls import validate_config
+        validate_config(self)
         if self.peers and self.insecure_raft:
             outside = [a for a in [self.raft_addr, *self.peers] if not is_loopback(split_addr(a)[0])]
             if outside:

@@ -25,11 +25,13 @@ from typing import Any
 import grpc
 
 from orbitmq.common import grpc_errors
+from orbitmq.common import tls as tlsmod
 from orbitmq.common.error_codes import ErrorCode
 from orbitmq.common.grpc_errors import MalformedRequestGuard, abort
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth_grpc import NodeAuthInterceptor
 from orbitmq.common.observability import Observability
+from orbitmq.common.tls_grpc import add_port
 from orbitmq.controller import election as el
 from orbitmq.controller import state as st
 from orbitmq.controller.config import ControllerConfig
@@ -506,8 +508,11 @@ async def start_controller(config: ControllerConfig, server: grpc.aio.Server | N
     added to it and `config.listen` must be that server's address; otherwise a gRPC server is
     started on `config.listen`."""
     config.validate()
-    service = ControllerService(config)
     own = server is None
+    tls = tlsmod.from_config(config)
+    if own:
+        log.info(tlsmod.mode_line(tls, "controller gRPC", config.listen))
+    service = ControllerService(config)
     obs = Observability("controller", metrics_listen=config.metrics_listen)
     if own:
         # brokers' calls about themselves and admin writes must carry the cluster secret's signature
@@ -517,7 +522,7 @@ async def start_controller(config: ControllerConfig, server: grpc.aio.Server | N
     pbg.add_ControllerServicer_to_server(service, server)
     obs.attach(server, ["orbitmq.v1.Controller"], lambda: controller_rows(service))
     if own:
-        if server.add_insecure_port(config.listen) == 0:
+        if add_port(server, config.listen, tls) == 0:
             await service.stop()
             raise OSError(f"cannot listen on {config.listen}")
         await server.start()

@@ -16,6 +16,13 @@ class NamesrvConfig:
     cluster_secret_file: str = field(default="", metadata={
         "doc": "file with the cluster secret: only registrations signed with it are accepted (brokers' "
                "cluster_secret_file). Empty: anyone who reaches the port can register a broker"})
+    tls_cert_file: str = field(default="", metadata={
+        "doc": "PEM certificate: serve gRPC over TLS and present it to the controllers (empty: plaintext)"})
+    tls_key_file: str = field(default="", metadata={"doc": "PEM private key of tls_cert_file"})
+    tls_ca_file: str = field(default="", metadata={
+        "doc": "PEM CA bundle that signs the controllers' certificates (and client certificates when required)"})
+    tls_client_auth: bool = field(default=False, metadata={
+        "doc": "require a client certificate signed by tls_ca_file (brokers, producers, consumers, tools)"})
     controllers: list[str] = field(default_factory=list, metadata={
         "doc": "controller addresses: a broker claiming mastership is accepted only if the controller "
                "says it is the master at that epoch (empty: the claim is trusted)"})
@@ -44,3 +51,5 @@ class NamesrvConfig:
                 raise ConfigError(f"controllers: {e}") from None
         from orbitmq.common.node_auth import check_secret_file
         check_secret_file(self.cluster_secret_file)
+        from orbitmq.common.tls import validate_config
+        validate_config(self)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 
 import grpc
 
+from orbitmq.common import tls as tlsmod
 from orbitmq.common.error_codes import ErrorCode
 from orbitmq.common.grpc_errors import MalformedRequestGuard, abort
 from orbitmq.common.logs import kv
@@ -23,6 +24,7 @@ from orbitmq.common.metrics import Row
 from orbitmq.common.node_auth import load_secret
 from orbitmq.common.node_auth_grpc import NodeAuthInterceptor
 from orbitmq.common.observability import Observability
+from orbitmq.common.tls_grpc import add_port
 from orbitmq.controller.node_methods import CONTROLLER_NODE_METHODS, CONTROLLER_SERVICE
 from orbitmq.namesrv.config import NamesrvConfig
 from orbitmq.namesrv.routes import (
@@ -70,7 +72,7 @@ class NameServerService(namesrv_pb2_grpc.NameServerServicer):
         self.table = RouteTable(default_expire_s=config.expire_after_s)
         self.clock = clock
         self.secret = load_secret(config.cluster_secret_file)
-        self.voucher = MasterVoucher(config.controllers) if config.controllers else None
+        self.voucher = MasterVoucher(config.controllers, tls=tlsmod.from_config(config)) if config.controllers else None
 
     async def RegisterBroker(self, request, context):  # noqa: N802 - gRPC method name
         b = request.broker
@@ -171,6 +173,8 @@ async def _abort(context: grpc.aio.ServicerContext, status: grpc.StatusCode, cod
 async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
                 started: Callable[[NameServerService], None] | None = None) -> None:
     """Run the name server (and any hooked services) until SIGTERM/SIGINT, then stop cleanly."""
+    tls = tlsmod.from_config(config)
+    log.info(tlsmod.mode_line(tls, "name server" + (" and embedded controller" if hooks else ""), config.listen))
     obs = Observability("namesrv", config.metrics_listen)
     service = NameServerService(config)
     # brokers' writes must be signed with the cluster secret; an embedded controller's broker-facing
@@ -185,7 +189,7 @@ async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
         stop = await hook(server)
         if stop is not None:
             stops.append(stop)
-    if server.add_insecure_port(config.listen) == 0:
+    if add_port(server, config.listen, tls) == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
     await obs.started()

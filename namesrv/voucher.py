@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from orbitmq.common.logs import kv
 
@@ -22,10 +23,12 @@ WARN_EVERY_S = 10.0
 class MasterVoucher:
     """`await check(cluster, broker_set, broker_id, epoch)` -> None if vouched, else why not."""
 
-    def __init__(self, controllers: list[str], rpc_timeout_s: float = 1.0) -> None:
+    def __init__(self, controllers: list[str], rpc_timeout_s: float = 1.0, tls: Any = None) -> None:
+        """`tls`: the name server's common.tls.TlsConfig the controllers are dialed with (None: plaintext)."""
         from orbitmq.controller.client import ControllerClient
 
-        self.client = ControllerClient(controllers, rpc_timeout_s=rpc_timeout_s, retry_deadline_s=rpc_timeout_s)
+        self.client = ControllerClient(controllers, rpc_timeout_s=rpc_timeout_s, retry_deadline_s=rpc_timeout_s,
+                                       tls=tls or False)
         self.confirmed: dict[tuple[str, str], tuple[int, int]] = {}   # (cluster, set) -> (master id, epoch)
         self._warned = 0.0
 

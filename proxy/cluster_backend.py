@@ -25,6 +25,9 @@ from orbitmq.broker.store.record import Message as Record
 from orbitmq.broker.timer_service import TIMER_TOPIC, divert
 from orbitmq.client import errors as cerr
 from orbitmq.client.transport import Transport
+from orbitmq.common.tls import TlsConfig
+from orbitmq.common.tls import from_config as tls_from_config
+from orbitmq.common.tls_grpc import aio_channel
 from orbitmq.protos import (
     broker_pb2,
     broker_pb2_grpc,
@@ -77,8 +80,12 @@ class ClusterBackend:
         self._stubs: dict[tuple[str, Any], Any] = {}
         self._routes: dict[str, tuple[float, Any]] = {}
 
+    def _tls(self) -> TlsConfig:
+        """Brokers and name servers are dialed with the proxy's own TLS settings."""
+        return tls_from_config(self.config)
+
     async def open(self) -> None:
-        self.transport = Transport(self.config.namesrv, route_refresh_s=5.0)
+        self.transport = Transport(self.config.namesrv, route_refresh_s=5.0, tls=self._tls())
 
     async def close(self) -> None:
         for ch in self._channels.values():
@@ -91,7 +98,7 @@ class ClusterBackend:
     def _channel(self, addr: str) -> grpc.aio.Channel:
         ch = self._channels.get(addr)
         if ch is None:
-            ch = self._channels[addr] = grpc.aio.insecure_channel(addr, options=[
+            ch = self._channels[addr] = aio_channel(addr, self._tls(), options=[
                 ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)])
         return ch
 

@@ -34,6 +34,14 @@ class ProxyConfig:
         "doc": "a transaction unresolved this long (and again after each check) gets a check sent to a producer "
                "of its topic (a producer's orphaned_transaction_recovery_duration wins for the first check)"})
     tx_max_checks: int = field(default=15, metadata={"doc": "checks before an unresolved transaction is rolled back"})
+    tls_cert_file: str = field(default="", metadata={
+        "doc": "PEM certificate: serve clients over TLS, and present it to brokers and name servers in cluster "
+               "mode (empty: plaintext)"})
+    tls_key_file: str = field(default="", metadata={"doc": "PEM private key of tls_cert_file"})
+    tls_ca_file: str = field(default="", metadata={
+        "doc": "PEM CA bundle: cluster mode dials brokers and name servers with TLS checked against it; with "
+               "tls_client_auth it also signs the clients' certificates"})
+    tls_client_auth: bool = field(default=False, metadata={"doc": "require a client certificate signed by tls_ca_file"})
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG, INFO, WARNING or ERROR"})
 
     def validate(self) -> None:
@@ -54,6 +62,8 @@ class ProxyConfig:
             raise ConfigError("max_attempts, default_queues and max_message_size must be >= 1")
         for g in self.groups:
             parse_group_spec(g)
+        from orbitmq.common.tls import validate_config
+        validate_config(self)
 
 
 def parse_group_spec(spec: str) -> tuple[str, bool, int | None]:

@@ -12,7 +12,9 @@ import signal
 
 import grpc
 
+from orbitmq.common import tls as tlsmod
 from orbitmq.common.logs import kv
+from orbitmq.common.tls_grpc import add_port
 from orbitmq.protos import rocketmq_v2_service_pb2_grpc as sg
 from orbitmq.proxy.config import ProxyConfig
 from orbitmq.proxy.service import MessagingService
@@ -32,13 +34,15 @@ def make_backend(config: ProxyConfig):
 
 async def serve(config: ProxyConfig) -> None:
     """Run until SIGTERM/SIGINT."""
+    tls = tlsmod.from_config(config)
+    log.info(tlsmod.mode_line(tls, "RocketMQ 5 proxy", config.listen))
     backend = make_backend(config)
     await backend.open()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", config.max_message_size + (1 << 20)),
                                       ("grpc.max_send_message_length", -1)])
     service = MessagingService(config, backend)
     sg.add_MessagingServiceServicer_to_server(service, server)
-    if server.add_insecure_port(config.listen) == 0:
+    if add_port(server, config.listen, tls) == 0:
         await backend.close()
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()

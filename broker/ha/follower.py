@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from orbitmq.broker.ha import protocol as hp
 from orbitmq.broker.ha.connection import (
@@ -48,6 +49,7 @@ class FollowerSettings:
     idle_timeout_s: float = 6.0
     reconnect_s: float = 0.3
     connect_timeout_s: float = 2.0
+    ssl: Any = None   # ssl.SSLContext: dial the master over TLS (common/tls.py client_ssl_context)
 
 
 class HAFollower:
@@ -106,7 +108,10 @@ class HAFollower:
 
     async def _session(self) -> None:
         host, port = split_addr(dial_map.resolve(self.master_ha))
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.settings.connect_timeout_s)
+        tls = {"ssl": self.settings.ssl, "ssl_handshake_timeout": self.settings.connect_timeout_s} \
+            if self.settings.ssl else {}
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, **tls),
+                                                self.settings.connect_timeout_s * (2 if tls else 1))
         self.stats["connects"] += 1
         conn = FollowerConnection(self.broker_id, self.learner, self.min_master_epoch, self.settings.heartbeat_s,
                                   self._sync_flush)

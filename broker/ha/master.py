@@ -61,6 +61,7 @@ class MasterSettings:
     max_lag_s: float = 5.0
     ack_timeout_s: float = 3.0
     policy: AckPolicy = AckPolicy()  # noqa: RUF009 - frozen dataclass instance
+    ssl: Any = None   # ssl.SSLContext: serve the stream over TLS (common/tls.py server_ssl_context)
 
 
 def _resolve(fut: asyncio.Future) -> None:
@@ -160,7 +161,8 @@ class HAMaster:
 
     async def start(self) -> int:
         host, port = split_addr(self.listen)
-        self.server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+        tls = {"ssl": self.settings.ssl, "ssl_handshake_timeout": self.settings.idle_timeout_s} if self.settings.ssl else {}
+        self.server = await asyncio.start_server(self._serve, host, port, reuse_address=True, **tls)
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         self._update_confirm()
         return int(self.server.sockets[0].getsockname()[1])

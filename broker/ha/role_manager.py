@@ -25,6 +25,7 @@ from orbitmq.broker.ha.follower import FollowerSettings, HAFollower
 from orbitmq.broker.ha.master import HAMaster, MasterSettings, store_confirm, store_max
 from orbitmq.broker.ha.replication_hooks import ReplicationError, ReplicationHooks
 from orbitmq.broker.ha.roles import Change, Role, decide, master_epoch_start, next_role
+from orbitmq.broker.ha.stream_tls import ha_client_ssl, ha_server_ssl
 from orbitmq.broker.ha.sync_state import SyncStateSet
 from orbitmq.common.logs import kv
 
@@ -151,7 +152,8 @@ class RoleManager(ReplicationHooks):
         self.master_addr = self.config.listen
         settings = MasterSettings(frame_bytes=self.config.ha_frame_bytes, heartbeat_s=self.config.ha_heartbeat_s,
                                   idle_timeout_s=self.config.ha_idle_timeout_s, max_lag_s=self.config.ha_max_lag_s,
-                                  ack_timeout_s=self.config.ha_ack_timeout_s, policy=self.policy)
+                                  ack_timeout_s=self.config.ha_ack_timeout_s, policy=self.policy,
+                                  ssl=ha_server_ssl(self.config))
         state = SyncStateSet(self.broker_id, epoch, end, sss | {self.broker_id}, sss_epoch, settings.max_lag_s,
                              time.monotonic(), confirm_offset=store_confirm(store))
         self.master = HAMaster(store, self.epochs, self.broker_id, epoch, state, settings, self.config.ha_listen,
@@ -174,7 +176,8 @@ class RoleManager(ReplicationHooks):
         self.master_id, self.master_addr, self.master_ha = master_id, master_addr, master_ha
         self._role = next_role(self._role, Change.FOLLOW, self.config.ha_learner)
         if master_ha:
-            fs = FollowerSettings(heartbeat_s=self.config.ha_heartbeat_s, idle_timeout_s=self.config.ha_idle_timeout_s)
+            fs = FollowerSettings(heartbeat_s=self.config.ha_heartbeat_s, idle_timeout_s=self.config.ha_idle_timeout_s,
+                                  ssl=ha_client_ssl(self.config))
             self.follower = HAFollower(self.server.store, self.epochs, self.broker_id, self.config.ha_learner,
                                        master_ha, fs, min_master_epoch=epoch, truncations=self.truncations)
             self.follower.start()
