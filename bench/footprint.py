@@ -48,12 +48,13 @@ def _write(namesrv: str, topic: str, total: int, size: int, batch: int, deadline
 def _restart(children: list, tmp: Path, name: str, argv: list[str], addr: str, topic: str) -> float:
     import grpc
 
+    from orbitmq.common import tls_grpc
     from orbitmq.protos import broker_pb2, broker_pb2_grpc
 
     t0 = time.monotonic()
     child = proc.start(name, argv, log_path=tmp / f"{name}.log")
     children.append(child)
-    with grpc.insecure_channel(addr) as ch:
+    with tls_grpc.channel(addr, False) as ch:
         stub = broker_pb2_grpc.BrokerStub(ch)
 
         def answered() -> bool:
