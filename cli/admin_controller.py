@@ -139,7 +139,8 @@ def _metadata(args: argparse.Namespace) -> int:
             role = "LEADER" if m.leader_raft_address == m.self_raft_address else "follower"
             print(f"{addr}: {role} term {m.term} commit {m.commit_index} applied {m.last_applied} "
                   f"raft {m.self_raft_address} leader {m.leader_address or '?'}"
-                  + (" (liveness ready)" if m.liveness_ready else ""))
+                  + (" (liveness ready)" if m.liveness_ready else "") + (" RETIRED" if m.retired else "")
+                  + (" (joining)" if m.joining else ""))
             for p in m.peers:
                 print(f"    peer raft {p.raft_address} grpc {p.address or '?'} "
                       f"{'connected' if p.connected else 'disconnected'}")

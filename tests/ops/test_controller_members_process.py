@@ -176,6 +176,16 @@ def test_add_remove_rejoin_and_fail_over_through_the_new_membership(group):
     hist = view(rest, "mb")
     assert hist.master_id not in (0, old_master) and hist.master_epoch > old_epoch
 
+    # -- the dead node is removed too: a group of two that still commits --
+    rc, out = admin(rest, "remove-node", li)
+    assert rc == 0, out
+    for a in rest:
+        wait(lambda a=a: sorted(metadata(a).controllers) == sorted(rest), T, f"{a} lists 2 controllers")
+    # it still commits: a new broker agent (given the original, partly dead list) registers
+    late = c.add_agent("m9", "mb")
+    c.start_agent(late)
+    wait(lambda: len(view(rest, "mb").replicas) == 4 and broker_id(late) > 0, T, "a new replica registered")
+
 
 def test_name_server_voucher_follows_the_membership(group):
     from orbitmq.namesrv.voucher import MasterVoucher
