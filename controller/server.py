@@ -585,7 +585,15 @@ class ControllerService(pbg.ControllerServicer):
             assert raft is not None
             if raft == self.cfg.raft_addr:
                 # a leader cannot remove itself: hand leadership over, the client retries on the new leader
-                await self._raft_call(self.raft.transfer_leadership)
+                err = await self._raft_call(self.raft.transfer_leadership)
+                if err != 0:
+                    return self._refused(Refusal.MEMBERSHIP_CHANGE_FAILED,
+                                         f"the leader {self.cfg.name} must hand leadership over before it is removed "
+                                         f"and could not ({'no answer' if err < 0 else fail_name(err)}: no "
+                                         "caught-up follower?); try again")
+                end = time.monotonic() + 3 * self.cfg.raft_max_timeout_s
+                while self.raft.is_leader() and time.monotonic() < end:
+                    await asyncio.sleep(0.05)
                 await abort(context, ErrorCode.NOT_LEADER, f"controller {self.cfg.name} hands leadership over "
                             "before it is removed; ask the new leader", status=grpc.StatusCode.FAILED_PRECONDITION)
             r = await self._commit_rpc(st.RetireNode(raft), context)

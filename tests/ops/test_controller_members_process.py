@@ -187,7 +187,7 @@ def test_add_remove_rejoin_and_fail_over_through_the_new_membership(group):
     wait(lambda: len(view(rest, "mb").replicas) == 4 and broker_id(late) > 0, T, "a new replica registered")
 
 
-def test_name_server_voucher_follows_the_membership(group):
+def test_leader_removes_itself_and_name_server_voucher_follows(group):
     from orbitmq.namesrv.voucher import MasterVoucher
 
     c = group
@@ -197,15 +197,28 @@ def test_name_server_voucher_follows_the_membership(group):
     rc, out = admin(c.addrs, "add-node", new)
     assert rc == 0, out
 
-    async def go() -> list[str]:
+    async def learned(v: MasterVoucher, want: list[str]) -> list[str]:
+        for _ in range(150):
+            await v.refresh()
+            if sorted(v.client.addresses) == sorted(want):
+                break
+            await asyncio.sleep(0.2)
+        return sorted(v.client.addresses)
+
+    async def go() -> None:
         v = MasterVoucher(c.addrs[:1], rpc_timeout_s=3.0)
         try:
-            for _ in range(100):
-                if await v.refresh() or sorted(v.client.addresses) == sorted(c.addrs + [new]):
-                    break
-                await asyncio.sleep(0.2)
-            return sorted(v.client.addresses)
+            assert await learned(v, c.addrs + [new]) == sorted(c.addrs + [new])
+            # the leader is removed: it hands leadership over first, the new leader removes it
+            li = await asyncio.to_thread(leader_of, c.addrs + [new])
+            rc, out = await asyncio.to_thread(admin, c.addrs, "remove-node", li)
+            assert rc == 0, out
+            rest = sorted(a for a in c.addrs + [new] if a != li)
+            assert await learned(v, rest) == rest
+            assert await asyncio.to_thread(wait, lambda: leader_of(rest), T, "a leader among the other three")
+            md = await asyncio.to_thread(wait, lambda: metadata(li), T, "the removed node answers")
+            assert md.retired or sorted(md.controllers) == rest
         finally:
             await v.close()
 
-    assert asyncio.run(go()) == sorted(c.addrs + [new])
+    asyncio.run(go())
