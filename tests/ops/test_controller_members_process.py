@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -112,8 +113,15 @@ def test_add_remove_rejoin_and_fail_over_through_the_new_membership(group):
     start_node(c, "c3", d_listen, d_raft, c.raft)
     md = metadata(d_listen)
     assert md is not None and md.joining and not md.leader_address   # not a member yet: no leader known
+    # while it waits to be added it never campaigns (its term stays 0), so it cannot depose the leader
+    end = time.monotonic() + 3.0
+    while time.monotonic() < end:
+        assert metadata(d_listen).term == 0
+        time.sleep(0.3)
+    li, term = leader_of(c.addrs), metadata(c.addrs[0]).term
     rc, out = admin(c.addrs, "add-node", d_listen)
     assert rc == 0, out
+    print(f"add-node: leader {li} term {term} -> leader {leader_of(c.addrs)} term {metadata(c.addrs[0]).term}")
     assert d_listen in out and "controllers = " in out
     all4 = sorted(c.addrs + [d_listen])
     for a in all4:
