@@ -57,13 +57,27 @@ class MasterVoucher:
         return None
 
     async def refresh(self) -> bool:
-        """Ask the controllers for their member list and adopt it (True if it changed)."""
-        try:
-            md = await self.client.get_metadata()
-        except Exception as e:  # noqa: BLE001 - try again next time
-            log.debug("controller list refresh failed %s", kv(error=e))
-            return False
-        return self.client.learn(md.controllers)
+        """Ask the controller leader for its member list and adopt it (True if it changed). Only
+        the leader's word counts: a removed node that missed its own removal still lists the old
+        members."""
+        tried: set[str] = set()
+        queue = [self.client.leader, *self.client.addresses]
+        while queue:
+            addr = queue.pop(0)
+            if addr in tried:
+                continue
+            tried.add(addr)
+            try:
+                md = await self.client.get_metadata(addr)
+            except Exception as e:  # noqa: BLE001 - try the next one; next time again
+                log.debug("controller list refresh failed %s", kv(controller=addr, error=e))
+                continue
+            if md.leader_raft_address and md.leader_raft_address == md.self_raft_address:
+                self.client.leader = addr if addr in self.client.addresses else self.client.leader
+                return self.client.learn(md.controllers)
+            if md.leader_address:
+                queue.insert(0, md.leader_address)
+        return False
 
     async def close(self) -> None:
         await self.client.close()
