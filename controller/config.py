@@ -150,6 +150,13 @@ class ControllerConfig:
             f"every node and set raft_secret_file (--raft-secret-file), or ${SECRET_ENV}; "
             "insecure_raft=true is accepted for loopback-only tests")
 
+    def random_raft_secret(self, env: Mapping[str, str] | None = None) -> bool:
+        """True if this node's Raft secret is a random one of its own (a single node given none):
+        no node can join it."""
+        env = os.environ if env is None else env
+        return not self.peers and not self.raft_secret_file and not env.get(SECRET_ENV, "").strip() \
+            and not self.insecure_raft
+
     @property
     def liveness_rebuild_s(self) -> float:
         """How long a new leader collects heartbeats before it may elect: one heartbeat timeout,

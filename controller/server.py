@@ -560,6 +560,11 @@ class ControllerService(pbg.ControllerServicer):
             members = self.raft.members()
             nodes = self.raft.read(lambda s: dict(s.nodes))
             why = membership.check_add(request.raft_address, request.address, members, nodes)
+            if why is None and self.cfg.random_raft_secret():
+                why = (Refusal.MEMBERSHIP_CHANGE_FAILED,
+                       f"controller {self.cfg.name} runs alone with a random Raft secret of its own, which no "
+                       "other node can have: restart it with raft_secret_file (the same file on every node) "
+                       "before adding nodes")
             if why is not None:
                 return self._refused(*why)
             err = await self._raft_call(lambda cb: self.raft.add_node(request.raft_address, cb))

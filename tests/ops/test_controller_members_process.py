@@ -12,6 +12,7 @@ master is still replaced. A name server's voucher follows the list too.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -230,3 +231,25 @@ def test_leader_removes_itself_and_name_server_voucher_follows(group):
             await v.close()
 
     asyncio.run(go())
+
+
+def test_add_node_to_a_lone_node_without_a_raft_secret_is_refused(tmp_path):
+    lone, lone_raft, new, new_raft = (f"127.0.0.1:{p}" for p in net.free_ports(4))
+    env = {k: v for k, v in os.environ.items() if k != "ORBITMQ_RAFT_SECRET"}
+    children = [proc.start("lone", proc.orbitmq_argv("controller", "--listen", lone, "--raft-addr", lone_raft,
+                                                     "--data-dir", str(tmp_path / "lone")),
+                           log_path=tmp_path / "lone.log", env=env)]
+    try:
+        (tmp_path / "raft.secret").write_text("s" * 32)
+        children.append(proc.start("new", proc.orbitmq_argv(
+            "controller", "--listen", new, "--raft-addr", new_raft, "--peers", lone_raft, "--join",
+            "--data-dir", str(tmp_path / "new"), "--raft-secret-file", str(tmp_path / "raft.secret")),
+            log_path=tmp_path / "new.log", env=env))
+        for a in (lone, new):
+            net.wait_for_port(a, 30)
+        wait(lambda: leader_of([lone]), T, "the lone node leads")
+        rc, out = admin([lone], "add-node", new, "--wait-s", "0")
+        assert rc == 1 and "MEMBERSHIP_CHANGE_FAILED" in out and "random Raft secret" in out, out
+        assert sorted(metadata(lone).controllers) == [lone]
+    finally:
+        proc.stop_all(children, timeout=10)

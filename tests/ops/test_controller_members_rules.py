@@ -69,3 +69,14 @@ def test_client_learns_a_member_list():
         assert c.leader == "d:4"
         await c.close()
     asyncio.run(go())
+
+
+def test_a_lone_node_with_a_random_raft_secret_cannot_take_members(tmp_path):
+    from orbitmq.controller.config import ControllerConfig
+
+    secret = tmp_path / "raft.secret"
+    secret.write_text("x" * 32)
+    assert ControllerConfig().random_raft_secret(env={})
+    assert not ControllerConfig().random_raft_secret(env={"ORBITMQ_RAFT_SECRET": "y" * 32})
+    assert not ControllerConfig(raft_secret_file=str(secret)).random_raft_secret(env={})
+    assert not ControllerConfig(peers=["127.0.0.1:1"], insecure_raft=True).random_raft_secret(env={})
