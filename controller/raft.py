@@ -22,6 +22,7 @@ from typing import Any
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.monotonic import monotonic as monotonic_time
 
+from orbitmq.common.durable import replace_file
 from orbitmq.controller import membership
 from orbitmq.controller.config import ControllerConfig
 from orbitmq.controller.raft_transport import DialMapTransport
@@ -167,7 +168,7 @@ class RaftNode:
             return False
         self.conf.raftMinTimeout = self.cfg.raft_min_timeout_s
         self.conf.raftMaxTimeout = self.cfg.raft_max_timeout_s
-        self.joined_marker.write_text("joined\n")
+        replace_file(self.joined_marker, "joined\n")
         self.joining = False
         log.info("joined the controller group; takes part in elections from now on %s",
                  {"members": self.members()})
