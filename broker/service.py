@@ -23,6 +23,7 @@ import grpc
 from orbitmq.broker import names
 from orbitmq.broker.consumer_groups import ConsumerGroups
 from orbitmq.broker.long_poll import LongPollWaiters
+from orbitmq.broker.topic_rules import queue_change_refusal
 from orbitmq.common.grpc_errors import ERROR_KEY, MASTER_KEY
 from orbitmq.common.grpc_errors import STATUS_OF as _STATUS_OF
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, common_pb2
@@ -389,6 +390,9 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             perm = cfg.perm or (PERM_READ | PERM_WRITE)
             if perm & ~(PERM_READ | PERM_WRITE):
                 raise WireError("BAD_REQUEST", f"perm must be a combination of 4 (read) and 2 (write), got {cfg.perm}")
+            why = queue_change_refusal(self.topic_config(cfg.topic), cfg)
+            if why is not None:
+                raise WireError("BAD_REQUEST", why)
             self.hooks.check_writable()
             new = common_pb2.TopicConfig()
             new.CopyFrom(cfg)

@@ -1,6 +1,7 @@
 """`orbitmq admin`: topic, cluster and consumer-group administration.
 
-    orbitmq admin topic create|update TOPIC [--queues N] [--perm 6] ...
+    orbitmq admin topic create TOPIC [--queues N] [--perm 6] ...
+    orbitmq admin topic update TOPIC [--broker-sets a,b] [--queues N]   (online: extend, raise counts)
     orbitmq admin topic list|route TOPIC|delete TOPIC
     orbitmq admin cluster list [--status]
     orbitmq admin group create|delete GROUP, orbitmq admin group progress GROUP [--topic T]
@@ -54,17 +55,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     topic = groups.add_parser("topic", help="create, update, list, route, delete topics")
     ts = topic.add_subparsers(dest="admin_cmd", metavar="CMD")
-    for name in ("create", "update"):
-        t = ts.add_parser(name, parents=[common], help=f"{name} a topic on every master of the cluster")
-        t.add_argument("topic")
-        t.add_argument("--queues", type=int, default=8, help="read and write queue count per broker set")
-        t.add_argument("--read-queues", type=int, default=None)
-        t.add_argument("--write-queues", type=int, default=None)
-        t.add_argument("--perm", type=int, default=6, help="6 read+write, 4 read only, 2 write only")
-        t.add_argument("--order", action="store_true", help="mark the topic as ordered")
-        t.add_argument("--cluster", default="", help="only this cluster's broker sets")
-        t.add_argument("--broker-set", action="append", default=None, help="only these broker sets (repeat)")
-        t.set_defaults(func=_topic_create)
+    t = ts.add_parser("create", parents=[common], help="create a topic on every master of the cluster")
+    t.add_argument("topic")
+    t.add_argument("--queues", type=int, default=8, help="read and write queue count per broker set")
+    t.add_argument("--read-queues", type=int, default=None)
+    t.add_argument("--write-queues", type=int, default=None)
+    t.add_argument("--perm", type=int, default=6, help="6 read+write, 4 read only, 2 write only")
+    t.add_argument("--order", action="store_true", help="mark the topic as ordered")
+    t.add_argument("--cluster", default="", help="only this cluster's broker sets")
+    t.add_argument("--broker-set", action="append", default=None, help="only these broker sets (repeat)")
+    t.set_defaults(func=_topic_create)
+    _topic_update_parser(ts, common)
     t = ts.add_parser("list", parents=[common], help="list topics")
     t.add_argument("--cluster", default="")
     t.add_argument("--detail", action="store_true", help="queue counts and perm per broker set")
@@ -178,6 +179,36 @@ def _topic_create(args: argparse.Namespace) -> int:
                                   write_queues=args.write_queues, perm=args.perm, order=args.order,
                                   cluster=args.cluster, broker_sets=args.broker_set, wait_s=args.timeout)
         return {"topic": args.topic, "broker_sets": sets}
+    return _run(args, body)
+
+
+def _topic_update_parser(ts: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    t = ts.add_parser(
+        "update", parents=[common], help="change a topic online: extend it to broker sets, raise its queue counts",
+        description="Extend TOPIC to more broker sets (--broker-sets a,b: a set without it gets the topic's "
+                    "current queue counts) and/or raise its queue counts (--queues N) on every target set "
+                    "(default: the sets holding it). Queue counts only grow: a lower count is refused with "
+                    "an error and nothing is changed. Producers and consumers pick the new queues up with "
+                    "their next route refresh (route_refresh_s), without a restart.")
+    t.add_argument("topic")
+    t.add_argument("--queues", type=int, default=None, help="read and write queue count (default: unchanged)")
+    t.add_argument("--read-queues", type=int, default=None)
+    t.add_argument("--write-queues", type=int, default=None)
+    t.add_argument("--perm", type=int, default=None, help="6 read+write, 4 read only, 2 write only (default: unchanged)")
+    t.add_argument("--order", action="store_true", default=None, help="mark the topic as ordered")
+    t.add_argument("--cluster", default="", help="only this cluster's broker sets")
+    t.add_argument("--broker-sets", default="", help="comma-separated broker sets the topic must be on")
+    t.add_argument("--broker-set", action="append", default=[], help="same, one per flag (repeat)")
+    t.set_defaults(func=_topic_update)
+
+
+def _topic_update(args: argparse.Namespace) -> int:
+    sets = [b for b in args.broker_sets.split(",") if b] + list(args.broker_set)
+
+    def body(admin):
+        return admin.update_topic(args.topic, args.queues, read_queues=args.read_queues,
+                                  write_queues=args.write_queues, perm=args.perm, order=args.order,
+                                  cluster=args.cluster, broker_sets=sets or None, wait_s=args.timeout)
     return _run(args, body)
 
 

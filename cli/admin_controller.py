@@ -6,6 +6,7 @@
     orbitmq admin controller history [--broker-set S] master changes (epoch, master, reason, time)
     orbitmq admin controller elect BROKER_SET --broker-id N   manual master switch to broker N
     orbitmq admin controller clean BROKER_SET [--broker-id N ...]   forget stopped brokers (or the set)
+    orbitmq admin controller add-node ADDR | remove-node ADDR   controller group membership
 
 Every command takes --controllers (default $ORBITMQ_CONTROLLERS or 127.0.0.1:9878), --cluster
 and --json. Errors print `error: CODE: details` and exit 1.
@@ -64,6 +65,9 @@ def register_admin(groups: argparse._SubParsersAction) -> None:
     c.add_argument("broker_set")
     c.add_argument("--broker-id", type=int, action="append", default=[], help="repeat; none: the whole set")
     c.set_defaults(func=_clean)
+    from orbitmq.cli.admin_controller_nodes import register_nodes
+
+    register_nodes(cs, common)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -135,7 +139,8 @@ def _metadata(args: argparse.Namespace) -> int:
             role = "LEADER" if m.leader_raft_address == m.self_raft_address else "follower"
             print(f"{addr}: {role} term {m.term} commit {m.commit_index} applied {m.last_applied} "
                   f"raft {m.self_raft_address} leader {m.leader_address or '?'}"
-                  + (" (liveness ready)" if m.liveness_ready else ""))
+                  + (" (liveness ready)" if m.liveness_ready else "") + (" RETIRED" if m.retired else "")
+                  + (" (joining)" if m.joining else ""))
             for p in m.peers:
                 print(f"    peer raft {p.raft_address} grpc {p.address or '?'} "
                       f"{'connected' if p.connected else 'disconnected'}")

@@ -27,6 +27,12 @@ unprotected Raft port can make the controller run code). Make one with
 
 Brokers list every node's --listen address in their `controllers` setting. Restarting a node
 (or all of them) with the same --data-dir recovers its state from the Raft journal and snapshot.
+
+Replacing a node (pysyncobj dynamic membership): start the new node with --join and --peers =
+the current members' Raft addresses, then `orbitmq admin controller add-node NEW_LISTEN`; retire
+an old one with `orbitmq admin controller remove-node OLD_LISTEN` and stop it. Brokers and name
+servers learn the new list from the controllers' answers. A member that lost its --data-dir is
+started again empty with --join and catches up from the others.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raft-addr", "--raft", dest="raft_addr", default=None, help="Raft address host:port")
     p.add_argument("--peers", default=None, help="the other nodes' Raft addresses, comma-separated")
     p.add_argument("--data-dir", default=None, help="Raft journal and snapshot directory")
+    p.add_argument("--join", action="store_true", default=None,
+                   help="join a running group (new node before add-node, or a member restarted empty): "
+                        "no campaigning until caught up with the leader")
     p.add_argument("--raft-secret-file", default=None,
                    help="file with the group's shared Raft secret (required with --peers)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
@@ -65,7 +74,8 @@ def load_config(args: argparse.Namespace, table_default: str = "controller") -> 
     """Config file ([controller] table if present), then --set, then the named flags."""
     overrides = list(args.set)
     for flag, key in (("node_id", "node_id"), ("listen", "listen"), ("raft_addr", "raft_addr"),
-                      ("peers", "peers"), ("data_dir", "data_dir"), ("raft_secret_file", "raft_secret_file")):
+                      ("peers", "peers"), ("data_dir", "data_dir"), ("raft_secret_file", "raft_secret_file"),
+                      ("join", "join")):
         v = getattr(args, flag, None)
         if v is not None:
             overrides.append(f"{key}={v}")

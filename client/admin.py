@@ -112,7 +112,39 @@ class Admin:
                 return False
         return True
 
-    update_topic = create_topic
+    def update_topic(self, topic: str, queues: int | None = None, *, read_queues: int | None = None,
+                     write_queues: int | None = None, perm: int | None = None, order: bool | None = None,
+                     cluster: str = "", broker_sets: list[str] | None = None, wait_s: float = 10.0) -> dict[str, Any]:
+        """Change `topic` online: extend it to `broker_sets` (sets without it get its current
+        counts) and/or raise its queue counts on every target set (default: the sets holding it).
+        Lowering a count raises `BadRequestError` naming it (client/topic_plan.py); nothing is sent
+        then. Waits up to `wait_s` until the name server routes the new counts."""
+        from orbitmq.client.topic_plan import TopicPlanError, TopicSpec, plan_update
+
+        masters = self._masters(cluster)
+        unknown = sorted(set(broker_sets or ()) - set(masters))
+        if unknown:
+            raise errors.NoRouteError(f"no broker set with a master named {', '.join(unknown)} "
+                                      f"(known: {', '.join(sorted(masters))})")
+        existing = {r["broker_set"]: TopicSpec(r["read_queues"], r["write_queues"], r["perm"], r["order"])
+                    for r in self.topic_configs(cluster) if r["topic"] == topic}
+        try:
+            plan = plan_update(topic, existing, broker_sets or [], queues=queues, read_queues=read_queues,
+                               write_queues=write_queues, perm=perm, order=order)
+        except TopicPlanError as e:
+            raise errors.BadRequestError(str(e)) from None
+        cfgs = {}
+        for bset, spec in sorted(plan.items()):
+            cfg = common_pb2.TopicConfig(topic=topic, read_queues=spec.read_queues, write_queues=spec.write_queues,
+                                         perm=spec.perm, order=spec.order)
+            self.transport.call_broker(masters[bset], "CreateTopic", broker_pb2.CreateTopicRequest(config=cfg))
+            cfgs[bset] = cfg
+        if wait_s > 0:
+            self._wait_route(topic, lambda r: r is not None and all(
+                self._counts_match(r, c, {b: masters[b]}) for b, c in cfgs.items()), wait_s)
+        return {"topic": topic, "extended_to": sorted(set(plan) - set(existing)),
+                "broker_sets": [{"broker_set": b, "read_queues": c.read_queues, "write_queues": c.write_queues,
+                                 "perm": c.perm, "order": c.order} for b, c in sorted(cfgs.items())]}
 
     def _wait_route(self, topic: str, ok: Any, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s

@@ -337,7 +337,9 @@ class BrokerAgent:
                 log.debug("replica info poll failed %s", kv(error=e))
 
     def _offer(self, v: pb.CtlSetView) -> None:
-        """A view from a push, an ack, a poll or a registration; the newest one is delivered."""
+        """A view from a push, an ack, a poll or a registration; the newest one is delivered. Its
+        controller list (the current Raft members) replaces ours."""
+        self.client.learn(v.controllers)
         if not v.exists or all(r.broker_id != self.broker_id for r in v.replicas):
             if self.registered.is_set():
                 self._need_register = True   # the controller forgot us (cleaned): register again

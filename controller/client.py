@@ -2,8 +2,11 @@
 and follows it transparently (NOT_LEADER + `orbitmq-leader` metadata, or the next address when a
 node is down), with bounded tenacity retries.
 
-Owns: channels to the controllers, the current leader guess, error mapping. Never retries a
-command whose commit timed out (it may still commit): that surfaces as `CommitTimeout`.
+Owns: channels to the controllers, the current leader guess, error mapping, and the address
+list itself: `learn(addresses)` replaces it with the controllers' own member list (carried in
+their answers), so brokers and name servers follow `admin controller add-node/remove-node`
+without a restart. Never retries a command whose commit timed out (it may still commit): that
+surfaces as `CommitTimeout`.
 """
 
 from __future__ import annotations
@@ -102,6 +105,29 @@ class ControllerClient:
         self._bad: dict[str, float] = {}   # address -> until when it is not trusted as leader
         self._interceptors = signing_interceptors(secret)
         self.tls = tlsmod.resolve(tls)
+
+    def learn(self, addresses: Sequence[str]) -> bool:
+        """Replace the address list with the controllers' current members (an empty list means
+        "not known": ignored). Channels to addresses that left are closed. True if it changed."""
+        addrs = sorted({a.strip() for a in addresses if a.strip()})
+        if not addrs or addrs == sorted(self.addresses):
+            return False
+        gone = [a for a in self.addresses if a not in addrs]
+        log.info("controller list changed %s", {"old": self.addresses, "new": addrs})
+        self.addresses = addrs
+        if self.leader not in addrs:
+            self.leader = addrs[0]
+        self._next = 0
+        for a in gone:
+            self._stubs.pop(a, None)
+            self._bad.pop(a, None)
+            ch = self._channels.pop(a, None)
+            if ch is not None:
+                try:
+                    asyncio.get_running_loop().create_task(ch.close())
+                except RuntimeError:   # no loop running: the channel is dropped with the client
+                    pass
+        return True
 
     def stub(self, addr: str) -> pbg.ControllerStub:
         if addr not in self._stubs:
@@ -232,6 +258,12 @@ class ControllerClient:
     async def get_history(self, cluster: str = "", broker_set: str = "", limit: int = 0) -> list[pb.CtlMasterChange]:
         r = await self.call("GetHistory", pb.CtlGetHistoryRequest(cluster=cluster, broker_set=broker_set, limit=limit))
         return list(r.changes)
+
+    async def add_node(self, raft_address: str, address: str) -> pb.CtlMembershipReply:
+        return await self.call("AddNode", pb.CtlAddNodeRequest(raft_address=raft_address, address=address))
+
+    async def remove_node(self, address: str) -> pb.CtlMembershipReply:
+        return await self.call("RemoveNode", pb.CtlRemoveNodeRequest(address=address))
 
     async def wait_leader(self, timeout: float) -> pb.CtlGetMetadataReply:
         """Wait until some controller answers as leader with rebuilt liveness."""

@@ -44,6 +44,10 @@ class ControllerConfig:
     raft_addr: str = _doc("127.0.0.1:9888", "this node's Raft address host:port")
     peers: list[str] = _doc([], "the other nodes' Raft addresses (empty: a single-node controller)")
     data_dir: str = _doc("./orbitmq-controller", "Raft journal and snapshot directory")
+    join: bool = _doc(False, "this node joins a running group (a new node before `orbitmq admin controller "
+                      "add-node`, or a member restarted with an empty data_dir): peers = the current members; "
+                      "it neither campaigns nor serves until it has heard from the leader and caught up "
+                      "(then <data_dir>/raft.joined is written and the setting has no further effect)")
     heartbeat_timeout_s: float = _doc(2.5, "a broker silent this long is dead (a dead master is replaced)")
     broker_lease_s: float = _doc(2.0, "brokers' ha_lease_s: a master whose session closed is replaced no "
                                  "sooner than this after its last heartbeat (it may still acknowledge)")
@@ -153,6 +157,13 @@ class ControllerConfig:
             f"characters; e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`) in a file on "
             f"every node and set raft_secret_file (--raft-secret-file), or ${SECRET_ENV}; "
             "insecure_raft=true is accepted for loopback-only tests")
+
+    def random_raft_secret(self, env: Mapping[str, str] | None = None) -> bool:
+        """True if this node's Raft secret is a random one of its own (a single node given none):
+        no node can join it."""
+        env = os.environ if env is None else env
+        return not self.peers and not self.raft_secret_file and not env.get(SECRET_ENV, "").strip() \
+            and not self.insecure_raft
 
     @property
     def liveness_rebuild_s(self) -> float:

@@ -9,7 +9,7 @@ from orbitmq.protos import controller_pb2
 CONTROLLER_SERVICE = controller_pb2.DESCRIPTOR.services_by_name["Controller"].full_name
 
 CONTROLLER_NODE_METHODS = ("GetNextBrokerId", "ApplyBrokerId", "RegisterBroker", "Heartbeat", "BrokerSession",
-                           "AlterSyncStateSet", "ElectMaster", "CleanBrokerData")
+                           "AlterSyncStateSet", "ElectMaster", "CleanBrokerData", "AddNode", "RemoveNode")
 
 
 def protected_methods() -> set[str]:

@@ -35,3 +35,6 @@ class Refusal(enum.StrEnum):
     BROKER_ALIVE = "BROKER_ALIVE"                   # cannot clean a live broker (stop it first)
     LIVENESS_NOT_READY = "LIVENESS_NOT_READY"       # a new leader is still rebuilding liveness
     ELECTION_IN_PROGRESS = "ELECTION_IN_PROGRESS"   # one election per set at a time
+    NODE_ALREADY_MEMBER = "NODE_ALREADY_MEMBER"     # add-node: that Raft address is a member already
+    NODE_NOT_MEMBER = "NODE_NOT_MEMBER"             # remove-node: no member has that address
+    MEMBERSHIP_CHANGE_FAILED = "MEMBERSHIP_CHANGE_FAILED"   # Raft refused or did not commit the change

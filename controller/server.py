@@ -33,6 +33,7 @@ from orbitmq.common.node_auth_grpc import NodeAuthInterceptor
 from orbitmq.common.observability import Observability
 from orbitmq.common.tls_grpc import add_port
 from orbitmq.controller import election as el
+from orbitmq.controller import membership
 from orbitmq.controller import state as st
 from orbitmq.controller.config import ControllerConfig
 from orbitmq.controller.leader_scan import (
@@ -98,6 +99,8 @@ class ControllerService(pbg.ControllerServicer):
                                             leader_fallback_s=cfg.raft_max_timeout_s))
         self._scan_task: asyncio.Task | None = None
         self.commands_committed = 0
+        self._self_announce_at = 0.0
+        self._membership_lock = asyncio.Lock()     # one membership change at a time on this node
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 
@@ -123,6 +126,8 @@ class ControllerService(pbg.ControllerServicer):
         return self.raft.read(lambda s: s.nodes.get(raft, ""))
 
     def serving(self) -> bool:
+        if self.raft.joining or self.raft.retired:
+            return False
         return self.scan.serving(self.raft.is_leader(), self.raft.majority_contact_age())
 
     def liveness_ready(self, now: float | None = None) -> bool:
@@ -181,10 +186,22 @@ class ControllerService(pbg.ControllerServicer):
     def _alive(self, key: st.SetKey, broker_id: int, now: float) -> bool:
         return self.live.alive((key, broker_id), now)
 
+    def controllers(self) -> list[str]:
+        """Every member's gRPC address (empty while one is unknown): brokers and name servers
+        replace their controller lists with it."""
+        members = self.raft.members()
+        return self.raft.read(lambda s: membership.controller_list(members, s.nodes))
+
     def view(self, cluster: str, broker_set: str, now: float | None = None) -> pb.CtlSetView:
         now = time.monotonic() if now is None else now
+        members = self.raft.members()
 
         def build(s: st.ControllerState) -> pb.CtlSetView:
+            v = build_set(s)
+            v.controllers.extend(membership.controller_list(members, s.nodes))
+            return v
+
+        def build_set(s: st.ControllerState) -> pb.CtlSetView:
             bs = s.get(cluster, broker_set)
             if bs is None:
                 return pb.CtlSetView(cluster=cluster, broker_set=broker_set, exists=False, next_broker_id=1)
@@ -257,9 +274,34 @@ class ControllerService(pbg.ControllerServicer):
                 log.exception("scan failed")
             await asyncio.sleep(self.cfg.scan_interval_s)
 
+    def membership_tick(self, now: float) -> None:
+        """Every node, every scan: finish joining once caught up; stop taking part in Raft once
+        this node's removal (RetireNode) is applied here; make sure this node's gRPC address is
+        in the replicated state (followers announce themselves through the leader)."""
+        if self.raft.retired:
+            return
+        if self.raft.joining:
+            self.raft.finish_join()
+            return
+        me = self.cfg.raft_addr
+        known, retired = self.raft.read(lambda s: (s.nodes.get(me, ""), me in s.retired_nodes))
+        if retired:
+            log.warning("this node was removed from the controller group; it no longer takes part in Raft "
+                        "and can be stopped %s", kv(node=self.cfg.name, raft=me))
+            self._close_sessions()
+            self.raft.retire()
+            return
+        if known != self.cfg.listen and not self.raft.is_leader() and self.raft.leader_raft_address() \
+                and now - self._self_announce_at > 2.0:
+            self._self_announce_at = now
+            self.raft.submit(st.AnnounceNode(me, self.cfg.listen), lambda _r, _e: None)
+
     async def scan_once(self) -> None:
         """Run the pure leader scan (controller/leader_scan.py) and carry out what it returns."""
         now, now_ms = time.monotonic(), int(time.time() * 1000)
+        self.membership_tick(now)
+        if self.raft.retired:
+            return
         is_leader, term = self.raft.is_leader(), self.raft.term()
         actions = self.raft.read(lambda s: self.scan.step(now, now_ms, is_leader, term, s, self.live))
         for a in actions:
@@ -468,9 +510,14 @@ class ControllerService(pbg.ControllerServicer):
             commit_index=int(status.get("commit_idx", 0)), last_applied=int(status.get("last_applied", 0)),
             liveness_ready=self.liveness_ready())
         reply.peers.append(pb.ControllerNode(raft_address=self.cfg.raft_addr, address=self.cfg.listen, connected=True))
-        for p in self.cfg.peers:
-            reply.peers.append(pb.ControllerNode(raft_address=p, address=nodes.get(p, ""),
-                                                 connected=self.raft.peer_connected(p)))
+        members = self.raft.members()
+        for p in members:
+            if p != self.cfg.raft_addr:
+                reply.peers.append(pb.ControllerNode(raft_address=p, address=nodes.get(p, ""),
+                                                     connected=self.raft.peer_connected(p)))
+        reply.controllers.extend(membership.controller_list(members, nodes))
+        reply.retired = self.raft.retired
+        reply.joining = self.raft.joining
         for c, b in self.raft.read(lambda s: sorted(s.sets.keys())):
             reply.sets.append(pb.CtlSetKey(cluster=c, broker_set=b))
         return reply
@@ -482,6 +529,102 @@ class ControllerService(pbg.ControllerServicer):
             cluster=h.cluster, broker_set=h.broker_set, master_epoch=h.master_epoch, master_id=h.master_id,
             old_master_id=h.old_master_id, reason=h.reason, time_ms=h.time_ms,
             old_master_last_heartbeat_ms=h.old_master_last_heartbeat_ms, sync_state_set=list(h.sss)) for h in hist])
+
+    # ---- membership (admin add-node / remove-node) -----------------------------------------------------
+
+    def _members_reply(self, result: pb.CtlResult) -> pb.CtlMembershipReply:
+        nodes = self.raft.read(lambda s: dict(s.nodes))
+        return pb.CtlMembershipReply(result=result, members=[
+            pb.ControllerNode(raft_address=m, address=self.cfg.listen if m == self.cfg.raft_addr else nodes.get(m, ""),
+                              connected=m == self.cfg.raft_addr or self.raft.peer_connected(m))
+            for m in self.raft.members()])
+
+    async def _raft_call(self, start: Callable[[Callable[[Any, int], None]], None]) -> int:
+        """Run a pysyncobj call with a callback; its fail code (0: done) or -1 on timeout."""
+        fut: asyncio.Future = self.loop.create_future()
+
+        def done(_result: Any, err: int) -> None:
+            self.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(int(err)))
+
+        start(done)
+        try:
+            return await asyncio.wait_for(fut, self.cfg.commit_timeout_s)
+        except TimeoutError:
+            return -1
+
+    def _refused(self, code: Refusal, reason: str) -> pb.CtlMembershipReply:
+        log.warning("membership change refused %s", kv(code=code, reason=reason))
+        return self._members_reply(pb.CtlResult(ok=False, code=code, reason=reason))
+
+    async def AddNode(self, request, context):
+        await self._require_leader(context)
+        async with self._membership_lock:
+            members = self.raft.members()
+            nodes = self.raft.read(lambda s: dict(s.nodes))
+            why = membership.check_add(request.raft_address, request.address, members, nodes)
+            if why is None and self.cfg.random_raft_secret():
+                why = (Refusal.MEMBERSHIP_CHANGE_FAILED,
+                       f"controller {self.cfg.name} runs alone with a random Raft secret of its own, which no "
+                       "other node can have: restart it with raft_secret_file (the same file on every node) "
+                       "before adding nodes")
+            if why is not None:
+                return self._refused(*why)
+            err = await self._raft_call(lambda cb: self.raft.add_node(request.raft_address, cb))
+            if err != 0:
+                return self._refused(Refusal.MEMBERSHIP_CHANGE_FAILED,
+                                     f"Raft did not add {request.raft_address}: "
+                                     f"{'not committed in time' if err < 0 else fail_name(err)} "
+                                     "(one change at a time; is another in progress?)")
+            r = await self._commit_rpc(st.AnnounceNode(request.raft_address, request.address), context)
+            log.info("controller node added %s", kv(raft=request.raft_address, address=request.address,
+                                                     members=self.raft.members()))
+            return self._members_reply(_result(r))
+
+    async def RemoveNode(self, request, context):
+        await self._require_leader(context)
+        async with self._membership_lock:
+            members = self.raft.members()
+            nodes = self.raft.read(lambda s: dict(s.nodes))
+            raft = membership.resolve_member(request.address, members, nodes)
+            why = membership.check_remove(raft, request.address, members)
+            if why is not None:
+                return self._refused(*why)
+            assert raft is not None
+            if raft == self.cfg.raft_addr:
+                # a leader cannot remove itself: hand leadership over, the client retries on the new leader
+                err = await self._raft_call(self.raft.transfer_leadership)
+                if err != 0:
+                    return self._refused(Refusal.MEMBERSHIP_CHANGE_FAILED,
+                                         f"the leader {self.cfg.name} must hand leadership over before it is removed "
+                                         f"and could not ({'no answer' if err < 0 else fail_name(err)}: no "
+                                         "caught-up follower?); try again")
+                end = time.monotonic() + 3 * self.cfg.raft_max_timeout_s
+                while self.raft.is_leader() and time.monotonic() < end:
+                    await asyncio.sleep(0.05)
+                await abort(context, ErrorCode.NOT_LEADER, f"controller {self.cfg.name} hands leadership over "
+                            "before it is removed; ask the new leader", status=grpc.StatusCode.FAILED_PRECONDITION)
+            r = await self._commit_rpc(st.RetireNode(raft), context)
+            if not r.ok:
+                return self._members_reply(_result(r))
+            await self._let_member_see_commit(raft)
+            err = await self._raft_call(lambda cb: self.raft.remove_node(raft, cb))
+            if err != 0:
+                return self._refused(Refusal.MEMBERSHIP_CHANGE_FAILED,
+                                     f"Raft did not remove {raft}: {'not committed in time' if err < 0 else fail_name(err)}")
+            log.info("controller node removed %s", kv(raft=raft, members=self.raft.members()))
+            return self._members_reply(pb.CtlResult(ok=True))
+
+    async def _let_member_see_commit(self, raft: str, wait_s: float = 2.0) -> None:
+        """Give a connected member that is about to be removed the chance to apply its own
+        RetireNode (so it stops taking part in Raft); a member that is down is not waited for."""
+        if not self.raft.peer_connected(raft):
+            return
+        target = int(self.raft.status().get("commit_idx", 0) or 0)
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end and self.raft.match_index(raft) < target:
+            await asyncio.sleep(0.05)
+        # the commit index reaches it with the next append entries
+        await asyncio.sleep(3 * self.cfg.raft_append_period_s)
 
 
 # ---- running it ---------------------------------------------------------------------------------------

@@ -144,7 +144,16 @@ class AnnounceNode:
     address: str
 
 
-Command = ApplyBrokerId | RegisterBroker | AlterSyncStateSet | ElectMaster | CleanBrokerData | AnnounceNode
+@dataclass(frozen=True)
+class RetireNode:
+    """A controller node is being removed from the Raft group (admin remove-node): its gRPC address
+    leaves the list brokers and name servers are given, and the node itself, once it applies
+    this, stops taking part in Raft. A later AnnounceNode of the same address (add-node) undoes it."""
+
+    raft_address: str
+
+
+Command = ApplyBrokerId | RegisterBroker | AlterSyncStateSet | ElectMaster | CleanBrokerData | AnnounceNode | RetireNode
 
 
 class InvariantViolation(AssertionError):
@@ -163,6 +172,12 @@ class ControllerState:
         # master epoch of each set removed by CleanBrokerData: a re-created set continues from it,
         # so epochs only grow and no two masters of a set ever share an epoch
         self.retired_epochs: dict[SetKey, int] = {}
+        self.retired_nodes: set[str] = set()   # raft addresses removed from the group (RetireNode)
+
+    def __setstate__(self, d: dict) -> None:
+        # snapshots written before membership changes existed lack retired_nodes
+        self.__dict__.update(d)
+        self.__dict__.setdefault("retired_nodes", set())
 
     # -- queries (read-only) --
 
@@ -184,7 +199,8 @@ class ControllerState:
         """Apply one command: whole, or not at all with a reason."""
         handler = {ApplyBrokerId: self._apply_broker_id, RegisterBroker: self._register,
                    AlterSyncStateSet: self._alter_sss, ElectMaster: self._elect,
-                   CleanBrokerData: self._clean, AnnounceNode: self._announce}.get(type(cmd))
+                   CleanBrokerData: self._clean, AnnounceNode: self._announce,
+                   RetireNode: self._retire}.get(type(cmd))
         if handler is None:
             return Result.reject(Refusal.BAD_REQUEST, f"unknown command {type(cmd).__name__}")
         result = handler(cmd)  # handlers validate everything before they mutate anything
@@ -335,6 +351,14 @@ class ControllerState:
         if not c.raft_address or not c.address:
             return Result.reject(Refusal.BAD_REQUEST, "raft and gRPC addresses are required")
         self.nodes[c.raft_address] = c.address
+        self.retired_nodes.discard(c.raft_address)
+        return OK
+
+    def _retire(self, c: RetireNode) -> Result:
+        if not c.raft_address:
+            return Result.reject(Refusal.BAD_REQUEST, "a raft address is required")
+        self.nodes.pop(c.raft_address, None)
+        self.retired_nodes.add(c.raft_address)
         return OK
 
 

@@ -26,6 +26,8 @@ class NamesrvConfig:
     controllers: list[str] = field(default_factory=list, metadata={
         "doc": "controller addresses: a broker claiming mastership is accepted only if the controller "
                "says it is the master at that epoch (empty: the claim is trusted)"})
+    controller_refresh_s: float = field(default=10.0, metadata={
+        "doc": "how often the controllers' member list is fetched (follows admin controller add-node/remove-node)"})
     dial_map: dict[str, str] = field(default_factory=dict, metadata={
         "doc": "[dial_map] table: advertised host:port -> host:port to dial (the controllers), like /etc/hosts"})
     metrics_listen: str = field(default="", metadata={
@@ -42,8 +44,8 @@ class NamesrvConfig:
                     split_addr(addr)
             except ValueError as e:
                 raise ConfigError(f"{key}: {e}") from None
-        if self.expire_after_s <= 0 or self.scan_interval_s <= 0:
-            raise ConfigError("expire_after_s and scan_interval_s must be > 0")
+        if self.expire_after_s <= 0 or self.scan_interval_s <= 0 or self.controller_refresh_s <= 0:
+            raise ConfigError("expire_after_s, scan_interval_s and controller_refresh_s must be > 0")
         for a in self.controllers:
             try:
                 split_addr(a)

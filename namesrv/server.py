@@ -153,6 +153,12 @@ class NameServerService(namesrv_pb2_grpc.NameServerServicer):
             for bset, bid in self.table.expire(self.clock()):
                 log.info("broker expired %s", kv(broker_set=bset, broker_id=bid))
 
+    async def refresh_controllers_forever(self) -> None:
+        """Follow the controllers' membership (admin controller add-node/remove-node)."""
+        while self.voucher is not None:
+            await asyncio.sleep(self.config.controller_refresh_s)
+            await self.voucher.refresh()
+
 
 def namesrv_rows(service: NameServerService) -> Iterator[Row]:
     """Gauges at scrape time: live replicas, topics, and each broker set's routed master epoch."""
@@ -194,6 +200,7 @@ async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
     await server.start()
     await obs.started()
     sweeper = asyncio.create_task(service.sweep_forever())
+    refresher = asyncio.create_task(service.refresh_controllers_forever())
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -211,6 +218,7 @@ async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
         log.info("namesrv stopping")
         await obs.stop()
         sweeper.cancel()
+        refresher.cancel()
         await server.stop(grace=1.0)
         if service.voucher is not None:
             await service.voucher.close()

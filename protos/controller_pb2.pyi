@@ -35,6 +35,9 @@ class CtlResult(_message.Message):
         BROKER_ALIVE: _ClassVar[CtlResult.Code]
         LIVENESS_NOT_READY: _ClassVar[CtlResult.Code]
         ELECTION_IN_PROGRESS: _ClassVar[CtlResult.Code]
+        NODE_ALREADY_MEMBER: _ClassVar[CtlResult.Code]
+        NODE_NOT_MEMBER: _ClassVar[CtlResult.Code]
+        MEMBERSHIP_CHANGE_FAILED: _ClassVar[CtlResult.Code]
     CODE_UNSPECIFIED: CtlResult.Code
     BAD_REQUEST: CtlResult.Code
     SET_NOT_FOUND: CtlResult.Code
@@ -59,6 +62,9 @@ class CtlResult(_message.Message):
     BROKER_ALIVE: CtlResult.Code
     LIVENESS_NOT_READY: CtlResult.Code
     ELECTION_IN_PROGRESS: CtlResult.Code
+    NODE_ALREADY_MEMBER: CtlResult.Code
+    NODE_NOT_MEMBER: CtlResult.Code
+    MEMBERSHIP_CHANGE_FAILED: CtlResult.Code
     OK_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -92,7 +98,7 @@ class CtlReplica(_message.Message):
     def __init__(self, broker_id: _Optional[int] = ..., address: _Optional[str] = ..., ha_address: _Optional[str] = ..., learner: _Optional[bool] = ..., alive: _Optional[bool] = ..., epoch: _Optional[int] = ..., max_offset: _Optional[int] = ..., confirm_offset: _Optional[int] = ..., election_priority: _Optional[int] = ..., heartbeat_age_s: _Optional[float] = ...) -> None: ...
 
 class CtlSetView(_message.Message):
-    __slots__ = ("cluster", "broker_set", "master_id", "master_address", "master_ha_address", "master_epoch", "sync_state_set", "sss_epoch", "replicas", "next_broker_id", "exists")
+    __slots__ = ("cluster", "broker_set", "master_id", "master_address", "master_ha_address", "master_epoch", "sync_state_set", "sss_epoch", "replicas", "next_broker_id", "exists", "controllers")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     BROKER_SET_FIELD_NUMBER: _ClassVar[int]
     MASTER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +110,7 @@ class CtlSetView(_message.Message):
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     NEXT_BROKER_ID_FIELD_NUMBER: _ClassVar[int]
     EXISTS_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     broker_set: str
     master_id: int
@@ -115,7 +122,8 @@ class CtlSetView(_message.Message):
     replicas: _containers.RepeatedCompositeFieldContainer[CtlReplica]
     next_broker_id: int
     exists: bool
-    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., master_id: _Optional[int] = ..., master_address: _Optional[str] = ..., master_ha_address: _Optional[str] = ..., master_epoch: _Optional[int] = ..., sync_state_set: _Optional[_Iterable[int]] = ..., sss_epoch: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[CtlReplica, _Mapping]]] = ..., next_broker_id: _Optional[int] = ..., exists: _Optional[bool] = ...) -> None: ...
+    controllers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., master_id: _Optional[int] = ..., master_address: _Optional[str] = ..., master_ha_address: _Optional[str] = ..., master_epoch: _Optional[int] = ..., sync_state_set: _Optional[_Iterable[int]] = ..., sss_epoch: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[CtlReplica, _Mapping]]] = ..., next_broker_id: _Optional[int] = ..., exists: _Optional[bool] = ..., controllers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CtlSetKey(_message.Message):
     __slots__ = ("cluster", "broker_set")
@@ -320,7 +328,7 @@ class ControllerNode(_message.Message):
     def __init__(self, raft_address: _Optional[str] = ..., address: _Optional[str] = ..., connected: _Optional[bool] = ...) -> None: ...
 
 class CtlGetMetadataReply(_message.Message):
-    __slots__ = ("leader_address", "leader_raft_address", "self_raft_address", "term", "commit_index", "last_applied", "peers", "sets", "liveness_ready")
+    __slots__ = ("leader_address", "leader_raft_address", "self_raft_address", "term", "commit_index", "last_applied", "peers", "sets", "liveness_ready", "controllers", "retired", "joining")
     LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     LEADER_RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SELF_RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -330,6 +338,9 @@ class CtlGetMetadataReply(_message.Message):
     PEERS_FIELD_NUMBER: _ClassVar[int]
     SETS_FIELD_NUMBER: _ClassVar[int]
     LIVENESS_READY_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_FIELD_NUMBER: _ClassVar[int]
+    JOINING_FIELD_NUMBER: _ClassVar[int]
     leader_address: str
     leader_raft_address: str
     self_raft_address: str
@@ -339,7 +350,32 @@ class CtlGetMetadataReply(_message.Message):
     peers: _containers.RepeatedCompositeFieldContainer[ControllerNode]
     sets: _containers.RepeatedCompositeFieldContainer[CtlSetKey]
     liveness_ready: bool
-    def __init__(self, leader_address: _Optional[str] = ..., leader_raft_address: _Optional[str] = ..., self_raft_address: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., last_applied: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[ControllerNode, _Mapping]]] = ..., sets: _Optional[_Iterable[_Union[CtlSetKey, _Mapping]]] = ..., liveness_ready: _Optional[bool] = ...) -> None: ...
+    controllers: _containers.RepeatedScalarFieldContainer[str]
+    retired: bool
+    joining: bool
+    def __init__(self, leader_address: _Optional[str] = ..., leader_raft_address: _Optional[str] = ..., self_raft_address: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., last_applied: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[ControllerNode, _Mapping]]] = ..., sets: _Optional[_Iterable[_Union[CtlSetKey, _Mapping]]] = ..., liveness_ready: _Optional[bool] = ..., controllers: _Optional[_Iterable[str]] = ..., retired: _Optional[bool] = ..., joining: _Optional[bool] = ...) -> None: ...
+
+class CtlAddNodeRequest(_message.Message):
+    __slots__ = ("raft_address", "address")
+    RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    raft_address: str
+    address: str
+    def __init__(self, raft_address: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class CtlRemoveNodeRequest(_message.Message):
+    __slots__ = ("address",)
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    def __init__(self, address: _Optional[str] = ...) -> None: ...
+
+class CtlMembershipReply(_message.Message):
+    __slots__ = ("result", "members")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    result: CtlResult
+    members: _containers.RepeatedCompositeFieldContainer[ControllerNode]
+    def __init__(self, result: _Optional[_Union[CtlResult, _Mapping]] = ..., members: _Optional[_Iterable[_Union[ControllerNode, _Mapping]]] = ...) -> None: ...
 
 class CtlGetHistoryRequest(_message.Message):
     __slots__ = ("cluster", "broker_set", "limit")

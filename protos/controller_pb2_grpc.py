@@ -94,6 +94,16 @@ class ControllerStub:
                 request_serializer=controller__pb2.CtlGetHistoryRequest.SerializeToString,
                 response_deserializer=controller__pb2.CtlGetHistoryReply.FromString,
                 _registered_method=True)
+        self.AddNode = channel.unary_unary(
+                '/orbitmq.v1.Controller/AddNode',
+                request_serializer=controller__pb2.CtlAddNodeRequest.SerializeToString,
+                response_deserializer=controller__pb2.CtlMembershipReply.FromString,
+                _registered_method=True)
+        self.RemoveNode = channel.unary_unary(
+                '/orbitmq.v1.Controller/RemoveNode',
+                request_serializer=controller__pb2.CtlRemoveNodeRequest.SerializeToString,
+                response_deserializer=controller__pb2.CtlMembershipReply.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -171,6 +181,18 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +255,16 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.GetHistory,
                     request_deserializer=controller__pb2.CtlGetHistoryRequest.FromString,
                     response_serializer=controller__pb2.CtlGetHistoryReply.SerializeToString,
+            ),
+            'AddNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddNode,
+                    request_deserializer=controller__pb2.CtlAddNodeRequest.FromString,
+                    response_serializer=controller__pb2.CtlMembershipReply.SerializeToString,
+            ),
+            'RemoveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNode,
+                    request_deserializer=controller__pb2.CtlRemoveNodeRequest.FromString,
+                    response_serializer=controller__pb2.CtlMembershipReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -559,6 +591,60 @@ class Controller:
             '/orbitmq.v1.Controller/GetHistory',
             controller__pb2.CtlGetHistoryRequest.SerializeToString,
             controller__pb2.CtlGetHistoryReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.Controller/AddNode',
+            controller__pb2.CtlAddNodeRequest.SerializeToString,
+            controller__pb2.CtlMembershipReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.Controller/RemoveNode',
+            controller__pb2.CtlRemoveNodeRequest.SerializeToString,
+            controller__pb2.CtlMembershipReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,7 @@ cmds = hs.one_of(
               hs.frozensets(hs.integers(0, 3), max_size=3), hs.booleans(), hs.just("r"), hs.just(1)),
     hs.builds(st.CleanBrokerData, hs.just("c"), hs.sampled_from(["s", "t"]), hs.frozensets(hs.integers(0, 3), max_size=2)),
     hs.builds(st.AnnounceNode, hs.sampled_from(["", "r"]), hs.sampled_from(["", "a"])),
+    hs.builds(st.RetireNode, hs.sampled_from(["", "r"])),
 )
 
 
