@@ -27,7 +27,7 @@ from typing import Any
 from orbitmq.common import framing
 from orbitmq.common.framing import ErrorInfo, FrameError
 from orbitmq.common.framing_conn import Hello, LocalProtocolError, ServerSide
-from orbitmq.common.framing_methods import BY_CODE
+from orbitmq.common.framing_methods import BY_CODE, Method
 from orbitmq.common.grpc_errors import ERROR_KEY, MASTER_KEY
 from orbitmq.common.net import split_addr
 
@@ -172,7 +172,7 @@ class _Connection(asyncio.Protocol):
 
     def _dispatch(self, ev: Any, out: list[bytes]) -> None:
         rid, oneway = ev.request_id, ev.oneway
-        m = BY_CODE.get(ev.method)
+        m = self.server.methods.get(ev.method)
         if m is None:
             if not oneway:
                 out.append(self.side.fail(rid, ErrorInfo("BAD_REQUEST", f"unknown method code {ev.method}")))
@@ -232,8 +232,12 @@ class RemotingServer:
     """The framed listener of one broker: `await start(listen)`, then `await stop()`."""
 
     def __init__(self, service: Any, *, max_frame: int = framing.DEFAULT_MAX_FRAME, max_in_flight: int = 1024,
-                 ssl: Any = None, authenticate: Authenticate | None = None) -> None:
+                 ssl: Any = None, authenticate: Authenticate | None = None,
+                 methods: dict[int, Method] | None = None) -> None:
+        """`service` has an async method per name in `methods` (default: the Broker RPCs of
+        common/framing_methods.py), called as `method(request, context)` like a gRPC servicer."""
         self.service = service
+        self.methods = BY_CODE if methods is None else methods
         self.max_frame = max_frame
         self.max_in_flight = max_in_flight
         self.ssl = ssl

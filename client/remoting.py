@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import select
 import socket
 import ssl as _ssl
 import threading
@@ -81,11 +82,12 @@ class RemotingRpcError(grpc.RpcError):
 class RemotingCall:
     """One framed call in flight: a grpc.Future look-alike (result, exception, done, cancel, callbacks)."""
 
-    __slots__ = ("_callbacks", "_client", "_error", "_payload", "_response", "_state", "_waiter", "deadline",
+    __slots__ = ("_callbacks", "_client", "_conn", "_error", "_payload", "_response", "_state", "_waiter", "deadline",
                  "method", "request_id")
 
     def __init__(self, client: RemotingClient, method: Method, deadline: float) -> None:
         self._client = client
+        self._conn: _Conn | None = None
         self.method = method
         self.deadline = deadline
         self.request_id = 0
@@ -109,10 +111,8 @@ class RemotingCall:
         return self._state == _PENDING
 
     def result(self, timeout: float | None = None) -> Any:
-        if self._state == _PENDING:
-            if not self._waiter.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
-                raise grpc.FutureTimeoutError()
-            self._waiter.release()
+        if self._state == _PENDING and not self._client._wait(self, timeout):
+            raise grpc.FutureTimeoutError()
         if self._state == _CANCELLED:
             raise grpc.FutureCancelledError()
         if self._error is not None:
@@ -131,36 +131,57 @@ class RemotingCall:
     def exception(self, timeout: float | None = None) -> BaseException | None:
         try:
             self.result(timeout)
-        except grpc.FutureCancelledError:
-            raise
-        except grpc.FutureTimeoutError:
+        except (grpc.FutureCancelledError, grpc.FutureTimeoutError):
             raise
         except BaseException as e:  # noqa: BLE001
             return e
         return None
 
     def cancel(self) -> bool:
-        if not self._client._end(self, _CANCELLED, None, None):
-            return False
-        return True
+        return self._client._end(self, _CANCELLED, None, None)
 
     def add_done_callback(self, fn: Callable[[RemotingCall], None]) -> None:
+        """`fn(call)` once the call ends, in the thread that reads its reply (or at once if done)."""
+        registered = False
         with self._client._lock:
             if self._state == _PENDING:
                 if self._callbacks is None:
                     self._callbacks = []
                 self._callbacks.append(fn)
-                return
-        fn(self)
+                registered = True
+        if not registered:
+            fn(self)
+        elif self._conn is not None:
+            self._conn.need_reader.set()    # nobody may wait on it: the connection's reader thread reads
+
+
+class _Conn:
+    """One open connection: the socket, its protocol side, its poller and its reader thread's wake-up."""
+
+    __slots__ = ("need_reader", "poller", "side", "sock")
+
+    def __init__(self, sock: socket.socket, side: ClientSide) -> None:
+        self.sock = sock
+        self.side = side
+        self.poller = select.poll()
+        self.poller.register(sock.fileno(), select.POLLIN)
+        self.need_reader = threading.Event()
 
 
 class RemotingClient:
-    """Calls to one broker's framed port; thread-safe; `close()` fails what is still in flight."""
+    """Calls to one broker's framed port; thread-safe; `close()` fails what is still in flight.
+
+    Replies are read by whoever needs them: a thread waiting in `result()` reads the socket itself
+    when no other thread is reading (one wake-up per round trip, as gRPC's sync calls), and the
+    connection's reader thread reads for calls nobody waits on (callbacks, async sends, pulls).
+    """
 
     def __init__(self, address: str, *, ssl_context: _ssl.SSLContext | None = None, server_hostname: str | None = None,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S, crc: bool = False,
-                 max_frame: int = DEFAULT_MAX_FRAME, hello: dict[str, Any] | None = None) -> None:
+                 max_frame: int = DEFAULT_MAX_FRAME, hello: dict[str, Any] | None = None,
+                 methods: dict[str, Method] | None = None) -> None:
         split_addr(address)
+        self.methods = BY_NAME if methods is None else methods   # name -> code and protobuf types
         self.address = address
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
@@ -170,9 +191,9 @@ class RemotingClient:
         self.hello = dict(hello or {})     # extra HELLO fields: where credentials would go (see broker/remoting.py)
         self._lock = threading.Lock()      # the connection state, the calls table, the deadline heap
         self._wlock = threading.Lock()     # one writer at a time on the socket
+        self._rlock = threading.RLock()    # one reader at a time (re-entered by a callback that waits)
         self._connect_lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._side: ClientSide | None = None
+        self._conn: _Conn | None = None
         self._calls: dict[int, RemotingCall] = {}
         self._deadlines: list[tuple[float, int, RemotingCall]] = []
         self._closed = False
@@ -182,28 +203,29 @@ class RemotingClient:
 
     def future(self, method: str, request: Any, timeout: float) -> RemotingCall:
         """Start `method` (a Broker RPC name served on the framed port) with a deadline in `timeout` s."""
-        m = BY_NAME[method]
+        m = self.methods[method]
         call = RemotingCall(self, m, time.monotonic() + timeout)
-        sock: socket.socket | None = None
+        conn: _Conn | None = None
         try:
             payload = request.SerializeToString()
-            sock, side = self._connection()
+            conn = self._connection()
             with self._lock:
-                if side.closed is not None:
-                    raise LocalProtocolError(side.closed)
-                rid, data = side.request(m.code, payload)
+                if conn.side.closed is not None:
+                    raise LocalProtocolError(conn.side.closed)
+                rid, data = conn.side.request(m.code, payload)
                 call.request_id = rid
+                call._conn = conn
                 self._calls[rid] = call
                 heapq.heappush(self._deadlines, (call.deadline, rid, call))
             _WATCHDOG.watch(self)
             with self._wlock:
-                sock.sendall(data)
+                conn.sock.sendall(data)
         except RemotingRpcError as e:
             self._end(call, _DONE, None, e)
         except (OSError, LocalProtocolError) as e:
             self._end(call, _DONE, None, _unavailable(f"framed connection to {self.address}: {e}"))
-            if sock is not None and not isinstance(e, LocalProtocolError):
-                self._broken(sock, f"send failed: {e}")
+            if conn is not None and not isinstance(e, LocalProtocolError):
+                self._broken(conn, f"send failed: {e}")
         return call
 
     def call(self, method: str, request: Any, timeout: float) -> Any:
@@ -212,42 +234,115 @@ class RemotingClient:
 
     def oneway(self, method: str, request: Any) -> None:
         """Send without a reply (errors are not reported)."""
-        m = BY_NAME[method]
+        m = self.methods[method]
         try:
-            sock, side = self._connection()
+            conn = self._connection()
             with self._lock:
-                _, data = side.request(m.code, request.SerializeToString(), oneway=True)
+                _, data = conn.side.request(m.code, request.SerializeToString(), oneway=True)
             with self._wlock:
-                sock.sendall(data)
+                conn.sock.sendall(data)
         except (OSError, LocalProtocolError, RemotingRpcError) as e:
             log.debug("one-way %s to %s failed: %s", method, self.address, e)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            sock = self._sock
-        self._broken(sock, "client closed", closing=True)
+            conn = self._conn
+        if conn is not None:
+            self._broken(conn, "client closed", closing=True)
+
+    # ---- reading ------------------------------------------------------------------------------------
+
+    def _wait(self, call: RemotingCall, timeout: float | None) -> bool:
+        """Wait until `call` ends (False: `timeout` passed), reading the socket if nobody else is."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while call._state == _PENDING:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            conn = call._conn
+            if conn is not None and self._rlock.acquire(blocking=False):
+                try:
+                    while call._state == _PENDING:
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            break
+                        if not self._read_once(conn, 0.1 if left is None else min(left, 0.1)):
+                            break
+                finally:
+                    self._rlock.release()
+                    if self._calls:
+                        conn.need_reader.set()     # others still wait: the reader thread takes over
+            elif call._waiter.acquire(timeout=-1 if left is None else left):
+                call._waiter.release()
+        return True
+
+    def _read_once(self, conn: _Conn, wait_s: float) -> bool:
+        """Read what the socket has (waiting up to `wait_s`) and complete those calls; False once
+        the connection is gone."""
+        sock = conn.sock
+        try:
+            pending = sock.pending() if isinstance(sock, _ssl.SSLSocket) else 0
+            if not pending and not conn.poller.poll(wait_s * 1000.0):
+                return conn.side.closed is None
+            data = sock.recv(RECV_BYTES)
+            if not data:
+                raise ConnectionError("closed by the broker")
+            with self._lock:
+                if conn.side.closed is not None:
+                    return False
+                events = conn.side.receive(data)
+                calls = self._calls
+                done = [(calls.pop(ev.request_id, None), ev) for ev in events if type(ev) is not HelloReply]
+        except FrameError as e:
+            why = f"malformed reply: {str(e)[:200]}"
+            log.warning("closing framed connection to %s: %s", self.address, why)
+            self._broken(conn, why)
+            return False
+        except (OSError, ValueError, LocalProtocolError) as e:
+            self._broken(conn, f"connection lost: {e}")
+            return False
+        for call, ev in done:
+            if call is None:
+                continue
+            if type(ev) is Reply:
+                self._end(call, _DONE, ev.payload, None)
+            else:
+                self._end(call, _DONE, None, RemotingRpcError.from_info(ev.error))
+        return True
+
+    def _reader(self, conn: _Conn) -> None:
+        """The connection's reader thread: reads while calls are outstanding and someone asked it to."""
+        while True:
+            conn.need_reader.wait()
+            conn.need_reader.clear()
+            if conn.side.closed is not None:
+                return
+            with self._rlock:
+                while self._calls and conn.side.closed is None:
+                    if not self._read_once(conn, 0.1):
+                        break
 
     # ---- the connection -------------------------------------------------------------------------------
 
-    def _connection(self) -> tuple[socket.socket, ClientSide]:
-        sock, side = self._sock, self._side
-        if sock is not None and side is not None and side.closed is None:
-            return sock, side
+    def _connection(self) -> _Conn:
+        conn = self._conn
+        if conn is not None and conn.side.closed is None:
+            return conn
         with self._connect_lock:
             if self._closed:
                 raise RemotingRpcError(grpc.StatusCode.CANCELLED, "client closed")
-            sock, side = self._sock, self._side
-            if sock is not None and side is not None and side.closed is None:
-                return sock, side
-            sock, side = self._open()
+            conn = self._conn
+            if conn is not None and conn.side.closed is None:
+                return conn
+            conn = self._open()
             with self._lock:
-                self._sock, self._side = sock, side
-            threading.Thread(target=self._reader, args=(sock, side), name=f"orbitmq-framed-{self.address}",
+                self._conn = conn
+            threading.Thread(target=self._reader, args=(conn,), name=f"orbitmq-framed-{self.address}",
                              daemon=True).start()
-            return sock, side
+            return conn
 
-    def _open(self) -> tuple[socket.socket, ClientSide]:
+    def _open(self) -> _Conn:
         """Connect, HELLO, wait for the server's HELLO (blocking, bounded by connect_timeout_s)."""
         target = dial_map.resolve(self.address)
         host, port = split_addr(target)
@@ -275,7 +370,7 @@ class RemotingClient:
                         raise RemotingRpcError.from_info(ev.error)
             sock.settimeout(None)
             self.server_hello = side.hello_fields
-            return sock, side
+            return _Conn(sock, side)
         except RemotingRpcError:
             sock.close()
             raise
@@ -283,51 +378,23 @@ class RemotingClient:
             sock.close()
             raise _unavailable(f"framed HELLO with {self.address} failed: {e}") from None
 
-    def _reader(self, sock: socket.socket, side: ClientSide) -> None:
-        """Read replies and complete their calls until the connection ends."""
-        why = "connection closed by the broker"
-        try:
-            while True:
-                data = sock.recv(RECV_BYTES)
-                if not data:
-                    break
-                with self._lock:
-                    events = side.receive(data)
-                    calls = self._calls
-                    done = [(calls.pop(ev.request_id, None), ev) for ev in events]
-                for call, ev in done:
-                    if call is None:
-                        continue
-                    if type(ev) is Reply:
-                        self._end(call, _DONE, ev.payload, None)
-                    elif type(ev) is Failed:
-                        self._end(call, _DONE, None, RemotingRpcError.from_info(ev.error))
-                    elif type(ev) is HelloReply:
-                        pass
-        except FrameError as e:
-            why = f"malformed reply: {str(e)[:200]}"
-            log.warning("closing framed connection to %s: %s", self.address, why)
-        except (OSError, LocalProtocolError) as e:
-            why = f"connection lost: {e}"
-        self._broken(sock, why)
-
-    def _broken(self, sock: socket.socket | None, why: str, closing: bool = False) -> None:
+    def _broken(self, conn: _Conn, why: str, closing: bool = False) -> None:
         """The connection is gone: every call in flight on it fails UNAVAILABLE (CANCELLED if closing)."""
         with self._lock:
-            if sock is not None and sock is not self._sock:
+            if conn.side.closed is None:
+                conn.side.close(why)
+            if conn is not self._conn:
                 return
-            side, self._sock, self._side = self._side, None, None
+            self._conn = None
             calls = list(self._calls.values())
             self._calls.clear()
             self._deadlines.clear()
-            if side is not None:
-                side.close(why)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+        conn.need_reader.set()          # its reader thread ends
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn.sock.close()
         err = (RemotingRpcError(grpc.StatusCode.CANCELLED, why) if closing
                else _unavailable(f"framed connection to {self.address}: {why}"))
         for c in calls:
@@ -341,8 +408,8 @@ class RemotingClient:
             while heap and (heap[0][0] <= now or heap[0][2]._state != _PENDING):
                 _, rid, call = heapq.heappop(heap)
                 if call._state == _PENDING and self._calls.pop(rid, None) is call:
-                    if self._side is not None:
-                        self._side.abandon(rid)
+                    if call._conn is not None and call._conn.side.closed is None:
+                        call._conn.side.abandon(rid)
                     expired.append(call)
             busy = bool(self._calls)
         for call in expired:
@@ -359,8 +426,10 @@ class RemotingClient:
             call._payload = payload
             call._error = error
             cbs, call._callbacks = call._callbacks, None
-            if state == _CANCELLED and self._calls.pop(call.request_id, None) is call and self._side is not None:
-                self._side.abandon(call.request_id)
+            if state == _CANCELLED and self._calls.pop(call.request_id, None) is call:
+                conn = call._conn
+                if conn is not None and conn.side.closed is None:
+                    conn.side.abandon(call.request_id)
         call._waiter.release()
         for fn in cbs or ():
             try:

@@ -42,6 +42,7 @@ FLAG_ERROR = 2
 FLAG_ONEWAY = 4
 FLAG_CRC = 8
 KNOWN_FLAGS = FLAG_RESPONSE | FLAG_ERROR | FLAG_ONEWAY | FLAG_CRC
+_PLAIN_FLAGS = FLAG_RESPONSE | FLAG_ERROR | FLAG_ONEWAY
 
 MAX_REQUEST_ID = 0xFFFFFFFF
 MAX_METHOD = 0xFFFF
@@ -53,7 +54,7 @@ class FrameError(Exception):
     """The peer sent bytes that are not a valid frame; the connection must be closed."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Frame:
     request_id: int
     method: int
@@ -153,11 +154,17 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         if self._failed is not None:
             raise self._failed
+        if not self._buf and type(data) is bytes and len(data) >= HEADER_SIZE:
+            # fast path: exactly one whole frame without CRC (a sync call's request or reply)
+            length, magic, version, flags, rid, method = HEADER.unpack_from(data)
+            if (length + 4 == len(data) and magic == MAGIC and version == VERSION and not flags & ~_PLAIN_FLAGS
+                    and length - _REST <= self.max_frame):
+                return [Frame(rid, method, flags, data[HEADER_SIZE:])]
         if self._buf:
             self._buf += data
             buf: bytes | bytearray = self._buf
         else:
-            buf = bytes(data)      # the common case: whole frames in one read, no buffer copy
+            buf = data if type(data) is bytes else bytes(data)   # whole frames in one read: no buffer copy
         out: list[Frame] = []
         off = 0
         end = len(buf)
@@ -181,11 +188,12 @@ class FrameDecoder:
                     (want,) = _CRC.unpack_from(buf, stop)
                     if zlib.crc32(memoryview(buf)[off + 4:stop]) != want:
                         raise FrameError(f"CRC mismatch in frame {rid} (method {method})")
-                    payload = bytes(buf[off + HEADER_SIZE:stop])
+                    payload = bytes(memoryview(buf)[off + HEADER_SIZE:stop])
                     flags &= ~FLAG_CRC
                     off = stop + 4
                 else:
-                    payload = bytes(buf[off + HEADER_SIZE:stop])
+                    payload = buf[off + HEADER_SIZE:stop] if type(buf) is bytes else \
+                        bytes(memoryview(buf)[off + HEADER_SIZE:stop])
                     off = stop
                 if len(payload) > self.max_frame:
                     raise FrameError(f"payload of {len(payload)} bytes exceeds max_frame {self.max_frame}")
@@ -198,7 +206,7 @@ class FrameDecoder:
             if buf is self._buf:
                 del self._buf[:off]
             else:
-                self._buf = bytearray(buf[off:])
+                self._buf = bytearray(memoryview(buf)[off:])
         elif buf is self._buf:
             self._buf = bytearray()
         return out

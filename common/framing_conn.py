@@ -34,26 +34,26 @@ class LocalProtocolError(Exception):
 
 # ---- events ----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     request_id: int
     method: int
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     request_id: int
     method: int
     error: ErrorInfo
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HelloReply:
     fields: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     request_id: int
     method: int
@@ -61,7 +61,7 @@ class Request:
     oneway: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hello:
     request_id: int
     fields: dict[str, Any]
