@@ -77,6 +77,7 @@ async def _drive(coro: Any, yielded: Any) -> Any:
             if yielded is None:
                 await asyncio.sleep(0)             # a bare `yield`
             else:
+                yielded._asyncio_future_blocking = False   # as Task.__step does with what a coroutine yields
                 with contextlib.suppress(Exception):
                     await yielded                   # its result/exception is read by the coroutine itself
         except asyncio.CancelledError:
