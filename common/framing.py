@@ -58,8 +58,9 @@ class FrameError(Exception):
 class Frame:
     request_id: int
     method: int
-    flags: int
+    flags: int              # without FLAG_CRC (see `crc`)
     payload: bytes
+    crc: bool = False       # the frame carried a CRC (checked)
 
     @property
     def is_response(self) -> bool:
@@ -189,8 +190,11 @@ class FrameDecoder:
                     if zlib.crc32(memoryview(buf)[off + 4:stop]) != want:
                         raise FrameError(f"CRC mismatch in frame {rid} (method {method})")
                     payload = bytes(memoryview(buf)[off + HEADER_SIZE:stop])
-                    flags &= ~FLAG_CRC
                     off = stop + 4
+                    if len(payload) > self.max_frame:
+                        raise FrameError(f"payload of {len(payload)} bytes exceeds max_frame {self.max_frame}")
+                    out.append(Frame(rid, method, flags & ~FLAG_CRC, payload, True))
+                    continue
                 else:
                     payload = buf[off + HEADER_SIZE:stop] if type(buf) is bytes else \
                         bytes(memoryview(buf)[off + HEADER_SIZE:stop])

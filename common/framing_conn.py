@@ -234,7 +234,7 @@ class ServerSide:
         if f.request_id in self._in_flight:
             raise FrameError(f"request id {f.request_id} reused while its call is outstanding")
         self._in_flight[f.request_id] = f.method
-        if f.flags & framing.FLAG_CRC:
+        if f.crc:
             self._crc.add(f.request_id)
 
     def _owed(self, request_id: int) -> tuple[int, bool]:
