@@ -106,6 +106,8 @@ class _Connection(asyncio.Protocol):
         self.ctx = _Context("")
         self.tasks: set[asyncio.Task] = set()
         self.paused = False
+        self.sock: socket.socket | None = None
+        self.lowat = 1
 
     # ---- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -120,6 +122,8 @@ class _Connection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if transport.get_extra_info("ssl_object") is None:
+                self.sock = sock     # plain TCP: SO_RCVLOWAT may be tuned (not under TLS records)
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -147,6 +151,12 @@ class _Connection(asyncio.Protocol):
                 self._dispatch(ev, out)
         if out:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.sock is not None:
+            lowat = framing.low_water(side.wanted)
+            if lowat != self.lowat:     # a large request arriving: wake once it is (nearly) whole
+                self.lowat = lowat
+                with contextlib.suppress(OSError):
+                    self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
         if side.closed is not None:
             self.transport.close()
         elif side.want_pause and not self.paused:

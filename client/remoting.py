@@ -27,7 +27,7 @@ import grpc
 
 from orbitmq.common import dial_map
 from orbitmq.common.error_codes import ErrorCode
-from orbitmq.common.framing import DEFAULT_MAX_FRAME, ErrorInfo, FrameError
+from orbitmq.common.framing import DEFAULT_MAX_FRAME, ErrorInfo, FrameError, low_water
 from orbitmq.common.framing_conn import ClientSide, Failed, HelloReply, LocalProtocolError, Reply
 from orbitmq.common.framing_methods import BY_NAME, Method
 from orbitmq.common.grpc_errors import ERROR_KEY, MASTER_KEY, STATUS_OF
@@ -158,11 +158,12 @@ class RemotingCall:
 class _Conn:
     """One open connection: the socket, its protocol side, its poller and its reader thread's wake-up."""
 
-    __slots__ = ("need_reader", "poller", "side", "sock")
+    __slots__ = ("lowat", "need_reader", "poller", "side", "sock")
 
     def __init__(self, sock: socket.socket, side: ClientSide) -> None:
         self.sock = sock
         self.side = side
+        self.lowat = 1
         self.poller = select.poll()
         self.poller.register(sock.fileno(), select.POLLIN)
         self.need_reader = threading.Event()
@@ -282,10 +283,11 @@ class RemotingClient:
         the connection is gone."""
         sock = conn.sock
         try:
-            pending = sock.pending() if isinstance(sock, _ssl.SSLSocket) else 0
+            tls = isinstance(sock, _ssl.SSLSocket)
+            pending = sock.pending() if tls else 0
             if not pending and not conn.poller.poll(wait_s * 1000.0):
                 return conn.side.closed is None
-            data = sock.recv(RECV_BYTES)
+            data = sock.recv(max(RECV_BYTES, conn.side.wanted))
             if not data:
                 raise ConnectionError("closed by the broker")
             with self._lock:
@@ -294,6 +296,10 @@ class RemotingClient:
                 events = conn.side.receive(data)
                 calls = self._calls
                 done = [(calls.pop(ev.request_id, None), ev) for ev in events if type(ev) is not HelloReply]
+                lowat = 1 if tls else low_water(conn.side.wanted)
+            if lowat != conn.lowat:      # a large reply arriving: poll wakes once it is (nearly) whole
+                conn.lowat = lowat
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
         except FrameError as e:
             why = f"malformed reply: {str(e)[:200]}"
             log.warning("closing framed connection to %s: %s", self.address, why)

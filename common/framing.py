@@ -50,6 +50,15 @@ DEFAULT_MAX_FRAME = 64 * 1024 * 1024   # payload bytes a decoder accepts unless 
 ERR_NOT_STORED = 1
 
 
+LOWAT_MIN = 64 * 1024          # a frame missing at least this much: wait for more than one segment
+LOWAT_MAX = 4 * 1024 * 1024     # ... but never for more than this at once
+
+
+def low_water(wanted: int) -> int:
+    """The SO_RCVLOWAT a shell sets while `wanted` bytes of a frame are missing (1 = wake on any byte)."""
+    return min(wanted, LOWAT_MAX) if wanted >= LOWAT_MIN else 1
+
+
 class FrameError(Exception):
     """The peer sent bytes that are not a valid frame; the connection must be closed."""
 
@@ -151,6 +160,16 @@ class FrameDecoder:
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buf)
+
+    @property
+    def wanted(self) -> int:
+        """Bytes still missing from the frame being received (0: none started, or its length unknown).
+        A shell may wait for that many before reading again (fewer wake-ups for a large frame)."""
+        buf = self._buf
+        if len(buf) < 4:
+            return 0
+        (length,) = _CRC.unpack_from(buf, 0)
+        return max(0, length + 4 - len(buf))
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         if self._failed is not None:

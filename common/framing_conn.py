@@ -86,6 +86,11 @@ class ClientSide:
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def wanted(self) -> int:
+        """Bytes missing from the reply being received (see FrameDecoder.wanted)."""
+        return self._decoder.wanted
+
     def _new_id(self) -> int:
         rid = self._next
         while rid in self._pending or rid in self._abandoned or rid == 0:
@@ -191,6 +196,11 @@ class ServerSide:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    @property
+    def wanted(self) -> int:
+        """Bytes missing from the request being received (see FrameDecoder.wanted)."""
+        return self._decoder.wanted
 
     @property
     def want_pause(self) -> bool:

@@ -59,6 +59,8 @@ def test_producer_and_pull_consumer_go_over_the_framed_port(cluster):
     with Producer(ns) as p:
         r1 = p.send(Message(TOPIC, b"one", tags="a", keys=["k1"], properties={"x": "1"}))
         receipts = p.send_batch([Message(TOPIC, f"batch-{i}".encode(), tags="b") for i in range(5)])
+        big = p.send_batch([Message(TOPIC, f"big-{i}".encode().ljust(16384, b".")) for i in range(64)])
+        assert len(big) == 64    # a 1 MiB request: arrives in many segments (the broker waits for it whole)
         futs = [p.send_async(Message(TOPIC, f"async-{i}".encode())) for i in range(50)]
         p.flush(30)
         assert all(f.exception() is None for f in futs)
@@ -66,7 +68,8 @@ def test_producer_and_pull_consumer_go_over_the_framed_port(cluster):
         assert broker not in p.transport._channels, "a send went over gRPC"
     assert r1.broker_addr == broker and r1.msg_id
     assert len({(r.queue.queue_id, r.queue_offset) for r in receipts}) == 5
-    want = {b"one"} | {f"batch-{i}".encode() for i in range(5)} | {f"async-{i}".encode() for i in range(50)}
+    want = {b"one"} | {f"batch-{i}".encode() for i in range(5)} | {f"async-{i}".encode() for i in range(50)} | \
+        {f"big-{i}".encode().ljust(16384, b".") for i in range(64)}
     got: dict[bytes, object] = {}
     c = PullConsumer("framed-readers", ns)
     c.subscribe(TOPIC)
