@@ -6,9 +6,12 @@ in a broker) and measures from this process, one call at a time (each waits for 
   of --bulk-bytes, 256 KiB, empty replies) and bulk consume direction (empty requests answered
   with --bulk-bytes), in MB/s (10^6 bytes);
 - the same three over the framed protocol (client/remoting.py against broker/remoting.py's shell).
+The six phases run in alternating slices (4 rounds), so a shared machine's drifting load weighs on
+all of them alike.
 
-Other benchmarks import `measure()` (or `TransportServer` + `grpc_rate` / `framed_rate`) to put
-their figures beside the transport's in the same run. Every loop is bounded by --calls and --seconds.
+Other benchmarks import `measure()` (or `TransportServer` + `grpc_call` / `framed_call` +
+`interleaved_rates`) to put their figures beside the transport's in the same run. Every loop is
+bounded by --calls and --seconds (per phase, over all its slices).
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
-from orbitmq.bench.harness import rate
 from orbitmq.common import net, proc
 
 BULK_BYTES = 256 * 1024
@@ -64,31 +68,50 @@ class TransportServer:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def grpc_rate(addr: str, method: str, request: bytes, seconds: float, limit: int) -> float:
-    """Sync unary calls/s of `method` (Empty, Sink, Source) over one channel."""
+def grpc_call(addr: str, method: str) -> tuple[Callable[[bytes], object], Callable[[], None]]:
+    """(sync unary call of `method` (Empty, Sink, Source) on one channel, close)."""
     from orbitmq.bench.transport_server import OPTIONS, SERVICE
 
-    with grpc.insecure_channel(addr, options=OPTIONS) as ch:
-        call = ch.unary_unary(f"/{SERVICE}/{method}")
-        return rate(lambda: call(request, timeout=CALL_TIMEOUT_S), seconds, limit, warmup=20)
+    ch = grpc.insecure_channel(addr, options=OPTIONS)
+    call = ch.unary_unary(f"/{SERVICE}/{method}")
+    return (lambda request: call(request, timeout=CALL_TIMEOUT_S)), ch.close
 
 
-def framed_rate(addr: str, method: str, request: bytes, seconds: float, limit: int) -> float:
-    """Calls/s of `method` over one framed connection, each awaited like a sync send."""
+def framed_call(addr: str, method: str) -> tuple[Callable[[bytes], object], Callable[[], None]]:
+    """(a call of `method` over one framed connection, awaited like a sync send; close)."""
     from orbitmq.bench.transport_server import MAX_BYTES, METHODS, Raw
     from orbitmq.client.remoting import RemotingClient
 
     cli = RemotingClient(addr, methods=METHODS, max_frame=MAX_BYTES)
-    try:
-        req = Raw(request)
-        return rate(lambda: cli.call(method, req, CALL_TIMEOUT_S), seconds, limit, warmup=20)
-    finally:
-        cli.close()
+    return (lambda request: cli.call(method, Raw(request), CALL_TIMEOUT_S)), cli.close
+
+
+def interleaved_rates(phases: dict[str, Callable[[], object]], seconds: float, limit: int,
+                      rounds: int = 4) -> dict[str, float]:
+    """Calls/s of each phase, measured in `rounds` alternating slices of `seconds / rounds` each, so
+    the load of a shared machine drifting during the run weighs on every phase alike."""
+    calls = dict.fromkeys(phases, 0)
+    spent = dict.fromkeys(phases, 0.0)
+    for fn in phases.values():
+        for _ in range(10):
+            fn()
+    for _ in range(rounds):
+        for name, fn in phases.items():
+            n = 0
+            t0 = time.perf_counter()
+            deadline = t0 + seconds / rounds
+            while n < limit // rounds and time.perf_counter() < deadline:
+                fn()
+                n += 1
+            calls[name] += n
+            spent[name] += time.perf_counter() - t0
+    return {name: calls[name] / spent[name] for name in phases}
 
 
 def measure(seconds: float = 3.0, limit: int = 200_000, bulk_bytes: int = BULK_BYTES, framed: bool = True,
             server: TransportServer | None = None) -> dict:
-    """The transport figures as a dict (the keys of `orbitmq bench transport --json`)."""
+    """The transport figures as a dict (the keys of `orbitmq bench transport --json`); every phase
+    gets `seconds` in all, in slices alternating with the others."""
     from orbitmq.bench.transport_server import size_request
 
     if server is None:
@@ -97,14 +120,28 @@ def measure(seconds: float = 3.0, limit: int = 200_000, bulk_bytes: int = BULK_B
     payload = b"x" * bulk_bytes
     want = size_request(bulk_bytes)
     mb = bulk_bytes / 1e6
-    out: dict = {"bulk_bytes": bulk_bytes, "seconds": seconds}
-    out["grpc_empty_call_per_s"] = round(grpc_rate(server.grpc, "Empty", b"", seconds, limit))
-    out["grpc_produce_mb_per_s"] = round(grpc_rate(server.grpc, "Sink", payload, seconds, limit) * mb, 1)
-    out["grpc_consume_mb_per_s"] = round(grpc_rate(server.grpc, "Source", want, seconds, limit) * mb, 1)
+    protocols = {"grpc": (grpc_call, server.grpc)}
     if framed:
-        out["framed_empty_call_per_s"] = round(framed_rate(server.framed, "Empty", b"", seconds, limit))
-        out["framed_produce_mb_per_s"] = round(framed_rate(server.framed, "Sink", payload, seconds, limit) * mb, 1)
-        out["framed_consume_mb_per_s"] = round(framed_rate(server.framed, "Source", want, seconds, limit) * mb, 1)
+        protocols["framed"] = (framed_call, server.framed)
+    phases: dict[str, Callable[[], object]] = {}
+    closers = []
+    try:
+        for proto, (make, addr) in protocols.items():
+            for kind, method, request in (("empty", "Empty", b""), ("produce", "Sink", payload),
+                                          ("consume", "Source", want)):
+                call, close = make(addr, method)
+                closers.append(close)
+                phases[f"{proto}_{kind}"] = lambda call=call, request=request: call(request)
+        rates = interleaved_rates(phases, seconds, limit)
+    finally:
+        for close in closers:
+            close()
+    out: dict = {"bulk_bytes": bulk_bytes, "seconds": seconds}
+    for proto in protocols:
+        out[f"{proto}_empty_call_per_s"] = round(rates[f"{proto}_empty"])
+        out[f"{proto}_produce_mb_per_s"] = round(rates[f"{proto}_produce"] * mb, 1)
+        out[f"{proto}_consume_mb_per_s"] = round(rates[f"{proto}_consume"] * mb, 1)
+    if framed:
         out["framed_vs_grpc_empty"] = round(out["framed_empty_call_per_s"] / out["grpc_empty_call_per_s"], 2)
         out["framed_vs_grpc_produce"] = round(out["framed_produce_mb_per_s"] / out["grpc_produce_mb_per_s"], 2)
         out["framed_vs_grpc_consume"] = round(out["framed_consume_mb_per_s"] / out["grpc_consume_mb_per_s"], 2)
