@@ -209,7 +209,7 @@ class RemotingClient:
         conn: _Conn | None = None
         try:
             payload = request.SerializeToString()
-            conn = self._connection()
+            conn = self._connection(timeout)
             with self._lock:
                 if conn.side.closed is not None:
                     raise LocalProtocolError(conn.side.closed)
@@ -331,7 +331,8 @@ class RemotingClient:
 
     # ---- the connection -------------------------------------------------------------------------------
 
-    def _connection(self) -> _Conn:
+    def _connection(self, timeout: float | None = None) -> _Conn:
+        """The open connection, or a new one (connect + HELLO within `timeout` and connect_timeout_s)."""
         conn = self._conn
         if conn is not None and conn.side.closed is None:
             return conn
@@ -341,19 +342,22 @@ class RemotingClient:
             conn = self._conn
             if conn is not None and conn.side.closed is None:
                 return conn
-            conn = self._open()
+            conn = self._open(self.connect_timeout_s if timeout is None else min(timeout, self.connect_timeout_s))
             with self._lock:
                 self._conn = conn
             threading.Thread(target=self._reader, args=(conn,), name=f"orbitmq-framed-{self.address}",
                              daemon=True).start()
             return conn
 
-    def _open(self) -> _Conn:
-        """Connect, HELLO, wait for the server's HELLO (blocking, bounded by connect_timeout_s)."""
+    def _open(self, timeout_s: float) -> _Conn:
+        """Connect, HELLO, wait for the server's HELLO (blocking, bounded by `timeout_s`: a paused
+        broker's kernel still accepts the connection, only the HELLO goes unanswered)."""
         target = dial_map.resolve(self.address)
         host, port = split_addr(target)
+        timeout_s = max(0.05, timeout_s)
+        deadline = time.monotonic() + timeout_s
         try:
-            sock = socket.create_connection((host, port), timeout=self.connect_timeout_s)
+            sock = socket.create_connection((host, port), timeout=timeout_s)
         except OSError as e:
             raise _unavailable(f"cannot connect to framed port {self.address}: {e}") from None
         try:
@@ -362,7 +366,6 @@ class RemotingClient:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname or host)
             side = ClientSide(self.max_frame, crc=self.crc)
             sock.sendall(side.hello(client="orbitmq-python", **self.hello))
-            deadline = time.monotonic() + self.connect_timeout_s
             while side.hello_fields is None:
                 left = deadline - time.monotonic()
                 if left <= 0:

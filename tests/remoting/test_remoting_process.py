@@ -233,3 +233,21 @@ def test_protocol_grpc_is_honoured_where_the_port_is_announced(cluster):
         assert broker in p.transport._channels
     with pytest.raises(ValueError):
         Producer(ns, protocol="carrier-pigeon")
+
+
+def test_a_paused_broker_fails_a_new_connection_within_the_call_timeout(cluster):
+    ns, broker, child = cluster
+    raddr = remoting_addr(ns, broker)
+    cli = RemotingClient(raddr, connect_timeout_s=120)
+    child.pause()        # its kernel still accepts the connection; the HELLO goes unanswered
+    try:
+        t0 = time.monotonic()
+        call = cli.future("GetBrokerStatus", broker_pb2.GetBrokerStatusRequest(), 1.0)
+        with pytest.raises(RemotingRpcError) as e:
+            call.result(timeout=60)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - t0 < 60, "the call waited for the connect timeout, not its own"
+    finally:
+        child.resume()
+    assert cli.call("GetBrokerStatus", broker_pb2.GetBrokerStatusRequest(), 30).role == "STANDALONE"
+    cli.close()
