@@ -278,14 +278,15 @@ class RemotingClient:
                 call._waiter.release()
         return True
 
-    def _read_once(self, conn: _Conn, wait_s: float) -> bool:
-        """Read what the socket has (waiting up to `wait_s`) and complete those calls; False once
-        the connection is gone."""
+    def _read_once(self, conn: _Conn, wait_s: float | None) -> bool:
+        """Read what the socket has (waiting up to `wait_s`; None: until something arrives, which
+        costs one GIL round trip instead of two) and complete those calls; False once the
+        connection is gone."""
         sock = conn.sock
         try:
             tls = isinstance(sock, _ssl.SSLSocket)
             pending = sock.pending() if tls else 0
-            if not pending and not conn.poller.poll(wait_s * 1000.0):
+            if wait_s is not None and not pending and not conn.poller.poll(wait_s * 1000.0):
                 return conn.side.closed is None
             data = sock.recv(max(RECV_BYTES, conn.side.wanted))
             if not data:
@@ -318,7 +319,9 @@ class RemotingClient:
         return True
 
     def _reader(self, conn: _Conn) -> None:
-        """The connection's reader thread: reads while calls are outstanding and someone asked it to."""
+        """The connection's reader thread: reads while calls are outstanding and someone asked it to.
+        It blocks in recv (a call that never gets its reply is failed by the watchdog; closing the
+        connection shuts the socket down, which ends the recv)."""
         while True:
             conn.need_reader.wait()
             conn.need_reader.clear()
@@ -326,7 +329,7 @@ class RemotingClient:
                 return
             with self._rlock:
                 while self._calls and conn.side.closed is None:
-                    if not self._read_once(conn, 0.1):
+                    if not self._read_once(conn, None):
                         break
 
     # ---- the connection -------------------------------------------------------------------------------
