@@ -20,11 +20,11 @@ ECHO_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_m
 class BenchCluster:
     """namesrv + one broker (+ echo server), torn down on exit."""
 
-    def __init__(self, flush_mode: str = "async", remoting: bool = True) -> None:
+    def __init__(self, flush_mode: str = "async", remoting: bool = False) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="orbitmq-bench-"))
         self.children: list[proc.Child] = []
         self.flush_mode = flush_mode
-        self.remoting = remoting   # the broker also serves the framed protocol (clients use it unless told grpc)
+        self.remoting = remoting   # the broker also serves the framed protocol (clients then use it unless told grpc)
         self.broker_child: proc.Child | None = None
 
     def __enter__(self) -> BenchCluster:

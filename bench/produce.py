@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> dict:
     topic = "BenchProduce"
     body = b"x" * args.size
     out: dict = {"size": args.size, "batch": args.batch, "flush_mode": args.flush_mode, "queues": args.queues}
-    with BenchCluster(args.flush_mode) as bc:
+    with BenchCluster(args.flush_mode, remoting=True) as bc:
         bc.create_topic(topic, args.queues)
         out["grpc_empty_call_per_s"] = round(grpc_empty_calls_per_s(bc.echo, args.seconds, args.messages))
         out.update(_sync_sends(bc, topic, body, args))
