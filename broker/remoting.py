@@ -108,6 +108,8 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.sock: socket.socket | None = None
         self.lowat = 1
+        stats = getattr(server.service, "stats", None)    # BrokerService counters (GetBrokerStatus `stats`)
+        self.stats: dict | None = stats if isinstance(stats, dict) else None
 
     # ---- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -125,9 +127,13 @@ class _Connection(asyncio.Protocol):
             if transport.get_extra_info("ssl_object") is None:
                 self.sock = sock     # plain TCP: SO_RCVLOWAT may be tuned (not under TLS records)
         self.server.connections.add(self)
+        if self.stats is not None:
+            self.stats["framed_connections"] = len(self.server.connections)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        if self.stats is not None:
+            self.stats["framed_connections"] = len(self.server.connections)
         self.side.closed = self.side.closed or "connection lost"
         for t in list(self.tasks):
             t.cancel()
@@ -183,6 +189,8 @@ class _Connection(asyncio.Protocol):
 
     def _dispatch(self, ev: Any, out: list[bytes]) -> None:
         rid, oneway = ev.request_id, ev.oneway
+        if self.stats is not None:
+            self.stats["framed_calls"] = self.stats.get("framed_calls", 0) + 1
         m = self.server.methods.get(ev.method)
         if m is None:
             if not oneway:

@@ -82,6 +82,9 @@ def test_producer_and_pull_consumer_go_over_the_framed_port(cluster):
         c.close()
     m = got[b"one"]
     assert (m.tags, list(m.keys), dict(m.properties).get("x")) == ("a", ["k1"], "1")
+    stub = broker_pb2_grpc.BrokerStub(grpc.insecure_channel(broker))
+    stats = dict(stub.GetBrokerStatus(broker_pb2.GetBrokerStatusRequest(), timeout=10).stats)
+    assert int(stats["framed_calls"]) >= 4, stats   # the sends (and pulls) the broker counted on its framed port
 
 
 def test_errors_carry_the_grpc_names(cluster):
