@@ -157,7 +157,7 @@ class _Connection(asyncio.Protocol):
                 self._dispatch(ev, out)
         if out:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if self.sock is not None:
+        if self.sock is not None and (self.lowat != 1 or side.buffering):
             lowat = framing.low_water(side.wanted)
             if lowat != self.lowat:     # a large request arriving: wake once it is (nearly) whole
                 self.lowat = lowat

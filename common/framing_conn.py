@@ -203,6 +203,11 @@ class ServerSide:
         return self._decoder.wanted
 
     @property
+    def buffering(self) -> bool:
+        """Part of a frame has arrived and waits for the rest."""
+        return self._decoder.buffered > 0
+
+    @property
     def want_pause(self) -> bool:
         """Stop reading until replies drain (backpressure on a client that pipelines too much)."""
         return len(self._in_flight) >= self.max_in_flight
