@@ -20,12 +20,14 @@ ECHO_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_m
 class BenchCluster:
     """namesrv + one broker (+ echo server), torn down on exit."""
 
-    def __init__(self, flush_mode: str = "async", tls: bool = False) -> None:
+    def __init__(self, flush_mode: str = "async", tls: bool = False, remoting: bool = False) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="orbitmq-bench-"))
         self.children: list[proc.Child] = []
         self.flush_mode = flush_mode
         self.tls = tls
         self.client_tls: TlsConfig | bool = False   # what clients of this cluster dial with
+        self.remoting = remoting   # the broker also serves the framed protocol (clients then use it unless told grpc)
+        self.broker_child: proc.Child | None = None
 
     def _tls_args(self, name: str) -> list[str]:
         """With `tls`: certificates from a throwaway CA, so the name server and broker serve TLS."""
@@ -44,11 +46,12 @@ class BenchCluster:
             self._start("namesrv", proc.orbitmq_argv("namesrv", "--listen", self.namesrv, *self._tls_args("namesrv")))
             net.wait_for_port(self.namesrv, 30)
             self.broker = f"127.0.0.1:{net.free_port()}"
-            self._start("broker", proc.orbitmq_argv(
+            self.broker_child = self._start("broker", proc.orbitmq_argv(
                 "broker", "--listen", self.broker, "--namesrv", self.namesrv, "--store-dir", str(self.tmp / "store"),
                 "--broker-set", "bench-a", "--set", f"flush_mode={self.flush_mode}",
                 "--set", "register_interval_s=1", "--set", "keepalive_interval_s=0.5", "--set", "log_level=WARNING",
-                *self._tls_args("broker")))
+                *self._tls_args("broker"),
+                *(["--set", "remoting_listen=127.0.0.1:0"] if self.remoting else [])))
             self.echo = f"127.0.0.1:{net.free_port()}"
             self._start("echo", [sys.executable, "-m", "orbitmq.bench.echo_server", "--listen", self.echo])
             net.wait_for_port(self.broker, 30)
@@ -95,6 +98,15 @@ def rate(fn: Callable[[], object], seconds: float, limit: int, per_call: int = 1
         fn()
         n += per_call
     return n / (time.perf_counter() - t0)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used so far (Linux /proc)."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -22,6 +22,7 @@ def main() -> None:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--out", required=True)
+    p.add_argument("--protocol", default="auto", choices=["auto", "grpc"])
     a = p.parse_args()
     e2e: list[float] = []
     store: list[float] = []
@@ -39,7 +40,7 @@ def main() -> None:
                 done.set()
 
     c = PushConsumer(a.group, a.namesrv, consume_from="last", long_poll_ms=5000, threads=2,
-                     on_rebalance=lambda qs: print("READY", len(qs), flush=True))
+                     on_rebalance=lambda qs: print("READY", len(qs), flush=True), protocol=a.protocol)
     c.subscribe(a.topic)
     c.register_listener(listener)
     c.start()

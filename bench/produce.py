@@ -1,10 +1,14 @@
 """Producer throughput and end-to-end latency through the real client against real processes.
 
-Starts a name server, a broker and a gRPC echo helper (each its own process), then measures with
-`orbitmq.client.Producer`: sync single sends/s; async sends (batched per queue with a linger) and
-explicit `send_batch` (msgs/s, MB/s); end-to-end latency p50/p99 at a fixed rate with a push
-consumer in another process; and `grpc_empty_call_per_s`, an empty unary call to the echo process
-with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s (target >= 0.5).
+Starts a name server, a broker (serving gRPC and the framed protocol, `remoting_listen`) and a gRPC
+echo helper (each its own process), then measures with `orbitmq.client.Producer`: sync single
+sends/s, one message at a time awaiting each receipt, side by side over the framed protocol
+(`sync_send_per_s`, what the client uses when the broker announces it; target >= 6,000) and over
+gRPC (`grpc_sync_send_per_s`), with the CPU each costs the client and the broker per send; async
+sends (batched per queue with a linger) and explicit `send_batch` (msgs/s, MB/s, over --protocol);
+end-to-end latency p50/p99 at --latency-rate msgs/s (target p99 <= 1 ms) with a push consumer in
+another process, framed then gRPC; and `grpc_empty_call_per_s`, an empty unary call to the echo
+process with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s.
 Every phase is bounded by --messages and --seconds. `--tls` measures plaintext and TLS side by
 side instead (bench/produce_tls.py, `secure_vs_plain`).
 """
@@ -17,7 +21,7 @@ import struct
 import sys
 import time
 
-from orbitmq.bench.harness import BenchCluster, grpc_empty_calls_per_s, percentile, rate
+from orbitmq.bench.harness import BenchCluster, grpc_empty_calls_per_s, percentile, process_cpu_s, rate
 from orbitmq.common import proc
 
 
@@ -33,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flush-mode", default="async", choices=["async", "sync"])
     from orbitmq.bench.produce_tls import add_arguments as add_tls_arguments
     add_tls_arguments(p)   # --tls, --rounds
+    p.add_argument("--protocol", default="auto", choices=["auto", "grpc"],
+                   help="client protocol of the async and batch phases (auto: framed, announced by the broker)")
+    p.add_argument("--no-grpc-latency", action="store_true", help="skip the gRPC end-to-end latency phase")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -44,18 +51,13 @@ def run(args: argparse.Namespace) -> dict:
     topic = "BenchProduce"
     body = b"x" * args.size
     out: dict = {"size": args.size, "batch": args.batch, "flush_mode": args.flush_mode, "queues": args.queues}
-    with BenchCluster(args.flush_mode) as bc:
+    with BenchCluster(args.flush_mode, remoting=True) as bc:
         bc.create_topic(topic, args.queues)
         out["grpc_empty_call_per_s"] = round(grpc_empty_calls_per_s(bc.echo, args.seconds, args.messages))
-        with Producer(bc.namesrv, batch_max_messages=args.batch, linger_ms=args.linger_ms, max_in_flight=8) as p:
-            msg = Message(topic, body)
-
-            def one() -> None:
-                msg.msg_id = ""
-                p.send(msg)
-            out["sync_send_per_s"] = round(rate(one, args.seconds, args.messages))
-            out["send_vs_grpc"] = round(out["sync_send_per_s"] / out["grpc_empty_call_per_s"], 3)
-
+        out.update(_sync_sends(bc, topic, body, args))
+        out["send_vs_grpc"] = round(out["sync_send_per_s"] / out["grpc_empty_call_per_s"], 3)
+        with Producer(bc.namesrv, batch_max_messages=args.batch, linger_ms=args.linger_ms, max_in_flight=8,
+                      protocol=args.protocol) as p:
             # async, grouped per queue by the producer
             n = 0
             futs = []
@@ -66,7 +68,11 @@ def run(args: argparse.Namespace) -> dict:
                 n += 1
             p.flush(60)
             dt = time.perf_counter() - t0
-            failed = sum(1 for f in futs if f.exception() is not None)
+            errs = [f.exception() for f in futs if f.exception() is not None]
+            failed = len(errs)
+            if errs:
+                out["async_errors"] = {c: sum(1 for e in errs if getattr(e, "code", "") == c)
+                                       for c in sorted({str(getattr(e, "code", type(e).__name__)) for e in errs})}
             out["async_msgs_per_s"] = round(n / dt)
             out["async_mb_per_s"] = round(n * args.size / dt / 1e6, 1)
             out["async_failed"] = failed
@@ -80,25 +86,57 @@ def run(args: argparse.Namespace) -> dict:
             r = rate(send_batch, args.seconds, args.messages, per_call=args.batch, warmup=3)
             out["batch_msgs_per_s"] = round(r)
             out["batch_mb_per_s"] = round(r * args.size / 1e6, 1)
-        out.update(_latency(bc, args))
+        out.update(_latency(bc, args, "auto", ""))
+        if not args.no_grpc_latency:
+            out.update(_latency(bc, args, "grpc", "grpc_"))
     return out
 
 
-def _latency(bc: BenchCluster, args: argparse.Namespace) -> dict:
+def _sync_sends(bc: BenchCluster, topic: str, body: bytes, args: argparse.Namespace) -> dict:
+    """One message at a time, each receipt awaited: framed (auto) and gRPC, alternating twice (best
+    of each, the machine being shared), with client and broker CPU per send."""
     from orbitmq.client import Message, Producer
 
-    topic = "BenchLatency"
+    res: dict = {}
+    for protocol, key in (("auto", ""), ("grpc", "grpc_"), ("auto", ""), ("grpc", "grpc_")):
+        with Producer(bc.namesrv, protocol=protocol) as p:
+            msg = Message(topic, body)
+            for _ in range(50):
+                msg.msg_id = ""
+                p.send(msg)
+            n, t0, c0 = 0, time.perf_counter(), time.process_time()
+            b0 = process_cpu_s(bc.broker_child.pid)
+            deadline = t0 + args.seconds / 2
+            while n < args.messages and time.perf_counter() < deadline:
+                msg.msg_id = ""    # a new message each time (the producer assigns the id)
+                p.send(msg)
+                n += 1
+            r = n / (time.perf_counter() - t0)
+            if r > res.get(f"{key}sync_send_per_s", 0):
+                res[f"{key}sync_send_per_s"] = round(r)
+                res[f"{key}sync_client_cpu_us"] = round((time.process_time() - c0) / n * 1e6)
+                res[f"{key}sync_broker_cpu_us"] = round((process_cpu_s(bc.broker_child.pid) - b0) / n * 1e6)
+    res["framed_vs_grpc_sync"] = round(res["sync_send_per_s"] / res["grpc_sync_send_per_s"], 2)
+    return res
+
+
+def _latency(bc: BenchCluster, args: argparse.Namespace, protocol: str, key: str) -> dict:
+    from orbitmq.client import Message, Producer
+
+    topic = f"BenchLatency{key.strip('_').capitalize()}"
     bc.create_topic(topic, 4)
     count = int(args.latency_rate * args.latency_seconds)
-    res_file = bc.tmp / "latency.json"
+    res_file = bc.tmp / f"latency{key}.json"
+    log = bc.tmp / f"lat{key}.log"
     c = proc.start("latency-consumer", [sys.executable, "-m", "orbitmq.bench.latency_consumer", "--namesrv",
                                         bc.namesrv, "--topic", topic, "--count", str(count), "--out", str(res_file),
-                                        "--seconds", str(args.latency_seconds + 30)], log_path=bc.tmp / "lat.log")
+                                        "--seconds", str(args.latency_seconds + 30), "--protocol", protocol],
+                   log_path=log)
     bc.children.append(c)
-    proc.wait_until(lambda: "READY" in (bc.tmp / "lat.log").read_text(), 30, what="latency consumer ready")
+    proc.wait_until(lambda: "READY" in log.read_text(), 30, what="latency consumer ready")
     time.sleep(0.5)
     pad = b"x" * max(0, args.size - 8)
-    with Producer(bc.namesrv) as p:
+    with Producer(bc.namesrv, protocol=protocol) as p:
         t0 = time.perf_counter()
         for i in range(count):
             wait = t0 + i / args.latency_rate - time.perf_counter()
@@ -108,8 +146,8 @@ def _latency(bc: BenchCluster, args: argparse.Namespace) -> dict:
     proc.wait_until(lambda: not c.alive(), args.latency_seconds + 40, what="latency consumer done")
     data = json.loads(res_file.read_text())
     e2e, st = data["e2e_ms"], data["store_to_receive_ms"]
-    return {"latency_rate": args.latency_rate, "latency_samples": len(e2e),
-            "e2e_p50_ms": round(percentile(e2e, 50), 2), "e2e_p99_ms": round(percentile(e2e, 99), 2),
-            "store_to_receive_p50_ms": round(percentile(st, 50), 2),
-            "store_to_receive_p99_ms": round(percentile(st, 99), 2)}
+    return {"latency_rate": args.latency_rate, f"{key}latency_samples": len(e2e),
+            f"{key}e2e_p50_ms": round(percentile(e2e, 50), 2), f"{key}e2e_p99_ms": round(percentile(e2e, 99), 2),
+            f"{key}store_to_receive_p50_ms": round(percentile(st, 50), 2),
+            f"{key}store_to_receive_p99_ms": round(percentile(st, 99), 2)}
 

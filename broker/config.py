@@ -25,6 +25,11 @@ class BrokerConfig:
 
     listen: str = _doc("127.0.0.1:10911", "gRPC listen address host:port for clients")
     namesrv: list[str] = _doc([], "name server addresses (host:port); registers with every one")
+    remoting_listen: str = _doc("", "framed TCP protocol address host:port for OrbitMQ's own clients (the same "
+                                "requests as gRPC, cheaper per call; port 0: any free port; empty: off); "
+                                "announced to the name servers, clients use it when announced")
+    remoting_max_in_flight: int = _doc(1024, "framed protocol: requests one connection may have outstanding "
+                                       "before the broker stops reading from it")
     metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
     cluster_secret_file: str = _doc("", "file with the cluster secret: this broker signs its name server "
                                     "registrations with it (the name servers' cluster_secret_file)")
@@ -88,6 +93,13 @@ class BrokerConfig:
                 split_addr(a)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if self.remoting_listen:
+            try:
+                split_addr(self.remoting_listen)
+            except ValueError as e:
+                raise ConfigError(f"remoting_listen: {e}") from None
+        if self.remoting_max_in_flight < 1:
+            raise ConfigError("remoting_max_in_flight must be >= 1")
         if self.metrics_listen:
             try:
                 split_addr(self.metrics_listen)

@@ -22,10 +22,12 @@ class PopPoller:
         self.pops = pops
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
+        self.waiting = 0   # receives waiting for a dispatch; read without a lock by the dispatcher (a hint)
         pops.store.add_dispatch_listener(self._on_dispatch)
 
     def _on_dispatch(self, _queues: Any) -> None:
-        if not self._loop.is_closed():
+        # nobody waits: no wake-up of the loop per dispatch round (every single send would pay for it)
+        if self.waiting > 0 and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._bump)
 
     def _bump(self) -> None:
@@ -34,14 +36,26 @@ class PopPoller:
 
     async def wait_new(self, timeout: float) -> None:
         """Return when new messages were dispatched, or after `timeout` seconds."""
+        self.waiting += 1
         try:
             await asyncio.wait_for(self._event.wait(), max(0.0, timeout))
         except TimeoutError:
             pass
+        finally:
+            self.waiting -= 1
 
     async def receive(self, group: str, topic: str, queue_ids: list[int], batch: int, invisible_ms: int,
                       max_attempts: int, fifo: bool, tags: set[str] | None, poll_ms: float) -> tuple[list[Received], int]:
         """Messages (possibly none once `poll_ms` passed) and the time (ms) they were taken at."""
+        self.waiting += 1      # from before the first read: a dispatch during it sets the event we wait on
+        try:
+            return await self._receive(group, topic, queue_ids, batch, invisible_ms, max_attempts, fifo, tags, poll_ms)
+        finally:
+            self.waiting -= 1
+
+    async def _receive(self, group: str, topic: str, queue_ids: list[int], batch: int, invisible_ms: int,
+                       max_attempts: int, fifo: bool, tags: set[str] | None,
+                       poll_ms: float) -> tuple[list[Received], int]:
         deadline = time.monotonic() + max(0.0, poll_ms) / 1000
         while True:
             ev = self._event

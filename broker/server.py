@@ -51,6 +51,13 @@ class BrokerServer:
         self.timer: Any = None  # TimerService (broker/pop_grpc.py)
         self.tx: Any = None  # TxService (broker/pop_grpc.py)
         self.grpc_server: grpc.aio.Server | None = None
+        # framed protocol (broker/remoting.py), when `remoting_listen` is set. Security hooks, set
+        # before start(): an ssl.SSLContext wrapping every accepted stream, and an authenticate
+        # callable given each connection's HELLO fields (see RemotingServer).
+        self.remoting: Any = None
+        self.remoting_address = ""
+        self.remoting_ssl: Any = None
+        self.remoting_authenticate: Any = None
         self.registrar: Registrar | None = None
         self.obs: Observability | None = None
         self.port = 0
@@ -70,6 +77,8 @@ class BrokerServer:
 
         cfg = self.config
         tls = tls_of(cfg)
+        if self.remoting_ssl is None:   # the framed port serves TLS whenever the gRPC port does
+            self.remoting_ssl = tlsmod.server_ssl_context(tls)
         ha = f" and replication ({cfg.ha_listen})" if cfg.ha_mode == "controller" else ""
         log.info(tlsmod.mode_line(tls, "broker gRPC" + ha, cfg.listen))
         loop = asyncio.get_running_loop()
@@ -101,6 +110,8 @@ class BrokerServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {cfg.listen}")
         await self.grpc_server.start()
+        if cfg.remoting_listen:
+            await self._start_remoting()
         await self.obs.started()
         await self.registrar.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
@@ -123,6 +134,8 @@ class BrokerServer:
             await self.registrar.stop(unregister=True)
         if self.service is not None:
             self.service.waiters.wake_all()
+        if self.remoting is not None:
+            await self.remoting.stop()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=2.0)
         with contextlib.suppress(Exception):
@@ -132,6 +145,22 @@ class BrokerServer:
         if self.store is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         log.info("broker stopped")
+
+    async def _start_remoting(self) -> None:
+        from orbitmq.broker.remoting import RemotingServer
+        from orbitmq.common.net import split_addr
+
+        cfg = self.config
+        self.remoting = RemotingServer(self.service, max_frame=cfg.max_request_size + MiB,
+                                       max_in_flight=cfg.remoting_max_in_flight, ssl=self.remoting_ssl,
+                                       authenticate=self.remoting_authenticate)
+        port = await self.remoting.start(cfg.remoting_listen)
+        host = split_addr(cfg.remoting_listen)[0]
+        if host in ("", "0.0.0.0", "::"):
+            host = split_addr(cfg.listen)[0]   # announce the host clients already reach for gRPC
+        self.remoting_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("framed protocol listening %s", kv(addr=self.remoting_address, tls=self.remoting_ssl is not None,
+                                                    auth=self.remoting_authenticate is not None))
 
     async def run_until_signal(self) -> None:
         stop = asyncio.Event()
@@ -179,7 +208,7 @@ class BrokerServer:
             is_master=self.hooks.is_master(), epoch=self.hooks.epoch(), topics=topics,
             auto_create_topics=c.auto_create_topics, default_queues=c.default_queues,
             expire_after_ms=int(c.register_expire_s * 1000), writable=c.writable,
-            topics_delta=changed is not None, deleted_topics=deleted)
+            topics_delta=changed is not None, deleted_topics=deleted, remoting_address=self.remoting_address)
 
     def _on_register_response(self, namesrv: str, resp: namesrv_pb2.RegisterBrokerResponse) -> None:
         self.hooks.on_register_response(namesrv, resp.master_id, resp.master_address, resp.master_ha_address)

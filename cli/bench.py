@@ -21,6 +21,7 @@ BENCHES: dict[str, str] = {
     "broker_send": "broker over raw stubs: empty call vs sync send, batched 1 KiB msgs/s",
     "topics": "many topics on one broker: create time per topic (first vs last 100), spread sends vs one topic",
     "footprint": "broker memory as the log grows (pages released vs all mapped) and restart time",
+    "transport": "transport limit: gRPC vs framed protocol, empty calls/s and 256 KiB one-way MB/s",
     "proxy": "RocketMQ 5 proxy: official client through orbitmq proxy vs our client direct (proxy_vs_direct)",
 }
 

@@ -71,7 +71,7 @@ class ConsumerBase:
                  max_cached_per_queue: int = 1000, offset_file: str | Path | None = None,
                  route_refresh_s: float = 30.0, rpc_timeout_s: float = 5.0,
                  on_rebalance: Callable[[list[MessageQueue]], None] | None = None,
-                 tls: TlsConfig | str | bool | None = None) -> None:
+                 tls: TlsConfig | str | bool | None = None, protocol: str | None = None) -> None:
         if not isinstance(group, str) or not group:
             raise errors.BadRequestError("a consumer group name is required")
         if consume_from not in ("first", "last"):
@@ -80,7 +80,8 @@ class ConsumerBase:
             raise ValueError("need pull_batch >= 1, long_poll_ms >= 0, intervals > 0")
         self.group = group
         self.model = MessageModel(model)
-        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=rpc_timeout_s, tls=tls)
+        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=rpc_timeout_s, tls=tls,
+                                   protocol=protocol)
         self.client_id = make_client_id(instance_name)
         self.pull_batch = pull_batch
         self.long_poll_ms = long_poll_ms
@@ -264,7 +265,7 @@ class ConsumerBase:
                                              queue_offset=offset, max_messages=self.pull_batch,
                                              long_poll_ms=self.long_poll_ms, tag_expression=tags, commit_offset=-1)
                 qs.wake.clear()
-                call = self.transport.broker(addr).PullMessage.future(req, timeout=self.long_poll_ms / 1000 + 5)
+                call = self.transport.future(addr, "PullMessage", req, self.long_poll_ms / 1000 + 5)
                 call.add_done_callback(lambda _c, ev=qs.wake: ev.set())
                 qs.wake.wait()
                 if not call.done():

@@ -45,17 +45,22 @@ class Producer:
     sharding key as `arg`; `message` is the Message sent, the first one of a batch); by default
     queues are taken in round robin. Every send ends within `send_timeout_s`; `retries=0` makes one
     attempt only, any other value retries failed attempts (see send_policy.py) until then.
+    `protocol`: "auto" sends over a broker's framed port when its route announces one, "grpc"
+    always uses gRPC (default: $ORBITMQ_CLIENT_PROTOCOL, else auto).
     """
 
     def __init__(self, namesrv: str | list[str], *, send_timeout_s: float = 3.0, retries: int = 2,
                  selector: Selector | None = None, route_refresh_s: float = 30.0,
                  batch_max_messages: int = 256, batch_max_bytes: int = 1 << 20, linger_ms: float = 5.0,
-                 max_in_flight: int = 16, tls: TlsConfig | str | bool | None = None) -> None:
+                 max_in_flight: int = 16, tls: TlsConfig | str | bool | None = None,
+                 protocol: str | None = None) -> None:
         """`tls`: TLS to brokers and name servers: a `TlsConfig`, a CA file path, False (plaintext)
-        or None (the process default: $ORBITMQ_TLS_CA, $ORBITMQ_TLS_CERT, $ORBITMQ_TLS_KEY)."""
+        or None (the process default: $ORBITMQ_TLS_CA, $ORBITMQ_TLS_CERT, $ORBITMQ_TLS_KEY).
+        `protocol`: "auto" (the framed protocol where a broker announces it) or "grpc"."""
         if send_timeout_s <= 0 or retries < 0 or max_in_flight < 1:
             raise ValueError("need send_timeout_s > 0, retries >= 0, max_in_flight >= 1")
-        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=send_timeout_s, tls=tls)
+        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=send_timeout_s, tls=tls,
+                                   protocol=protocol)
         self.send_timeout_s = send_timeout_s
         self.retries = retries
         self.selector = selector
@@ -206,7 +211,7 @@ class Producer:
         if left <= 0:
             raise errors.RequestTimeoutError(f"send to {job.topic!r} not acknowledged within its timeout")
         job.req.queue_id = mq.queue_id
-        call = self.transport.broker(addr).SendMessage.future(job.req, timeout=left)
+        call = self.transport.future(addr, "SendMessage", job.req, left)
         job.sent = True
         job.started = time.monotonic()
         try:
@@ -265,7 +270,7 @@ class Producer:
         pm = self._prepare(msg)
         mq, addr = self._pick(msg.topic, pm, selector, arg)
         req = broker_pb2.SendRequest(topic=msg.topic, queue_id=mq.queue_id, messages=[pm], oneway=True)
-        fut = self.transport.broker(addr).SendMessage.future(req, timeout=self.send_timeout_s)
+        fut = self.transport.future(addr, "SendMessage", req, self.send_timeout_s)
         self._oneway.add(fut)
         fut.add_done_callback(self._oneway.discard)
 
@@ -466,7 +471,7 @@ class Producer:
             left = job.deadline - time.monotonic()
             if left <= 0:
                 raise errors.RequestTimeoutError("send timeout passed while finding the master")
-            call = self.transport.broker(addr).SendMessage.future(job.req, timeout=left)
+            call = self.transport.future(addr, "SendMessage", job.req, left)
         except Exception as e:  # noqa: BLE001 - route errors, client closed
             self._in_flight.release()
             with self._cond:

@@ -43,6 +43,7 @@ class RouteInfo:
     masters: dict[str, str] = field(default_factory=dict)            # broker set -> master address
     replicas: dict[str, dict[int, str]] = field(default_factory=dict)  # broker set -> id -> address
     auto_created: bool = False
+    remoting: dict[str, str] = field(default_factory=dict)  # replica gRPC address -> framed protocol address
 
     @classmethod
     def from_proto(cls, route: Any) -> RouteInfo:
@@ -50,6 +51,7 @@ class RouteInfo:
         info = cls(topic=route.topic, auto_created=bool(route.auto_created))
         for bs in route.broker_sets:
             info.replicas[bs.broker_set] = dict(bs.replicas)
+            info.remoting.update(getattr(bs, "remoting_addresses", None) or {})
             if bs.master_address:
                 info.masters[bs.broker_set] = bs.master_address
         for q in route.queues:

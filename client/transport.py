@@ -1,7 +1,9 @@
 """The client's connections: one gRPC channel per address, calls with error mapping, and the
 topic route cache fed by the name servers.
 
-Owns: channels (shared by every stub of one client object), turning `grpc.RpcError` into
+Owns: channels (shared by every stub of one client object), the choice of protocol per broker
+(the framed connection of client/remoting.py when the routes announce one for that broker and
+`protocol` is "auto", gRPC otherwise, or always with "grpc"), turning `grpc.RpcError` into
 `OrbitError`s, asking the name servers in turn until one answers, caching routes and refreshing
 them periodically (a daemon thread), at once when a caller reports a stale route, and on demand
 when younger than a caller's `max_age` (a producer whose attempt goes unanswered asks often).
@@ -10,6 +12,7 @@ when younger than a caller's `max_age` (a producer whose attempt goes unanswered
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +21,11 @@ from typing import Any
 import grpc
 
 from orbitmq.client import errors
+from orbitmq.client.remoting import RemotingClient
 from orbitmq.client.routes import RouteInfo
 from orbitmq.common import dial_map
 from orbitmq.common import tls as tlsmod
+from orbitmq.common.framing_methods import BY_NAME as FRAMED_METHODS
 from orbitmq.common.tls import TlsConfig
 from orbitmq.common.tls_grpc import channel as tls_channel
 from orbitmq.common.tls_grpc import handshake_hint
@@ -28,6 +33,7 @@ from orbitmq.protos import broker_pb2_grpc, namesrv_pb2, namesrv_pb2_grpc
 
 log = logging.getLogger("orbitmq.client")
 
+PROTOCOL_ENV = "ORBITMQ_CLIENT_PROTOCOL"   # the default of `protocol` when not given: auto or grpc
 ROUTE_TIMEOUT_S = 1.0  # a name server slower than this is skipped for the next (routes are small)
 
 CHANNEL_OPTIONS = [
@@ -56,11 +62,24 @@ class Transport:
     """Channels and stubs by address, plus the route cache of one client object."""
 
     def __init__(self, namesrv: str | list[str], route_refresh_s: float = 30.0, rpc_timeout_s: float = 10.0,
-                 tls: TlsConfig | str | bool | None = None) -> None:
+                 tls: TlsConfig | str | bool | None = None, protocol: str | None = None,
+                 remoting_ssl: Any = None) -> None:
         """`tls`: a TlsConfig, a CA file path, False (plaintext) or None (the process default,
-        $ORBITMQ_TLS_CA / _CERT / _KEY; common/tls.py `resolve`)."""
+        $ORBITMQ_TLS_CA / _CERT / _KEY; common/tls.py `resolve`). `protocol`: "auto" (the framed
+        protocol where a broker announces it) or "grpc" (always); default: $ORBITMQ_CLIENT_PROTOCOL,
+        else auto. `remoting_ssl`: an ssl.SSLContext for framed connections (default: made from
+        `tls` when TLS is on)."""
+        protocol = protocol or os.environ.get(PROTOCOL_ENV) or "auto"
+        if protocol not in ("auto", "grpc"):
+            raise ValueError(f"protocol must be auto or grpc, got {protocol!r}")
+        self.protocol = protocol
+        self.remoting_ssl = remoting_ssl
+        self._remoting_addr: dict[str, str] = {}           # broker gRPC address -> its framed address
+        self._remoting: dict[str, RemotingClient] = {}     # framed address -> connection
         self.namesrv = parse_namesrv(namesrv)
         self.tls = tlsmod.resolve(tls)
+        if self.remoting_ssl is None:   # framed connections dial TLS whenever gRPC ones do
+            self.remoting_ssl = tlsmod.client_ssl_context(self.tls)
         self.route_refresh_s = route_refresh_s
         self.rpc_timeout_s = rpc_timeout_s
         self._lock = threading.Lock()
@@ -107,9 +126,34 @@ class Transport:
             stub = self._namesrvs[addr] = namesrv_pb2_grpc.NameServerStub(self.channel(addr))
         return stub
 
+    def remoting(self, addr: str) -> RemotingClient | None:
+        """The framed connection to the broker at gRPC address `addr`, if its route announced one."""
+        raddr = self._remoting_addr.get(addr)
+        if raddr is None:
+            return None
+        cli = self._remoting.get(raddr)
+        if cli is None:
+            with self._lock:
+                if self._closed.is_set():
+                    raise errors.ClientClosedError("client is closed")
+                cli = self._remoting.get(raddr)
+                if cli is None:
+                    cli = self._remoting[raddr] = RemotingClient(raddr, ssl_context=self.remoting_ssl)
+        return cli
+
+    def future(self, addr: str, method: str, request: Any, timeout: float) -> Any:
+        """Start a Broker RPC: a grpc.Future, or its framed look-alike (same results and errors)."""
+        r = self.remoting(addr) if method in FRAMED_METHODS else None
+        if r is not None:
+            return r.future(method, request, timeout)
+        return getattr(self.broker(addr), method).future(request, timeout=timeout)
+
     def call_broker(self, addr: str, method: str, request: Any, timeout: float | None = None) -> Any:
         """One unary Broker RPC; raises an OrbitError subclass on failure."""
         try:
+            r = self.remoting(addr) if method in FRAMED_METHODS else None
+            if r is not None:
+                return r.call(method, request, timeout or self.rpc_timeout_s)
             return getattr(self.broker(addr), method)(request, timeout=timeout or self.rpc_timeout_s)
         except grpc.RpcError as e:
             raise self._error(e, addr) from None
@@ -148,6 +192,14 @@ class Transport:
         info = RouteInfo.from_proto(self.call_namesrv("GetTopicRoute", namesrv_pb2.GetTopicRouteRequest(topic=topic),
                                                       timeout=min(self.rpc_timeout_s, ROUTE_TIMEOUT_S)))
         self._routes[topic] = (time.monotonic(), info)
+        if self.protocol == "auto":
+            for reps in info.replicas.values():
+                for a in reps.values():
+                    raddr = info.remoting.get(a)
+                    if raddr:
+                        self._remoting_addr[a] = raddr
+                    else:
+                        self._remoting_addr.pop(a, None)   # (re)started without the framed port: gRPC
         if len(self.known) < 100_000:
             self.known.add(topic)
         self._ensure_refresher()
@@ -179,8 +231,12 @@ class Transport:
             self._channels.clear()
             self._brokers.clear()
             self._namesrvs.clear()
+            rems = list(self._remoting.values())
+            self._remoting.clear()
         for ch in chans:
             ch.close()
+        for r in rems:
+            r.close()
 
 
 def retry_call(fn: Callable[[], Any], attempts: int) -> Any:

@@ -50,6 +50,7 @@ class Registration:
     default_queues: int = 4
     expire_after_s: float = 0.0  # 0 = the table's default
     writable: bool = True
+    remoting_address: str = ""   # framed protocol address, "" when the broker serves none
 
 
 @dataclass
@@ -78,6 +79,7 @@ class BrokerSetInfo:
     master_address: str
     master_ha_address: str
     epoch: int
+    remoting: dict[str, str] = field(default_factory=dict)  # replica gRPC address -> framed address
 
 
 @dataclass(frozen=True)
@@ -266,4 +268,5 @@ class RouteTable:
             master_address=m.reg.address if m else "",
             master_ha_address=m.reg.ha_address if m else "",
             epoch=m.reg.epoch if m else max((e.reg.epoch for e in entries), default=0),
+            remoting={e.reg.address: e.reg.remoting_address for e in entries if e.reg.remoting_address},
         )

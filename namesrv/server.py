@@ -55,13 +55,15 @@ def registration_from_proto(req: namesrv_pb2.RegisterBrokerRequest) -> Registrat
         topics=tuple(TopicInfo(t.topic, t.read_queues, t.write_queues, t.perm, t.order) for t in req.topics),
         auto_create_topics=req.auto_create_topics, default_queues=req.default_queues,
         expire_after_s=req.expire_after_ms / 1000.0, writable=req.writable,
+        remoting_address=req.remoting_address,
     )
 
 
 def set_to_proto(info: BrokerSetInfo) -> namesrv_pb2.BrokerSetData:
     return namesrv_pb2.BrokerSetData(
         cluster=info.cluster, broker_set=info.broker_set, replicas=info.replicas,
-        master_id=info.master_id, master_address=info.master_address, epoch=info.epoch)
+        master_id=info.master_id, master_address=info.master_address, epoch=info.epoch,
+        remoting_addresses=info.remoting)
 
 
 class NameServerService(namesrv_pb2_grpc.NameServerServicer):

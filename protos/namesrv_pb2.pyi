@@ -22,7 +22,7 @@ class BrokerIdentity(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., broker_id: _Optional[int] = ..., address: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class RegisterBrokerRequest(_message.Message):
-    __slots__ = ("broker", "ha_address", "is_master", "epoch", "topics", "auto_create_topics", "default_queues", "expire_after_ms", "writable", "topics_delta", "deleted_topics")
+    __slots__ = ("broker", "ha_address", "is_master", "epoch", "topics", "auto_create_topics", "default_queues", "expire_after_ms", "writable", "topics_delta", "deleted_topics", "remoting_address")
     BROKER_FIELD_NUMBER: _ClassVar[int]
     HA_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     IS_MASTER_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class RegisterBrokerRequest(_message.Message):
     WRITABLE_FIELD_NUMBER: _ClassVar[int]
     TOPICS_DELTA_FIELD_NUMBER: _ClassVar[int]
     DELETED_TOPICS_FIELD_NUMBER: _ClassVar[int]
+    REMOTING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     broker: BrokerIdentity
     ha_address: str
     is_master: bool
@@ -45,7 +46,8 @@ class RegisterBrokerRequest(_message.Message):
     writable: bool
     topics_delta: bool
     deleted_topics: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, broker: _Optional[_Union[BrokerIdentity, _Mapping]] = ..., ha_address: _Optional[str] = ..., is_master: _Optional[bool] = ..., epoch: _Optional[int] = ..., topics: _Optional[_Iterable[_Union[_common_pb2.TopicConfig, _Mapping]]] = ..., auto_create_topics: _Optional[bool] = ..., default_queues: _Optional[int] = ..., expire_after_ms: _Optional[int] = ..., writable: _Optional[bool] = ..., topics_delta: _Optional[bool] = ..., deleted_topics: _Optional[_Iterable[str]] = ...) -> None: ...
+    remoting_address: str
+    def __init__(self, broker: _Optional[_Union[BrokerIdentity, _Mapping]] = ..., ha_address: _Optional[str] = ..., is_master: _Optional[bool] = ..., epoch: _Optional[int] = ..., topics: _Optional[_Iterable[_Union[_common_pb2.TopicConfig, _Mapping]]] = ..., auto_create_topics: _Optional[bool] = ..., default_queues: _Optional[int] = ..., expire_after_ms: _Optional[int] = ..., writable: _Optional[bool] = ..., topics_delta: _Optional[bool] = ..., deleted_topics: _Optional[_Iterable[str]] = ..., remoting_address: _Optional[str] = ...) -> None: ...
 
 class RegisterBrokerResponse(_message.Message):
     __slots__ = ("master_address", "master_ha_address", "master_id", "full_registration_needed")
@@ -102,7 +104,7 @@ class QueueData(_message.Message):
     def __init__(self, broker_set: _Optional[str] = ..., read_queues: _Optional[int] = ..., write_queues: _Optional[int] = ..., perm: _Optional[int] = ...) -> None: ...
 
 class BrokerSetData(_message.Message):
-    __slots__ = ("cluster", "broker_set", "replicas", "master_id", "master_address", "epoch")
+    __slots__ = ("cluster", "broker_set", "replicas", "master_id", "master_address", "epoch", "remoting_addresses")
     class ReplicasEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -110,19 +112,28 @@ class BrokerSetData(_message.Message):
         key: int
         value: str
         def __init__(self, key: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
+    class RemotingAddressesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     BROKER_SET_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     MASTER_ID_FIELD_NUMBER: _ClassVar[int]
     MASTER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REMOTING_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     broker_set: str
     replicas: _containers.ScalarMap[int, str]
     master_id: int
     master_address: str
     epoch: int
-    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., replicas: _Optional[_Mapping[int, str]] = ..., master_id: _Optional[int] = ..., master_address: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
+    remoting_addresses: _containers.ScalarMap[str, str]
+    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., replicas: _Optional[_Mapping[int, str]] = ..., master_id: _Optional[int] = ..., master_address: _Optional[str] = ..., epoch: _Optional[int] = ..., remoting_addresses: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TopicRoute(_message.Message):
     __slots__ = ("topic", "queues", "broker_sets", "auto_created")

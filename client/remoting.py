@@ -1,0 +1,500 @@
+"""The client's framed connection to one broker (`remoting_listen`): calls that look like gRPC's.
+
+Owns: one TCP (optionally TLS) connection per broker address, opened on first use with a HELLO
+and reopened after it breaks; a reader thread that matches replies to calls by request id (many
+calls in flight from any number of threads); call deadlines (a watchdog thread fails overdue
+calls with DEADLINE_EXCEEDED); and `RemotingCall`, a future with the grpc.Future surface
+(`result(timeout)`, `cancel`, `add_done_callback`, `done`), whose failures are `RemotingRpcError`s,
+a `grpc.RpcError` carrying the same status, `orbitmq-error`, `orbitmq-master` and
+`orbitmq-stored` metadata as the gRPC path, so callers handle both the same way. The rules are in
+common/framing_conn.py; this module only moves bytes. Never: retries (the producer's).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import select
+import socket
+import ssl as _ssl
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from orbitmq.common import dial_map
+from orbitmq.common.error_codes import ErrorCode
+from orbitmq.common.framing import DEFAULT_MAX_FRAME, ErrorInfo, FrameError, low_water
+from orbitmq.common.framing_conn import ClientSide, Failed, HelloReply, LocalProtocolError, Reply
+from orbitmq.common.framing_methods import BY_NAME, Method
+from orbitmq.common.grpc_errors import ERROR_KEY, MASTER_KEY, STATUS_OF
+from orbitmq.common.net import split_addr
+
+log = logging.getLogger("orbitmq.client.remoting")
+
+STORED_KEY = "orbitmq-stored"
+CONNECT_TIMEOUT_S = 3.0
+RECV_BYTES = 256 * 1024
+_PENDING, _DONE, _CANCELLED = 0, 1, 2
+
+
+class RemotingRpcError(grpc.RpcError):
+    """A failed framed call, with the accessors of a failed gRPC call (code, details, metadata)."""
+
+    def __init__(self, status: grpc.StatusCode, details: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(details)
+        self._status = status
+        self._details = details
+        self._md = metadata
+
+    @classmethod
+    def from_info(cls, info: ErrorInfo) -> RemotingRpcError:
+        try:
+            status = STATUS_OF[ErrorCode(info.code)]
+        except ValueError:
+            status = grpc.StatusCode.UNKNOWN
+        md: tuple[tuple[str, str], ...] = ((ERROR_KEY, info.code),)
+        if info.master_address:
+            md += ((MASTER_KEY, info.master_address),)
+        if info.not_stored:
+            md += ((STORED_KEY, "0"),)
+        return cls(status, info.details, md)
+
+    def code(self) -> grpc.StatusCode:
+        return self._status
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._md
+
+    def initial_metadata(self) -> tuple:
+        return ()
+
+    def __str__(self) -> str:
+        return f"{self._status.name}: {self._details}"
+
+
+class RemotingCall:
+    """One framed call in flight: a grpc.Future look-alike (result, exception, done, cancel, callbacks)."""
+
+    __slots__ = ("_callbacks", "_client", "_conn", "_error", "_payload", "_response", "_state", "_waiter", "deadline",
+                 "method", "request_id")
+
+    def __init__(self, client: RemotingClient, method: Method, deadline: float) -> None:
+        self._client = client
+        self._conn: _Conn | None = None
+        self.method = method
+        self.deadline = deadline
+        self.request_id = 0
+        self._state = _PENDING
+        self._payload: bytes | None = None
+        self._response: Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[RemotingCall], None]] | None = None
+        self._waiter = threading.Lock()
+        self._waiter.acquire()          # released once the call ends
+
+    # ---- grpc.Future surface ------------------------------------------------------------------------
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def running(self) -> bool:
+        return self._state == _PENDING
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state == _PENDING and not self._client._wait(self, timeout):
+            raise grpc.FutureTimeoutError()
+        if self._state == _CANCELLED:
+            raise grpc.FutureCancelledError()
+        if self._error is not None:
+            raise self._error
+        if self._payload is not None:
+            try:
+                self._response = self.method.response.FromString(self._payload)
+            except Exception as e:  # noqa: BLE001 - the broker's reply did not decode
+                self._error = RemotingRpcError(grpc.StatusCode.INTERNAL, f"malformed {self.method.name} reply: {e}",
+                                               ((ERROR_KEY, "INTERNAL"),))
+                raise self._error from None
+            finally:
+                self._payload = None
+        return self._response
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            self.result(timeout)
+        except (grpc.FutureCancelledError, grpc.FutureTimeoutError):
+            raise
+        except BaseException as e:  # noqa: BLE001
+            return e
+        return None
+
+    def cancel(self) -> bool:
+        return self._client._end(self, _CANCELLED, None, None)
+
+    def add_done_callback(self, fn: Callable[[RemotingCall], None]) -> None:
+        """`fn(call)` once the call ends, in the thread that reads its reply (or at once if done)."""
+        registered = False
+        with self._client._lock:
+            if self._state == _PENDING:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                registered = True
+        if not registered:
+            fn(self)
+        elif self._conn is not None:
+            self._conn.need_reader.set()    # nobody may wait on it: the connection's reader thread reads
+
+
+class _Conn:
+    """One open connection: the socket, its protocol side, its poller and its reader thread's wake-up."""
+
+    __slots__ = ("lowat", "need_reader", "poller", "side", "sock")
+
+    def __init__(self, sock: socket.socket, side: ClientSide) -> None:
+        self.sock = sock
+        self.side = side
+        self.lowat = 1
+        self.poller = select.poll()
+        self.poller.register(sock.fileno(), select.POLLIN)
+        self.need_reader = threading.Event()
+
+
+class RemotingClient:
+    """Calls to one broker's framed port; thread-safe; `close()` fails what is still in flight.
+
+    Replies are read by whoever needs them: a thread waiting in `result()` reads the socket itself
+    when no other thread is reading (one wake-up per round trip, as gRPC's sync calls), and the
+    connection's reader thread reads for calls nobody waits on (callbacks, async sends, pulls).
+    """
+
+    def __init__(self, address: str, *, ssl_context: _ssl.SSLContext | None = None, server_hostname: str | None = None,
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S, crc: bool = False,
+                 max_frame: int = DEFAULT_MAX_FRAME, hello: dict[str, Any] | None = None,
+                 methods: dict[str, Method] | None = None) -> None:
+        split_addr(address)
+        self.methods = BY_NAME if methods is None else methods   # name -> code and protobuf types
+        self.address = address
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.connect_timeout_s = connect_timeout_s
+        self.crc = crc
+        self.max_frame = max_frame
+        self.hello = dict(hello or {})     # extra HELLO fields: where credentials would go (see broker/remoting.py)
+        self._lock = threading.Lock()      # the connection state, the calls table, the deadline heap
+        self._wlock = threading.Lock()     # one writer at a time on the socket
+        self._rlock = threading.RLock()    # one reader at a time (re-entered by a callback that waits)
+        self._connect_lock = threading.Lock()
+        self._conn: _Conn | None = None
+        self._calls: dict[int, RemotingCall] = {}
+        self._deadlines: list[tuple[float, int, RemotingCall]] = []
+        self._closed = False
+        self.server_hello: dict[str, Any] = {}
+
+    # ---- calls --------------------------------------------------------------------------------------
+
+    def future(self, method: str, request: Any, timeout: float) -> RemotingCall:
+        """Start `method` (a Broker RPC name served on the framed port) with a deadline in `timeout` s."""
+        m = self.methods[method]
+        call = RemotingCall(self, m, time.monotonic() + timeout)
+        conn: _Conn | None = None
+        try:
+            payload = request.SerializeToString()
+            conn = self._connection(timeout)
+            with self._lock:
+                if conn.side.closed is not None:
+                    raise LocalProtocolError(conn.side.closed)
+                rid, data = conn.side.request(m.code, payload)
+                call.request_id = rid
+                call._conn = conn
+                self._calls[rid] = call
+                heapq.heappush(self._deadlines, (call.deadline, rid, call))
+            _WATCHDOG.watch(self)
+            with self._wlock:
+                conn.sock.sendall(data)
+        except RemotingRpcError as e:
+            self._end(call, _DONE, None, e)
+        except (OSError, LocalProtocolError) as e:
+            self._end(call, _DONE, None, _unavailable(f"framed connection to {self.address}: {e}"))
+            if conn is not None and not isinstance(e, LocalProtocolError):
+                self._broken(conn, f"send failed: {e}")
+        return call
+
+    def call(self, method: str, request: Any, timeout: float) -> Any:
+        """A blocking call; raises RemotingRpcError."""
+        return self.future(method, request, timeout).result()
+
+    def oneway(self, method: str, request: Any) -> None:
+        """Send without a reply (errors are not reported)."""
+        m = self.methods[method]
+        try:
+            conn = self._connection()
+            with self._lock:
+                _, data = conn.side.request(m.code, request.SerializeToString(), oneway=True)
+            with self._wlock:
+                conn.sock.sendall(data)
+        except (OSError, LocalProtocolError, RemotingRpcError) as e:
+            log.debug("one-way %s to %s failed: %s", method, self.address, e)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conn = self._conn
+        if conn is not None:
+            self._broken(conn, "client closed", closing=True)
+
+    # ---- reading ------------------------------------------------------------------------------------
+
+    def _wait(self, call: RemotingCall, timeout: float | None) -> bool:
+        """Wait until `call` ends (False: `timeout` passed), reading the socket if nobody else is."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while call._state == _PENDING:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            conn = call._conn
+            if conn is not None and self._rlock.acquire(blocking=False):
+                try:
+                    while call._state == _PENDING:
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            break
+                        if not self._read_once(conn, 0.1 if left is None else min(left, 0.1)):
+                            break
+                finally:
+                    self._rlock.release()
+                    if self._calls:
+                        conn.need_reader.set()     # others still wait: the reader thread takes over
+            elif call._waiter.acquire(timeout=-1 if left is None else left):
+                call._waiter.release()
+        return True
+
+    def _read_once(self, conn: _Conn, wait_s: float | None) -> bool:
+        """Read what the socket has (waiting up to `wait_s`; None: until something arrives, which
+        costs one GIL round trip instead of two) and complete those calls; False once the
+        connection is gone."""
+        sock = conn.sock
+        try:
+            tls = isinstance(sock, _ssl.SSLSocket)
+            pending = sock.pending() if tls else 0
+            if wait_s is not None and not pending and not conn.poller.poll(wait_s * 1000.0):
+                return conn.side.closed is None
+            data = sock.recv(max(RECV_BYTES, conn.side.wanted))
+            if not data:
+                raise ConnectionError("closed by the broker")
+            with self._lock:
+                if conn.side.closed is not None:
+                    return False
+                events = conn.side.receive(data)
+                calls = self._calls
+                done = [(calls.pop(ev.request_id, None), ev) for ev in events if type(ev) is not HelloReply]
+                lowat = 1 if tls else low_water(conn.side.wanted)
+            if lowat != conn.lowat:      # a large reply arriving: poll wakes once it is (nearly) whole
+                conn.lowat = lowat
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+        except FrameError as e:
+            why = f"malformed reply: {str(e)[:200]}"
+            log.warning("closing framed connection to %s: %s", self.address, why)
+            self._broken(conn, why)
+            return False
+        except (OSError, ValueError, LocalProtocolError) as e:
+            self._broken(conn, f"connection lost: {e}")
+            return False
+        for call, ev in done:
+            if call is None:
+                continue
+            if type(ev) is Reply:
+                self._end(call, _DONE, ev.payload, None)
+            else:
+                self._end(call, _DONE, None, RemotingRpcError.from_info(ev.error))
+        return True
+
+    def _reader(self, conn: _Conn) -> None:
+        """The connection's reader thread: reads while calls are outstanding and someone asked it to.
+        It blocks in recv (a call that never gets its reply is failed by the watchdog; closing the
+        connection shuts the socket down, which ends the recv)."""
+        while True:
+            conn.need_reader.wait()
+            conn.need_reader.clear()
+            if conn.side.closed is not None:
+                return
+            with self._rlock:
+                while self._calls and conn.side.closed is None:
+                    if not self._read_once(conn, None):
+                        break
+
+    # ---- the connection -------------------------------------------------------------------------------
+
+    def _connection(self, timeout: float | None = None) -> _Conn:
+        """The open connection, or a new one (connect + HELLO within `timeout` and connect_timeout_s)."""
+        conn = self._conn
+        if conn is not None and conn.side.closed is None:
+            return conn
+        with self._connect_lock:
+            if self._closed:
+                raise RemotingRpcError(grpc.StatusCode.CANCELLED, "client closed")
+            conn = self._conn
+            if conn is not None and conn.side.closed is None:
+                return conn
+            conn = self._open(self.connect_timeout_s if timeout is None else min(timeout, self.connect_timeout_s))
+            with self._lock:
+                self._conn = conn
+            threading.Thread(target=self._reader, args=(conn,), name=f"orbitmq-framed-{self.address}",
+                             daemon=True).start()
+            return conn
+
+    def _open(self, timeout_s: float) -> _Conn:
+        """Connect, HELLO, wait for the server's HELLO (blocking, bounded by `timeout_s`: a paused
+        broker's kernel still accepts the connection, only the HELLO goes unanswered)."""
+        target = dial_map.resolve(self.address)
+        host, port = split_addr(target)
+        timeout_s = max(0.05, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout_s)
+        except OSError as e:
+            raise _unavailable(f"cannot connect to framed port {self.address}: {e}") from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname or host)
+            side = ClientSide(self.max_frame, crc=self.crc)
+            sock.sendall(side.hello(client="orbitmq-python", **self.hello))
+            while side.hello_fields is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no HELLO reply")
+                sock.settimeout(left)
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    raise ConnectionError("closed during HELLO")
+                for ev in side.receive(data):
+                    if isinstance(ev, Failed):
+                        raise RemotingRpcError.from_info(ev.error)
+            sock.settimeout(None)
+            self.server_hello = side.hello_fields
+            return _Conn(sock, side)
+        except RemotingRpcError:
+            sock.close()
+            raise
+        except (OSError, FrameError, LocalProtocolError) as e:
+            sock.close()
+            raise _unavailable(f"framed HELLO with {self.address} failed: {e}") from None
+
+    def _broken(self, conn: _Conn, why: str, closing: bool = False) -> None:
+        """The connection is gone: every call in flight on it fails UNAVAILABLE (CANCELLED if closing)."""
+        with self._lock:
+            if conn.side.closed is None:
+                conn.side.close(why)
+            if conn is not self._conn:
+                return
+            self._conn = None
+            calls = list(self._calls.values())
+            self._calls.clear()
+            self._deadlines.clear()
+        conn.need_reader.set()          # its reader thread ends
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn.sock.close()
+        err = (RemotingRpcError(grpc.StatusCode.CANCELLED, why) if closing
+               else _unavailable(f"framed connection to {self.address}: {why}"))
+        for c in calls:
+            self._end(c, _DONE, None, err)
+
+    def _expire(self, now: float) -> bool:
+        """Fail calls past their deadline; True while calls are outstanding."""
+        expired = []
+        with self._lock:
+            heap = self._deadlines
+            while heap and (heap[0][0] <= now or heap[0][2]._state != _PENDING):
+                _, rid, call = heapq.heappop(heap)
+                if call._state == _PENDING and self._calls.pop(rid, None) is call:
+                    if call._conn is not None and call._conn.side.closed is None:
+                        call._conn.side.abandon(rid)
+                    expired.append(call)
+            busy = bool(self._calls)
+        for call in expired:
+            self._end(call, _DONE, None, RemotingRpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                                          f"no answer from {self.address} within the deadline"))
+        return busy
+
+    def _end(self, call: RemotingCall, state: int, payload: bytes | None, error: BaseException | None) -> bool:
+        """Move a pending call to its final state once; run its callbacks."""
+        with self._lock:
+            if call._state != _PENDING:
+                return False
+            call._state = state
+            call._payload = payload
+            call._error = error
+            cbs, call._callbacks = call._callbacks, None
+            if state == _CANCELLED and self._calls.pop(call.request_id, None) is call:
+                conn = call._conn
+                if conn is not None and conn.side.closed is None:
+                    conn.side.abandon(call.request_id)
+        call._waiter.release()
+        for fn in cbs or ():
+            try:
+                fn(call)
+            except Exception:  # noqa: BLE001 - a caller's callback must not kill the reader
+                log.exception("callback of a framed call failed")
+        return True
+
+
+def _unavailable(details: str) -> RemotingRpcError:
+    return RemotingRpcError(grpc.StatusCode.UNAVAILABLE, details)
+
+
+class _Watchdog:
+    """One daemon thread per process failing overdue calls of every client (checked every 20 ms
+    while any call is outstanding; asleep otherwise)."""
+
+    PERIOD_S = 0.02
+
+    def __init__(self) -> None:
+        self._clients: weakref.WeakSet[RemotingClient] = weakref.WeakSet()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, client: RemotingClient) -> None:
+        if client not in self._clients:
+            with self._lock:
+                self._clients.add(client)
+        if not self._wake.is_set():
+            self._wake.set()
+            if self._thread is None:
+                with self._lock:
+                    if self._thread is None:
+                        self._thread = threading.Thread(target=self._run, name="orbitmq-framed-deadlines",
+                                                        daemon=True)
+                        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self.PERIOD_S)
+            now = time.monotonic()
+            busy = False
+            for c in list(self._clients):
+                busy = c._expire(now) or busy
+            if not busy:
+                self._wake.clear()
+                # a call registered between the check and the clear sets it again in watch()
+                for c in list(self._clients):
+                    if c._calls:
+                        self._wake.set()
+                        break
+
+
+_WATCHDOG = _Watchdog()
