@@ -65,6 +65,10 @@ class BrokerConfig:
     ha_heartbeat_s: float = _doc(0.5, "replication stream heartbeat interval (both ways)")
     ha_idle_timeout_s: float = _doc(3.0, "close a replication stream silent for this long")
     ha_frame_bytes: int = _doc(1024 * 1024, "largest commitlog range sent in one replication frame")
+    ha_handshake_timeout_s: float = _doc(5.0, "master: a replication connection must send its HELLO, then its "
+                                         "first ACK, each within this")
+    ha_max_connections: int = _doc(32, "master: replication connections at once; more get REFUSE BROKER_BUSY")
+    ha_max_handshakes: int = _doc(8, "master: of which still before their HELLO (unknown peers)")
     controller_heartbeat_s: float = _doc(0.5, "heartbeat to the controllers this often")
     dial_map: dict[str, str] = _doc({}, "[dial_map] table: advertised host:port -> host:port to dial "
                                     "(name servers, controllers, masters' HA addresses), like /etc/hosts")
@@ -103,7 +107,7 @@ class BrokerConfig:
         if self.ha_mode == "controller" and not self.controllers:
             raise ConfigError("ha_mode = controller needs controllers")
         for name in ("ha_ack_timeout_s", "ha_lease_s", "ha_max_lag_s", "ha_heartbeat_s", "ha_idle_timeout_s",
-                     "controller_heartbeat_s"):
+                     "controller_heartbeat_s", "ha_handshake_timeout_s", "ha_max_connections", "ha_max_handshakes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
         for name in ("register_interval_s", "keepalive_interval_s", "consumer_expire_s", "flush_timeout_s"):
