@@ -37,6 +37,13 @@ class BrokerConfig:
     flush_timeout_s: float = _doc(5.0, "sync flush: FLUSH_TIMEOUT after this long")
     max_message_size: int = _doc(4 * MiB, "largest message body in bytes")
     max_request_size: int = _doc(32 * MiB, "largest gRPC request (a whole batch) in bytes")
+    max_inflight_requests: int = _doc(1024, "requests handled at once; more get RESOURCE_EXHAUSTED "
+                                      "TOO_MANY_REQUESTS (retriable; 0 = no limit)")
+    max_inflight_per_connection: int = _doc(256, "requests handled at once per client connection (0 = no limit)")
+    max_pending_send_bytes: int = _doc(256 * MiB, "message bytes of sends waiting for their flush or replication; "
+                                       "more get BROKER_BUSY (retriable; 0 = no limit)")
+    disk_refuse_ratio: float = _doc(0.95, "refuse sends (DISK_FULL) while the store's disk is used past this "
+                                    "ratio; reads go on (1.0 = never)")
     auto_create_topics: bool = _doc(False, "accept sends to unknown topics, creating them")
     default_queues: int = _doc(4, "read/write queue count of auto-created topics")
     writable: bool = _doc(True, "false: a read-only broker (sends get NO_PERMISSION)")
@@ -96,6 +103,11 @@ class BrokerConfig:
             raise ConfigError("broker_id must be >= 0")
         if not 0 < self.max_message_size <= self.max_request_size:
             raise ConfigError("need 0 < max_message_size <= max_request_size")
+        for name in ("max_inflight_requests", "max_inflight_per_connection", "max_pending_send_bytes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 = no limit)")
+        if not 0 < self.disk_refuse_ratio <= 1:
+            raise ConfigError("disk_refuse_ratio must be in (0, 1]")
         if not 1 <= self.default_queues <= 1024:
             raise ConfigError("default_queues must be in 1..1024")
         if self.ha_mode not in ("standalone", "controller"):

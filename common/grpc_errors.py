@@ -28,6 +28,7 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.FLUSH_TIMEOUT: _S.DEADLINE_EXCEEDED, ErrorCode.IN_SYNC_REPLICAS_NOT_ENOUGH: _S.UNAVAILABLE,
     ErrorCode.BROKER_BUSY: _S.RESOURCE_EXHAUSTED, ErrorCode.NOT_LEADER: _S.UNAVAILABLE,
     ErrorCode.OFFSET_MOVED: _S.OUT_OF_RANGE, ErrorCode.CORRUPT_DATA: _S.DATA_LOSS, ErrorCode.INTERNAL: _S.INTERNAL,
+    ErrorCode.TOO_MANY_REQUESTS: _S.RESOURCE_EXHAUSTED, ErrorCode.DISK_FULL: _S.RESOURCE_EXHAUSTED,
 }
 assert set(STATUS_OF) == set(ErrorCode), "every ErrorCode needs a gRPC status"
 
