@@ -1,7 +1,8 @@
 """The replication port of a real master (1 controller, 1 name server, a set of 2 replicas and a
 learner, real processes with the cluster secret): strangers, forged and replayed HELLOs, learner
 claims, an id already connected, garbage and idle connections. The real follower keeps
-streaming, sends keep being acknowledged, and the master's memory stays bounded."""
+streaming, sends keep being acknowledged, and the master's memory stays bounded. Last, the bound
+on bytes held by sends waiting for their replicas (max_pending_send_bytes)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def rss_kib(pid: int, key: str = "VmRSS") -> int:
 class Set:
     def __init__(self, root: Path) -> None:
         spec = ClusterSpec(dir=str(root), broker_sets=["s"], controllers=1, namesrvs=1, replicas=2, learners=1,
-                           broker_settings={"register_interval_s": "5", "ha_max_handshakes": "4"})
+                           broker_settings={"register_interval_s": "5", "ha_max_handshakes": "4",
+                                            "max_pending_send_bytes": str(1 << 20)})
         self.c = LocalCluster(spec)
         self.c.start()
         self.master = self.c.wait_ready(120)["s"]
@@ -196,3 +198,31 @@ def test_handshake_timeout_closes_silent_peer(s):
             data = b""
         assert data == b""   # closed by the master (ha_handshake_timeout_s, 5 s), nothing sent to us
         assert time.monotonic() - t0 < 29
+
+
+def test_sends_waiting_for_replicas_hold_a_bounded_number_of_bytes(s):
+    follower = s.c.brokers[s.follower].child
+    big = b"p" * (700 * 1024)
+    follower.pause()   # sends now wait for a replica that does not answer
+    try:
+        waiting = s.stub.SendMessage.future(broker_pb2.SendRequest(topic=TOPIC, queue_id=0, messages=[
+            common_pb2.Message(topic=TOPIC, body=big)]), timeout=30)
+        proc.wait_until(lambda: int(dict(s.c.status(s.master).stats).get("pending_send_bytes", "0")) > 0, 20, 0.02,
+                        "a send waiting for its replicas")
+        with pytest.raises(grpc.RpcError) as ei:
+            s.stub.SendMessage(broker_pb2.SendRequest(topic=TOPIC, queue_id=1, messages=[
+                common_pb2.Message(topic=TOPIC, body=big)]), timeout=10)
+        md = dict(ei.value.trailing_metadata() or ())
+        assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert md.get("orbitmq-error") == "BROKER_BUSY" and md.get("orbitmq-stored") == "0"
+        assert "max_pending_send_bytes" in ei.value.details()
+    finally:
+        follower.resume()
+    try:
+        waiting.result()
+    except grpc.RpcError as e:   # the replica was paused past the ack timeout: a typed refusal
+        assert dict(e.trailing_metadata() or ()).get("orbitmq-error") in (
+            "REPLICATION_TIMEOUT", "IN_SYNC_REPLICAS_NOT_ENOUGH")
+    assert int(dict(s.c.status(s.master).stats)["pending_send_bytes"]) == 0
+    proc.wait_until(lambda: s.broker_id(s.follower) in s.c.sync_state_set(s.master), 60, 0.2, "follower back")
+    proc.wait_until(lambda: s.send(1) is None, 30, 0.2, "sends acknowledged again")
