@@ -26,6 +26,7 @@ from orbitmq.broker.ha.replication_hooks import ReplicationHooks
 from orbitmq.broker.metrics import broker_rows
 from orbitmq.broker.registrar import Registrar
 from orbitmq.broker.service import WireError, add_to_server
+from orbitmq.common.grpc_errors import MalformedRequestGuard
 from orbitmq.common.limits_grpc import InflightLimiter
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth import load_secret
@@ -84,7 +85,7 @@ class BrokerServer:
         self.limiter = InflightLimiter(cfg.max_inflight_per_connection, cfg.max_inflight_requests)
         self.grpc_server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0)], interceptors=[self.obs.observer, self.limiter])
+            ("grpc.so_reuseport", 0)], interceptors=[MalformedRequestGuard(), self.obs.observer, self.limiter])
         add_to_server(self.service, self.grpc_server)
         self.obs.attach(self.grpc_server, ["orbitmq.v1.Broker"], lambda: broker_rows(self))
         secret = load_secret(cfg.cluster_secret_file)

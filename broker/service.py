@@ -24,7 +24,7 @@ from orbitmq.broker import names
 from orbitmq.broker.consumer_groups import ConsumerGroups
 from orbitmq.broker.long_poll import LongPollWaiters
 from orbitmq.broker.send_limits import SendLimits
-from orbitmq.common.grpc_errors import ERROR_KEY, MASTER_KEY
+from orbitmq.common.grpc_errors import ERROR_KEY, MASTER_KEY, clip
 from orbitmq.common.grpc_errors import STATUS_OF as _STATUS_OF
 from orbitmq.common.grpc_observe import counted_messages
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, common_pb2
@@ -72,7 +72,7 @@ async def abort(context: grpc.aio.ServicerContext, exc: BaseException, not_store
         md += ((MASTER_KEY, master),)
     if not_stored:
         md += ((STORED_KEY, "0"),)
-    await context.abort(status, details, trailing_metadata=md)
+    await context.abort(status, clip(details), trailing_metadata=md)
 
 
 def _name_error(exc: Exception, default_code: str) -> WireError:
