@@ -51,6 +51,13 @@ class BrokerConfig:
     flush_timeout_s: float = _doc(5.0, "sync flush: FLUSH_TIMEOUT after this long")
     max_message_size: int = _doc(4 * MiB, "largest message body in bytes")
     max_request_size: int = _doc(32 * MiB, "largest gRPC request (a whole batch) in bytes")
+    max_inflight_requests: int = _doc(1024, "requests handled at once; more get RESOURCE_EXHAUSTED "
+                                      "TOO_MANY_REQUESTS (retriable; 0 = no limit)")
+    max_inflight_per_connection: int = _doc(256, "requests handled at once per client connection (0 = no limit)")
+    max_pending_send_bytes: int = _doc(256 * MiB, "message bytes of sends waiting for their flush or replication; "
+                                       "more get BROKER_BUSY (retriable; 0 = no limit)")
+    disk_refuse_ratio: float = _doc(0.95, "refuse sends (DISK_FULL) while the store's disk is used past this "
+                                    "ratio; reads go on (1.0 = never)")
     auto_create_topics: bool = _doc(False, "accept sends to unknown topics, creating them")
     default_queues: int = _doc(4, "read/write queue count of auto-created topics")
     writable: bool = _doc(True, "false: a read-only broker (sends get NO_PERMISSION)")
@@ -79,6 +86,10 @@ class BrokerConfig:
     ha_heartbeat_s: float = _doc(0.5, "replication stream heartbeat interval (both ways)")
     ha_idle_timeout_s: float = _doc(3.0, "close a replication stream silent for this long")
     ha_frame_bytes: int = _doc(1024 * 1024, "largest commitlog range sent in one replication frame")
+    ha_handshake_timeout_s: float = _doc(5.0, "master: a replication connection must send its HELLO, then its "
+                                         "first ACK, each within this")
+    ha_max_connections: int = _doc(32, "master: replication connections at once; more get REFUSE BROKER_BUSY")
+    ha_max_handshakes: int = _doc(8, "master: of which still before their HELLO (unknown peers)")
     controller_heartbeat_s: float = _doc(0.5, "heartbeat to the controllers this often")
     dial_map: dict[str, str] = _doc({}, "[dial_map] table: advertised host:port -> host:port to dial "
                                     "(name servers, controllers, masters' HA addresses), like /etc/hosts")
@@ -117,6 +128,11 @@ class BrokerConfig:
             raise ConfigError("broker_id must be >= 0")
         if not 0 < self.max_message_size <= self.max_request_size:
             raise ConfigError("need 0 < max_message_size <= max_request_size")
+        for name in ("max_inflight_requests", "max_inflight_per_connection", "max_pending_send_bytes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 = no limit)")
+        if not 0 < self.disk_refuse_ratio <= 1:
+            raise ConfigError("disk_refuse_ratio must be in (0, 1]")
         if not 1 <= self.default_queues <= 1024:
             raise ConfigError("default_queues must be in 1..1024")
         if self.ha_mode not in ("standalone", "controller"):
@@ -128,7 +144,7 @@ class BrokerConfig:
         if self.ha_mode == "controller" and not self.controllers:
             raise ConfigError("ha_mode = controller needs controllers")
         for name in ("ha_ack_timeout_s", "ha_lease_s", "ha_max_lag_s", "ha_heartbeat_s", "ha_idle_timeout_s",
-                     "controller_heartbeat_s"):
+                     "controller_heartbeat_s", "ha_handshake_timeout_s", "ha_max_connections", "ha_max_handshakes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
         for name in ("register_interval_s", "keepalive_interval_s", "consumer_expire_s", "flush_timeout_s"):

@@ -51,6 +51,9 @@ def broker_rows(server: Any) -> Iterator[Row]:
                    {**me, "follower": str(follower)}, max(0, end - ack))
     if "lag" in status:
         yield "orbitmq_follower_lag_bytes", "this follower's distance behind its master", me, status["lag"]
+    limit_stats = getattr(server.service, "limit_stats", None)
+    for key, v in (limit_stats() if limit_stats is not None else {}).items():
+        yield f"orbitmq_broker_{key}", f"load limits: {key}", me, v
     for key, v in list(getattr(server.service, "stats", {}).items()):
         if isinstance(v, int | float) and not isinstance(v, bool):
             yield f"orbitmq_broker_{key}", f"broker counter {key}", me, v

@@ -25,6 +25,7 @@ from orbitmq.broker.pop_service import PROP_MSG_GROUP, PopService
 from orbitmq.broker.timer_service import TimerService
 from orbitmq.broker.tx_core import TxError
 from orbitmq.broker.tx_service import TxService
+from orbitmq.common.grpc_errors import clip
 from orbitmq.protos import broker_pop_pb2 as pb
 from orbitmq.protos import broker_pop_pb2_grpc as pbg
 
@@ -62,7 +63,8 @@ class BrokerPopService(pbg.BrokerPopServicer):
 
     async def _abort(self, context, e: BaseException) -> None:
         if isinstance(e, PopError | TxError):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e), trailing_metadata=(("orbitmq-error", e.code),))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, clip(str(e)),
+                                trailing_metadata=(("orbitmq-error", e.code),))
         from orbitmq.broker.service import abort
 
         if getattr(e, "code", None) is None or not isinstance(getattr(e, "code", None), str):

@@ -27,6 +27,8 @@ from orbitmq.broker.metrics import broker_rows
 from orbitmq.broker.registrar import Registrar
 from orbitmq.broker.service import WireError, add_to_server
 from orbitmq.common import tls as tlsmod
+from orbitmq.common.grpc_errors import MalformedRequestGuard
+from orbitmq.common.limits_grpc import InflightLimiter
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth import load_secret
 from orbitmq.common.observability import Observability
@@ -60,6 +62,7 @@ class BrokerServer:
         self.remoting_authenticate: Any = None
         self.registrar: Registrar | None = None
         self.obs: Observability | None = None
+        self.limiter: InflightLimiter | None = None
         self.port = 0
         self.stopping = False
         self._tasks: list[asyncio.Task] = []
@@ -94,9 +97,10 @@ class BrokerServer:
         self._attach_dispatch_listener()
         limit = cfg.max_request_size + MiB
         self.obs = Observability("broker", cfg.metrics_listen)
+        self.limiter = InflightLimiter(cfg.max_inflight_per_connection, cfg.max_inflight_requests)
         self.grpc_server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0)], interceptors=[self.obs.observer])
+            ("grpc.so_reuseport", 0)], interceptors=[MalformedRequestGuard(), self.obs.observer, self.limiter])
         add_to_server(self.service, self.grpc_server)
         self.obs.attach(self.grpc_server, ["orbitmq.v1.Broker"], lambda: broker_rows(self))
         secret = load_secret(cfg.cluster_secret_file)

@@ -23,9 +23,11 @@ import grpc
 from orbitmq.broker import names
 from orbitmq.broker.consumer_groups import ConsumerGroups
 from orbitmq.broker.long_poll import LongPollWaiters
+from orbitmq.broker.send_limits import SendLimits
 from orbitmq.broker.topic_rules import queue_change_refusal
-from orbitmq.common.grpc_errors import ERROR_KEY, MASTER_KEY
+from orbitmq.common.grpc_errors import ERROR_KEY, MASTER_KEY, clip
 from orbitmq.common.grpc_errors import STATUS_OF as _STATUS_OF
+from orbitmq.common.grpc_observe import counted_messages
 from orbitmq.protos import broker_pb2, broker_pb2_grpc, common_pb2
 
 if TYPE_CHECKING:
@@ -71,7 +73,7 @@ async def abort(context: grpc.aio.ServicerContext, exc: BaseException, not_store
         md += ((MASTER_KEY, master),)
     if not_stored:
         md += ((STORED_KEY, "0"),)
-    await context.abort(status, details, trailing_metadata=md)
+    await context.abort(status, clip(details), trailing_metadata=md)
 
 
 def _name_error(exc: Exception, default_code: str) -> WireError:
@@ -105,6 +107,8 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                       "send_errors": 0, "duplicates": 0}
         self._topics: dict[str, common_pb2.TopicConfig] = {}
         self.reload_topics()
+        self.send_limits = SendLimits(self.config.max_pending_send_bytes, self.config.disk_refuse_ratio,
+                                      self.store.disk_usage)
 
     @property
     def hooks(self):
@@ -185,21 +189,23 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                                 f"{cfg.write_queues} write queues")
             records = self.server.to_records(topic, qid, msgs, context.peer())
             self.hooks.check_writable()
-            store = self.store
-            results, dup = store.put_batch_dedup(records)  # raises before appending anything, or appends
-            touched = True
-            if dup:
-                self.stats["duplicates"] += len(results)  # a retry: answered with the original receipts
-            end = max(r.end_offset for r in results)
-            if self.config.flush_mode == "sync":
-                try:
-                    await asyncio.wait_for(store.flushed(end), self.config.flush_timeout_s)
-                except TimeoutError:
-                    raise WireError("FLUSH_TIMEOUT", f"not flushed within {self.config.flush_timeout_s}s") from None
-            await self.hooks.wait_replicated(end)
+            held = sum(len(m.body) for m in msgs)
+            refusal = self.send_limits.admit(held)   # disk past its ratio, or too many bytes waiting
+            if refusal is not None:
+                raise WireError(refusal.code, refusal.message)
+            try:
+                results, dup = self.store.put_batch_dedup(records)  # raises before appending anything, or appends
+                touched = True
+                await self._settle(max(r.end_offset for r in results))
+            finally:
+                self.send_limits.release(held)
             st = self.stats
             st["sends"] += 1
-            st["msgs_put"] += len(results)
+            if dup:
+                st["duplicates"] += len(results)  # a retry: answered with the original receipts, not stored again
+                counted_messages.set(0)
+            else:
+                st["msgs_put"] += len(results)
             out = broker_pb2.SendResponse(broker_set=self.config.broker_set, epoch=self.hooks.epoch())
             add = out.results.add
             for r in results:
@@ -209,6 +215,23 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         except Exception as e:  # noqa: BLE001 - every failure becomes a typed wire error
             self.stats["send_errors"] += 1
             await self._fail(context, e, not_stored=not touched)
+
+    def limit_stats(self) -> dict[str, int]:
+        """Load-limit counters: bytes of sends held, refusals, requests in flight."""
+        out = self.send_limits.stats()
+        lim = getattr(self.server, "limiter", None)
+        if lim is not None:
+            out.update(requests_in_flight=lim.limits.in_flight, requests_refused_too_many=lim.refused)
+        return out
+
+    async def _settle(self, end: int) -> None:
+        """Wait until [0, end) is flushed (sync flush) and held by the in-sync replicas."""
+        if self.config.flush_mode == "sync":
+            try:
+                await asyncio.wait_for(self.store.flushed(end), self.config.flush_timeout_s)
+            except TimeoutError:
+                raise WireError("FLUSH_TIMEOUT", f"not flushed within {self.config.flush_timeout_s}s") from None
+        await self.hooks.wait_replicated(end)
 
     async def _fail(self, context, e: BaseException, not_stored: bool = False) -> None:
         if isinstance(e, asyncio.CancelledError):
@@ -470,6 +493,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         s = self.store
         st = {k: str(v) for k, v in self.stats.items()}
         st["parked_pulls"] = str(self.waiters.parked)
+        st.update((k, str(v)) for k, v in self.limit_stats().items())
         st["registrations"] = str(self.server.registrar.registrations if self.server.registrar else 0)
         return broker_pb2.BrokerStatus(
             cluster=self.config.cluster, broker_set=self.config.broker_set, broker_id=self.config.broker_id,

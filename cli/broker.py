@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"orbitmq broker: {e}")
         return 2
     logs.setup(f"broker[{cfg.broker_set}/{cfg.broker_id}]", cfg.log_level)
+    from orbitmq.broker.ha.epochs import EpochFileError
     from orbitmq.broker.ha.role_manager import make_hooks
     from orbitmq.broker.server import run as serve
     from orbitmq.broker.store.errors import StoreError
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve(cfg, make_hooks(cfg)))
-    except (IdentityError, StoreError, OSError) as e:
+    except (IdentityError, StoreError, EpochFileError, OSError) as e:
         # a file read at start is corrupt or unreadable, or the port is taken: say which, and stop
         logging.getLogger("orbitmq.broker").error("cannot start: %s", e)
         print(f"orbitmq broker: cannot start: {e}", file=sys.stderr)

@@ -130,6 +130,18 @@ class BrokerBusyError(OrbitError):
     retriable = True
 
 
+class TooManyRequestsError(BrokerBusyError):
+    """Too many requests in flight at the server (on this connection or in all); retry with backoff."""
+    code = "TOO_MANY_REQUESTS"
+    retriable = True
+
+
+class DiskFullError(OrbitError):
+    """The broker's disk is past its ratio: it refuses writes (nothing was stored); reads go on."""
+    code = "DISK_FULL"
+    retriable = True   # another broker set may have room
+
+
 class NotLeaderError(OrbitError):
     """This controller is not the Raft leader."""
     code = "NOT_LEADER"
@@ -183,7 +195,8 @@ BY_CODE: dict[str, type[OrbitError]] = {
         BadRequestError, BadTopicNameError, BadTagError, BadKeyError, BodyEmptyError, BodyTooLargeError,
         TopicNotFoundError, GroupNotFoundError, NoPermissionError, NotMasterError, ReplicationTimeoutError,
         FencedError, InSyncReplicasNotEnoughError, FlushTimeoutError, OffsetMovedError, MessageNotFoundError,
-        BrokerBusyError, NotLeaderError, StaleEpochError, CorruptDataError, InternalError)
+        BrokerBusyError, TooManyRequestsError, DiskFullError, NotLeaderError, StaleEpochError, CorruptDataError,
+        InternalError)
 }
 
 _BY_STATUS: dict[grpc.StatusCode, type[OrbitError]] = {

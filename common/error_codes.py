@@ -36,6 +36,8 @@ class ErrorCode(enum.StrEnum):
     STALE_EPOCH = "STALE_EPOCH"
     CORRUPT_DATA = "CORRUPT_DATA"
     INTERNAL = "INTERNAL"
+    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+    DISK_FULL = "DISK_FULL"
 
 
 def _check_against_proto() -> None:

@@ -28,8 +28,20 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.FLUSH_TIMEOUT: _S.DEADLINE_EXCEEDED, ErrorCode.IN_SYNC_REPLICAS_NOT_ENOUGH: _S.UNAVAILABLE,
     ErrorCode.BROKER_BUSY: _S.RESOURCE_EXHAUSTED, ErrorCode.NOT_LEADER: _S.UNAVAILABLE,
     ErrorCode.OFFSET_MOVED: _S.OUT_OF_RANGE, ErrorCode.CORRUPT_DATA: _S.DATA_LOSS, ErrorCode.INTERNAL: _S.INTERNAL,
+    ErrorCode.TOO_MANY_REQUESTS: _S.RESOURCE_EXHAUSTED, ErrorCode.DISK_FULL: _S.RESOURCE_EXHAUSTED,
 }
 assert set(STATUS_OF) == set(ErrorCode), "every ErrorCode needs a gRPC status"
+
+
+MAX_DETAILS = 2000   # characters of an error's details on the wire (clients cap metadata at 16 KiB)
+
+
+def clip(details: str, limit: int = MAX_DETAILS) -> str:
+    """`details` cut to `limit` characters: an error that quotes what a client sent (a 70,000-character
+    name) must still fit the status trailer, or the client gets RESOURCE_EXHAUSTED and no error name."""
+    if len(details) <= limit:
+        return details
+    return f"{details[:limit]}... ({len(details) - limit} more characters)"
 
 
 async def abort(context: grpc.aio.ServicerContext, code: ErrorCode | str, details: str, *,
@@ -41,7 +53,7 @@ async def abort(context: grpc.aio.ServicerContext, code: ErrorCode | str, detail
         md += ((MASTER_KEY, master),)
     if leader is not None:
         md += ((LEADER_KEY, leader),)
-    await context.abort(status or STATUS_OF[code], details, trailing_metadata=md)
+    await context.abort(status or STATUS_OF[code], clip(details), trailing_metadata=md)
 
 
 def metadata_of(e: grpc.RpcError) -> dict[str, str]:
@@ -75,15 +87,16 @@ class _Malformed:
 
 
 class MalformedRequestGuard(grpc.aio.ServerInterceptor):
-    """Put first in a server's interceptors: a unary request whose bytes do not decode is answered
-    BAD_REQUEST (with `orbitmq-error`) instead of grpc's bare UNKNOWN and an ERROR log line per call;
-    what the client sent is cut to 200 characters in the answer."""
+    """Put first in a server's interceptors: a request whose bytes do not decode (a unary request,
+    or any message of a client stream) is answered BAD_REQUEST (with `orbitmq-error`) instead of
+    grpc's bare UNKNOWN and an ERROR log line per call; what the client sent is cut to 200
+    characters in the answer."""
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
-        parse, inner, method = handler.request_deserializer, handler.unary_unary, details.method
+        parse, method = handler.request_deserializer, details.method
 
         def safe(data: bytes):
             try:
@@ -91,10 +104,48 @@ class MalformedRequestGuard(grpc.aio.ServerInterceptor):
             except Exception as e:  # noqa: BLE001 - any decode failure is the client's malformed request
                 return _Malformed(str(e)[:200])
 
-        async def guarded(request, context):
-            if type(request) is _Malformed:
-                await abort(context, ErrorCode.BAD_REQUEST, f"malformed request to {method}: {request.error}")
-            return await inner(request, context)
+        async def refuse(request: _Malformed, context) -> None:
+            await abort(context, ErrorCode.BAD_REQUEST, f"malformed request to {method}: {request.error}")
 
-        return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=safe,
-                                                   response_serializer=handler.response_serializer)
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def guarded(request, context):
+                if type(request) is _Malformed:
+                    await refuse(request, context)
+                return await inner(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=safe,
+                                                       response_serializer=handler.response_serializer)
+        if handler.stream_stream is not None:
+            inner_stream = handler.stream_stream
+
+            async def guarded_stream(request_iterator, context):
+                bad: list[_Malformed] = []
+
+                async def checked():   # may be read by another task: end the stream, refuse from ours
+                    async for request in request_iterator:
+                        if type(request) is _Malformed:
+                            bad.append(request)
+                            return
+                        yield request
+
+                async for response in inner_stream(checked(), context):
+                    yield response
+                if bad:
+                    await refuse(bad[0], context)
+
+            return grpc.stream_stream_rpc_method_handler(guarded_stream, request_deserializer=safe,
+                                                         response_serializer=handler.response_serializer)
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            async def guarded_us(request, context):
+                if type(request) is _Malformed:
+                    await refuse(request, context)
+                async for response in inner_us(request, context):
+                    yield response
+
+            return grpc.unary_stream_rpc_method_handler(guarded_us, request_deserializer=safe,
+                                                        response_serializer=handler.response_serializer)
+        return handler

@@ -7,12 +7,17 @@ Owns: the metric objects of one registry and the wrapping of unary handlers. Wha
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+# A handler that answers without new messages (a deduplicated retry of a send) sets this to 0 so
+# the call is not counted as messages in; it is read in the handler's own context after it returns.
+counted_messages: contextvars.ContextVar[int | None] = contextvars.ContextVar("counted_messages", default=None)
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -59,6 +64,7 @@ class Observer(grpc.aio.ServerInterceptor):
 
         async def observed(request, context):
             t0 = time.perf_counter()
+            counted_messages.set(None)
             try:
                 resp = await inner(request, context)
             except BaseException:
@@ -71,6 +77,8 @@ class Observer(grpc.aio.ServerInterceptor):
                     got = payload[1](request, resp)
                 except Exception:  # noqa: BLE001 - a malformed request was answered already
                     got = None
+                if got is not None and counted_messages.get() is not None:
+                    got = (got[0], counted_messages.get(), 0)
                 if got is not None and got[1]:
                     self.messages.labels(payload[0], got[0]).inc(got[1])
                     self.bytes.labels(payload[0], got[0]).inc(got[2])

@@ -186,6 +186,8 @@ class ControllerClient:
                 if isinstance(err, NoLeader):
                     self._rotate(addr, failed_hard=True)
                     raise _Retry() from err
+                if err.code == ErrorCode.TOO_MANY_REQUESTS:
+                    raise _Retry() from err   # the leader is busy: the same node again, after the backoff
                 raise err from None
 
         try:

@@ -77,6 +77,9 @@ class ControllerConfig:
     tls_client_auth: bool = _doc(False, "require a client certificate signed by tls_ca_file from every caller "
                                  "(mutual TLS: brokers, name servers, admin tools)")
     metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
+    max_inflight_requests: int = _doc(1024, "requests handled at once; more get RESOURCE_EXHAUSTED "
+                                      "TOO_MANY_REQUESTS (0 = no limit)")
+    max_inflight_per_connection: int = _doc(256, "requests handled at once per client connection (0 = no limit)")
     log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
     dial_map: dict[str, str] = _doc({}, "[dial_map] table: advertised host:port -> host:port to dial (peers' Raft "
                                     "addresses), like /etc/hosts")

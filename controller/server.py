@@ -28,6 +28,7 @@ from orbitmq.common import grpc_errors
 from orbitmq.common import tls as tlsmod
 from orbitmq.common.error_codes import ErrorCode
 from orbitmq.common.grpc_errors import MalformedRequestGuard, abort
+from orbitmq.common.limits_grpc import InflightLimiter
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth_grpc import NodeAuthInterceptor
 from orbitmq.common.observability import Observability
@@ -661,7 +662,8 @@ async def start_controller(config: ControllerConfig, server: grpc.aio.Server | N
         # brokers' calls about themselves and admin writes must carry the cluster secret's signature
         # (embedded in a name server, that server's interceptor does it with the same secret)
         auth = NodeAuthInterceptor(config.cluster_secret(), protected_methods(), log)
-        server = grpc.aio.server(interceptors=[MalformedRequestGuard(), obs.observer, auth])
+        limiter = InflightLimiter(config.max_inflight_per_connection, config.max_inflight_requests)
+        server = grpc.aio.server(interceptors=[MalformedRequestGuard(), obs.observer, limiter, auth])
     pbg.add_ControllerServicer_to_server(service, server)
     obs.attach(server, ["orbitmq.v1.Controller"], lambda: controller_rows(service))
     if own:

@@ -33,6 +33,10 @@ class NamesrvConfig:
     metrics_listen: str = field(default="", metadata={
         "doc": "Prometheus /metrics HTTP address host:port (empty: off)"})
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG, INFO, WARNING or ERROR"})
+    max_inflight_requests: int = field(default=1024, metadata={
+        "doc": "requests handled at once; more get RESOURCE_EXHAUSTED TOO_MANY_REQUESTS (0 = no limit)"})
+    max_inflight_per_connection: int = field(default=256, metadata={
+        "doc": "requests handled at once per client connection (0 = no limit)"})
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError

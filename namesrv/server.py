@@ -19,6 +19,7 @@ import grpc
 from orbitmq.common import tls as tlsmod
 from orbitmq.common.error_codes import ErrorCode
 from orbitmq.common.grpc_errors import MalformedRequestGuard, abort
+from orbitmq.common.limits_grpc import InflightLimiter
 from orbitmq.common.logs import kv
 from orbitmq.common.metrics import Row
 from orbitmq.common.node_auth import load_secret
@@ -188,7 +189,8 @@ async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
     # brokers' writes must be signed with the cluster secret; an embedded controller's broker-facing
     # and admin-write methods too (they share this server and its secret)
     protected = {f"/{SERVICE}/{m}" for m in NODE_METHODS} | {f"/{CONTROLLER_SERVICE}/{m}" for m in CONTROLLER_NODE_METHODS}
-    server = grpc.aio.server(interceptors=[MalformedRequestGuard(), obs.observer,
+    limiter = InflightLimiter(config.max_inflight_per_connection, config.max_inflight_requests)
+    server = grpc.aio.server(interceptors=[MalformedRequestGuard(), obs.observer, limiter,
                                           NodeAuthInterceptor(service.secret, protected, log)])
     namesrv_pb2_grpc.add_NameServerServicer_to_server(service, server)
     obs.attach(server, [SERVICE], lambda: namesrv_rows(service))

@@ -13,6 +13,8 @@ import signal
 import grpc
 
 from orbitmq.common import tls as tlsmod
+from orbitmq.common.grpc_errors import MalformedRequestGuard
+from orbitmq.common.health import Health
 from orbitmq.common.logs import kv
 from orbitmq.common.tls_grpc import add_port
 from orbitmq.protos import rocketmq_v2_service_pb2_grpc as sg
@@ -38,14 +40,17 @@ async def serve(config: ProxyConfig) -> None:
     log.info(tlsmod.mode_line(tls, "RocketMQ 5 proxy", config.listen))
     backend = make_backend(config)
     await backend.open()
+    # undecodable request bytes: INVALID_ARGUMENT + orbitmq-error BAD_REQUEST, not a bare UNKNOWN
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", config.max_message_size + (1 << 20)),
-                                      ("grpc.max_send_message_length", -1)])
+                                      ("grpc.max_send_message_length", -1)], interceptors=[MalformedRequestGuard()])
     service = MessagingService(config, backend)
     sg.add_MessagingServiceServicer_to_server(service, server)
+    health = Health(server, ["apache.rocketmq.v2.MessagingService"])
     if add_port(server, config.listen, tls) == 0:
         await backend.close()
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
+    await health.set(True)
     bg = [asyncio.create_task(t) for t in service.background()]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,6 +61,7 @@ async def serve(config: ProxyConfig) -> None:
         await stop.wait()
     finally:
         log.info("proxy stopping")
+        await health.set(False)
         for t in bg:
             t.cancel()
         await server.stop(grace=1.0)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from orbitmq.broker.ha import protocol as hp
 from orbitmq.broker.ha.epoch_truncation import epoch_at, epoch_range_end, find_truncation_point
 from orbitmq.broker.ha.epochs import EpochEntry
+from orbitmq.broker.ha.hello_check import HelloPolicy, admit_hello, sign_hello
 
 
 class ReplicationRefused(Exception):
@@ -94,7 +95,8 @@ class FollowerConnection:
     """The follower's (or learner's) side of one connection to its master."""
 
     def __init__(self, broker_id: int, learner: bool, min_master_epoch: int = 0, heartbeat_s: float = 1.0,
-                 sync_flush: bool = False) -> None:
+                 sync_flush: bool = False, secret: bytes | None = None) -> None:
+        self.secret = secret   # the cluster secret: the HELLO is signed with it
         self.broker_id = broker_id
         self.learner = learner
         self.min_master_epoch = min_master_epoch
@@ -113,10 +115,15 @@ class FollowerConnection:
         self.frames = 0
         self.bytes = 0
 
-    def start(self, max_offset: int, epochs: list[EpochEntry], confirm_offset: int = 0) -> list[Action]:
-        """The connection is open: say who we are and what we hold."""
+    def start(self, max_offset: int, epochs: list[EpochEntry], confirm_offset: int = 0,
+              now_ms: int = 0) -> list[Action]:
+        """The connection is open: say who we are and what we hold (signed at `now_ms`, wall clock,
+        if we have the cluster secret)."""
         self.own_max, self.epochs, self.confirm = max_offset, list(epochs), confirm_offset
-        return [Send(hp.Hello(self.broker_id, self.learner, max_offset, tuple(epochs)))]
+        hello = hp.Hello(self.broker_id, self.learner, max_offset, tuple(epochs))
+        if self.secret is not None:
+            hello = sign_hello(hello, self.secret, now_ms)
+        return [Send(hello)]
 
     def receive_data(self, data: bytes, now: float) -> list[Action]:
         """Bytes from the master; raises FrameError / ReplicationRefused (the machine closes)."""
@@ -252,21 +259,25 @@ class MasterConnection:
     """The master's side of one follower's connection."""
 
     def __init__(self, master_id: int, master_epoch: int, frame_bytes: int = 1 << 20,
-                 heartbeat_s: float = 1.0) -> None:
+                 heartbeat_s: float = 1.0, policy: HelloPolicy | None = None,
+                 max_payload: int = hp.HELLO_MAX_PAYLOAD) -> None:
+        self.policy = policy if policy is not None else HelloPolicy(master_id)
         self.master_id = master_id
         self.master_epoch = master_epoch
         self.frame_bytes = frame_bytes
         self.heartbeat_s = heartbeat_s
         self.state = ConnState.AWAIT_HELLO
-        self.decoder = hp.FrameDecoder()
+        self.decoder = hp.FrameDecoder(max_payload)   # a follower only sends HELLO and ACKs
         self.broker_id = -1
         self.learner = False
         self.pos = 0
         self.ack = -1
         self.last_sent = float("-inf")
 
-    def receive_data(self, data: bytes, log: MasterLog, serving: bool = True) -> list[Action | Hello | Acked]:
-        """Bytes from the follower; `serving` False once this master stepped down."""
+    def receive_data(self, data: bytes, log: MasterLog, serving: bool = True,
+                     now_ms: int = 0) -> list[Action | Hello | Acked]:
+        """Bytes from the follower; `serving` False once this master stepped down; `now_ms` (wall
+        clock) checks a signed HELLO's time."""
         if self.state is ConnState.CLOSED:
             raise ReplicationRefused("connection already closed")
         try:
@@ -283,9 +294,10 @@ class MasterConnection:
                     if not serving:
                         self.state = ConnState.CLOSED
                         return [Send(hp.Refuse("NOT_MASTER", "not master any more"))]
-                    if f.broker_id == self.master_id:
+                    refusal = admit_hello(f, self.policy, now_ms)
+                    if refusal is not None:
                         self.state = ConnState.CLOSED
-                        return [Send(hp.Refuse("BAD_REQUEST", f"broker id {f.broker_id} is the master's"))]
+                        return [Send(refusal.frame())]
                     self.broker_id, self.learner = f.broker_id, f.learner
                     self.state = ConnState.AWAIT_FIRST_ACK
                     out += [Hello(f.broker_id, f.learner),

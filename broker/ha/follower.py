@@ -58,7 +58,8 @@ class HAFollower:
     def __init__(self, store: ReplicaStore, epochs: EpochFile, broker_id: int, learner: bool, master_ha: str,
                  settings: FollowerSettings, min_master_epoch: int = 0,
                  on_data: Callable[[], None] | None = None,
-                 truncations: list[tuple[int, int]] | None = None) -> None:
+                 truncations: list[tuple[int, int]] | None = None, secret: bytes | None = None) -> None:
+        self.secret = secret   # the cluster secret: signs our HELLO
         self.store = store
         self.epochs = epochs
         self.broker_id = broker_id
@@ -114,12 +115,12 @@ class HAFollower:
                                                 self.settings.connect_timeout_s * (2 if tls else 1))
         self.stats["connects"] += 1
         conn = FollowerConnection(self.broker_id, self.learner, self.min_master_epoch, self.settings.heartbeat_s,
-                                  self._sync_flush)
+                                  self._sync_flush, self.secret)
         self.conn = conn
         watchdog: asyncio.Task | None = None
         try:
-            await self._carry_out(conn.start(store_max(self.store), self.epochs.entries, store_confirm(self.store)),
-                                  writer)
+            await self._carry_out(conn.start(store_max(self.store), self.epochs.entries, store_confirm(self.store),
+                                             int(time.time() * 1000)), writer)
             last_read = [time.monotonic()]
             while conn.state is ConnState.AWAIT_WELCOME:
                 data = await asyncio.wait_for(reader.read(65536), 5.0)

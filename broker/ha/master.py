@@ -6,7 +6,10 @@ heartbeats, acks), reading the bytes each planned frame names from the store, fe
 the sync-state-set core, setting the store's confirm offset, and the waiters of sends that wait
 for replication (resolved by the ack policy core). The rules live in ha_connection.py,
 sync_state.py and ack_policy.py; this module moves bytes and keeps time. It never writes the
-commitlog itself.
+commitlog itself. Limits: at most `max_connections` connections and `max_handshakes` of them
+before HELLO (others get REFUSE BROKER_BUSY at once), `handshake_timeout_s` for the HELLO and for
+the first ACK, a peer's frames at most `protocol.HELLO_MAX_PAYLOAD`; who is let in is
+hello_check.py's rule (signature, controller's view, one live connection per id).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import bisect
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +35,7 @@ from orbitmq.broker.ha.connection import (
 )
 from orbitmq.broker.ha.connection import Hello as HelloEvent
 from orbitmq.broker.ha.epoch_file import EpochFile
+from orbitmq.broker.ha.hello_check import HelloPolicy, ReplayGuard, may_replace
 from orbitmq.broker.ha.replica_store import ReplicaStore
 from orbitmq.broker.ha.replication_hooks import ReplicationError
 from orbitmq.broker.ha.sync_state import SyncStateSet
@@ -62,6 +66,10 @@ class MasterSettings:
     ack_timeout_s: float = 3.0
     policy: AckPolicy = AckPolicy()  # noqa: RUF009 - frozen dataclass instance
     ssl: Any = None   # ssl.SSLContext: serve the stream over TLS (common/tls.py server_ssl_context)
+    handshake_timeout_s: float = 5.0   # HELLO, then the first ACK, each within this
+    max_connections: int = 32          # replication connections at once (handshaking or streaming)
+    max_handshakes: int = 8            # of which not yet past HELLO
+    replace_after_s: float = 2.0       # a connected id is taken over only after this long silent
 
 
 def _resolve(fut: asyncio.Future) -> None:
@@ -136,7 +144,8 @@ class HAMaster:
                  settings: MasterSettings, listen: str,
                  alter: Callable[[frozenset[int], int], Any] | None = None,
                  writable: Callable[[], ReplicationError | None] | None = None,
-                 replica_count: Callable[[], int] | None = None) -> None:
+                 replica_count: Callable[[], int] | None = None, secret: bytes | None = None,
+                 replicas: Callable[[], Mapping[int, bool] | None] | None = None) -> None:
         self.store = store
         self.epochs = epochs
         self.master_id = master_id
@@ -147,6 +156,10 @@ class HAMaster:
         self.alter = alter            # async (members, sss_epoch) -> (ok, members, sss_epoch)
         self.writable = writable      # None if writes may be acknowledged, else the refusal
         self._known_replicas = replica_count  # non-learner replicas the controller knows of
+        self.secret = secret          # the cluster secret: HELLOs must be signed with it
+        self._replica_view = replicas  # controller's view: replica id -> learner (None: not known)
+        self._replay = ReplayGuard()
+        self._open: set[_Conn] = set()   # every accepted connection, handshaking or streaming
         self.server: asyncio.base_events.Server | None = None
         self.conns: dict[int, _Conn] = {}
         self._waiters: list[tuple[int, int, asyncio.Future]] = []  # (end, seq, future) sorted
@@ -155,7 +168,7 @@ class HAMaster:
         self._replica_ids: set[int] = set(sss.members)
         self._seen: dict[int, tuple[int, float]] = {}   # replica (learners too) -> (offset it holds, when seen)
         self.stopped = False
-        self.stats = {"frames": 0, "bytes": 0, "acks": 0}
+        self.stats = {"frames": 0, "bytes": 0, "acks": 0, "refused": 0}
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -173,7 +186,7 @@ class HAMaster:
             t.cancel()
         if self.server is not None:
             self.server.close()
-        for c in list(self.conns.values()):
+        for c in list(self._open | set(self.conns.values())):
             c.writer.close()
             if c.task is not None:
                 c.task.cancel()
@@ -283,15 +296,44 @@ class HAMaster:
         mx = store_max(self.store)
         return MasterLog(mx, store_min(self.store), self.sss.confirm_offset(mx), tuple(self.epochs.entries))
 
+    def _policy(self) -> HelloPolicy:
+        view = self._replica_view() if self._replica_view is not None else None
+        return HelloPolicy(self.master_id, self.secret, view, self._replay)
+
+    def _admission_refusal(self) -> hp.Refuse | None:
+        """Connection limits, checked when a connection is accepted (before reading anything)."""
+        s = self.settings
+        if len(self._open) >= s.max_connections:
+            return hp.Refuse("BROKER_BUSY", f"{len(self._open)} replication connections open "
+                             f"(ha_max_connections {s.max_connections})")
+        pending = sum(1 for c in self._open if c.machine.state is ConnState.AWAIT_HELLO)
+        if pending >= s.max_handshakes:
+            return hp.Refuse("BROKER_BUSY", f"{pending} replication handshakes in progress "
+                             f"(ha_max_handshakes {s.max_handshakes})")
+        return None
+
+    async def _refuse(self, writer: asyncio.StreamWriter, frame: hp.Refuse, peer: object) -> None:
+        self.stats["refused"] += 1
+        log.warning("replication connection refused %s", kv(peer=peer, code=frame.code, why=frame.message[:200]))
+        with contextlib.suppress(Exception):
+            writer.write(hp.encode(frame))
+            await asyncio.wait_for(writer.drain(), 1.0)
+        writer.close()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        c = _Conn(reader, writer, MasterConnection(self.master_id, self.master_epoch, self.settings.frame_bytes,
-                                                   self.settings.heartbeat_s))
-        c.task = asyncio.current_task()
         peer = writer.get_extra_info("peername")
+        busy = self._admission_refusal()
+        if busy is not None:
+            await self._refuse(writer, busy, peer)
+            return
+        c = _Conn(reader, writer, MasterConnection(self.master_id, self.master_epoch, self.settings.frame_bytes,
+                                                   self.settings.heartbeat_s, self._policy()))
+        c.task = asyncio.current_task()
+        self._open.add(c)
         sender: asyncio.Task | None = None
         watchdog: asyncio.Task | None = None
         try:
-            deadline = time.monotonic() + 5.0
+            deadline = time.monotonic() + self.settings.handshake_timeout_s
             while c.machine.state is not ConnState.CLOSED:
                 if c.machine.state is ConnState.STREAMING:
                     timeout = None
@@ -304,19 +346,33 @@ class HAMaster:
                     c.machine.decoder.finish()
                     break
                 c.last_read = time.monotonic()
-                for a in c.machine.receive_data(data, self._log_view(), serving=not self.stopped):
+                for a in c.machine.receive_data(data, self._log_view(), serving=not self.stopped,
+                                                now_ms=int(time.time() * 1000)):
                     if isinstance(a, Send):
+                        if isinstance(a.frame, hp.Refuse):
+                            self.stats["refused"] += 1
+                            log.warning("replica refused %s", kv(replica=c.broker_id, peer=peer, code=a.frame.code,
+                                                                 why=a.frame.message[:200]))
                         writer.write(hp.encode(a.frame))
                         await writer.drain()
                     elif isinstance(a, HelloEvent):
                         old = self.conns.get(a.broker_id)
                         if old is not None:
+                            silent = time.monotonic() - old.last_read
+                            if not may_replace(silent, self.settings.replace_after_s):
+                                c.machine.close()
+                                await self._refuse(writer, hp.Refuse(
+                                    "BROKER_BUSY", f"replica {a.broker_id} is already connected and live "
+                                    f"(heard {silent:.1f}s ago); retry once that connection is gone"), peer)
+                                return
+                            log.warning("replica reconnected; closing its silent connection %s",
+                                        kv(replica=a.broker_id, silent_s=round(silent, 1)))
                             old.writer.close()
                         self.conns[a.broker_id] = c
                         self._seen[a.broker_id] = (c.ack, time.monotonic())
                         if not a.learner:
                             self._replica_ids.add(a.broker_id)
-                        deadline = time.monotonic() + 10.0
+                        deadline = time.monotonic() + self.settings.handshake_timeout_s
                     elif isinstance(a, Acked):
                         if a.first:
                             self.sss.connected(c.broker_id, c.machine.learner, time.monotonic())
@@ -331,13 +387,15 @@ class HAMaster:
         except ReplicationRefused as e:
             log.warning("replica refused %s", kv(replica=c.broker_id, error=e))
         except (hp.FrameError, ConnectionError, TimeoutError, asyncio.IncompleteReadError, OSError) as e:
-            log.warning("replica connection ended %s", kv(replica=c.broker_id, error=f"{type(e).__name__}: {e}"))
+            log.warning("replica connection ended %s", kv(replica=c.broker_id, peer=peer,
+                                                          error=f"{type(e).__name__}: {str(e)[:200]}"))
             with contextlib.suppress(Exception):
                 if isinstance(e, hp.FrameError):
-                    writer.write(hp.encode(hp.Refuse("BAD_REQUEST", str(e))))
+                    writer.write(hp.encode(hp.Refuse("BAD_REQUEST", str(e)[:1000])))
         except asyncio.CancelledError:
             pass
         finally:
+            self._open.discard(c)
             c.machine.close()
             if sender is not None:
                 sender.cancel()

@@ -8,7 +8,9 @@ argument from our own code raises ValueError. No sockets here: `FrameDecoder.fee
 returns the complete frames seen so far.
 
 Frames (all integers big-endian, offsets and epochs signed 64-bit):
-- HELLO (follower -> master): broker_id, flags (1 = learner), max_offset, epoch list.
+- HELLO (follower -> master): broker_id, flags (1 = learner, 2 = signed), max_offset, epoch list,
+  then with flag 2 the cluster-secret signature (u16 length + ASCII `common/node_auth.py` header
+  value) over the same HELLO without it (`hello_signed_bytes`); admission rules: ha/hello_check.py.
 - WELCOME (master -> follower): master_id, master_epoch, max_offset, min_offset,
   confirm_offset, epoch list.
 - DATA (master -> follower): start, epoch, epoch_start, confirm_offset, master_max, raw commitlog
@@ -31,9 +33,11 @@ HEADER = struct.Struct(">2sBBII")
 HEADER_SIZE = HEADER.size
 _CRC_PREFIX = struct.Struct(">2sBBI")  # the header bytes the CRC covers (all but the CRC)
 MAX_PAYLOAD = 8 * 1024 * 1024
+HELLO_MAX_PAYLOAD = 64 * 1024   # what a master buffers from a peer (HELLO, ACK): 4,000 epoch entries
 
 T_HELLO, T_WELCOME, T_DATA, T_ACK, T_REFUSE = 1, 2, 3, 4, 5
 FLAG_LEARNER = 1
+FLAG_SIGNED = 2
 
 _HELLO = struct.Struct(">qBqI")
 _WELCOME = struct.Struct(">qqqqqI")
@@ -41,6 +45,7 @@ _DATA = struct.Struct(">qqqqq")
 _ACK = struct.Struct(">q")
 _ENTRY = struct.Struct(">qq")
 _REFUSE = struct.Struct(">H")
+_AUTH_LEN = struct.Struct(">H")
 
 
 class FrameError(Exception):
@@ -53,6 +58,7 @@ class Hello:
     learner: bool
     max_offset: int
     epochs: tuple[EpochEntry, ...]
+    auth: str = ""   # cluster-secret signature (node_auth header value); "" = unsigned
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,21 @@ def _frame(ftype: int, payload: bytes) -> bytes:
     return HEADER.pack(MAGIC, VERSION, ftype, len(payload), frame_crc(ftype, len(payload), payload)) + payload
 
 
+def _hello_payload(h: Hello, with_auth: bool = True) -> bytes:
+    signed = with_auth and bool(h.auth)
+    flags = (FLAG_LEARNER if h.learner else 0) | (FLAG_SIGNED if signed else 0)
+    out = _HELLO.pack(h.broker_id, flags, h.max_offset, len(h.epochs)) + _entries(h.epochs)
+    if signed:
+        auth = h.auth.encode("ascii")
+        out += _AUTH_LEN.pack(len(auth)) + auth
+    return out
+
+
+def hello_signed_bytes(h: Hello) -> bytes:
+    """What a HELLO's signature covers: its payload without the signature (and without flag 2)."""
+    return _hello_payload(h, with_auth=False)
+
+
 def _entries(epochs: tuple[EpochEntry, ...] | list[EpochEntry]) -> bytes:
     return b"".join(_ENTRY.pack(e.epoch, e.start_offset) for e in epochs)
 
@@ -119,8 +140,7 @@ def encode(frame: Frame) -> bytes:
     if isinstance(frame, Ack):
         return _frame(T_ACK, _ACK.pack(frame.offset))
     if isinstance(frame, Hello):
-        return _frame(T_HELLO, _HELLO.pack(frame.broker_id, FLAG_LEARNER if frame.learner else 0,
-                                           frame.max_offset, len(frame.epochs)) + _entries(frame.epochs))
+        return _frame(T_HELLO, _hello_payload(frame))
     if isinstance(frame, Welcome):
         return _frame(T_WELCOME, _WELCOME.pack(frame.master_id, frame.master_epoch, frame.max_offset,
                                                frame.min_offset, frame.confirm_offset, len(frame.epochs))
@@ -173,9 +193,24 @@ def decode_payload(ftype: int, payload: bytes | memoryview) -> Frame:
             if len(p) < _HELLO.size:
                 raise FrameError(f"HELLO payload of {len(p)} bytes is shorter than {_HELLO.size}")
             bid, flags, mx, count = _HELLO.unpack_from(p)
-            if flags & ~FLAG_LEARNER:
+            if flags & ~(FLAG_LEARNER | FLAG_SIGNED):
                 raise FrameError(f"HELLO with unknown flags {flags:#x}")
-            return Hello(bid, bool(flags & FLAG_LEARNER), mx, _decode_entries(p[_HELLO.size:], count, "HELLO"))
+            rest = p[_HELLO.size:]
+            auth = ""
+            if flags & FLAG_SIGNED:
+                end = count * _ENTRY.size
+                tail = rest[end:]
+                if len(tail) < _AUTH_LEN.size:
+                    raise FrameError("HELLO flagged signed has no signature")
+                (n,) = _AUTH_LEN.unpack_from(tail)
+                if len(tail) != _AUTH_LEN.size + n:
+                    raise FrameError(f"HELLO signature of {n} bytes does not fill the rest of the frame")
+                try:
+                    auth = bytes(tail[_AUTH_LEN.size:]).decode("ascii")
+                except UnicodeDecodeError:
+                    raise FrameError("HELLO signature is not ASCII") from None
+                rest = rest[:end]
+            return Hello(bid, bool(flags & FLAG_LEARNER), mx, _decode_entries(rest, count, "HELLO"), auth)
         if ftype == T_WELCOME:
             if len(p) < _WELCOME.size:
                 raise FrameError(f"WELCOME payload of {len(p)} bytes is shorter than {_WELCOME.size}")

@@ -28,6 +28,7 @@ from orbitmq.broker.ha.roles import Change, Role, decide, master_epoch_start, ne
 from orbitmq.broker.ha.stream_tls import ha_client_ssl, ha_server_ssl
 from orbitmq.broker.ha.sync_state import SyncStateSet
 from orbitmq.common.logs import kv
+from orbitmq.common.node_auth import load_secret
 
 if TYPE_CHECKING:
     from orbitmq.broker.config import BrokerConfig
@@ -150,14 +151,19 @@ class RoleManager(ReplicationHooks):
         self._epoch = epoch
         self.master_id = self.broker_id
         self.master_addr = self.config.listen
-        settings = MasterSettings(frame_bytes=self.config.ha_frame_bytes, heartbeat_s=self.config.ha_heartbeat_s,
-                                  idle_timeout_s=self.config.ha_idle_timeout_s, max_lag_s=self.config.ha_max_lag_s,
-                                  ack_timeout_s=self.config.ha_ack_timeout_s, policy=self.policy,
-                                  ssl=ha_server_ssl(self.config))
+        cfg = self.config
+        settings = MasterSettings(frame_bytes=cfg.ha_frame_bytes, heartbeat_s=cfg.ha_heartbeat_s,
+                                  idle_timeout_s=cfg.ha_idle_timeout_s, max_lag_s=cfg.ha_max_lag_s,
+                                  ack_timeout_s=cfg.ha_ack_timeout_s, policy=self.policy,
+                                  ssl=ha_server_ssl(cfg),
+                                  handshake_timeout_s=cfg.ha_handshake_timeout_s,
+                                  max_connections=cfg.ha_max_connections, max_handshakes=cfg.ha_max_handshakes,
+                                  replace_after_s=2 * cfg.ha_heartbeat_s)
         state = SyncStateSet(self.broker_id, epoch, end, sss | {self.broker_id}, sss_epoch, settings.max_lag_s,
                              time.monotonic(), confirm_offset=store_confirm(store))
         self.master = HAMaster(store, self.epochs, self.broker_id, epoch, state, settings, self.config.ha_listen,
-                               alter=self._alter, writable=self._refusal, replica_count=self._replica_count)
+                               alter=self._alter, writable=self._refusal, replica_count=self._replica_count,
+                               secret=load_secret(cfg.cluster_secret_file), replicas=self._replica_view)
         self._ha_port = await self.master.start()
         master, keep_s = self.master, self.config.ha_expiry_waits_s
         store.set_retention_floor(lambda: master.retention_floor(time.monotonic(), keep_s))
@@ -179,7 +185,8 @@ class RoleManager(ReplicationHooks):
             fs = FollowerSettings(heartbeat_s=self.config.ha_heartbeat_s, idle_timeout_s=self.config.ha_idle_timeout_s,
                                   ssl=ha_client_ssl(self.config))
             self.follower = HAFollower(self.server.store, self.epochs, self.broker_id, self.config.ha_learner,
-                                       master_ha, fs, min_master_epoch=epoch, truncations=self.truncations)
+                                       master_ha, fs, min_master_epoch=epoch, truncations=self.truncations,
+                                       secret=load_secret(self.config.cluster_secret_file))
             self.follower.start()
         log.info("following %s", kv(broker_set=self.config.broker_set, broker_id=self.broker_id, epoch=epoch,
                                      master_id=master_id, master_ha=master_ha, learner=self.config.ha_learner))
@@ -222,6 +229,14 @@ class RoleManager(ReplicationHooks):
         n = max(1, sum(1 for r in view.replicas if not r.learner))
         self._count_cache = (view, n)
         return n
+
+    def _replica_view(self) -> dict[int, bool] | None:
+        """The controller's view of this set's replicas (id -> learner) for HELLO admission; None
+        before the agent has one."""
+        view = getattr(self.agent, "view", None)
+        if view is None:
+            return None
+        return {int(r.broker_id): bool(r.learner) for r in view.replicas}
 
     async def _alter(self, members: frozenset[int], sss_epoch: int) -> tuple[bool, list[int] | None, int | None]:
         return await self.agent.alter_sync_state_set(self._epoch, sorted(members), sss_epoch)

@@ -89,8 +89,17 @@ class CommitLog:
         """Map every segment and find the end of data: cut a torn tail, raise on mid-log corruption."""
         os.makedirs(self.dir, exist_ok=True)
         names = sorted(n for n in os.listdir(self.dir) if n.isdigit() and len(n) == 20)
-        for n in names:
-            seg = Segment(os.path.join(self.dir, n), int(n), 0, create=False)
+        for i, n in enumerate(names):
+            path = os.path.join(self.dir, n)
+            if os.path.getsize(path) == 0:
+                if i == len(names) - 1:   # a crash between creating the last segment and sizing it
+                    log.warning("removing empty last segment file %s (never written)", path)
+                    os.unlink(path)
+                    fsync_dir(self.dir)
+                    break
+                self.close()
+                raise CorruptRecord(path, int(n), "segment file is empty but later segments exist")
+            seg = Segment(path, int(n), 0, create=False)
             if self.segments and seg.base != self.segments[-1].end:
                 seg.close()
                 self.close()
@@ -145,9 +154,31 @@ class CommitLog:
                         pass
                     else:
                         raise CorruptRecord(seg.path, seg.base + pos, f"{e.reason} (valid records follow)") from None
+                # the size field itself may be damaged: look further for any valid record (its stored
+                # physical offset must match where it lies) before calling this a torn tail
+                later = self._valid_record_after(seg, pos + 1, limit)
+                if later is not None:
+                    raise CorruptRecord(seg.path, seg.base + pos,
+                                        f"{e.reason} (a valid record follows at {seg.base + later})") from None
                 return self._torn(seg, pos, e.reason, cut)
             pos += total
         return seg.base + pos
+
+    @staticmethod
+    def _valid_record_after(seg: Segment, start: int, limit: int) -> int | None:
+        """The position of a valid message or META record in seg[start:limit], if any."""
+        mm = seg.mm
+        for magic in (rc.MAGIC_MESSAGE, rc.MAGIC_META):
+            needle = magic.to_bytes(4, "little")
+            at = mm.find(needle, start + 8, limit)
+            while at != -1:
+                q = at - 8
+                try:
+                    rc.check(mm, q, limit, expect_offset=seg.base + q)
+                    return q
+                except rc.CodecError:
+                    at = mm.find(needle, at + 1, limit)
+        return None
 
     def _torn(self, seg: Segment, pos: int, reason: str, cut: bool) -> int:
         if cut:
@@ -255,6 +286,19 @@ class CommitLog:
         if i < 0:
             raise IndexError(pos)
         return self.segments[i]
+
+    def is_boundary(self, pos: int) -> bool:
+        """Whether `pos` is where a record starts (or the log's start or end): a safe cut point."""
+        if pos in (self.min_offset, self.max_offset) or pos in self._bases:
+            return True
+        if not self.min_offset < pos < self.max_offset:
+            return False
+        seg = self._segment(pos)
+        try:
+            rc.check(seg.mm, pos - seg.base, seg.size, expect_offset=pos)
+        except rc.CodecError:
+            return False
+        return True
 
     def read_record(self, pos: int) -> rc.Message:
         """The verified record at `pos`; CorruptRecord if its CRC/size/offset is wrong."""

@@ -28,6 +28,8 @@ from typing import Any
 
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
+from orbitmq.broker.store.errors import StoreError
+
 CHECKPOINT = b"\x00checkpoint"
 LAST_SNAPSHOT = b"\x00snapshot"
 _Q = struct.Struct("<q")
@@ -105,6 +107,12 @@ def prefix_end(prefix: bytes) -> bytes:
     return bytes(p)
 
 
+class IndexCorrupt(StoreError):
+    """The index database cannot be opened (names the directory and how to rebuild it)."""
+
+    code = "CORRUPT_DATA"
+
+
 class IndexStore:
     """The rocksdict of one store; `path` is a directory."""
 
@@ -112,7 +120,11 @@ class IndexStore:
         self.path = path
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
-        self.db = Rdict(path, options=opts)
+        try:
+            self.db = Rdict(path, options=opts)
+        except Exception as e:  # noqa: BLE001 - rocksdict raises a bare Exception for corruption
+            raise IndexCorrupt(f"{path}: cannot open the index ({str(e).strip()[:300]}); it is derived from the "
+                               f"commitlog: move {path} away and start again to rebuild it") from None
         self._sync = WriteOptions()
         self._sync.sync = True
 

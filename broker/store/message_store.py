@@ -54,7 +54,7 @@ from orbitmq.broker.store.dispatcher import (
     empty_meta,
     parse_index_fields,
 )
-from orbitmq.broker.store.errors import CorruptRecord, LocalWriteRefused, StoreClosed
+from orbitmq.broker.store.errors import CorruptRecord, LocalWriteRefused, StoreClosed, StoreError
 from orbitmq.broker.store.flush import Flusher
 from orbitmq.broker.store.record import Message
 
@@ -156,18 +156,46 @@ class MessageStore:
     # ---- lifecycle --------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Recover the commitlog, finish an interrupted truncation, resume dispatching."""
+        """Recover the commitlog, finish an interrupted truncation, resume dispatching. A failure
+        (a corrupt file read at start) closes what was opened, so the store can be opened again."""
         os.makedirs(self.dir, exist_ok=True)
         self.log = CommitLog(os.path.join(self.dir, "commitlog"), self.config.segment_size)
         self.log.open()
         index_dir = os.path.join(self.dir, "index")
-        self.db = ix.IndexStore(index_dir)
+        try:
+            self.db = ix.IndexStore(index_dir)
+        except BaseException:
+            self.log.close()
+            raise
+        try:
+            self._recover(index_dir)
+        except BaseException as e:
+            self.db.close()
+            self.log.close()
+            if type(e) is Exception:   # rocksdict reports a corrupt table or WAL as a bare Exception
+                raise ix.IndexCorrupt(f"{index_dir}: cannot read the index ({str(e).strip()[:300]}); it is "
+                                      f"derived from the commitlog: move {index_dir} away and start again to "
+                                      "rebuild it") from None
+            raise
+        self._start_threads()
+
+    def _recover(self, index_dir: str) -> None:
         self.dispatcher = Dispatcher(self.log, self.db, self._dispatch_target, self.config.dispatch_batch_bytes)
         self.dispatcher.load()
         marker = os.path.join(self.dir, "TRUNCATING")
         if os.path.exists(marker):
-            with open(marker) as f:
-                point = int(f.read().strip() or self.log.max_offset)
+            with open(marker, "rb") as f:
+                raw = f.read()
+            try:
+                text = raw.decode().strip()
+                point = int(text) if text else self.log.max_offset
+            except (UnicodeDecodeError, ValueError):
+                raise StoreError(f"{marker}: an interrupted truncation marker that does not hold an offset "
+                                 f"({raw[:60]!r}); cannot tell where to cut") from None
+            point = min(point, self.log.max_offset)   # past the end: nothing left to cut
+            if not self.log.is_boundary(point):
+                raise StoreError(f"{marker}: truncation point {point} is not a record boundary of the log "
+                                 f"[{self.log.min_offset}, {self.log.max_offset}]; nothing was cut")
             log.warning("finishing an interrupted truncation to %d", point)
             self._truncate_locked(point)
         if self.dispatcher.dispatched > self.log.max_offset:
@@ -183,6 +211,8 @@ class MessageStore:
         self._tail_scanned = self.dispatcher.dispatched
         self._rebuild_next()
         self.log.flush_range(self.log.min_offset, self.log.max_offset)
+
+    def _start_threads(self) -> None:
         self.flusher = Flusher(self._flush_range, lambda: self.log.max_offset, self.config.flush_mode,
                                self.config.flush_interval_s, flushed=self.log.max_offset)
         self.flusher.start()

@@ -14,7 +14,8 @@ PURE = [
     "orbitmq.broker.ha.connection", "orbitmq.broker.ha.roles", "orbitmq.broker.ha.sync_state",
     "orbitmq.broker.ha.ack_policy", "orbitmq.controller.state", "orbitmq.controller.election",
     "orbitmq.controller.liveness", "orbitmq.controller.leader_scan", "orbitmq.controller.refusals",
-    "orbitmq.broker.ha.replica_store",
+    "orbitmq.broker.ha.replica_store", "orbitmq.broker.ha.hello_check", "orbitmq.common.node_auth",
+    "orbitmq.common.limits",
 ]
 FORBIDDEN = {"asyncio", "socket", "threading", "grpc", "time", "random", "orbitmq.broker.ha.epoch_file",
              "orbitmq.broker.store", "orbitmq.common.durable"}
