@@ -3,7 +3,8 @@
 Owns: the TCP connection to the master's HA address, reconnecting with a short backoff, an idle
 watchdog, and carrying out what the connection's state machine (ha_connection.py,
 `FollowerConnection`: the handshake, the truncation point, epoch entries, acks, the confirm
-offset) returns: truncate the store then the epoch file (durable), append epoch entries and raw
+offset) returns: truncate the store (or empty it and start its log at the master's first
+retained offset) then the epoch file (durable), append epoch entries and raw
 bytes (`store.append_raw` validates every record), wait for fdatasync before an ack in sync-flush
 mode, set the confirm offset, send frames. It decides nothing itself and never decides roles; the
 role manager starts and stops it.
@@ -28,6 +29,7 @@ from orbitmq.broker.ha.connection import (
     ReplicationRefused,
     Send,
     SetConfirm,
+    StartLogAt,
     Truncate,
     TruncateEpochs,
     WaitFlushed,
@@ -162,6 +164,13 @@ class HAFollower:
                 log.warning("truncating divergent tail %s", kv(broker_id=self.broker_id, from_=mx, to=a.offset))
                 await loop.run_in_executor(None, self.store.truncate, a.offset)
                 self.truncations.append((mx, a.offset))
+            elif isinstance(a, StartLogAt):
+                mx, mn = store_max(self.store), int(self.store.min_physical_offset)
+                log.warning("starting an empty log at the master's first retained offset %s",
+                            kv(broker_id=self.broker_id, at=a.offset, dropped_from=mn, dropped_to=mx))
+                await loop.run_in_executor(None, self.store.start_log_at, a.offset)
+                if mx > mn:
+                    self.truncations.append((mx, mn))
             elif isinstance(a, TruncateEpochs):
                 await loop.run_in_executor(None, self.epochs.truncate, a.offset)
         if self.conn is not None:
