@@ -6,6 +6,9 @@
     orbitmq admin controller history [--broker-set S] master changes (epoch, master, reason, time)
     orbitmq admin controller elect BROKER_SET --broker-id N   manual master switch to broker N
     orbitmq admin controller clean BROKER_SET [--broker-id N ...]   forget stopped brokers (or the set)
+    orbitmq admin controller remove-replica BROKER_SET --broker-id N   decommission a stopped replica:
+        out of the registry and the sync-state-set; refused for the master (hand off first) or if the
+        set would keep fewer replicas than its minimum (the controllers' min_in_sync_replicas)
 
 Every command takes --controllers (default $ORBITMQ_CONTROLLERS or 127.0.0.1:9878), --cluster
 and --json. Errors print `error: CODE: details` and exit 1.
@@ -64,6 +67,11 @@ def register_admin(groups: argparse._SubParsersAction) -> None:
     c.add_argument("broker_set")
     c.add_argument("--broker-id", type=int, action="append", default=[], help="repeat; none: the whole set")
     c.set_defaults(func=_clean)
+    c = cs.add_parser("remove-replica", parents=[common],
+                      help="decommission a stopped replica (refused for the master or below the minimum)")
+    c.add_argument("broker_set")
+    c.add_argument("--broker-id", type=int, required=True)
+    c.set_defaults(func=_remove_replica)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -200,4 +208,18 @@ def _clean(args: argparse.Namespace) -> int:
         else:
             print(f"error: {r.code}: {r.reason}", file=sys.stderr)
         return 0 if r.ok else 1
+    return _run(args, body)
+
+
+def _remove_replica(args: argparse.Namespace) -> int:
+    async def body(c: Any) -> int:
+        r = await c.remove_replica(args.cluster, args.broker_set, args.broker_id)
+        if args.json:
+            _dump(_d(r))
+        elif r.result.ok:
+            print(f"removed broker {args.broker_id} from {args.cluster}/{args.broker_set}; sync-state-set now "
+                  f"{list(r.view.sync_state_set)} (epoch {r.view.sss_epoch})")
+        else:
+            print(f"error: {r.result.code}: {r.result.reason}", file=sys.stderr)
+        return 0 if r.result.ok else 1
     return _run(args, body)

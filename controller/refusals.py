@@ -35,3 +35,4 @@ class Refusal(enum.StrEnum):
     BROKER_ALIVE = "BROKER_ALIVE"                   # cannot clean a live broker (stop it first)
     LIVENESS_NOT_READY = "LIVENESS_NOT_READY"       # a new leader is still rebuilding liveness
     ELECTION_IN_PROGRESS = "ELECTION_IN_PROGRESS"   # one election per set at a time
+    BELOW_MIN_REPLICAS = "BELOW_MIN_REPLICAS"       # a removal would break the minimum replica rule

@@ -35,6 +35,7 @@ class CtlResult(_message.Message):
         BROKER_ALIVE: _ClassVar[CtlResult.Code]
         LIVENESS_NOT_READY: _ClassVar[CtlResult.Code]
         ELECTION_IN_PROGRESS: _ClassVar[CtlResult.Code]
+        BELOW_MIN_REPLICAS: _ClassVar[CtlResult.Code]
     CODE_UNSPECIFIED: CtlResult.Code
     BAD_REQUEST: CtlResult.Code
     SET_NOT_FOUND: CtlResult.Code
@@ -59,6 +60,7 @@ class CtlResult(_message.Message):
     BROKER_ALIVE: CtlResult.Code
     LIVENESS_NOT_READY: CtlResult.Code
     ELECTION_IN_PROGRESS: CtlResult.Code
+    BELOW_MIN_REPLICAS: CtlResult.Code
     OK_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -258,16 +260,18 @@ class CtlAlterSyncStateSetReply(_message.Message):
     def __init__(self, result: _Optional[_Union[CtlResult, _Mapping]] = ..., sync_state_set: _Optional[_Iterable[int]] = ..., sss_epoch: _Optional[int] = ...) -> None: ...
 
 class CtlElectMasterRequest(_message.Message):
-    __slots__ = ("cluster", "broker_set", "broker_id", "designate")
+    __slots__ = ("cluster", "broker_set", "broker_id", "designate", "handoff")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     BROKER_SET_FIELD_NUMBER: _ClassVar[int]
     BROKER_ID_FIELD_NUMBER: _ClassVar[int]
     DESIGNATE_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     broker_set: str
     broker_id: int
     designate: bool
-    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., broker_id: _Optional[int] = ..., designate: _Optional[bool] = ...) -> None: ...
+    handoff: bool
+    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., broker_id: _Optional[int] = ..., designate: _Optional[bool] = ..., handoff: _Optional[bool] = ...) -> None: ...
 
 class CtlElectMasterReply(_message.Message):
     __slots__ = ("result", "view")
@@ -292,6 +296,24 @@ class CtlCleanBrokerDataReply(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     result: CtlResult
     def __init__(self, result: _Optional[_Union[CtlResult, _Mapping]] = ...) -> None: ...
+
+class CtlRemoveReplicaRequest(_message.Message):
+    __slots__ = ("cluster", "broker_set", "broker_id")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    BROKER_SET_FIELD_NUMBER: _ClassVar[int]
+    BROKER_ID_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    broker_set: str
+    broker_id: int
+    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., broker_id: _Optional[int] = ...) -> None: ...
+
+class CtlRemoveReplicaReply(_message.Message):
+    __slots__ = ("result", "view")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    result: CtlResult
+    view: CtlSetView
+    def __init__(self, result: _Optional[_Union[CtlResult, _Mapping]] = ..., view: _Optional[_Union[CtlSetView, _Mapping]] = ...) -> None: ...
 
 class CtlGetSyncStateDataRequest(_message.Message):
     __slots__ = ("sets",)
