@@ -174,6 +174,9 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 raise WireError("BAD_REQUEST", f"queue_id {qid} out of range: topic {topic!r} has "
                                 f"{cfg.write_queues} write queues")
             records = self.server.to_records(topic, qid, msgs, context.peer())
+            gate = self.hooks.send_gate
+            if gate is not None:   # a master handing off holds new sends briefly
+                await gate()
             self.hooks.check_writable()
             store = self.store
             results, dup = store.put_batch_dedup(records)  # raises before appending anything, or appends
@@ -450,6 +453,20 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             return out
         except Exception as e:  # noqa: BLE001
             await self._fail(context, e)
+
+    async def HandOffMaster(self, request, context):  # noqa: N802
+        """HA: hand mastership to a caught-up replica (broker/ha/role_manager.py `hand_off`)."""
+        try:
+            timeout = request.timeout_s if request.timeout_s > 0 else 5.0
+            if not timeout <= 60 or request.broker_id < 0:
+                raise WireError("BAD_REQUEST", "need timeout_s <= 60 and broker_id >= 0")
+            r = await self.hooks.hand_off(int(request.broker_id), timeout)
+        except Exception as e:  # noqa: BLE001
+            await self._fail(context, e)
+        return broker_pb2.HandOffResponse(ok=bool(r["ok"]), code=str(r["code"]), reason=str(r["reason"]),
+                                          master_id=int(r.get("master_id", 0)),
+                                          master_address=str(r.get("master_address", "")),
+                                          epoch=int(r.get("epoch", 0)))
 
     async def GetBrokerStatus(self, request, context):  # noqa: N802
         s = self.store

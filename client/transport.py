@@ -136,6 +136,15 @@ class Transport:
         self._ensure_refresher()
         return info
 
+    def note_master(self, topic: str, broker_set: str, addr: str) -> None:
+        """A broker said who its set's master is now (NOT_MASTER + orbitmq-master): use it for the
+        cached route of `topic` until the next refresh, instead of asking a name server that may
+        not know yet."""
+        hit = self._routes.get(topic)
+        if hit is not None and broker_set in hit[1].masters:
+            hit[1].masters[broker_set] = addr
+            self._routes[topic] = (time.monotonic(), hit[1])
+
     def invalidate(self, topic: str) -> None:
         """Forget the cached route so the next use fetches it (called on stale-route errors)."""
         self._routes.pop(topic, None)

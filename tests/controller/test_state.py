@@ -171,6 +171,24 @@ def test_clean_keeps_epochs_growing():
     assert r.ok and s.get(C, "s").master_epoch == 3
 
 
+def test_handoff_election_leaves_the_old_master_out_of_the_new_set():
+    s = _setup(4, learners=(4,))
+    alive = {b: el.Live() for b in (1, 2, 3, 4)}
+    assert _elect(s, alive, preferred=1, designate=True)[0].ok
+    bs = s.get(C, "s")
+    assert s.apply(st.AlterSyncStateSet(C, "s", 1, bs.master_epoch, frozenset({1, 2, 3}), bs.sss_epoch)).ok
+    plain = el.elect(bs, alive, preferred=2, designate=True)
+    assert plain.master_id == 2 and plain.sss == {1, 2, 3}            # a manual switch keeps the old master
+    d = el.elect(bs, alive, preferred=2, designate=True, handoff=True)
+    assert d.master_id == 2 and d.sss == {2, 3} and "handed off" in d.reason
+    cmd, d2 = el.decide(bs, alive, frozenset(), 5, 0, preferred=2, designate=True, handoff=True)
+    assert cmd is not None and cmd.new_sss == {2, 3}
+    assert s.apply(cmd).ok and bs.master_id == 2 and bs.sss == {2, 3}
+    # handoff only means something for a named successor: an automatic election ignores it
+    _, d3 = el.decide(bs, {b: el.Live() for b in (1, 3)}, frozenset(), 6, 0, handoff=True)
+    assert d3.sss >= {3} and d3.master_id in (3,)
+
+
 def test_remove_replica_rules():
     s = _setup(4, learners=(4,))
     alive = {b: el.Live() for b in (1, 2, 3)}
