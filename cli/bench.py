@@ -19,6 +19,7 @@ BENCHES: dict[str, str] = {
     "replication": "HA: replicated produce vs single, lag, failover time, acknowledged loss",
     "election": "controller: master failover time (kill -> new master notified), command throughput",
     "broker_send": "broker over raw stubs: empty call vs sync send, batched 1 KiB msgs/s",
+    "rolling": "rolling restart of a local cluster under sync load: failed/lost sends, unavailability per step kind",
     "proxy": "RocketMQ 5 proxy: official client through orbitmq proxy vs our client direct (proxy_vs_direct)",
 }
 
