@@ -302,8 +302,9 @@ class RoleManager(ReplicationHooks):
             m.notify_data()
             await asyncio.sleep(0.002)
         try:
-            r = await self.agent.client.elect_master(self.config.cluster, self.config.broker_set, h.successor,
-                                                     designate=True, handoff=leaving)
+            r = await asyncio.wait_for(self.agent.client.elect_master(
+                self.config.cluster, self.config.broker_set, h.successor, designate=True, handoff=leaving),
+                max(0.5, h.deadline - time.monotonic()))
         except Exception as e:  # noqa: BLE001 - the election may still have committed: the view says
             log.warning("handoff election call failed %s", kv(error=e))
             r = None
