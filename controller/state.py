@@ -228,7 +228,9 @@ class ControllerState:
                 if r.check_code == c.check_code:
                     return Result(True, broker_id=c.broker_id)   # the same broker applying again
                 return Result.reject(Refusal.BROKER_ID_INVALID, f"broker id {c.broker_id} of {c.cluster}/{c.broker_set} "
-                                     "belongs to another broker (check code differs)")
+                                     "belongs to another broker (check code differs); if this is that replica "
+                                     "with a new, empty store, remove the old id first: `orbitmq admin controller "
+                                     f"remove-replica {c.broker_set} --broker-id {c.broker_id}`")
         else:
             key = (c.cluster, c.broker_set)
             bs = self.sets[key] = BrokerSet(c.cluster, c.broker_set, master_epoch=self.retired_epochs.get(key, 0))
