@@ -201,7 +201,12 @@ async def _hand_off(c: Any, args: argparse.Namespace) -> int | None:
     m = next((r for r in v.replicas if r.broker_id == v.master_id and r.alive), None) if v.master_id else None
     if m is None or not v.master_address:
         return None
-    async with grpc.aio.insecure_channel(dial_map.resolve(v.master_address)) as ch:
+    from orbitmq.common.node_auth import load_secret
+    from orbitmq.common.node_auth_grpc import signing_interceptors
+
+    secret = load_secret(args.cluster_secret_file or os.environ.get("ORBITMQ_CLUSTER_SECRET_FILE", ""))
+    async with grpc.aio.insecure_channel(dial_map.resolve(v.master_address),
+                                         interceptors=signing_interceptors(secret)) as ch:
         try:
             r = await broker_pb2_grpc.BrokerStub(ch).HandOffMaster(
                 broker_pb2.HandOffRequest(broker_id=args.broker_id, timeout_s=max(1.0, args.timeout)),

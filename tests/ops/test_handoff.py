@@ -10,12 +10,14 @@ import subprocess
 import threading
 import time
 
+import grpc
 import pytest
 
 from orbitmq.bench.replication import TOPIC, SetClient
 from orbitmq.client import Message, Producer
 from orbitmq.common import proc
 from orbitmq.common.local_cluster import ClusterSpec, LocalCluster
+from orbitmq.protos import broker_pb2
 
 pytestmark = pytest.mark.process
 
@@ -96,6 +98,12 @@ def test_handoff_by_admin_elect_and_by_sigterm_fails_no_send(tmp_path):
         senders.append(steady)
         steady.wait_more(50)
         marks: list[tuple[float, str]] = []
+
+        # an unsigned handoff request is refused and changes nothing (the cluster has a secret)
+        with pytest.raises(grpc.RpcError) as ei:
+            setc.stubs[c.brokers[first].addr].HandOffMaster(broker_pb2.HandOffRequest(broker_id=0), timeout=10)
+        assert dict(ei.value.trailing_metadata() or ()).get("orbitmq-error") == "NO_PERMISSION"
+        assert c.master_of(SET) == first
 
         # 1. admin elect: the live master hands off to the named replica
         target = next(b for n, b in c.brokers.items() if n != first)
