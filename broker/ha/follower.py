@@ -44,6 +44,13 @@ from orbitmq.common.net import split_addr
 log = logging.getLogger("orbitmq.broker.ha")
 
 
+def retry_delay(fails: int, cap_s: float) -> float:
+    """The wait before reconnecting after `fails` sessions in a row that never got going: 10 ms,
+    doubling up to `cap_s` (a new master may open its HA port a few ms after its followers are
+    told about it: the first retries come quickly)."""
+    return min(cap_s, 0.01 * 2 ** max(0, fails - 1))
+
+
 @dataclass
 class FollowerSettings:
     heartbeat_s: float = 1.0
@@ -92,6 +99,7 @@ class HAFollower:
         return max(0, self.master_max - store_max(self.store))
 
     async def _run(self) -> None:
+        fails = 0
         while not self._stopping:
             try:
                 await self._session()
@@ -103,8 +111,11 @@ class HAFollower:
             except Exception:  # noqa: BLE001 - e.g. a store refusing bytes: log it and retry
                 log.exception("replication session failed")
             finally:
+                if self.connected:
+                    fails = 0
                 self.connected = False
-            await asyncio.sleep(self.settings.reconnect_s)
+            fails += 1
+            await asyncio.sleep(retry_delay(fails, self.settings.reconnect_s))
 
     async def _session(self) -> None:
         host, port = split_addr(dial_map.resolve(self.master_ha))
