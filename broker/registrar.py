@@ -33,11 +33,7 @@ class _Target:
 
     def __init__(self, addr: str, secret: bytes | None = None) -> None:
         self.addr = addr
-        # reconnect quickly to a name server that restarts (gRPC's default backoff grows to
-        # minutes: a restarted name server would wait that long for this broker's registration)
-        self.channel = grpc.aio.insecure_channel(dial_map.resolve(addr), interceptors=signing_interceptors(secret),
-                                                 options=[("grpc.initial_reconnect_backoff_ms", 100),
-                                                          ("grpc.max_reconnect_backoff_ms", 1000)])
+        self.channel = grpc.aio.insecure_channel(dial_map.resolve(addr), interceptors=signing_interceptors(secret))
         self.stub = namesrv_pb2_grpc.NameServerStub(self.channel)
         self.wake = asyncio.Event()      # register now
         self.ping_now = asyncio.Event()  # ping now (attaches the stream to a fresh registration)
