@@ -83,6 +83,9 @@ class BrokerConfig:
     ha_max_lag_s: float = _doc(3.0, "a follower not caught up for this long leaves the sync-state-set")
     ha_expiry_waits_s: float = _doc(600.0, "a master keeps expired segments that a follower or learner seen within "
                                     "this long still has to read (the disk ratio overrides)")
+    ha_handoff_timeout_s: float = _doc(5.0, "SIGTERM on a master first hands mastership to a caught-up "
+                                       "sync-state-set member (new sends held, none failed); give up and stop "
+                                       "anyway after this long; 0: no handoff")
     ha_heartbeat_s: float = _doc(0.5, "replication stream heartbeat interval (both ways)")
     ha_idle_timeout_s: float = _doc(3.0, "close a replication stream silent for this long")
     ha_frame_bytes: int = _doc(1024 * 1024, "largest commitlog range sent in one replication frame")
@@ -147,6 +150,8 @@ class BrokerConfig:
                      "controller_heartbeat_s", "ha_handshake_timeout_s", "ha_max_connections", "ha_max_handshakes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
+        if self.ha_handoff_timeout_s < 0:
+            raise ConfigError("ha_handoff_timeout_s must be >= 0")
         for name in ("register_interval_s", "keepalive_interval_s", "consumer_expire_s", "flush_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")

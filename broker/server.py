@@ -130,6 +130,8 @@ class BrokerServer:
             return
         self.stopping = True
         log.info("broker stopping")
+        with contextlib.suppress(Exception):
+            await self.hooks.before_stop()   # an HA master hands off first, while still serving
         if self.obs is not None:
             await self.obs.stop()
         for t in self._tasks:

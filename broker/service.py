@@ -100,6 +100,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         self.server = server
         self.config = server.config
         self.store = server.store
+        self._secret: bytes | None = None   # the cluster secret, loaded on first use (signed admin RPCs)
         self.groups = ConsumerGroups(expire_s=self.config.consumer_expire_s)
         self.waiters = LongPollWaiters(asyncio.get_running_loop())
         self._rr = itertools.count()
@@ -188,6 +189,9 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 raise WireError("BAD_REQUEST", f"queue_id {qid} out of range: topic {topic!r} has "
                                 f"{cfg.write_queues} write queues")
             records = self.server.to_records(topic, qid, msgs, context.peer())
+            gate = self.hooks.send_gate
+            if gate is not None:   # a master handing off holds new sends briefly
+                await gate()
             self.hooks.check_writable()
             held = sum(len(m.body) for m in msgs)
             refusal = self.send_limits.admit(held)   # disk past its ratio, or too many bytes waiting
@@ -488,6 +492,37 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             return out
         except Exception as e:  # noqa: BLE001
             await self._fail(context, e)
+
+    async def HandOffMaster(self, request, context):  # noqa: N802
+        """HA: hand mastership to a caught-up replica (broker/ha/role_manager.py `hand_off`). With a
+        cluster secret the call must be signed with it, like the controllers' admin writes."""
+        try:
+            self._check_signed(request, context, "/orbitmq.v1.Broker/HandOffMaster")
+            timeout = request.timeout_s if request.timeout_s > 0 else 5.0
+            if not timeout <= 60 or request.broker_id < 0:
+                raise WireError("BAD_REQUEST", "need timeout_s <= 60 and broker_id >= 0")
+            r = await self.hooks.hand_off(int(request.broker_id), timeout)
+        except Exception as e:  # noqa: BLE001
+            await self._fail(context, e)
+        return broker_pb2.HandOffResponse(ok=bool(r["ok"]), code=str(r["code"]), reason=str(r["reason"]),
+                                          master_id=int(r.get("master_id", 0)),
+                                          master_address=str(r.get("master_address", "")),
+                                          epoch=int(r.get("epoch", 0)))
+
+    def _check_signed(self, request: Any, context: Any, method: str) -> None:
+        from orbitmq.common import node_auth
+        from orbitmq.common.node_auth_grpc import payload_of
+
+        secret = self._secret
+        if secret is None:
+            secret = self._secret = node_auth.load_secret(self.config.cluster_secret_file) or b""
+        if not secret:
+            return
+        header = dict(context.invocation_metadata() or ()).get(node_auth.HEADER)
+        try:
+            node_auth.verify(secret, method, payload_of(request), header, int(time.time() * 1000))
+        except node_auth.NodeAuthError as e:
+            raise WireError("NO_PERMISSION", f"{method} must be signed with the cluster secret: {e}") from None
 
     async def GetBrokerStatus(self, request, context):  # noqa: N802
         s = self.store

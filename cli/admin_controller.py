@@ -4,9 +4,13 @@
     orbitmq admin controller replicas BROKER_SET      replicas, master, sync-state-set, liveness
     orbitmq admin controller sync-state [SET ...]     sync-state data of several (default: all) sets
     orbitmq admin controller history [--broker-set S] master changes (epoch, master, reason, time)
-    orbitmq admin controller elect BROKER_SET --broker-id N   manual master switch to broker N
+    orbitmq admin controller elect BROKER_SET --broker-id N   manual master switch to broker N: a live
+        master hands off gracefully (new sends held, none failed; --direct: the controller alone)
     orbitmq admin controller clean BROKER_SET [--broker-id N ...]   forget stopped brokers (or the set)
     orbitmq admin controller add-node ADDR | remove-node ADDR   controller group membership
+    orbitmq admin controller remove-replica BROKER_SET --broker-id N   decommission a stopped replica:
+        out of the registry and the sync-state-set; refused for the master (hand off first) or if the
+        set would keep fewer replicas than its minimum (the controllers' min_in_sync_replicas)
 
 Every command takes --controllers (default $ORBITMQ_CONTROLLERS or 127.0.0.1:9878), --cluster
 and --json. Errors print `error: CODE: details` and exit 1.
@@ -57,9 +61,12 @@ def register_admin(groups: argparse._SubParsersAction) -> None:
     c.add_argument("--broker-set", default="")
     c.add_argument("--limit", type=int, default=0)
     c.set_defaults(func=_history)
-    c = cs.add_parser("elect", parents=[common], help="switch the master to a named broker")
+    c = cs.add_parser("elect", parents=[common], help="switch the master to a named broker (graceful handoff)")
     c.add_argument("broker_set")
     c.add_argument("--broker-id", type=int, required=True)
+    c.add_argument("--direct", action="store_true",
+                   help="elect through the controller only, without asking a live master to hand off first "
+                        "(its in-flight sends then fail with NOT_MASTER)")
     c.set_defaults(func=_elect)
     c = cs.add_parser("clean", parents=[common], help="remove stopped brokers (or the whole set) from the controller")
     c.add_argument("broker_set")
@@ -68,6 +75,11 @@ def register_admin(groups: argparse._SubParsersAction) -> None:
     from orbitmq.cli.admin_controller_nodes import register_nodes
 
     register_nodes(cs, common)
+    c = cs.add_parser("remove-replica", parents=[common],
+                      help="decommission a stopped replica (refused for the master or below the minimum)")
+    c.add_argument("broker_set")
+    c.add_argument("--broker-id", type=int, required=True)
+    c.set_defaults(func=_remove_replica)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -182,8 +194,48 @@ def _history(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
+async def _hand_off(c: Any, args: argparse.Namespace) -> int | None:
+    """Ask the set's live master to hand off to the named broker (broker RPC HandOffMaster); None
+    when there is no live master to ask (the controller elects directly then)."""
+    import grpc
+
+    from orbitmq.common import dial_map
+    from orbitmq.protos import broker_pb2, broker_pb2_grpc
+
+    v = await c.get_replica_info(args.cluster, args.broker_set)
+    m = next((r for r in v.replicas if r.broker_id == v.master_id and r.alive), None) if v.master_id else None
+    if m is None or not v.master_address:
+        return None
+    from orbitmq.common.node_auth import load_secret
+    from orbitmq.common.node_auth_grpc import signing_interceptors
+
+    secret = load_secret(args.cluster_secret_file or os.environ.get("ORBITMQ_CLUSTER_SECRET_FILE", ""))
+    async with grpc.aio.insecure_channel(dial_map.resolve(v.master_address),
+                                         interceptors=signing_interceptors(secret)) as ch:
+        try:
+            r = await broker_pb2_grpc.BrokerStub(ch).HandOffMaster(
+                broker_pb2.HandOffRequest(broker_id=args.broker_id, timeout_s=max(1.0, args.timeout)),
+                timeout=max(1.0, args.timeout) + 5)
+        except grpc.aio.AioRpcError as e:
+            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return None
+            raise
+    if args.json:
+        _dump(_d(r))
+    elif r.ok:
+        print(f"master {v.master_id} of {args.cluster}/{args.broker_set} handed off to {r.master_id} "
+              f"(epoch {r.epoch})")
+    else:
+        print(f"error: {r.code}: {r.reason}", file=sys.stderr)
+    return 0 if r.ok else 1
+
+
 def _elect(args: argparse.Namespace) -> int:
     async def body(c: Any) -> int:
+        if not args.direct:
+            rc = await _hand_off(c, args)
+            if rc is not None:
+                return rc
         r = await c.elect_master(args.cluster, args.broker_set, args.broker_id, designate=True)
         if args.json:
             _dump(_d(r))
@@ -205,4 +257,18 @@ def _clean(args: argparse.Namespace) -> int:
         else:
             print(f"error: {r.code}: {r.reason}", file=sys.stderr)
         return 0 if r.ok else 1
+    return _run(args, body)
+
+
+def _remove_replica(args: argparse.Namespace) -> int:
+    async def body(c: Any) -> int:
+        r = await c.remove_replica(args.cluster, args.broker_set, args.broker_id)
+        if args.json:
+            _dump(_d(r))
+        elif r.result.ok:
+            print(f"removed broker {args.broker_id} from {args.cluster}/{args.broker_set}; sync-state-set now "
+                  f"{list(r.view.sync_state_set)} (epoch {r.view.sss_epoch})")
+        else:
+            print(f"error: {r.result.code}: {r.result.reason}", file=sys.stderr)
+        return 0 if r.result.ok else 1
     return _run(args, body)

@@ -7,6 +7,11 @@
   down      stop every process by PID (and the proxies)
   kill | pause | resume | restart NODE     kill -9, SIGSTOP, SIGCONT, restart (--wipe: empty data dir)
   partition A,B / C [--one-way] | slow SRC DST | flap SRC DST | heal     network faults (--chaos)
+  rolling-restart   restart every process once, one at a time, in a safe order: learners,
+            followers, then masters (a master hands off to a caught-up follower on SIGTERM), name
+            servers, controllers with the Raft leader last; waits for a healthy cluster (a
+            controller leader, every set with a master and a full sync-state-set, routes served)
+            between steps
   run       the same cluster in the foreground until Ctrl-C (no chaos mode)
 
 Nodes: c1..c3 (controllers), n1, n2 (name servers), broker-a-1.. (replicas, learners last), the
@@ -110,6 +115,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("node")
     q.add_argument("--wipe", action="store_true", help="start with an empty data directory")
     q.set_defaults(func=cmd_process, action="restart")
+
+    q = cs.add_parser("rolling-restart", help="restart every process once, one at a time, in a safe order")
+    _dir_arg(q)
+    q.add_argument("--step-timeout", type=float, default=180.0,
+                   help="seconds to wait for a healthy cluster after each restart (default 180)")
+    q.add_argument("--json", action="store_true", help="print the steps as one JSON object on the last line")
+    q.set_defaults(func=cmd_rolling)
 
     q = cs.add_parser("partition", help="cut A from B: `partition A,B / C` (--one-way: only A -> B)")
     _dir_arg(q)
@@ -236,6 +248,32 @@ def cmd_process(args: argparse.Namespace) -> int:
     except (ClusterError, TimeoutError) as e:
         return _fail(str(e))
     print(f"{args.action} {args.node}: done (pid {cluster.pid(args.node)})")
+    return 0
+
+
+def cmd_rolling(args: argparse.Namespace) -> int:
+    import time
+
+    from orbitmq.chaos.cluster import ClusterError
+    from orbitmq.chaos.rolling import StepRecord, records_json, rolling_restart
+
+    def show(what: str, x) -> None:
+        if isinstance(x, StepRecord):
+            print(f"  {x.node:<14} {x.kind:<18} restarted in {x.restart_s:.2f}s, cluster healthy after "
+                  f"{x.healthy_s:.2f}s", flush=True)
+        else:
+            print(f"restarting {x.node} ({x.kind})", flush=True)
+
+    t0 = time.monotonic()
+    try:
+        records = rolling_restart(_open(args), args.step_timeout, on_step=None if args.json else show)
+    except (ClusterError, TimeoutError) as e:
+        return _fail(str(e))
+    total = round(time.monotonic() - t0, 3)
+    if args.json:
+        print(json.dumps({"ok": True, "total_s": total, "steps": records_json(records)}))
+    else:
+        print(f"rolling restart done: {len(records)} processes in {total:.1f}s")
     return 0
 
 

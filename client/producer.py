@@ -141,6 +141,9 @@ class Producer:
 
     def _target(self, job: _Job, selector: Selector | None, arg: Any, first: Any) -> tuple[MessageQueue, str]:
         """Queue and master address for the job's next attempt (stays on `job.stay` while that set exists)."""
+        if job.go_to is not None and job.mq is not None:
+            addr, job.go_to = job.go_to, None
+            return job.mq, addr
         if job.stay is not None:
             route = self._route(job.topic)
             if job.stay in route.masters or route.replicas.get(job.stay):
@@ -166,14 +169,18 @@ class Producer:
         job.attempts += 1
         job.last_err = err
         f = Failure(err.code, err.retriable, getattr(err, "not_stored", False),
-                    job.mq.broker_set if job.mq is not None and job.sent else None)
+                    job.mq.broker_set if job.mq is not None and job.sent else None, job.addr,
+                    getattr(err, "master_address", "") or "")
         d = decide(f, attempt=job.attempts, retries=0 if self._closed else self.retries,
                    time_left_s=job.deadline - time.monotonic(), topic_known=job.topic in self.transport.known,
-                   stay_on=job.stay)
+                   stay_on=job.stay, hinted=job.hinted)
         job.stay = d.stay_on
+        if d.go_to is not None and job.mq is not None:
+            job.go_to, job.hinted = d.go_to, True
+            self.transport.note_master(job.topic, job.mq.broker_set, d.go_to)
         if f.not_stored and f.broker_set is not None and job.stay is None:
             job.avoid.add(f.broker_set)  # refused before writing: another broker set may take it
-        if d.refresh_route or err.stale_route:
+        if d.go_to is None and (d.refresh_route or err.stale_route):
             self.transport.invalidate(job.topic)
         return d
 
@@ -561,8 +568,8 @@ class Producer:
 class _Job:
     """One send (a sync call, or an async batch) across its attempts."""
 
-    __slots__ = ("addr", "attempts", "avoid", "call", "deadline", "done", "due", "futs", "last_err", "moved",
-                 "mq", "req", "sent", "started", "stay", "topic")
+    __slots__ = ("addr", "attempts", "avoid", "call", "deadline", "done", "due", "futs", "go_to", "hinted",
+                 "last_err", "moved", "mq", "req", "sent", "started", "stay", "topic")
 
     def __init__(self, topic: str, req: Any, deadline: float, futs: list[Future] | None = None) -> None:
         self.topic = topic
@@ -581,6 +588,8 @@ class _Job:
         self.moved = False
         self.done = False
         self.due = 0.0
+        self.go_to: str | None = None     # a NOT_MASTER answer named the set's new master: go there next
+        self.hinted = False
 
 
 def _wire_error(e: grpc.RpcError, addr: str) -> errors.OrbitError:

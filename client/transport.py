@@ -189,8 +189,7 @@ class Transport:
         age = self.route_refresh_s if max_age is None else max_age
         if hit is not None and not refresh and now - hit[0] < age:
             return hit[1]
-        info = RouteInfo.from_proto(self.call_namesrv("GetTopicRoute", namesrv_pb2.GetTopicRouteRequest(topic=topic),
-                                                      timeout=min(self.rpc_timeout_s, ROUTE_TIMEOUT_S)))
+        info = self._fetch_route(topic)
         self._routes[topic] = (time.monotonic(), info)
         if self.protocol == "auto":
             for reps in info.replicas.values():
@@ -204,6 +203,46 @@ class Transport:
             self.known.add(topic)
         self._ensure_refresher()
         return info
+
+    def _fetch_route(self, topic: str) -> RouteInfo:
+        """The route from the name server that answers first; if it knows no master for the topic
+        (or, for a topic routed before, not the topic at all: a name server that just restarted
+        before every broker registered again), the first other name server that does."""
+        req = namesrv_pb2.GetTopicRouteRequest(topic=topic)
+        timeout = min(self.rpc_timeout_s, ROUTE_TIMEOUT_S)
+        first: RouteInfo | None = None
+        missing: errors.OrbitError | None = None
+        try:
+            first = RouteInfo.from_proto(self.call_namesrv("GetTopicRoute", req, timeout=timeout))
+        except errors.TopicNotFoundError as e:
+            if topic not in self.known or len(self.namesrv) < 2:
+                raise
+            missing = e
+        if first is not None and (first.write_queues or len(self.namesrv) < 2):
+            return first
+        n = len(self.namesrv)
+        for i in range(1, n):
+            idx = (self._ns_index + i) % n
+            try:
+                other = RouteInfo.from_proto(self.nameserver(self.namesrv[idx]).GetTopicRoute(req, timeout=timeout))
+            except grpc.RpcError:
+                continue
+            if other.write_queues:
+                self._ns_index = idx
+                return other
+        if first is None:
+            assert missing is not None
+            raise missing
+        return first
+
+    def note_master(self, topic: str, broker_set: str, addr: str) -> None:
+        """A broker said who its set's master is now (NOT_MASTER + orbitmq-master): use it for the
+        cached route of `topic` until the next refresh, instead of asking a name server that may
+        not know yet."""
+        hit = self._routes.get(topic)
+        if hit is not None and broker_set in hit[1].masters:
+            hit[1].masters[broker_set] = addr
+            self._routes[topic] = (time.monotonic(), hit[1])
 
     def invalidate(self, topic: str) -> None:
         """Forget the cached route so the next use fetches it (called on stale-route errors)."""

@@ -234,14 +234,18 @@ class ControllerClient:
             new_sync_state_set=list(members), sss_epoch=sss_epoch))
 
     async def elect_master(self, cluster: str, broker_set: str, broker_id: int = 0,
-                           designate: bool = False) -> pb.CtlElectMasterReply:
+                           designate: bool = False, handoff: bool = False) -> pb.CtlElectMasterReply:
         return await self.call("ElectMaster", pb.CtlElectMasterRequest(
-            cluster=cluster, broker_set=broker_set, broker_id=broker_id, designate=designate))
+            cluster=cluster, broker_set=broker_set, broker_id=broker_id, designate=designate, handoff=handoff))
 
     async def clean_broker_data(self, cluster: str, broker_set: str, broker_ids: Sequence[int] = ()) -> pb.CtlResult:
         r = await self.call("CleanBrokerData", pb.CtlCleanBrokerDataRequest(
             cluster=cluster, broker_set=broker_set, broker_ids=list(broker_ids)))
         return r.result
+
+    async def remove_replica(self, cluster: str, broker_set: str, broker_id: int) -> pb.CtlRemoveReplicaReply:
+        return await self.call("RemoveReplica", pb.CtlRemoveReplicaRequest(
+            cluster=cluster, broker_set=broker_set, broker_id=broker_id))
 
     async def get_sync_state_data(self, sets: Sequence[tuple[str, str]] = ()) -> list[pb.CtlSetView]:
         r = await self.call("GetSyncStateData", pb.CtlGetSyncStateDataRequest(

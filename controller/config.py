@@ -54,6 +54,9 @@ class ControllerConfig:
     scan_interval_s: float = _doc(0.1, "how often the leader checks liveness and retries failed elections")
     election_retry_s: float = _doc(0.5, "a failed election is retried this often")
     unclean_election: bool = _doc(False, "elect outside the sync-state-set when no member is alive (may lose data)")
+    min_in_sync_replicas: int = _doc(-1, "the broker sets' minimum replica rule for `remove-replica` (set it to the "
+                                     "brokers' ha_min_replicas): a removal that leaves fewer replicas, or a "
+                                     "smaller sync-state-set, is refused; -1: 2 for sets of 3+, else 1")
     commit_timeout_s: float = _doc(5.0, "a command not committed by a majority in this time fails")
     raft_min_timeout_s: float = _doc(0.5, "Raft election timeout, lower bound")
     raft_max_timeout_s: float = _doc(1.0, "Raft election timeout, upper bound")
@@ -107,6 +110,8 @@ class ControllerConfig:
             raise ConfigError("raft_max_timeout_s must exceed raft_min_timeout_s")
         if self.raft_min_timeout_s <= 3 * self.raft_append_period_s:
             raise ConfigError("raft_min_timeout_s must exceed 3 x raft_append_period_s")
+        if self.min_in_sync_replicas == 0 or self.min_in_sync_replicas < -1:
+            raise ConfigError("min_in_sync_replicas must be >= 1 or -1 (automatic)")
         if self.log_compaction_entries < 2:
             raise ConfigError("log_compaction_entries must be >= 2")
         from orbitmq.common.node_auth import check_secret_file

@@ -14,7 +14,9 @@ Policy (see controller/DESIGN-election.md):
 - with no candidate: any live registered non-learner replica only if unclean election is on;
   otherwise, if the set had a master, the outcome to commit is "no master" (`decide`);
 - the new sync-state-set is the new master plus the old set's other live members (the old
-  master only when it is alive, i.e. a manual switch); an unclean winner starts alone.
+  master only when it is alive, i.e. a manual switch, and not handing off: a master that hands
+  off before it stops asks to be left out, so the new master never waits for it); an unclean
+  winner starts alone.
 Learners are never candidates, not even in a first or unclean election.
 """
 
@@ -60,7 +62,7 @@ def candidates(bs: BrokerSet, alive: Mapping[int, Live], unclean: bool = False,
 
 
 def elect(bs: BrokerSet, alive: Mapping[int, Live], preferred: int = 0, designate: bool = False,
-          unclean_enabled: bool = False, closed: Set[int] = frozenset()) -> Decision:
+          unclean_enabled: bool = False, closed: Set[int] = frozenset(), handoff: bool = False) -> Decision:
     """The election for `bs` given live brokers `alive` (the old master counts only if present)
     and `closed`, the live brokers whose newest session has closed (alive until their lease runs
     out, so a closed master is not replaced early, but never candidates)."""
@@ -88,8 +90,11 @@ def elect(bs: BrokerSet, alive: Mapping[int, Live], preferred: int = 0, designat
     if unclean:
         sss = frozenset({winner})
     else:
-        sss = frozenset({winner} | {b for b in bs.sss if b in alive and b not in closed and bs.electable(b)})
-    if designate:
+        sss = frozenset({winner} | {b for b in bs.sss if b in alive and b not in closed and bs.electable(b)
+                                    and not (handoff and b == bs.master_id)})
+    if designate and handoff:
+        reason = f"master {bs.master_id} handed off to {winner}"
+    elif designate:
         reason = f"manual switch to {winner}"
     elif not bs.had_master:
         reason = "first election"
@@ -103,7 +108,7 @@ def elect(bs: BrokerSet, alive: Mapping[int, Live], preferred: int = 0, designat
 
 
 def decide(bs: BrokerSet, alive: Mapping[int, Live], closed: Set[int], time_ms: int, old_master_heartbeat_ms: int,
-           preferred: int = 0, designate: bool = False, unclean_enabled: bool = False,
+           preferred: int = 0, designate: bool = False, unclean_enabled: bool = False, handoff: bool = False,
            ) -> tuple[ElectMaster | None, Decision]:
     """The command to commit for an election of `bs` (None: nothing to commit) and the decision.
 
@@ -111,7 +116,8 @@ def decide(bs: BrokerSet, alive: Mapping[int, Live], closed: Set[int], time_ms: 
     election (no broker named) commits "no master" once (master 0: epoch + 1, the SSS kept, a
     history entry with the reason), so the old master is fenced by epoch; the leader's scan then
     retries every `election_retry_s` until a member is back (RocketMQ #5009)."""
-    d = elect(bs, alive, preferred=preferred, designate=designate, unclean_enabled=unclean_enabled, closed=closed)
+    d = elect(bs, alive, preferred=preferred, designate=designate, unclean_enabled=unclean_enabled, closed=closed,
+              handoff=handoff and designate)
     if d.code == Refusal.NO_CANDIDATE and bs.master_id is not None and not designate and preferred == 0:
         return ElectMaster(bs.cluster, bs.name, bs.master_epoch, 0, frozenset(), False,
                            f"master {bs.master_id} lost; {d.reason}", time_ms, old_master_heartbeat_ms), d

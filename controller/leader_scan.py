@@ -154,12 +154,12 @@ class LeaderScan:
         return out
 
     def decide(self, key: SetKey, bs: BrokerSet, now: float, now_ms: int, live: Liveness, preferred: int = 0,
-               designate: bool = False) -> tuple[ElectMaster | None, el.Decision]:
+               designate: bool = False, handoff: bool = False) -> tuple[ElectMaster | None, el.Decision]:
         """The election command for `bs` now (also used by the ElectMaster RPC)."""
         alive, closed = live.election_view(key, bs.replicas, now)
         old = live.get((key, bs.master_id)) if bs.master_id is not None else None
         return el.decide(bs, alive, closed, now_ms, old.last_seen_ms if old else 0, preferred=preferred,
-                         designate=designate, unclean_enabled=self.settings.unclean_election)
+                         designate=designate, unclean_enabled=self.settings.unclean_election, handoff=handoff)
 
     def push_if_changed(self, key: SetKey, bs: BrokerSet | None, reason: str) -> Push | None:
         sig = push_signature(bs)

@@ -1,5 +1,5 @@
 """Which Controller RPCs only cluster nodes may call: the ones a broker makes about itself (ids,
-registration, heartbeats, sync-state-set changes) and the admin writes (elect, clean). They must
+registration, heartbeats, sync-state-set changes) and the admin writes (elect, clean, remove-replica). They must
 be signed with the cluster secret when the controller has one; reads stay open."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from orbitmq.protos import controller_pb2
 CONTROLLER_SERVICE = controller_pb2.DESCRIPTOR.services_by_name["Controller"].full_name
 
 CONTROLLER_NODE_METHODS = ("GetNextBrokerId", "ApplyBrokerId", "RegisterBroker", "Heartbeat", "BrokerSession",
-                           "AlterSyncStateSet", "ElectMaster", "CleanBrokerData", "AddNode", "RemoveNode")
+                           "AlterSyncStateSet", "ElectMaster", "CleanBrokerData", "AddNode", "RemoveNode",
+                           "RemoveReplica")
 
 
 def protected_methods() -> set[str]:

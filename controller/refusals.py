@@ -38,3 +38,4 @@ class Refusal(enum.StrEnum):
     NODE_ALREADY_MEMBER = "NODE_ALREADY_MEMBER"     # add-node: that Raft address is a member already
     NODE_NOT_MEMBER = "NODE_NOT_MEMBER"             # remove-node: no member has that address
     MEMBERSHIP_CHANGE_FAILED = "MEMBERSHIP_CHANGE_FAILED"   # Raft refused or did not commit the change
+    BELOW_MIN_REPLICAS = "BELOW_MIN_REPLICAS"       # a removal would break the minimum replica rule

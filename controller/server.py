@@ -339,7 +339,8 @@ class ControllerService(pbg.ControllerServicer):
         finally:
             self.scan.election_done(a.key)
 
-    async def run_election(self, key: st.SetKey, preferred: int, designate: bool) -> tuple[st.Result, el.Decision]:
+    async def run_election(self, key: st.SetKey, preferred: int, designate: bool,
+                           handoff: bool = False) -> tuple[st.Result, el.Decision]:
         """Decide with the current liveness (election.decide, through the scan) and commit the
         outcome. The old master counts as a candidate only while alive."""
         now, now_ms = time.monotonic(), int(time.time() * 1000)
@@ -348,7 +349,8 @@ class ControllerService(pbg.ControllerServicer):
             bs = s.sets.get(key)
             if bs is None:
                 return None, None
-            return self.scan.decide(key, bs, now, now_ms, self.live, preferred=preferred, designate=designate)
+            return self.scan.decide(key, bs, now, now_ms, self.live, preferred=preferred, designate=designate,
+                                    handoff=handoff)
 
         cmd, d = self.raft.read(decide)
         if d is None:
@@ -472,7 +474,7 @@ class ControllerService(pbg.ControllerServicer):
                                           view=self.view(*key))
         self.scan.electing.add(key)
         try:
-            r, _ = await self.run_election(key, request.broker_id, request.designate)
+            r, _ = await self.run_election(key, request.broker_id, request.designate, request.handoff)
         except CommitError as e:
             await abort(context, ErrorCode.REPLICATION_TIMEOUT, str(e))
         finally:
@@ -495,6 +497,23 @@ class ControllerService(pbg.ControllerServicer):
                 self.live.forget((key, b))
             log.info("cleaned %s", kv(set=f"{key[0]}/{key[1]}", brokers=sorted(ids) or "all"))
         return pb.CtlCleanBrokerDataReply(result=_result(r))
+
+    async def RemoveReplica(self, request, context):
+        """Decommission one stopped replica (the rules are the state machine's, RemoveReplica)."""
+        await self._require_leader(context)
+        key = (request.cluster, request.broker_set)
+        master = self.raft.read(lambda s: s.sets[key].master_id if key in s.sets else None)
+        if master != request.broker_id and self._alive(key, request.broker_id, time.monotonic()):
+            return pb.CtlRemoveReplicaReply(result=pb.CtlResult(
+                ok=False, code=Refusal.BROKER_ALIVE, reason=f"broker {request.broker_id} is alive (it heartbeats); "
+                "stop it first, then remove it"), view=self.view(*key))
+        r = await self._commit_rpc(st.RemoveReplica(request.cluster, request.broker_set, request.broker_id,
+                                                    self.cfg.min_in_sync_replicas), context)
+        if r.ok:
+            self.live.forget((key, request.broker_id))
+            log.info("replica removed %s", kv(set=f"{key[0]}/{key[1]}", broker_id=request.broker_id,
+                                               sss=list(r.sss), sss_epoch=r.sss_epoch))
+        return pb.CtlRemoveReplicaReply(result=_result(r), view=self.view(*key))
 
     async def GetSyncStateData(self, request, context):
         await self._require_leader(context)

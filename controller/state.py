@@ -136,6 +136,27 @@ class CleanBrokerData:
 
 
 @dataclass(frozen=True)
+class RemoveReplica:
+    """An operator decommissions one replica: it leaves the registry and the sync-state-set.
+    `min_replicas` is the set's minimum replica rule as the leader's config says (-1: automatic,
+    as the brokers' `ha_min_replicas`: 2 for a set of 3 or more replicas, else 1); it travels in
+    the command so every node decides alike."""
+
+    cluster: str
+    broker_set: str
+    broker_id: int
+    min_replicas: int = -1
+
+
+def required_replicas(min_replicas: int, replica_count: int) -> int:
+    """In-sync replicas a send needs in a set of `replica_count` non-learner replicas (the
+    brokers' ack policy: a fixed N, or automatically 2 for 3+ replicas, else 1)."""
+    if min_replicas > 0:
+        return min_replicas
+    return 2 if replica_count >= 3 else 1
+
+
+@dataclass(frozen=True)
 class AnnounceNode:
     """A controller node that became Raft leader announces its gRPC address (and confirms its
     leadership with a committed entry before serving, as RocketMQ's empty entry)."""
@@ -153,7 +174,8 @@ class RetireNode:
     raft_address: str
 
 
-Command = ApplyBrokerId | RegisterBroker | AlterSyncStateSet | ElectMaster | CleanBrokerData | AnnounceNode | RetireNode
+Command = (ApplyBrokerId | RegisterBroker | AlterSyncStateSet | ElectMaster | CleanBrokerData | RemoveReplica
+           | AnnounceNode | RetireNode)
 
 
 class InvariantViolation(AssertionError):
@@ -199,8 +221,8 @@ class ControllerState:
         """Apply one command: whole, or not at all with a reason."""
         handler = {ApplyBrokerId: self._apply_broker_id, RegisterBroker: self._register,
                    AlterSyncStateSet: self._alter_sss, ElectMaster: self._elect,
-                   CleanBrokerData: self._clean, AnnounceNode: self._announce,
-                   RetireNode: self._retire}.get(type(cmd))
+                   CleanBrokerData: self._clean, RemoveReplica: self._remove_replica,
+                   AnnounceNode: self._announce, RetireNode: self._retire}.get(type(cmd))
         if handler is None:
             return Result.reject(Refusal.BAD_REQUEST, f"unknown command {type(cmd).__name__}")
         result = handler(cmd)  # handlers validate everything before they mutate anything
@@ -221,7 +243,9 @@ class ControllerState:
                 if r.check_code == c.check_code:
                     return Result(True, broker_id=c.broker_id)   # the same broker applying again
                 return Result.reject(Refusal.BROKER_ID_INVALID, f"broker id {c.broker_id} of {c.cluster}/{c.broker_set} "
-                                     "belongs to another broker (check code differs)")
+                                     "belongs to another broker (check code differs); if this is that replica "
+                                     "with a new, empty store, remove the old id first: `orbitmq admin controller "
+                                     f"remove-replica {c.broker_set} --broker-id {c.broker_id}`")
         else:
             key = (c.cluster, c.broker_set)
             bs = self.sets[key] = BrokerSet(c.cluster, c.broker_set, master_epoch=self.retired_epochs.get(key, 0))
@@ -346,6 +370,39 @@ class ControllerState:
             bs.sss = bs.sss - c.broker_ids
             bs.sss_epoch += 1
         return OK
+
+    def _remove_replica(self, c: RemoveReplica) -> Result:
+        bs = self.get(c.cluster, c.broker_set)
+        if bs is None:
+            return Result.reject(Refusal.SET_NOT_FOUND, f"unknown broker set {c.cluster}/{c.broker_set}")
+        r = bs.replicas.get(c.broker_id)
+        if r is None:
+            return Result.reject(Refusal.UNKNOWN_BROKER, f"broker {c.broker_id} is not a replica of "
+                                 f"{c.cluster}/{c.broker_set} (replicas: {sorted(bs.replicas)})")
+        if bs.master_id == c.broker_id:
+            others = sorted(b for b in bs.sss if b != c.broker_id)
+            hint = (f"`orbitmq admin controller elect {c.broker_set} --broker-id {others[0]}`" if others
+                    else "`orbitmq admin controller elect` once another replica is in sync")
+            return Result.reject(Refusal.IS_MASTER, f"broker {c.broker_id} is the master of epoch {bs.master_epoch}; "
+                                 f"hand mastership off first ({hint}, or stop it with SIGTERM, which hands off), "
+                                 "then remove it")
+        if not r.learner:
+            count = sum(1 for x in bs.replicas.values() if not x.learner)
+            need = required_replicas(c.min_replicas, count)
+            if count - 1 < need:
+                return Result.reject(Refusal.BELOW_MIN_REPLICAS, f"removing broker {c.broker_id} would leave "
+                                     f"{count - 1} replica(s) in {c.cluster}/{c.broker_set}; every send must be "
+                                     f"held by {need} (min in-sync replicas): add a replica first")
+            left = bs.sss - {c.broker_id}
+            if bs.master_id is not None and len(left) < need:
+                return Result.reject(Refusal.BELOW_MIN_REPLICAS, f"removing broker {c.broker_id} would leave the "
+                                     f"sync-state-set {sorted(left)} below the {need} in-sync replicas every send "
+                                     "needs (sends would be refused): wait until another replica is in sync")
+        del bs.replicas[c.broker_id]
+        if c.broker_id in bs.sss:
+            bs.sss = bs.sss - {c.broker_id}
+            bs.sss_epoch += 1
+        return Result(True, broker_id=c.broker_id, sss=tuple(sorted(bs.sss)), sss_epoch=bs.sss_epoch)
 
     def _announce(self, c: AnnounceNode) -> Result:
         if not c.raft_address or not c.address:

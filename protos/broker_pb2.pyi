@@ -302,6 +302,30 @@ class GetBrokerStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class HandOffRequest(_message.Message):
+    __slots__ = ("broker_id", "timeout_s")
+    BROKER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    broker_id: int
+    timeout_s: float
+    def __init__(self, broker_id: _Optional[int] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class HandOffResponse(_message.Message):
+    __slots__ = ("ok", "code", "reason", "master_id", "master_address", "epoch")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MASTER_ID_FIELD_NUMBER: _ClassVar[int]
+    MASTER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    code: str
+    reason: str
+    master_id: int
+    master_address: str
+    epoch: int
+    def __init__(self, ok: _Optional[bool] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ..., master_id: _Optional[int] = ..., master_address: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
+
 class BrokerStatus(_message.Message):
     __slots__ = ("cluster", "broker_set", "broker_id", "role", "epoch", "max_physical_offset", "confirm_offset", "min_physical_offset", "stats")
     class StatsEntry(_message.Message):

@@ -119,6 +119,11 @@ class BrokerStub:
                 request_serializer=broker__pb2.GetBrokerStatusRequest.SerializeToString,
                 response_deserializer=broker__pb2.BrokerStatus.FromString,
                 _registered_method=True)
+        self.HandOffMaster = channel.unary_unary(
+                '/orbitmq.v1.Broker/HandOffMaster',
+                request_serializer=broker__pb2.HandOffRequest.SerializeToString,
+                response_deserializer=broker__pb2.HandOffResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -229,6 +234,15 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HandOffMaster(self, request, context):
+        """HA: a master hands mastership to a caught-up sync-state-set member (broker_id 0: it picks
+        one) without failing a send: new sends are held, in-flight ones finish replicating, the
+        controller elects the successor, then held sends are answered NOT_MASTER with its address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,6 +330,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.GetBrokerStatus,
                     request_deserializer=broker__pb2.GetBrokerStatusRequest.FromString,
                     response_serializer=broker__pb2.BrokerStatus.SerializeToString,
+            ),
+            'HandOffMaster': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandOffMaster,
+                    request_deserializer=broker__pb2.HandOffRequest.FromString,
+                    response_serializer=broker__pb2.HandOffResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -777,6 +796,33 @@ class Broker:
             '/orbitmq.v1.Broker/GetBrokerStatus',
             broker__pb2.GetBrokerStatusRequest.SerializeToString,
             broker__pb2.BrokerStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandOffMaster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.Broker/HandOffMaster',
+            broker__pb2.HandOffRequest.SerializeToString,
+            broker__pb2.HandOffResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,7 @@ class CtlResult(_message.Message):
         NODE_ALREADY_MEMBER: _ClassVar[CtlResult.Code]
         NODE_NOT_MEMBER: _ClassVar[CtlResult.Code]
         MEMBERSHIP_CHANGE_FAILED: _ClassVar[CtlResult.Code]
+        BELOW_MIN_REPLICAS: _ClassVar[CtlResult.Code]
     CODE_UNSPECIFIED: CtlResult.Code
     BAD_REQUEST: CtlResult.Code
     SET_NOT_FOUND: CtlResult.Code
@@ -65,6 +66,7 @@ class CtlResult(_message.Message):
     NODE_ALREADY_MEMBER: CtlResult.Code
     NODE_NOT_MEMBER: CtlResult.Code
     MEMBERSHIP_CHANGE_FAILED: CtlResult.Code
+    BELOW_MIN_REPLICAS: CtlResult.Code
     OK_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -266,16 +268,18 @@ class CtlAlterSyncStateSetReply(_message.Message):
     def __init__(self, result: _Optional[_Union[CtlResult, _Mapping]] = ..., sync_state_set: _Optional[_Iterable[int]] = ..., sss_epoch: _Optional[int] = ...) -> None: ...
 
 class CtlElectMasterRequest(_message.Message):
-    __slots__ = ("cluster", "broker_set", "broker_id", "designate")
+    __slots__ = ("cluster", "broker_set", "broker_id", "designate", "handoff")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     BROKER_SET_FIELD_NUMBER: _ClassVar[int]
     BROKER_ID_FIELD_NUMBER: _ClassVar[int]
     DESIGNATE_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     broker_set: str
     broker_id: int
     designate: bool
-    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., broker_id: _Optional[int] = ..., designate: _Optional[bool] = ...) -> None: ...
+    handoff: bool
+    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., broker_id: _Optional[int] = ..., designate: _Optional[bool] = ..., handoff: _Optional[bool] = ...) -> None: ...
 
 class CtlElectMasterReply(_message.Message):
     __slots__ = ("result", "view")
@@ -300,6 +304,24 @@ class CtlCleanBrokerDataReply(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     result: CtlResult
     def __init__(self, result: _Optional[_Union[CtlResult, _Mapping]] = ...) -> None: ...
+
+class CtlRemoveReplicaRequest(_message.Message):
+    __slots__ = ("cluster", "broker_set", "broker_id")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    BROKER_SET_FIELD_NUMBER: _ClassVar[int]
+    BROKER_ID_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    broker_set: str
+    broker_id: int
+    def __init__(self, cluster: _Optional[str] = ..., broker_set: _Optional[str] = ..., broker_id: _Optional[int] = ...) -> None: ...
+
+class CtlRemoveReplicaReply(_message.Message):
+    __slots__ = ("result", "view")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    result: CtlResult
+    view: CtlSetView
+    def __init__(self, result: _Optional[_Union[CtlResult, _Mapping]] = ..., view: _Optional[_Union[CtlSetView, _Mapping]] = ...) -> None: ...
 
 class CtlGetSyncStateDataRequest(_message.Message):
     __slots__ = ("sets",)

@@ -79,6 +79,11 @@ class ControllerStub:
                 request_serializer=controller__pb2.CtlCleanBrokerDataRequest.SerializeToString,
                 response_deserializer=controller__pb2.CtlCleanBrokerDataReply.FromString,
                 _registered_method=True)
+        self.RemoveReplica = channel.unary_unary(
+                '/orbitmq.v1.Controller/RemoveReplica',
+                request_serializer=controller__pb2.CtlRemoveReplicaRequest.SerializeToString,
+                response_deserializer=controller__pb2.CtlRemoveReplicaReply.FromString,
+                _registered_method=True)
         self.GetSyncStateData = channel.unary_unary(
                 '/orbitmq.v1.Controller/GetSyncStateData',
                 request_serializer=controller__pb2.CtlGetSyncStateDataRequest.SerializeToString,
@@ -163,6 +168,12 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveReplica(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSyncStateData(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -240,6 +251,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.CleanBrokerData,
                     request_deserializer=controller__pb2.CtlCleanBrokerDataRequest.FromString,
                     response_serializer=controller__pb2.CtlCleanBrokerDataReply.SerializeToString,
+            ),
+            'RemoveReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveReplica,
+                    request_deserializer=controller__pb2.CtlRemoveReplicaRequest.FromString,
+                    response_serializer=controller__pb2.CtlRemoveReplicaReply.SerializeToString,
             ),
             'GetSyncStateData': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSyncStateData,
@@ -510,6 +526,33 @@ class Controller:
             '/orbitmq.v1.Controller/CleanBrokerData',
             controller__pb2.CtlCleanBrokerDataRequest.SerializeToString,
             controller__pb2.CtlCleanBrokerDataReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.Controller/RemoveReplica',
+            controller__pb2.CtlRemoveReplicaRequest.SerializeToString,
+            controller__pb2.CtlRemoveReplicaReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,7 +12,8 @@ plan DATA frames of at most `frame_bytes` that never cross an epoch boundary, he
 idle, and report every ACK).
 
 The shells (ha_follower.py, ha_master.py, and the simulator in tests/sim/) carry the actions out
-in order: `Truncate`, `TruncateEpochs`, `AppendEpoch`, `AppendRaw`, `WaitFlushed`, `SetConfirm`,
+in order: `Truncate`, `StartLogAt` (what the follower holds ends before the master's first
+retained offset: it empties its store and starts its log there), `TruncateEpochs`, `AppendEpoch`, `AppendRaw`, `WaitFlushed`, `SetConfirm`,
 `Send`. A peer's bad input raises `hp.FrameError` or `ReplicationRefused` and closes the machine.
 """
 
@@ -61,6 +62,15 @@ class TruncateEpochs:
 
 
 @dataclass(frozen=True)
+class StartLogAt:
+    """Drop the whole local log (and its indexes) and continue as an empty log starting at
+    `offset`, the master's first retained offset: what we hold ends before the master's log
+    starts (a new or wiped replica, or one away for longer than the master kept its segments)."""
+
+    offset: int
+
+
+@dataclass(frozen=True)
 class AppendEpoch:
     """Add (epoch, start) to the epoch file before any byte of that epoch is appended."""
 
@@ -86,7 +96,7 @@ class SetConfirm:
     offset: int
 
 
-Action = Send | Truncate | TruncateEpochs | AppendEpoch | AppendRaw | WaitFlushed | SetConfirm
+Action = Send | Truncate | StartLogAt | TruncateEpochs | AppendEpoch | AppendRaw | WaitFlushed | SetConfirm
 
 
 # ---- follower side ---------------------------------------------------------------------------------
@@ -178,19 +188,27 @@ class FollowerConnection:
         self.master_epoch = w.master_epoch
         point = find_truncation_point(list(w.epochs), w.max_offset, self.epochs, self.own_max)
         out: list[Action] = []
-        if point.offset < self.own_max:
+        if point.offset < w.min_offset:
+            # nothing we could keep reaches the master's first retained offset: start over there
+            # (the store first, then the epoch file, as for a truncation)
+            out.append(StartLogAt(w.min_offset))
+            if self.own_max > 0:
+                self.truncated = (self.own_max, w.min_offset)
+            self.own_max = w.min_offset
+            self.confirm = w.min_offset
+            out.append(TruncateEpochs(0))
+            self.epochs = []
+        elif point.offset < self.own_max:
             # the store first, then the epoch file: a crash in between cannot attribute a kept
             # tail to the wrong epoch, never the other way round
             out.append(Truncate(point.offset))
             self.truncated = (self.own_max, point.offset)
             self.own_max = point.offset
-        # epochs starting at or after the point hold nothing we keep (also one we opened as a
-        # master but never wrote in); the master's data re-adds the entries it needs
-        out.append(TruncateEpochs(point.offset))
-        self.epochs = [e for e in self.epochs if e.start_offset < point.offset]
-        if self.own_max == 0 and w.min_offset > 0:
-            raise ReplicationRefused(f"master's log starts at {w.min_offset}; an empty follower cannot copy it "
-                                     "from 0 (needs a store that can start at an offset)")
+        if not isinstance(out[0] if out else None, StartLogAt):
+            # epochs starting at or after the point hold nothing we keep (also one we opened as a
+            # master but never wrote in); the master's data re-adds the entries it needs
+            out.append(TruncateEpochs(point.offset))
+            self.epochs = [e for e in self.epochs if e.start_offset < point.offset]
         self.master_max, self.master_confirm = w.max_offset, w.confirm_offset
         self.confirm = min(self.confirm, self.own_max)
         self.state = ConnState.STREAMING

@@ -3,7 +3,8 @@
 Owns: the TCP connection to the master's HA address, reconnecting with a short backoff, an idle
 watchdog, and carrying out what the connection's state machine (ha_connection.py,
 `FollowerConnection`: the handshake, the truncation point, epoch entries, acks, the confirm
-offset) returns: truncate the store then the epoch file (durable), append epoch entries and raw
+offset) returns: truncate the store (or empty it and start its log at the master's first
+retained offset) then the epoch file (durable), append epoch entries and raw
 bytes (`store.append_raw` validates every record), wait for fdatasync before an ack in sync-flush
 mode, set the confirm offset, send frames. It decides nothing itself and never decides roles; the
 role manager starts and stops it.
@@ -29,6 +30,7 @@ from orbitmq.broker.ha.connection import (
     ReplicationRefused,
     Send,
     SetConfirm,
+    StartLogAt,
     Truncate,
     TruncateEpochs,
     WaitFlushed,
@@ -41,6 +43,13 @@ from orbitmq.common.logs import kv
 from orbitmq.common.net import split_addr
 
 log = logging.getLogger("orbitmq.broker.ha")
+
+
+def retry_delay(fails: int, cap_s: float) -> float:
+    """The wait before reconnecting after `fails` sessions in a row that never got going: 10 ms,
+    doubling up to `cap_s` (a new master may open its HA port a few ms after its followers are
+    told about it: the first retries come quickly)."""
+    return min(cap_s, 0.01 * 2 ** max(0, fails - 1))
 
 
 @dataclass
@@ -93,6 +102,7 @@ class HAFollower:
         return max(0, self.master_max - store_max(self.store))
 
     async def _run(self) -> None:
+        fails = 0
         while not self._stopping:
             try:
                 await self._session()
@@ -104,8 +114,11 @@ class HAFollower:
             except Exception:  # noqa: BLE001 - e.g. a store refusing bytes: log it and retry
                 log.exception("replication session failed")
             finally:
+                if self.connected:
+                    fails = 0
                 self.connected = False
-            await asyncio.sleep(self.settings.reconnect_s)
+            fails += 1
+            await asyncio.sleep(retry_delay(fails, self.settings.reconnect_s))
 
     async def _session(self) -> None:
         host, port = split_addr(dial_map.resolve(self.master_ha))
@@ -168,6 +181,13 @@ class HAFollower:
                 log.warning("truncating divergent tail %s", kv(broker_id=self.broker_id, from_=mx, to=a.offset))
                 await loop.run_in_executor(None, self.store.truncate, a.offset)
                 self.truncations.append((mx, a.offset))
+            elif isinstance(a, StartLogAt):
+                mx, mn = store_max(self.store), int(self.store.min_physical_offset)
+                log.warning("starting an empty log at the master's first retained offset %s",
+                            kv(broker_id=self.broker_id, at=a.offset, dropped_from=mn, dropped_to=mx))
+                await loop.run_in_executor(None, self.store.start_log_at, a.offset)
+                if mx > mn:
+                    self.truncations.append((mx, mn))
             elif isinstance(a, TruncateEpochs):
                 await loop.run_in_executor(None, self.epochs.truncate, a.offset)
         if self.conn is not None:

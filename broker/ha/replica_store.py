@@ -3,7 +3,8 @@
 Owns: the typed seam between the HA shells (ha/master.py, ha/follower.py, ha/role_manager.py) and
 `broker/store/message_store.py` `MessageStore`, which satisfies it structurally. Offsets are physical commitlog
 offsets; `read_raw` returns whole records only; `append_raw` must start at `max_physical_offset`;
-`truncate` is durable (the commitlog and every index).
+`truncate` is durable (the commitlog and every index); `start_log_at` empties the store (log,
+indexes, metadata) and starts the log at an offset, durably.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class ReplicaStore(Protocol):
     def append_raw(self, start: int, data: bytes) -> int: ...
 
     def truncate(self, offset: int) -> None: ...
+
+    def start_log_at(self, offset: int) -> None: ...
 
     async def flushed(self, end_offset: int) -> None: ...
 

@@ -9,7 +9,8 @@ service calls, on every send: validate -> `check_writable()` -> store put -> (sy
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from orbitmq.common.error_codes import ErrorCode
 
@@ -40,6 +41,9 @@ class ReplicationHooks:
     """Standalone default: a lone broker that is its own master and never waits for replicas."""
 
     server: BrokerServer | None = None
+    # set while sends must wait before they are admitted (a master handing off holds them briefly);
+    # the service awaits it before `check_writable()`
+    send_gate: Callable[[], Awaitable[None]] | None = None
 
     # ---- lifecycle (called by BrokerServer) -----------------------------------------------------
 
@@ -50,6 +54,14 @@ class ReplicationHooks:
 
     async def stop(self) -> None:
         """Called after the gRPC server stopped, before the store closes."""
+
+    async def before_stop(self) -> None:
+        """Called first on SIGTERM, while still serving and registered (an HA master hands off)."""
+
+    async def hand_off(self, successor: int = 0, timeout_s: float = 5.0) -> dict[str, Any]:
+        """Hand mastership to `successor` (0: a caught-up one) without failing a send; the outcome
+        as {ok, code, reason, master_id, master_address, epoch}. Standalone: nothing to hand to."""
+        return {"ok": False, "code": "UNSUPPORTED", "reason": "a standalone broker has no replicas to hand off to"}
 
     # ---- the send path ----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from orbitmq.broker.ha.ack_policy import AckPolicy, Lease, Verdict
 from orbitmq.broker.ha.epoch_file import EpochFile
 from orbitmq.broker.ha.follower import FollowerSettings, HAFollower
+from orbitmq.broker.ha.handoff import Handoff, HandoffRefused, Step, choose_successor
 from orbitmq.broker.ha.master import HAMaster, MasterSettings, store_confirm, store_max
 from orbitmq.broker.ha.replication_hooks import ReplicationError, ReplicationHooks
 from orbitmq.broker.ha.roles import Change, Role, decide, master_epoch_start, next_role
@@ -61,6 +62,9 @@ class RoleManager(ReplicationHooks):
         self._snapshot_task: asyncio.Task | None = None
         self._count_cache: tuple[Any, int] | None = None
         self.truncations: list[tuple[int, int]] = []  # (from, to) of every divergent tail cut
+        self._handoff: Handoff | None = None
+        self._released: asyncio.Event | None = None   # held sends go on once set
+        self.handoffs: list[dict[str, Any]] = []        # outcome of every handoff (status, tests)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -241,6 +245,108 @@ class RoleManager(ReplicationHooks):
     async def _alter(self, members: frozenset[int], sss_epoch: int) -> tuple[bool, list[int] | None, int | None]:
         return await self.agent.alter_sync_state_set(self._epoch, sorted(members), sss_epoch)
 
+    # ---- graceful handoff (the rules: ha/handoff.py) -------------------------------------------------
+
+    async def before_stop(self) -> None:
+        """SIGTERM: a master hands mastership to a caught-up replica before the broker stops."""
+        if self._role is Role.MASTER and self.config.ha_handoff_timeout_s > 0:
+            r = await self.hand_off(0, self.config.ha_handoff_timeout_s, leaving=True)
+            if not r["ok"]:
+                log.warning("no handoff before stopping %s", kv(code=r["code"], reason=r["reason"]))
+
+    async def _hold(self) -> None:
+        """The send gate while handing off: wait (bounded) until the handoff is over."""
+        ev, h = self._released, self._handoff
+        if ev is None or h is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ev.wait(), max(0.05, h.deadline - time.monotonic() + 1.0))
+
+    async def hand_off(self, successor: int = 0, timeout_s: float = 5.0, leaving: bool = False) -> dict[str, Any]:
+        """Hand mastership to `successor` (0: the caught-up member holding the most) without
+        failing a send: hold new sends, let in-flight ones be acknowledged, wait until the
+        successor holds the whole log, have the controller elect it (a new epoch whose
+        sync-state-set leaves this replica out), follow it, then let the held sends go on: they
+        are answered NOT_MASTER with the new master's address. Before the election any failure
+        leaves this replica master and the held sends are served here. `leaving` (SIGTERM): the
+        new sync-state-set leaves this replica out, so the new master never waits for it."""
+        t0 = time.monotonic()
+        out: dict[str, Any] = {"ok": False, "code": "", "reason": "", "master_id": self.master_id or 0,
+                               "master_address": self.master_address(), "epoch": self._epoch}
+        try:
+            if self._role is not Role.MASTER or self.master is None:
+                raise HandoffRefused("NOT_MASTER", f"broker {self.config.broker_set}/{self.broker_id} is {self._role}, "
+                                     "not master")
+            if self._handoff is not None:
+                raise HandoffRefused("IN_PROGRESS", f"a handoff to broker {self._handoff.successor} is in progress")
+            m = self.master
+            acks = {c.broker_id: c.ack for c in m.conns.values()}
+            learners = {c.broker_id for c in m.conns.values() if c.machine.learner}
+            target = choose_successor(self.broker_id, m.sss.members, acks, learners, successor)
+            h = self._handoff = Handoff(target, t0 + timeout_s)
+            self._released = asyncio.Event()
+            self.send_gate = self._hold
+            log.info("handing off %s", kv(broker_set=self.config.broker_set, broker_id=self.broker_id,
+                                           to=target, epoch=self._epoch))
+            await self._handoff_steps(h, leaving)
+            out.update(ok=True, code="", reason=f"handed off to {target}")
+        except HandoffRefused as e:
+            out.update(code=e.code, reason=e.reason)
+        finally:
+            self._handoff = None
+            self.send_gate = None
+            if self._released is not None:
+                self._released.set()
+                self._released = None
+        out.update(master_id=self.master_id or 0, master_address=self.master_address(), epoch=self._epoch,
+                   seconds=round(time.monotonic() - t0, 4))
+        self.handoffs.append(out)
+        log.info("handoff %s", kv(ok=out["ok"], code=out["code"], reason=out["reason"], master=out["master_id"],
+                                  epoch=out["epoch"], seconds=out["seconds"]))
+        return out
+
+    async def _handoff_steps(self, h: Handoff, leaving: bool) -> None:
+        store = self.server.store
+        while True:   # DRAIN, CATCH_UP
+            m = self.master
+            if m is None or self._role is not Role.MASTER:
+                raise HandoffRefused("NOT_MASTER", "stopped being master during the handoff")
+            c = m.conns.get(h.successor)
+            step = h.advance(time.monotonic(), len(m._waiters), c.ack if c is not None else -1, store_max(store))
+            if step is Step.FAILED:
+                raise HandoffRefused("TIMEOUT", f"broker {h.successor} did not catch up in time; still master")
+            if step is Step.ELECT:
+                break
+            m.notify_data()
+            await asyncio.sleep(0.002)
+        try:
+            r = await asyncio.wait_for(self.agent.client.elect_master(
+                self.config.cluster, self.config.broker_set, h.successor, designate=True, handoff=leaving),
+                max(0.5, h.deadline - time.monotonic()))
+        except Exception as e:  # noqa: BLE001 - the election may still have committed: the view says
+            log.warning("handoff election call failed %s", kv(error=e))
+            r = None
+        if r is None or not r.result.ok:
+            view = await self._fresh_view()
+            if view is None or view.master_id != h.successor or view.master_epoch <= self._epoch:
+                h.step = Step.FAILED
+                raise HandoffRefused(r.result.code if r is not None else "UNAVAILABLE",
+                                     r.result.reason if r is not None else "the controller did not answer")
+        else:
+            view = r.view
+        h.advance(time.monotonic(), 0, 0, 0, elected=True)
+        self.agent._offer(view)   # act on the new epoch now rather than on the push
+        while h.step is Step.AWAIT_ROLE:
+            following = self._role is not Role.MASTER and self.follower is not None and self.follower.connected
+            h.advance(time.monotonic(), 0, 0, 0, elected=True, following=following)
+            await asyncio.sleep(0.002)
+
+    async def _fresh_view(self) -> Any:
+        try:
+            return await self.agent.client.get_replica_info(self.config.cluster, self.config.broker_set)
+        except Exception:  # noqa: BLE001
+            return None
+
     # ---- the send path ----------------------------------------------------------------------------
 
     def _refusal(self) -> ReplicationError | None:
@@ -255,6 +361,9 @@ class RoleManager(ReplicationHooks):
     def check_writable(self) -> None:
         if not self.config.writable:
             raise ReplicationError("NO_PERMISSION", "broker is read-only")
+        if self._handoff is not None:   # a write that did not wait at the send gate
+            raise ReplicationError("NOT_MASTER", f"master {self.config.broker_set}/{self.broker_id} is handing off "
+                                   f"to broker {self._handoff.successor}")
         r = self._refusal()
         if r is not None:
             raise r

@@ -409,6 +409,23 @@ class CommitLog:
         self._released = min(self._released, offset)
         fsync_dir(self.dir)
 
+    def start_at(self, offset: int) -> None:
+        """Drop every segment and continue as an empty log whose first record goes at `offset`
+        (a replica joining a master whose older segments expired). Durable: the old segments are
+        unlinked first, so a crash leaves either some of them (the caller finishes the job) or
+        none (an empty log at 0) or the new empty segment, never a gap between files."""
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        while self.segments:
+            seg = self.segments.pop()
+            self._bases.pop()
+            seg.close()
+            os.unlink(seg.path)
+        fsync_dir(self.dir)
+        self._new_segment(offset)
+        self.max_offset = offset
+        self._released = offset   # release_pages: nothing below the new start is mapped
+
     def delete_oldest(self) -> Segment | None:
         """Delete the oldest segment (never the active one); returns it (closed) or None."""
         if len(self.segments) < 2:

@@ -60,6 +60,8 @@ from orbitmq.broker.store.record import Message
 
 log = logging.getLogger("orbitmq.broker.store")
 
+RESTARTING = "RESTARTING"   # present only while start_log_at runs; open() finishes it
+
 GiB = 1 << 30
 MiB = 1 << 20
 
@@ -182,6 +184,12 @@ class MessageStore:
     def _recover(self, index_dir: str) -> None:
         self.dispatcher = Dispatcher(self.log, self.db, self._dispatch_target, self.config.dispatch_batch_bytes)
         self.dispatcher.load()
+        restart = os.path.join(self.dir, RESTARTING)
+        if os.path.exists(restart):
+            with open(restart) as f:
+                at = int(f.read().strip() or 0)
+            log.warning("finishing an interrupted start of an empty log at %d", at)
+            self._start_at_locked(at)
         marker = os.path.join(self.dir, "TRUNCATING")
         if os.path.exists(marker):
             with open(marker, "rb") as f:
@@ -787,6 +795,56 @@ class MessageStore:
             fsync_dir(self.dir)
             self._truncate_locked(offset)
         self.flusher.reset(self.log.max_offset)
+
+    def start_log_at(self, offset: int) -> None:
+        """Drop everything this store holds (log, indexes, metadata) and continue as an empty log
+        whose next record goes at `offset`: a replica joining a master whose log no longer starts
+        at 0 (expired segments) copies from the master's first retained offset. The metadata then
+        comes with the master's bytes: every expired segment that held META records is covered by
+        a snapshot record the master wrote at or after `offset`, and the dispatcher applies the
+        META records in order from there. Refused on a master (the gate). Durable: a `RESTARTING`
+        marker makes a crash mid-way finish the job on the next open."""
+        self._check_open()
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        with self._lock, self.dispatcher.lock:
+            g = self._gate
+            if g is not None and g():
+                raise LocalWriteRefused("starting an empty log refused: this replica is master")
+            marker = os.path.join(self.dir, RESTARTING)
+            with open(marker, "w") as f:
+                f.write(str(offset))
+                f.flush()
+                os.fsync(f.fileno())
+            fsync_dir(self.dir)
+            self._start_at_locked(offset)
+        self.flusher.reset(offset)
+        self.dispatcher.wake()
+
+    def _start_at_locked(self, offset: int) -> None:
+        """The index first (emptied, checkpoint = offset), then the log, then the marker."""
+        wb = self.db.batch()
+        wb.delete_range(b"\x00", b"\xff\xff")
+        wb.put(ix.CHECKPOINT, ix.pack_q(offset))
+        self.db.write(wb, sync=True)
+        d = self.dispatcher
+        with d._cond:
+            d.dispatched = offset
+        d.qmax.clear()
+        d.qmin.clear()
+        self.log.start_at(offset)
+        marker = os.path.join(self.dir, RESTARTING)
+        if os.path.exists(marker):
+            os.unlink(marker)
+            fsync_dir(self.dir)
+        self._next = {}
+        self._offsets_overlay = {}
+        self._confirm = offset
+        self._recent = dedup.RecentBatches()
+        self._expiry_snapshot = None
+        self._raw_end = offset
+        self._tail_scanned = offset
+        log.warning("store emptied: the log now starts at %d", offset)
 
     def _truncate_locked(self, offset: int) -> None:
         """Index first (from the records still in the log), then the log, then the marker."""

@@ -49,3 +49,27 @@ def test_examples() -> None:
                      stay_on=None).delay_s for a in range(1, 10)]
     assert delays == sorted(delays) and delays[-1] == MAX_DELAY_S
     assert moved("a:1", "b:2") and not moved("a:1", "a:1") and not moved("a:1", None)
+
+
+def test_a_not_master_answer_naming_the_new_master_is_followed_at_once() -> None:
+    for code, hint, addr, hinted, left, retries in itertools.product(
+            CODES, ("", "10.0.0.2:1", "10.0.0.1:1"), ("10.0.0.1:1",), (False, True), (0.0, 0.05, 3.0), (0, 2)):
+        d = decide(Failure(code, code != "BODY_TOO_LARGE", True, "a", addr, hint), attempt=1, retries=retries,
+                   time_left_s=left, topic_known=True, stay_on=None, hinted=hinted)
+        follows = code == "NOT_MASTER" and hint not in ("", addr)
+        if not d.retry:
+            continue
+        assert left - d.delay_s >= MIN_ATTEMPT_S
+        if follows:
+            assert d.go_to == hint and not d.refresh_route   # no route lookup in between
+            assert (d.delay_s == 0.0) == (not hinted)         # at once, unless a hint was followed already
+        else:
+            assert d.go_to is None and d.delay_s > 0
+    # the handoff case: the old master names the new one; no wait, no route refresh
+    d = decide(Failure("NOT_MASTER", True, True, "a", "m1:1", "m2:1"), attempt=1, retries=2, time_left_s=2.9,
+               topic_known=True, stay_on=None)
+    assert d == Decision(True, 0.0, None, False, "m2:1")
+    # two brokers naming each other: followed again, but after the usual backoff
+    d = decide(Failure("NOT_MASTER", True, True, "a", "m2:1", "m1:1"), attempt=2, retries=2, time_left_s=2.9,
+               topic_known=True, stay_on=None, hinted=True)
+    assert d.go_to == "m1:1" and d.delay_s > 0

@@ -171,6 +171,66 @@ def test_clean_keeps_epochs_growing():
     assert r.ok and s.get(C, "s").master_epoch == 3
 
 
+def test_handoff_election_leaves_the_old_master_out_of_the_new_set():
+    s = _setup(4, learners=(4,))
+    alive = {b: el.Live() for b in (1, 2, 3, 4)}
+    assert _elect(s, alive, preferred=1, designate=True)[0].ok
+    bs = s.get(C, "s")
+    assert s.apply(st.AlterSyncStateSet(C, "s", 1, bs.master_epoch, frozenset({1, 2, 3}), bs.sss_epoch)).ok
+    plain = el.elect(bs, alive, preferred=2, designate=True)
+    assert plain.master_id == 2 and plain.sss == {1, 2, 3}            # a manual switch keeps the old master
+    d = el.elect(bs, alive, preferred=2, designate=True, handoff=True)
+    assert d.master_id == 2 and d.sss == {2, 3} and "handed off" in d.reason
+    cmd, d2 = el.decide(bs, alive, frozenset(), 5, 0, preferred=2, designate=True, handoff=True)
+    assert cmd is not None and cmd.new_sss == {2, 3}
+    assert s.apply(cmd).ok and bs.master_id == 2 and bs.sss == {2, 3}
+    # handoff only means something for a named successor: an automatic election ignores it
+    _, d3 = el.decide(bs, {b: el.Live() for b in (1, 3)}, frozenset(), 6, 0, handoff=True)
+    assert d3.sss >= {3} and d3.master_id in (3,)
+
+
+def test_remove_replica_rules():
+    s = _setup(4, learners=(4,))
+    alive = {b: el.Live() for b in (1, 2, 3)}
+    assert _elect(s, alive, preferred=1, designate=True)[0].ok
+    bs = s.get(C, "s")
+    assert bs.master_id == 1
+    assert s.apply(st.AlterSyncStateSet(C, "s", 1, bs.master_epoch, frozenset({1, 2, 3}), bs.sss_epoch)).ok
+    before = copy.deepcopy(vars(s))
+    refusals = {
+        st.RemoveReplica(C, "nope", 2): "SET_NOT_FOUND",
+        st.RemoveReplica(C, "s", 9): "UNKNOWN_BROKER",
+        st.RemoveReplica(C, "s", 1): "IS_MASTER",                       # hand off first
+        st.RemoveReplica(C, "s", 2, min_replicas=3): "BELOW_MIN_REPLICAS",   # 3 replicas, 3 needed
+    }
+    for cmd, code in refusals.items():
+        r = s.apply(cmd)
+        assert not r.ok and r.code == code, (cmd, r)
+        assert copy.deepcopy(vars(s)) == before, f"refused {cmd} changed the state"
+    r = s.apply(st.RemoveReplica(C, "s", 1))
+    assert "elect s --broker-id 2" in r.reason                            # names a member to hand off to
+    # a learner goes whatever the counts; the sync-state-set is untouched
+    e = bs.sss_epoch
+    assert s.apply(st.RemoveReplica(C, "s", 4, min_replicas=3)).ok
+    assert 4 not in bs.replicas and bs.sss_epoch == e
+    # automatic rule: 3 replicas need 2 in sync: one may go, leaving the set {1, 3} (epoch + 1)
+    r = s.apply(st.RemoveReplica(C, "s", 2))
+    assert r.ok and r.sss == (1, 3) and r.sss_epoch == e + 1 and 2 not in bs.replicas
+    # 2 replicas left: the automatic rule now needs 1, a fixed rule of 2 refuses
+    assert s.apply(st.RemoveReplica(C, "s", 3, min_replicas=2)).code == "BELOW_MIN_REPLICAS"
+    # a member out of the sync-state-set whose removal would not shrink it below the minimum
+    s = _setup(4)
+    assert _elect(s, {b: el.Live() for b in (1, 2, 3, 4)}, preferred=1, designate=True)[0].ok
+    bs = s.get(C, "s")
+    assert s.apply(st.AlterSyncStateSet(C, "s", 1, bs.master_epoch, frozenset({1, 2}), bs.sss_epoch)).ok
+    assert s.apply(st.RemoveReplica(C, "s", 2, min_replicas=2)).code == "BELOW_MIN_REPLICAS"  # set {1} < 2
+    e = bs.sss_epoch
+    assert s.apply(st.RemoveReplica(C, "s", 4, min_replicas=2)).ok and bs.sss_epoch == e   # not a member
+    # its id can be applied for again (a wiped replica rejoining under its own id, new check code)
+    assert s.apply(st.ApplyBrokerId(C, "s", 4, "new-code")).ok
+    st.check_invariants(s)
+
+
 def test_state_pickles_for_raft_snapshots():
     s = _setup(3)
     _elect(s, {1: el.Live()})
@@ -285,6 +345,24 @@ class ControllerMachine(RuleBasedStateMachine):
     @rule(name=hs.sampled_from(SETS), ids=hs.frozensets(IDS, max_size=2))
     def clean(self, name, ids):
         self._apply(st.CleanBrokerData(C, name, ids))
+
+    @rule(name=hs.sampled_from(SETS), b=IDS, min_replicas=hs.sampled_from([-1, 1, 2, 3]))
+    def remove_replica(self, name, b, min_replicas):
+        """An operator decommissions a replica: never the master, never below the minimum."""
+        bs = self.s.get(C, name)
+        before = copy.deepcopy(bs)
+        r = self._apply(st.RemoveReplica(C, name, b, min_replicas))
+        if not r.ok:
+            return
+        assert before is not None and b in before.replicas and before.master_id != b
+        bs = self.s.get(C, name)
+        assert b not in bs.replicas and b not in bs.sss
+        if not before.replicas[b].learner:
+            count = sum(1 for x in before.replicas.values() if not x.learner)
+            need = st.required_replicas(min_replicas, count)
+            assert sum(1 for x in bs.replicas.values() if not x.learner) >= need
+            if bs.master_id is not None:
+                assert len(bs.sss) >= need
 
     @rule(name=hs.sampled_from(SETS), closed=hs.frozensets(hs.integers(1, 6), max_size=2))
     def failover_scan(self, name, closed):

@@ -174,7 +174,7 @@ def test_electing_outside_the_sync_state_set_is_caught(monkeypatch):
     from orbitmq.controller import election
     orig = election.elect
 
-    def unclean(bs, alive, preferred=0, designate=False, unclean_enabled=False, closed=frozenset()):
-        return orig(bs, alive, preferred, designate, True, closed)
+    def unclean(bs, alive, preferred=0, designate=False, unclean_enabled=False, closed=frozenset(), handoff=False):
+        return orig(bs, alive, preferred, designate, True, closed, handoff)
     monkeypatch.setattr(election, "elect", unclean)
     assert "lacks acknowledged messages" in _first_violation(range(0, 120))
