@@ -173,6 +173,16 @@ class NoRouteError(OrbitError):
     stale_route = True
 
 
+class UnauthenticatedError(OrbitError):
+    """The request's signature was refused: missing, unknown access key, wrong secret or stale date."""
+    code = "UNAUTHENTICATED"
+
+
+class ForbiddenError(OrbitError):
+    """The signed user may not do this (its ACL policy denies it, or allows nothing that matches)."""
+    code = "FORBIDDEN"
+
+
 class ClientClosedError(OrbitError):
     """The client was shut down."""
     code = "CLIENT_CLOSED"
@@ -183,7 +193,8 @@ BY_CODE: dict[str, type[OrbitError]] = {
         BadRequestError, BadTopicNameError, BadTagError, BadKeyError, BodyEmptyError, BodyTooLargeError,
         TopicNotFoundError, GroupNotFoundError, NoPermissionError, NotMasterError, ReplicationTimeoutError,
         FencedError, InSyncReplicasNotEnoughError, FlushTimeoutError, OffsetMovedError, MessageNotFoundError,
-        BrokerBusyError, NotLeaderError, StaleEpochError, CorruptDataError, InternalError)
+        BrokerBusyError, NotLeaderError, StaleEpochError, CorruptDataError, InternalError, UnauthenticatedError,
+        ForbiddenError)
 }
 
 _BY_STATUS: dict[grpc.StatusCode, type[OrbitError]] = {

@@ -36,6 +36,8 @@ class ErrorCode(enum.StrEnum):
     STALE_EPOCH = "STALE_EPOCH"
     CORRUPT_DATA = "CORRUPT_DATA"
     INTERNAL = "INTERNAL"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
 
 
 def _check_against_proto() -> None:

@@ -35,3 +35,5 @@ class Refusal(enum.StrEnum):
     BROKER_ALIVE = "BROKER_ALIVE"                   # cannot clean a live broker (stop it first)
     LIVENESS_NOT_READY = "LIVENESS_NOT_READY"       # a new leader is still rebuilding liveness
     ELECTION_IN_PROGRESS = "ELECTION_IN_PROGRESS"   # one election per set at a time
+    USER_NOT_FOUND = "USER_NOT_FOUND"               # no such user (auth)
+    ACL_NOT_FOUND = "ACL_NOT_FOUND"                 # the user has no such policy entry (auth)

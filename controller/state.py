@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orbitmq.controller.auth_state import AUTH_COMMANDS, AuthCommand, AuthState
 from orbitmq.controller.refusals import Refusal
 
 HISTORY_LIMIT = 2000   # master changes kept (oldest dropped first)
@@ -144,7 +145,7 @@ class AnnounceNode:
     address: str
 
 
-Command = ApplyBrokerId | RegisterBroker | AlterSyncStateSet | ElectMaster | CleanBrokerData | AnnounceNode
+Command = ApplyBrokerId | RegisterBroker | AlterSyncStateSet | ElectMaster | CleanBrokerData | AnnounceNode | AuthCommand
 
 
 class InvariantViolation(AssertionError):
@@ -163,6 +164,12 @@ class ControllerState:
         # master epoch of each set removed by CleanBrokerData: a re-created set continues from it,
         # so epochs only grow and no two masters of a set ever share an epoch
         self.retired_epochs: dict[SetKey, int] = {}
+        self.auth = AuthState()                # users and ACL policies (controller/auth_state.py)
+
+    def __setstate__(self, d: dict) -> None:
+        self.__dict__.update(d)
+        if "auth" not in d:                    # a snapshot written before users existed
+            self.auth = AuthState()
 
     # -- queries (read-only) --
 
@@ -182,6 +189,9 @@ class ControllerState:
 
     def apply(self, cmd: Command) -> Result:
         """Apply one command: whole, or not at all with a reason."""
+        if isinstance(cmd, AUTH_COMMANDS):
+            ok, code, reason = self.auth.apply(cmd)
+            return Result(ok, code, reason)
         handler = {ApplyBrokerId: self._apply_broker_id, RegisterBroker: self._register,
                    AlterSyncStateSet: self._alter_sss, ElectMaster: self._elect,
                    CleanBrokerData: self._clean, AnnounceNode: self._announce}.get(type(cmd))

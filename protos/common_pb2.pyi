@@ -31,6 +31,8 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STALE_EPOCH: _ClassVar[ErrorCode]
     CORRUPT_DATA: _ClassVar[ErrorCode]
     INTERNAL: _ClassVar[ErrorCode]
+    UNAUTHENTICATED: _ClassVar[ErrorCode]
+    FORBIDDEN: _ClassVar[ErrorCode]
 ERROR_UNSPECIFIED: ErrorCode
 BAD_REQUEST: ErrorCode
 BAD_TOPIC_NAME: ErrorCode
@@ -53,6 +55,8 @@ NOT_LEADER: ErrorCode
 STALE_EPOCH: ErrorCode
 CORRUPT_DATA: ErrorCode
 INTERNAL: ErrorCode
+UNAUTHENTICATED: ErrorCode
+FORBIDDEN: ErrorCode
 
 class TopicConfig(_message.Message):
     __slots__ = ("topic", "read_queues", "write_queues", "perm", "order", "attributes")
