@@ -11,6 +11,7 @@ from orbitmq.client.message import Message, SendReceipt
 from orbitmq.client.producer import Producer
 from orbitmq.client.pull_consumer import PullConsumer
 from orbitmq.client.routes import MessageQueue, select_by_hash
+from orbitmq.common.credentials import Credentials
 
-__all__ = ["Admin", "ConsumeStatus", "Message", "MessageModel", "MessageQueue", "OrbitError", "Producer",
+__all__ = ["Admin", "ConsumeStatus", "Credentials", "Message", "MessageModel", "MessageQueue", "OrbitError", "Producer",
            "PullConsumer", "PushConsumer", "SendReceipt", "select_by_hash"]

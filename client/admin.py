@@ -40,8 +40,8 @@ class QueueProgress:
 class Admin:
     """Administration client; use as a context manager or call `close()`."""
 
-    def __init__(self, namesrv: str | list[str], rpc_timeout_s: float = 10.0) -> None:
-        self.transport = Transport(namesrv, route_refresh_s=1.0, rpc_timeout_s=rpc_timeout_s)
+    def __init__(self, namesrv: str | list[str], rpc_timeout_s: float = 10.0, credentials: Any = None) -> None:
+        self.transport = Transport(namesrv, route_refresh_s=1.0, rpc_timeout_s=rpc_timeout_s, credentials=credentials)
 
     def __enter__(self) -> Admin:
         return self

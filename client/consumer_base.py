@@ -69,7 +69,7 @@ class ConsumerBase:
                  rebalance_interval_s: float = 1.0, commit_interval_s: float = 1.0, consume_from: str = "first",
                  max_cached_per_queue: int = 1000, offset_file: str | Path | None = None,
                  route_refresh_s: float = 30.0, rpc_timeout_s: float = 5.0,
-                 on_rebalance: Callable[[list[MessageQueue]], None] | None = None) -> None:
+                 on_rebalance: Callable[[list[MessageQueue]], None] | None = None, credentials: Any = None) -> None:
         if not isinstance(group, str) or not group:
             raise errors.BadRequestError("a consumer group name is required")
         if consume_from not in ("first", "last"):
@@ -78,7 +78,8 @@ class ConsumerBase:
             raise ValueError("need pull_batch >= 1, long_poll_ms >= 0, intervals > 0")
         self.group = group
         self.model = MessageModel(model)
-        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=rpc_timeout_s)
+        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=rpc_timeout_s,
+                                   credentials=credentials)
         self.client_id = make_client_id(instance_name)
         self.pull_batch = pull_batch
         self.long_poll_ms = long_poll_ms

@@ -49,10 +49,11 @@ class Producer:
     def __init__(self, namesrv: str | list[str], *, send_timeout_s: float = 3.0, retries: int = 2,
                  selector: Selector | None = None, route_refresh_s: float = 30.0,
                  batch_max_messages: int = 256, batch_max_bytes: int = 1 << 20, linger_ms: float = 5.0,
-                 max_in_flight: int = 16) -> None:
+                 max_in_flight: int = 16, credentials: Any = None) -> None:
         if send_timeout_s <= 0 or retries < 0 or max_in_flight < 1:
             raise ValueError("need send_timeout_s > 0, retries >= 0, max_in_flight >= 1")
-        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=send_timeout_s)
+        self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=send_timeout_s,
+                                   credentials=credentials)
         self.send_timeout_s = send_timeout_s
         self.retries = retries
         self.selector = selector

@@ -51,8 +51,12 @@ def parse_namesrv(namesrv: str | list[str] | tuple[str, ...]) -> list[str]:
 class Transport:
     """Channels and stubs by address, plus the route cache of one client object."""
 
-    def __init__(self, namesrv: str | list[str], route_refresh_s: float = 30.0, rpc_timeout_s: float = 10.0) -> None:
+    def __init__(self, namesrv: str | list[str], route_refresh_s: float = 30.0, rpc_timeout_s: float = 10.0,
+                 credentials: Any = None) -> None:
+        """`credentials`: `Credentials(access_key, secret)` or a pair: every call is signed as that user."""
+        from orbitmq.common.credentials import of
         self.namesrv = parse_namesrv(namesrv)
+        self.credentials = of(credentials)
         self.route_refresh_s = route_refresh_s
         self.rpc_timeout_s = rpc_timeout_s
         self._lock = threading.Lock()
@@ -75,7 +79,11 @@ class Transport:
                     raise errors.ClientClosedError("client is closed")
                 ch = self._channels.get(addr)
                 if ch is None:
-                    ch = self._channels[addr] = grpc.insecure_channel(dial_map.resolve(addr), options=CHANNEL_OPTIONS)
+                    ch = grpc.insecure_channel(dial_map.resolve(addr), options=CHANNEL_OPTIONS)
+                    if self.credentials is not None:
+                        from orbitmq.common.request_auth_grpc import signed_channel
+                        ch = signed_channel(ch, self.credentials)
+                    self._channels[addr] = ch
         return ch
 
     def broker(self, addr: str) -> broker_pb2_grpc.BrokerStub:

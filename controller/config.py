@@ -66,6 +66,10 @@ class ControllerConfig:
     cluster_secret_file: str = _doc("", "file with the cluster secret: brokers' calls about themselves and "
                                     "admin writes (elect, clean) must be signed with it (brokers' and admin "
                                     "tools' cluster_secret_file). Empty: anyone may make them")
+    auth_admin_file: str = _doc("", "file with ACCESS_KEY:SECRET of an admin user the leader creates if that "
+                                "access key does not exist (or $ORBITMQ_AUTH_ADMIN); manages users and ACLs")
+    auth_max_skew_s: float = _doc(900.0, "a signed admin request dated farther than this from this node's "
+                                  "clock is refused")
     metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
     log_level: str = _doc("INFO", "DEBUG, INFO, WARNING or ERROR")
     dial_map: dict[str, str] = _doc({}, "[dial_map] table: advertised host:port -> host:port to dial (peers' Raft "
@@ -100,6 +104,14 @@ class ControllerConfig:
 
         self.raft_password()   # a missing, unreadable or weak secret fails at start, naming the file
         check_secret_file(self.cluster_secret_file)
+        if self.auth_admin_file:
+            from orbitmq.common.credentials import load_file
+            try:
+                load_file(self.auth_admin_file)
+            except ValueError as e:
+                raise ConfigError(f"auth_admin_file {e}") from None
+        if self.auth_max_skew_s <= 0:
+            raise ConfigError("auth_max_skew_s must be > 0")
         if self.peers and self.insecure_raft:
             outside = [a for a in [self.raft_addr, *self.peers] if not is_loopback(split_addr(a)[0])]
             if outside:

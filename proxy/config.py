@@ -35,6 +35,15 @@ class ProxyConfig:
                "of its topic (a producer's orphaned_transaction_recovery_duration wins for the first check)"})
     tx_max_checks: int = field(default=15, metadata={"doc": "checks before an unresolved transaction is rolled back"})
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG, INFO, WARNING or ERROR"})
+    auth_enabled: bool = field(default=False, metadata={
+        "doc": "require signed requests (the clients' Credentials) and check ACL policies; users and policies "
+               "come from `controllers` (needs cluster_secret_file)"})
+    controllers: list[str] = field(default_factory=list, metadata={"doc": "controller addresses (users and ACLs)"})
+    cluster_secret_file: str = field(default="", metadata={
+        "doc": "file with the cluster secret: fetches users from the controllers, signs calls to brokers"})
+    auth_max_skew_s: float = field(default=900.0, metadata={
+        "doc": "refuse a signed request dated farther than this from the proxy's clock (UTC or its local time)"})
+    auth_refresh_s: float = field(default=2.0, metadata={"doc": "fetch user and ACL changes this often"})
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError
@@ -54,6 +63,10 @@ class ProxyConfig:
             raise ConfigError("max_attempts, default_queues and max_message_size must be >= 1")
         for g in self.groups:
             parse_group_spec(g)
+        if self.auth_enabled and (not self.controllers or not self.cluster_secret_file):
+            raise ConfigError("auth_enabled needs controllers (users and ACLs live there) and cluster_secret_file")
+        from orbitmq.common.node_auth import check_secret_file
+        check_secret_file(self.cluster_secret_file)
 
 
 def parse_group_spec(spec: str) -> tuple[str, bool, int | None]:

@@ -34,8 +34,10 @@ async def serve(config: ProxyConfig) -> None:
     """Run until SIGTERM/SIGINT."""
     backend = make_backend(config)
     await backend.open()
+    from orbitmq.proxy.auth import start_auth
+    auth, auth_cache = await start_auth(config)   # request signatures + ACL when auth_enabled
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", config.max_message_size + (1 << 20)),
-                                      ("grpc.max_send_message_length", -1)])
+                                      ("grpc.max_send_message_length", -1)], interceptors=[auth] if auth else None)
     service = MessagingService(config, backend)
     sg.add_MessagingServiceServicer_to_server(service, server)
     if server.add_insecure_port(config.listen) == 0:
@@ -47,7 +49,7 @@ async def serve(config: ProxyConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("proxy listening %s", kv(addr=config.listen, mode=config.mode))
+    log.info("proxy listening %s", kv(addr=config.listen, mode=config.mode, auth=config.auth_enabled))
     try:
         await stop.wait()
     finally:
@@ -55,5 +57,7 @@ async def serve(config: ProxyConfig) -> None:
         for t in bg:
             t.cancel()
         await server.stop(grace=1.0)
+        if auth_cache is not None:
+            await auth_cache.stop()
         await backend.close()
         log.info("proxy stopped")
