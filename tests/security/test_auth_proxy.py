@@ -147,3 +147,18 @@ def test_no_right_on_topic_forbidden(cl, clients):
     assert r.status.code == Code.FORBIDDEN and "no policy allows" in r.status.message, r.status
     p = clients(rocketmq.Producer(config(cl, *DAVE), ("orders",)))
     failure(lambda: p.send(message("audit", b"x")))
+
+
+def test_orbitmq_client_proxy_mode_with_credentials(cl):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("proxy_mode_auth_scenario.py")
+    r = subprocess.run([sys.executable, str(script), cl.proxy, *DAVE, "orders"], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out.get("offset", -1) >= 0, out
+    assert out["wrong_secret"] == "UnauthenticatedError", out
