@@ -16,7 +16,7 @@ ADMIN = ("root", "root-secret-0123456789")
 
 
 class AuthCluster:
-    def __init__(self, root: Path, proxy: bool = False, broker_auth: bool = True) -> None:
+    def __init__(self, root: Path, proxy: bool = False, broker_auth: bool = True, plain_broker: bool = False) -> None:
         self.root = root
         self.children: list[proc.Child] = []
         self.secret = str(write_secret_file(root / "cluster.secret"))
@@ -27,6 +27,7 @@ class AuthCluster:
         self.broker = f"127.0.0.1:{net.free_port()}"
         self.proxy = f"127.0.0.1:{net.free_port()}" if proxy else ""
         self.broker_auth = broker_auth
+        self.plain_broker = f"127.0.0.1:{net.free_port()}" if plain_broker else ""   # set broker-plain, auth off
 
     def _start(self, name: str, *args: str) -> proc.Child:
         child = proc.start(name, proc.orbitmq_argv(*args), log_path=self.root / f"{name}.log")
@@ -45,6 +46,10 @@ class AuthCluster:
                     "--store-dir", str(self.root / "broker"), "--set", s, "--set", f"auth_enabled={self.broker_auth}",
                     "--set", f"controllers={self.controller}", "--set", "auth_refresh_s=1.0")
         net.wait_for_port(self.broker, 60)
+        if self.plain_broker:
+            self._start("broker-plain", "broker", "--listen", self.plain_broker, "--namesrv", self.namesrv,
+                        "--store-dir", str(self.root / "broker-plain"), "--broker-set", "broker-plain", "--set", s)
+            net.wait_for_port(self.plain_broker, 60)
         if self.proxy:
             self._start("proxy", "proxy", "--mode", "cluster", "--namesrv", self.namesrv, "--listen", self.proxy,
                         "--set", s, "--set", "auth_enabled=true", "--set", f"controllers={self.controller}",
@@ -80,6 +85,6 @@ class AuthCluster:
         return "\n".join(f"--- {c.name} ---\n{c.log_tail(n)}" for c in self.children)
 
     def stop(self) -> None:
-        brokers = [c for c in self.children if c.name in ("proxy", "broker")]
+        brokers = [c for c in self.children if c.name in ("proxy", "broker", "broker-plain")]
         proc.stop_all(brokers)
         proc.stop_all([c for c in self.children if c not in brokers])

@@ -30,9 +30,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-rate", type=int, default=1000, help="msgs/s of the latency phase")
     p.add_argument("--latency-seconds", type=float, default=4.0)
     p.add_argument("--flush-mode", default="async", choices=["async", "sync"])
+    add_auth_arguments(p)
+
+
+def add_auth_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--auth", action="store_true", help="signed (auth_enabled broker, ACL) vs unsigned sends side "
+                   "by side, instead of the phases above (bench/produce_auth.py)")
+    p.add_argument("--rounds", type=int, default=3, help="--auth: alternating plain/signed rounds (median)")
 
 
 def run(args: argparse.Namespace) -> dict:
+    if getattr(args, "auth", False):
+        from orbitmq.bench.produce_auth import run_auth
+        return run_auth(args)
     from orbitmq.client import Message, Producer
 
     topic = "BenchProduce"
