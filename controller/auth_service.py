@@ -21,6 +21,7 @@ from orbitmq.common.error_codes import ErrorCode
 from orbitmq.common.grpc_errors import abort
 from orbitmq.common.logs import kv
 from orbitmq.common.node_auth_grpc import payload_of
+from orbitmq.common.request_auth_server import local_offset_s
 from orbitmq.controller import auth_state as au
 from orbitmq.protos import controller_pb2 as pb
 
@@ -28,12 +29,6 @@ log = logging.getLogger("orbitmq.controller.auth")
 
 ADMIN_ENV = "ORBITMQ_AUTH_ADMIN"
 SERVICE = pb.DESCRIPTOR.services_by_name["Controller"].full_name
-
-
-def local_offset_s(now: float) -> float:
-    """This machine's local time minus UTC, in seconds (official clients sign local wall time)."""
-    lt = time.localtime(now)
-    return float(lt.tm_gmtoff or 0)
 
 
 def _entries(state: au.AuthState, access_key: str = "") -> list[pb.CtlAclEntry]:
