@@ -52,9 +52,17 @@ class Refuser(Protocol):
     async def abort(self, context: grpc.aio.ServicerContext, r: Refusal) -> None: ...
 
 
+_offset_cache: list = [None, 0.0]   # (minute, offset)
+
+
 def local_offset_s(now: float) -> float:
-    """This machine's local time minus UTC (official clients sign their local wall time)."""
-    return float(time.localtime(now).tm_gmtoff or 0)
+    """This machine's local time minus UTC (official clients sign their local wall time); looked up
+    once a minute."""
+    minute = int(now // 60)
+    if _offset_cache[0] != minute:
+        _offset_cache[1] = float(time.localtime(now).tm_gmtoff or 0)
+        _offset_cache[0] = minute
+    return _offset_cache[1]
 
 
 class RequestAuthInterceptor(grpc.aio.ServerInterceptor):
@@ -70,6 +78,24 @@ class RequestAuthInterceptor(grpc.aio.ServerInterceptor):
         self.max_skew_s = max_skew_s
         self.what = what
         self.stats = {"accepted": 0, "unauthenticated": 0, "forbidden": 0, "node": 0}
+        self._verdicts: dict[tuple[str, Need], acl.Verdict] = {}   # for `_verdicts_of` (one snapshot)
+        self._verdicts_of: Any = None
+
+    def _decide(self, snap: acl.Snapshot, ak: str, need: Need) -> acl.Verdict:
+        """`acl.decide` for a need, remembered for this snapshot (the same calls repeat)."""
+        if self._verdicts_of is not snap:
+            self._verdicts, self._verdicts_of = {}, snap
+        v = self._verdicts.get((ak, need))
+        if v is None:
+            v = acl.decide(snap, ak, need.checks, need.admin_only)
+            if v.allowed and need.any_checks:
+                tries = [acl.decide(snap, ak, [c]) for c in need.any_checks]
+                if not any(t.allowed for t in tries):
+                    v = tries[0]
+            if len(self._verdicts) >= 10_000:
+                self._verdicts.clear()
+            self._verdicts[(ak, need)] = v
+        return v
 
     async def check(self, method: str, request: Any, md: dict[str, str], peer: str) -> Refusal | None:
         header = md.get(node_auth.HEADER)
@@ -98,11 +124,7 @@ class RequestAuthInterceptor(grpc.aio.ServerInterceptor):
                 ak = request_auth.verify(md, snap.secret_of, now, self.max_skew_s, local_offset_s(now))
             except request_auth.AuthFailure as e2:
                 return self._refused(False, f"authentication failed: {e2}", method, peer, e2.access_key)
-        verdict = acl.decide(snap, ak, need.checks, need.admin_only)
-        if verdict.allowed and need.any_checks:
-            tries = [acl.decide(snap, ak, [c]) for c in need.any_checks]
-            if not any(v.allowed for v in tries):
-                verdict = tries[0]
+        verdict = self._decide(snap, ak, need)
         if not verdict.allowed:
             return self._refused(True, f"not authorised: {verdict.reason}", method, peer, ak)
         self.stats["accepted"] += 1

@@ -117,3 +117,33 @@ def test_round_trip_any_key(ak, sk, t):
 def test_garbage_metadata_never_crashes_never_passes(md):
     with pytest.raises(ra.AuthFailure):
         ra.verify(md, KEYS.get, time.time())
+
+
+def test_verified_headers_remembered_only_while_the_secret_and_date_hold():
+    keys = {"carol": "carol-secret-1"}
+    md = dict(ra.signing_metadata("carol", keys["carol"], NOW))
+    assert ra.verify(md, keys.get, NOW) == "carol"
+    assert ra.verify(md, keys.get, NOW + 1) == "carol"              # the same header again
+    keys["carol"] = "rotated-secret-2"
+    with pytest.raises(ra.AuthFailure) as e:
+        ra.verify(md, keys.get, NOW)
+    assert e.value.kind == ra.Failure.BAD_SIGNATURE
+    keys["carol"] = "carol-secret-1"
+    assert ra.verify(md, keys.get, NOW) == "carol"
+    with pytest.raises(ra.AuthFailure) as e:
+        ra.verify(md, keys.get, NOW + 901)                          # the remembered date went stale
+    assert e.value.kind == ra.Failure.STALE_DATE
+    del keys["carol"]
+    with pytest.raises(ra.AuthFailure) as e:
+        ra.verify(md, keys.get, NOW)
+    assert e.value.kind == ra.Failure.UNKNOWN_KEY
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=16, max_size=16))
+def test_parse_date_rejects_or_round_trips(s):
+    try:
+        t = ra.parse_date(s)
+    except ValueError:
+        return
+    assert ra.format_date(t) == s or s[13:15] in ("60", "61")
