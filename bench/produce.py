@@ -5,7 +5,8 @@ Starts a name server, a broker and a gRPC echo helper (each its own process), th
 explicit `send_batch` (msgs/s, MB/s); end-to-end latency p50/p99 at a fixed rate with a push
 consumer in another process; and `grpc_empty_call_per_s`, an empty unary call to the echo process
 with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s (target >= 0.5).
-Every phase is bounded by --messages and --seconds.
+Every phase is bounded by --messages and --seconds. `--auth` measures signed (auth_enabled broker)
+and unsigned sends side by side instead (bench/produce_auth.py, `auth_vs_plain_sync`).
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_auth_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth", action="store_true", help="signed (auth_enabled broker, ACL) vs unsigned sends side "
-                   "by side, instead of the phases above (bench/produce_auth.py)")
-    p.add_argument("--rounds", type=int, default=3, help="--auth: alternating plain/signed rounds (median)")
+                   "by side, instead of the phases above (bench/produce_auth.py); with --tls, both comparisons")
+    if "--rounds" not in p._option_string_actions:   # shared with --tls (bench/produce_tls.py)
+        p.add_argument("--rounds", type=int, default=3, help="--auth/--tls: rounds (--auth: alternating "
+                       "plain/signed rounds, medians)")
 
 
 def run(args: argparse.Namespace) -> dict:
-    if getattr(args, "auth", False):
-        from orbitmq.bench.produce_auth import run_auth
+    if getattr(args, "auth", False):   # before --tls: `--tls --auth` runs both (bench/produce_auth.py)
+        from orbitmq.bench.produce_auth import run as run_auth
         return run_auth(args)
     from orbitmq.client import Message, Producer
 

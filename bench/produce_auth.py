@@ -19,6 +19,17 @@ from orbitmq.bench.harness import rate
 USER = ("bench", "bench-secret-123")
 
 
+def run(args) -> dict:
+    """`--auth`; with `--tls` too (bench/produce_tls.py, when present), the TLS comparison first and
+    then this one, in one JSON object (`tls`: its figures)."""
+    out: dict = {}
+    if getattr(args, "tls", False):
+        from orbitmq.bench.produce_tls import run_tls
+        out["tls"] = run_tls(args)
+    out.update(run_auth(args))
+    return out
+
+
 def run_auth(args) -> dict:
     from orbitmq.bench.auth_cluster import ADMIN, AuthCluster
     from orbitmq.client import Admin, Message, Producer
