@@ -33,10 +33,10 @@ async def start_auth(cfg: Any, what: str = "broker") -> tuple[RequestAuthInterce
     """(interceptor, cache) when `cfg.auth_enabled`, else (None, None). The cache is started."""
     if not cfg.auth_enabled:
         return None, None
-    from orbitmq.controller.auth_cache import AuthCache
+    from orbitmq.controller.auth_cache import AuthCache, tls_of
 
     secret = load_secret(cfg.cluster_secret_file)
-    cache = AuthCache(cfg.controllers, secret, cfg.auth_refresh_s)
+    cache = AuthCache(cfg.controllers, secret, cfg.auth_refresh_s, tls_of(cfg))
     await cache.start()
     log.info("request authentication on: users and ACLs from %s (version %d)", ",".join(cfg.controllers),
              cache.snapshot.version)

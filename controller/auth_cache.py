@@ -24,6 +24,16 @@ log = logging.getLogger("orbitmq.auth")
 MIN_FORCED_GAP_S = 0.5
 
 
+def tls_of(cfg: object) -> object | None:
+    """How this process dials the controllers: its own TLS settings (common/tls.py, once TLS is in
+    the tree; None before, which leaves ControllerClient's default)."""
+    try:
+        from orbitmq.common.tls import from_config
+    except ImportError:
+        return None
+    return from_config(cfg)
+
+
 def snapshot_of(reply: pb.CtlAuthSnapshotReply) -> acl.Snapshot:
     users = {u.access_key: acl.User(u.access_key, u.secret, u.admin) for u in reply.users}
     policies: dict[str, list[acl.Entry]] = {}
@@ -40,8 +50,11 @@ def snapshot_of(reply: pb.CtlAuthSnapshotReply) -> acl.Snapshot:
 class AuthCache:
     """`snapshot` is always usable; `await start()`, `await stop()`, `await refresh_unknown(ak)`."""
 
-    def __init__(self, controllers: Sequence[str], cluster_secret: bytes | None, refresh_s: float = 2.0) -> None:
-        self.client = ControllerClient(controllers, rpc_timeout_s=2.0, retry_deadline_s=2.0, secret=cluster_secret)
+    def __init__(self, controllers: Sequence[str], cluster_secret: bytes | None, refresh_s: float = 2.0,
+                 tls: object | None = None) -> None:
+        kw = {"tls": tls} if tls is not None else {}
+        self.client = ControllerClient(controllers, rpc_timeout_s=2.0, retry_deadline_s=2.0, secret=cluster_secret,
+                                       **kw)
         self.refresh_s = refresh_s
         self.snapshot = acl.Snapshot()
         self.fetched = False

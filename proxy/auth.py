@@ -43,9 +43,9 @@ async def start_auth(cfg: Any) -> tuple[RequestAuthInterceptor | None, Any]:
     """(interceptor, started cache) when `cfg.auth_enabled`, else (None, None)."""
     if not cfg.auth_enabled:
         return None, None
-    from orbitmq.controller.auth_cache import AuthCache
+    from orbitmq.controller.auth_cache import AuthCache, tls_of
 
     secret = load_secret(cfg.cluster_secret_file)
-    cache = AuthCache(cfg.controllers, secret, cfg.auth_refresh_s)
+    cache = AuthCache(cfg.controllers, secret, cfg.auth_refresh_s, tls_of(cfg))
     await cache.start()
     return RequestAuthInterceptor(cache, need_of, ProxyRefuser(), secret, cfg.auth_max_skew_s, "proxy"), cache
