@@ -3,18 +3,22 @@ sends, side by side in one run.
 
 Starts a controller (users and ACLs), a name server and two brokers of two sets: `broker-a` with
 `auth_enabled` and `broker-plain` without. The same Producer code sends 1 message per call (sync)
-and `--batch` messages per call, alternating plain and signed phases for `--rounds` rounds; each
-figure is the median over rounds. `auth_vs_plain_sync` = signed sync sends/s over plain ones.
+and `--batch` messages per call, alternating plain and signed phases (and their order) for
+`--rounds` rounds; each figure is the median over rounds. `auth_vs_plain_sync` = signed sync
+sends/s over plain ones; because throughput on a shared machine moves with everyone else's load,
+each phase also gives CPU microseconds per message (this process + that mode's broker, from /proc)
+and `auth_vs_plain_cpu_*` = plain CPU per message over signed CPU per message.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
-
-from orbitmq.bench.harness import rate
 
 USER = ("bench", "bench-secret-123")
 
@@ -28,6 +32,28 @@ def run(args) -> dict:
         out["tls"] = run_tls(args)
     out.update(run_auth(args))
     return out
+
+
+def _proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+
+
+def _phase(fn: Callable[[], None], per_call: int, seconds: float, limit: int, broker_pid: int) -> tuple[float, float]:
+    """(messages/s, CPU microseconds per message of this process + the broker) of `fn` run for
+    `seconds` or `limit` messages after a short warm-up. CPU per message moves far less than
+    throughput with the load of other processes on a shared machine."""
+    for _ in range(3):
+        fn()
+    n = 0
+    b0, c0, t0 = _proc_cpu_s(broker_pid), time.process_time(), time.perf_counter()
+    while n < limit and time.perf_counter() - t0 < seconds:
+        fn()
+        n += per_call
+    dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0 + _proc_cpu_s(broker_pid) - b0
+    return n / dt, cpu / n * 1e6
 
 
 def run_auth(args) -> dict:
@@ -57,28 +83,41 @@ def run_auth(args) -> dict:
                 except cerr.ForbiddenError:
                     return False
             proc.wait_until(allowed, 30, 0.3, "the bench user may send")
-            res: dict[str, list[float]] = {k: [] for k in ("plain_sync", "auth_sync", "plain_batch", "auth_batch")}
-            for _ in range(rounds):
-                for name, p, topic in (("plain", plain, "BenchPlain"), ("auth", signed, "BenchAuth")):
+            pids = {c.name: c.pid for c in cl.children}
+            res: dict[str, list[float]] = {}
+            cpu: dict[str, list[float]] = {}
+            for r in range(rounds):
+                modes = (("plain", plain, "BenchPlain", pids["broker-plain"]), ("auth", signed, "BenchAuth", pids["broker"]))
+                for name, p, topic, pid in (modes if r % 2 == 0 else modes[::-1]):
                     msg = Message(topic, body)
 
                     def one(p=p, msg=msg) -> None:
                         msg.msg_id = ""
                         p.send(msg)
-                    res[f"{name}_sync"].append(rate(one, args.seconds, args.messages))
                     batch = [Message(topic, body) for _ in range(args.batch)]
 
                     def many(p=p, batch=batch) -> None:
                         for m in batch:
                             m.msg_id = ""
                         p.send_batch(batch)
-                    res[f"{name}_batch"].append(rate(many, args.seconds, args.messages, per_call=args.batch, warmup=3))
+                    for kind, fn, per in (("sync", one, 1), ("batch", many, args.batch)):
+                        rate_, us = _phase(fn, per, args.seconds, args.messages, pid)
+                        res.setdefault(f"{name}_{kind}", []).append(rate_)
+                        cpu.setdefault(f"{name}_{kind}", []).append(us)
         med = {k: statistics.median(v) for k, v in res.items()}
+        mcpu = {k: statistics.median(v) for k, v in cpu.items()}
         out.update({
             "plain_sync_send_per_s": round(med["plain_sync"]), "auth_sync_send_per_s": round(med["auth_sync"]),
             "auth_vs_plain_sync": round(med["auth_sync"] / med["plain_sync"], 3),
             "plain_batch_msgs_per_s": round(med["plain_batch"]), "auth_batch_msgs_per_s": round(med["auth_batch"]),
             "auth_vs_plain_batch": round(med["auth_batch"] / med["plain_batch"], 3),
+            "plain_sync_cpu_us_per_msg": round(mcpu["plain_sync"], 1),
+            "auth_sync_cpu_us_per_msg": round(mcpu["auth_sync"], 1),
+            "plain_batch_cpu_us_per_msg": round(mcpu["plain_batch"], 1),
+            "auth_batch_cpu_us_per_msg": round(mcpu["auth_batch"], 1),
+            # plain CPU per message over signed CPU per message (1.0: signing and checking cost nothing)
+            "auth_vs_plain_cpu_sync": round(mcpu["plain_sync"] / mcpu["auth_sync"], 3),
+            "auth_vs_plain_cpu_batch": round(mcpu["plain_batch"] / mcpu["auth_batch"], 3),
             "rounds_sync_per_s": {k: [round(x) for x in v] for k, v in res.items() if k.endswith("sync")},
         })
         return out
