@@ -35,11 +35,12 @@ def cl(tmp_path_factory):
         c.admin_ok("user", "create", DAVE[0], "--secret", DAVE[1])
         c.admin_ok("acl", "set", "dave", "--resource", "TOPIC:orders", "--actions", "pub,sub")
         c.admin_ok("acl", "set", "dave", "--resource", "GROUP:g-auth", "--actions", "sub")
-        from rocketmq.grpc_protocol import Code
+        from rocketmq.grpc_protocol import Code, QueryAssignmentRequest, Resource
 
-        # wait until the proxy has dave's policy (it refreshes every second)
-        proc.wait_until(lambda: official_call(c, *DAVE, "QueryRoute", query_route("orders")).status.code == Code.OK,
-                        60, 0.3, "the proxy knows dave's policy")
+        # wait until the proxy has dave's whole policy (it refreshes every second): the group entry was set last
+        assignment = QueryAssignmentRequest(topic=Resource(name="orders"), group=Resource(name="g-auth"))
+        proc.wait_until(lambda: official_call(c, *DAVE, "QueryAssignment", assignment).status.code
+                        not in (Code.UNAUTHORIZED, Code.FORBIDDEN), 60, 0.3, "the proxy knows dave's policy")
         yield c
     except BaseException:
         print(c.logs())
