@@ -10,7 +10,8 @@ end-to-end latency p50/p99 at --latency-rate msgs/s (target p99 <= 1 ms) with a 
 another process, framed then gRPC; and `grpc_empty_call_per_s`, an empty unary call to the echo
 process with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s.
 Every phase is bounded by --messages and --seconds. `--tls` measures plaintext and TLS side by
-side instead (bench/produce_tls.py, `secure_vs_plain`).
+side instead (bench/produce_tls.py, `secure_vs_plain`); `--auth` signed (auth_enabled broker) and
+unsigned sends (bench/produce_auth.py, `auth_vs_plain_sync`), both with `--tls --auth`.
 """
 
 from __future__ import annotations
@@ -40,9 +41,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="auto", choices=["auto", "grpc"],
                    help="client protocol of the async and batch phases (auto: framed, announced by the broker)")
     p.add_argument("--no-grpc-latency", action="store_true", help="skip the gRPC end-to-end latency phase")
+    add_auth_arguments(p)
+
+
+def add_auth_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--auth", action="store_true", help="signed (auth_enabled broker, ACL) vs unsigned sends side "
+                   "by side, instead of the phases above (bench/produce_auth.py); with --tls, both comparisons")
+    if "--rounds" not in p._option_string_actions:   # shared with --tls (bench/produce_tls.py)
+        p.add_argument("--rounds", type=int, default=3, help="--auth/--tls: rounds (--auth: alternating "
+                       "plain/signed rounds, medians)")
 
 
 def run(args: argparse.Namespace) -> dict:
+    if getattr(args, "auth", False):   # before --tls: `--tls --auth` runs both (bench/produce_auth.py)
+        from orbitmq.bench.produce_auth import run as run_auth
+        return run_auth(args)
     if getattr(args, "tls", False):
         from orbitmq.bench.produce_tls import run_tls
         return run_tls(args)

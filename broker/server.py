@@ -63,6 +63,8 @@ class BrokerServer:
         self.registrar: Registrar | None = None
         self.obs: Observability | None = None
         self.limiter: InflightLimiter | None = None
+        self.auth: Any = None         # RequestAuthInterceptor when auth_enabled (broker/auth.py)
+        self.auth_cache: Any = None
         self.port = 0
         self.stopping = False
         self._tasks: list[asyncio.Task] = []
@@ -97,10 +99,13 @@ class BrokerServer:
         self._attach_dispatch_listener()
         limit = cfg.max_request_size + MiB
         self.obs = Observability("broker", cfg.metrics_listen)
+        from orbitmq.broker.auth import start_auth
+        self.auth, self.auth_cache = await start_auth(cfg)   # user request signatures + ACL (auth_enabled)
         self.limiter = InflightLimiter(cfg.max_inflight_per_connection, cfg.max_inflight_requests)
         self.grpc_server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0)], interceptors=[MalformedRequestGuard(), self.obs.observer, self.limiter])
+            ("grpc.so_reuseport", 0)], interceptors=[MalformedRequestGuard(), self.obs.observer, self.limiter,
+                                                     *([self.auth] if self.auth else [])])
         add_to_server(self.service, self.grpc_server)
         self.obs.attach(self.grpc_server, ["orbitmq.v1.Broker"], lambda: broker_rows(self))
         secret = load_secret(cfg.cluster_secret_file)
@@ -146,6 +151,8 @@ class BrokerServer:
             await self.grpc_server.stop(grace=2.0)
         with contextlib.suppress(Exception):
             await self.hooks.stop()
+        if self.auth_cache is not None:
+            await self.auth_cache.stop()
         if self.timer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.timer.stop)
         if self.store is not None:

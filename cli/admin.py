@@ -43,6 +43,8 @@ def _common() -> argparse.ArgumentParser:
     c = argparse.ArgumentParser(add_help=False)
     connection_flags(c, top_level=False)
     c.add_argument("--timeout", type=float, default=10.0, help="RPC timeout in seconds")
+    c.add_argument("--credentials-file", default="", help="ACCESS_KEY:SECRET to sign broker calls with when "
+                   "the brokers require signed requests (default $ORBITMQ_CREDENTIALS)")
     return c
 
 
@@ -111,6 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         hook = None
     if hook is not None:
         hook.register_admin(groups)
+    importlib.import_module("orbitmq.cli.admin_auth").register_admin(groups)   # `admin user|acl ...`
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -122,7 +125,9 @@ def _run(args: argparse.Namespace, body: Any) -> int:
     from orbitmq.client.errors import OrbitError
 
     try:
-        admin = Admin(args.namesrv, rpc_timeout_s=args.timeout)
+        from orbitmq.cli.admin_auth import admin_credentials
+        admin = Admin(args.namesrv, rpc_timeout_s=args.timeout,
+                      credentials=admin_credentials(getattr(args, "credentials_file", "")))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,7 +11,8 @@ from orbitmq.client.message import Message, SendReceipt
 from orbitmq.client.producer import Producer
 from orbitmq.client.pull_consumer import PullConsumer
 from orbitmq.client.routes import MessageQueue, select_by_hash
+from orbitmq.common.credentials import Credentials
 from orbitmq.common.tls import TlsConfig
 
-__all__ = ["Admin", "ConsumeStatus", "Message", "MessageModel", "MessageQueue", "OrbitError", "Producer",
-           "PullConsumer", "PushConsumer", "SendReceipt", "TlsConfig", "select_by_hash"]
+__all__ = ["Admin", "ConsumeStatus", "Credentials", "Message", "MessageModel", "MessageQueue", "OrbitError",
+           "Producer", "PullConsumer", "PushConsumer", "SendReceipt", "TlsConfig", "select_by_hash"]

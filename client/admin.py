@@ -42,9 +42,10 @@ class Admin:
     """Administration client; use as a context manager or call `close()`."""
 
     def __init__(self, namesrv: str | list[str], rpc_timeout_s: float = 10.0,
-                 tls: TlsConfig | str | bool | None = None) -> None:
-        """`tls`: as for `Producer` (None: $ORBITMQ_TLS_*)."""
-        self.transport = Transport(namesrv, route_refresh_s=1.0, rpc_timeout_s=rpc_timeout_s, tls=tls)
+                 tls: TlsConfig | str | bool | None = None, credentials: Any = None) -> None:
+        """`tls`: as for `Producer` (None: $ORBITMQ_TLS_*); `credentials`: sign every call as that user."""
+        self.transport = Transport(namesrv, route_refresh_s=1.0, rpc_timeout_s=rpc_timeout_s, tls=tls,
+                                   credentials=credentials)
 
     def __enter__(self) -> Admin:
         return self

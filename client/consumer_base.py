@@ -71,7 +71,8 @@ class ConsumerBase:
                  max_cached_per_queue: int = 1000, offset_file: str | Path | None = None,
                  route_refresh_s: float = 30.0, rpc_timeout_s: float = 5.0,
                  on_rebalance: Callable[[list[MessageQueue]], None] | None = None,
-                 tls: TlsConfig | str | bool | None = None, protocol: str | None = None) -> None:
+                 tls: TlsConfig | str | bool | None = None, protocol: str | None = None,
+                 credentials: Any = None) -> None:
         if not isinstance(group, str) or not group:
             raise errors.BadRequestError("a consumer group name is required")
         if consume_from not in ("first", "last"):
@@ -81,7 +82,7 @@ class ConsumerBase:
         self.group = group
         self.model = MessageModel(model)
         self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=rpc_timeout_s, tls=tls,
-                                   protocol=protocol)
+                                   protocol=protocol, credentials=credentials)
         self.client_id = make_client_id(instance_name)
         self.pull_batch = pull_batch
         self.long_poll_ms = long_poll_ms

@@ -185,6 +185,16 @@ class NoRouteError(OrbitError):
     stale_route = True
 
 
+class UnauthenticatedError(OrbitError):
+    """The request's signature was refused: missing, unknown access key, wrong secret or stale date."""
+    code = "UNAUTHENTICATED"
+
+
+class ForbiddenError(OrbitError):
+    """The signed user may not do this (its ACL policy denies it, or allows nothing that matches)."""
+    code = "FORBIDDEN"
+
+
 class ClientClosedError(OrbitError):
     """The client was shut down."""
     code = "CLIENT_CLOSED"
@@ -196,7 +206,7 @@ BY_CODE: dict[str, type[OrbitError]] = {
         TopicNotFoundError, GroupNotFoundError, NoPermissionError, NotMasterError, ReplicationTimeoutError,
         FencedError, InSyncReplicasNotEnoughError, FlushTimeoutError, OffsetMovedError, MessageNotFoundError,
         BrokerBusyError, TooManyRequestsError, DiskFullError, NotLeaderError, StaleEpochError, CorruptDataError,
-        InternalError)
+        InternalError, UnauthenticatedError, ForbiddenError)
 }
 
 _BY_STATUS: dict[grpc.StatusCode, type[OrbitError]] = {

@@ -53,14 +53,15 @@ class Producer:
                  selector: Selector | None = None, route_refresh_s: float = 30.0,
                  batch_max_messages: int = 256, batch_max_bytes: int = 1 << 20, linger_ms: float = 5.0,
                  max_in_flight: int = 16, tls: TlsConfig | str | bool | None = None,
-                 protocol: str | None = None) -> None:
+                 protocol: str | None = None, credentials: Any = None) -> None:
         """`tls`: TLS to brokers and name servers: a `TlsConfig`, a CA file path, False (plaintext)
         or None (the process default: $ORBITMQ_TLS_CA, $ORBITMQ_TLS_CERT, $ORBITMQ_TLS_KEY).
-        `protocol`: "auto" (the framed protocol where a broker announces it) or "grpc"."""
+        `protocol`: "auto" (the framed protocol where a broker announces it) or "grpc".
+        `credentials`: `Credentials(access_key, secret)` or a pair: every call is signed as that user."""
         if send_timeout_s <= 0 or retries < 0 or max_in_flight < 1:
             raise ValueError("need send_timeout_s > 0, retries >= 0, max_in_flight >= 1")
         self.transport = Transport(namesrv, route_refresh_s=route_refresh_s, rpc_timeout_s=send_timeout_s, tls=tls,
-                                   protocol=protocol)
+                                   protocol=protocol, credentials=credentials)
         self.send_timeout_s = send_timeout_s
         self.retries = retries
         self.selector = selector

@@ -43,7 +43,8 @@ _ERRORS: dict[str, type[errors.OrbitError]] = {
     "TOPIC_NOT_FOUND": errors.TopicNotFoundError, "ILLEGAL_TOPIC": errors.BadTopicNameError,
     "MESSAGE_BODY_EMPTY": errors.BodyEmptyError, "MESSAGE_BODY_TOO_LARGE": errors.BodyTooLargeError,
     "ILLEGAL_MESSAGE_TAG": errors.BadTagError, "ILLEGAL_MESSAGE_KEY": errors.BadKeyError,
-    "FORBIDDEN": errors.NoPermissionError, "HA_NOT_AVAILABLE": errors.NotMasterError,
+    "FORBIDDEN": errors.ForbiddenError, "UNAUTHORIZED": errors.UnauthenticatedError,
+    "HA_NOT_AVAILABLE": errors.NotMasterError,
     "PROXY_TIMEOUT": errors.UnavailableError, "CONSUMER_GROUP_NOT_FOUND": errors.GroupNotFoundError,
 }
 
@@ -58,9 +59,12 @@ def check(status: d.Status) -> None:
 
 
 class _Conn:
-    def __init__(self, endpoint: str, namespace: str, timeout_s: float, tls: Any = None) -> None:
-        self.channel = tls_channel(endpoint, tls, options=[("grpc.max_receive_message_length", -1),
-                                                           ("grpc.max_send_message_length", -1)])
+    def __init__(self, endpoint: str, namespace: str, timeout_s: float, tls: Any = None,
+                 credentials: Any = None) -> None:
+        from orbitmq.common.request_auth_grpc import signed_channel
+        self.channel = signed_channel(tls_channel(endpoint, tls, options=[("grpc.max_receive_message_length", -1),
+                                                                          ("grpc.max_send_message_length", -1)]),
+                                      credentials)
         self.stub = sg.MessagingServiceStub(self.channel)
         self.namespace = namespace
         self.timeout_s = timeout_s
@@ -84,9 +88,10 @@ class ProxyProducer:
     """`Producer`'s send API through a proxy endpoint (host:port)."""
 
     def __init__(self, endpoint: str, *, send_timeout_s: float = 3.0, retries: int = 2, namespace: str = "",
-                 tls: Any = None) -> None:
-        """`tls`: TLS to the proxy, as `Producer`'s (a TlsConfig, a CA file, False, None: $ORBITMQ_TLS_*)."""
-        self.conn = _Conn(endpoint, namespace, send_timeout_s, tls)
+                 tls: Any = None, credentials: Any = None) -> None:
+        """`tls`: TLS to the proxy, as `Producer`'s (a TlsConfig, a CA file, False, None: $ORBITMQ_TLS_*).
+        `credentials`: `Credentials(access_key, secret)` or a pair; every call is signed (proxy auth)."""
+        self.conn = _Conn(endpoint, namespace, send_timeout_s, tls, credentials)
         self.retries = retries
         self._ids = MsgIdGenerator()
         self._pool: ThreadPoolExecutor | None = None
@@ -175,11 +180,11 @@ class ProxyPushConsumer:
 
     def __init__(self, group: str, endpoint: str, *, threads: int = 4, consume_batch: int = 1, batch: int = 32,
                  invisible_s: float = 30.0, reconsume_delay_s: float = 1.0, long_poll_s: float = 20.0,
-                 namespace: str = "", tls: Any = None) -> None:
+                 namespace: str = "", tls: Any = None, credentials: Any = None) -> None:
         if threads < 1 or consume_batch < 1 or not 1 <= batch <= 64:
             raise ValueError("need threads >= 1, consume_batch >= 1, 1 <= batch <= 64")
         self.group = group
-        self.conn = _Conn(endpoint, namespace, 10.0, tls)
+        self.conn = _Conn(endpoint, namespace, 10.0, tls, credentials)
         self.threads, self.consume_batch, self.batch = threads, consume_batch, batch
         self.invisible_s, self.reconsume_delay_s, self.long_poll_s = invisible_s, reconsume_delay_s, long_poll_s
         self._subs: dict[str, str] = {}

@@ -63,15 +63,20 @@ class Transport:
 
     def __init__(self, namesrv: str | list[str], route_refresh_s: float = 30.0, rpc_timeout_s: float = 10.0,
                  tls: TlsConfig | str | bool | None = None, protocol: str | None = None,
-                 remoting_ssl: Any = None) -> None:
+                 remoting_ssl: Any = None, credentials: Any = None) -> None:
         """`tls`: a TlsConfig, a CA file path, False (plaintext) or None (the process default,
         $ORBITMQ_TLS_CA / _CERT / _KEY; common/tls.py `resolve`). `protocol`: "auto" (the framed
         protocol where a broker announces it) or "grpc" (always); default: $ORBITMQ_CLIENT_PROTOCOL,
         else auto. `remoting_ssl`: an ssl.SSLContext for framed connections (default: made from
-        `tls` when TLS is on)."""
+        `tls` when TLS is on). `credentials`: `Credentials(access_key, secret)` or a pair: every
+        call is signed as that user (over gRPC: the framed protocol carries no signatures yet)."""
+        from orbitmq.common.credentials import of
         protocol = protocol or os.environ.get(PROTOCOL_ENV) or "auto"
         if protocol not in ("auto", "grpc"):
             raise ValueError(f"protocol must be auto or grpc, got {protocol!r}")
+        self.credentials = of(credentials)
+        if self.credentials is not None:
+            protocol = "grpc"
         self.protocol = protocol
         self.remoting_ssl = remoting_ssl
         self._remoting_addr: dict[str, str] = {}           # broker gRPC address -> its framed address
@@ -102,7 +107,11 @@ class Transport:
                     raise errors.ClientClosedError("client is closed")
                 ch = self._channels.get(addr)
                 if ch is None:
-                    ch = self._channels[addr] = tls_channel(dial_map.resolve(addr), self.tls, CHANNEL_OPTIONS)
+                    ch = tls_channel(dial_map.resolve(addr), self.tls, CHANNEL_OPTIONS)
+                    if self.credentials is not None:
+                        from orbitmq.common.request_auth_grpc import signed_channel
+                        ch = signed_channel(ch, self.credentials)
+                    self._channels[addr] = ch
         return ch
 
     def _error(self, e: grpc.RpcError, addr: str) -> errors.OrbitError:

@@ -38,6 +38,8 @@ class ErrorCode(enum.StrEnum):
     INTERNAL = "INTERNAL"
     TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
     DISK_FULL = "DISK_FULL"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
 
 
 def _check_against_proto() -> None:

@@ -29,6 +29,7 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.BROKER_BUSY: _S.RESOURCE_EXHAUSTED, ErrorCode.NOT_LEADER: _S.UNAVAILABLE,
     ErrorCode.OFFSET_MOVED: _S.OUT_OF_RANGE, ErrorCode.CORRUPT_DATA: _S.DATA_LOSS, ErrorCode.INTERNAL: _S.INTERNAL,
     ErrorCode.TOO_MANY_REQUESTS: _S.RESOURCE_EXHAUSTED, ErrorCode.DISK_FULL: _S.RESOURCE_EXHAUSTED,
+    ErrorCode.UNAUTHENTICATED: _S.UNAUTHENTICATED, ErrorCode.FORBIDDEN: _S.PERMISSION_DENIED,
 }
 assert set(STATUS_OF) == set(ErrorCode), "every ErrorCode needs a gRPC status"
 

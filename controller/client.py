@@ -27,6 +27,7 @@ from orbitmq.common.grpc_errors import ERROR_KEY, LEADER_KEY, metadata_of
 from orbitmq.common.node_auth_grpc import signing_interceptors
 from orbitmq.common.tls import TlsConfig
 from orbitmq.common.tls_grpc import aio_channel, handshake_hint
+from orbitmq.common.request_auth_grpc import aio_signing_interceptors
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
 
@@ -88,10 +89,12 @@ class ControllerClient:
     """Calls the controller leader. `addresses`: every controller's gRPC address (host:port)."""
 
     def __init__(self, addresses: Sequence[str], rpc_timeout_s: float = 5.0, retry_deadline_s: float = 10.0,
-                 secret: bytes | None = None, tls: TlsConfig | str | bool | None = None) -> None:
+                 secret: bytes | None = None, tls: TlsConfig | str | bool | None = None,
+                 credentials: Any = None) -> None:
         """`secret`: the cluster secret; every call is signed with it (brokers and admin writes).
         `tls`: how the controllers are dialed (common/tls.py `resolve`: None is the process default,
-        $ORBITMQ_TLS_*; False plaintext)."""
+        $ORBITMQ_TLS_*; False plaintext). `credentials`: (access key, secret) of a user; every call is
+        signed as that user (admin CLI)."""
         addrs = [a.strip() for a in addresses if a.strip()]
         if not addrs:
             raise ValueError("no controller addresses")
@@ -103,7 +106,7 @@ class ControllerClient:
         self._stubs: dict[str, pbg.ControllerStub] = {}
         self._next = 0
         self._bad: dict[str, float] = {}   # address -> until when it is not trusted as leader
-        self._interceptors = signing_interceptors(secret)
+        self._interceptors = signing_interceptors(secret) + aio_signing_interceptors(credentials)
         self.tls = tlsmod.resolve(tls)
 
     def learn(self, addresses: Sequence[str]) -> bool:
@@ -287,6 +290,33 @@ class ControllerClient:
             if loop.time() >= end:
                 raise NoLeader("NO_LEADER", f"no controller leader within {timeout} s")
             await asyncio.sleep(0.1)
+
+    # ---- users and ACL policies (controller/auth_service.py) -----------------------------------------
+
+    async def auth_upsert_user(self, access_key: str, secret: str, admin: bool = False) -> pb.CtlResult:
+        r = await self.call("AuthUpsertUser", pb.CtlAuthUpsertUserRequest(
+            user=pb.CtlUser(access_key=access_key, secret=secret, admin=admin)))
+        return r.result
+
+    async def auth_delete_user(self, access_key: str) -> pb.CtlResult:
+        return (await self.call("AuthDeleteUser", pb.CtlAuthDeleteUserRequest(access_key=access_key))).result
+
+    async def auth_set_acl(self, access_key: str, resource: str, actions: Sequence[str],
+                           decision: str) -> pb.CtlResult:
+        r = await self.call("AuthSetAcl", pb.CtlAuthSetAclRequest(entry=pb.CtlAclEntry(
+            access_key=access_key, resource=resource, actions=list(actions), decision=decision)))
+        return r.result
+
+    async def auth_delete_acl(self, access_key: str, resource: str = "") -> pb.CtlResult:
+        r = await self.call("AuthDeleteAcl", pb.CtlAuthDeleteAclRequest(access_key=access_key, resource=resource))
+        return r.result
+
+    async def auth_list(self) -> pb.CtlAuthListReply:
+        return await self.call("AuthList", pb.CtlAuthListRequest())
+
+    async def auth_snapshot(self, known_version: int = 0, timeout: float | None = None) -> pb.CtlAuthSnapshotReply:
+        return await self.call("AuthSnapshot", pb.CtlAuthSnapshotRequest(known_version=known_version),
+                               timeout=timeout, deadline_s=timeout)
 
     def session(self, requests: AsyncIterator[pb.CtlHeartbeatRequest]) -> tuple[str, Any]:
         """Open a BrokerSession stream to the current leader guess: (address, call)."""

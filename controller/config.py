@@ -79,6 +79,10 @@ class ControllerConfig:
     tls_ca_file: str = _doc("", "PEM CA bundle that signs client certificates (with tls_client_auth)")
     tls_client_auth: bool = _doc(False, "require a client certificate signed by tls_ca_file from every caller "
                                  "(mutual TLS: brokers, name servers, admin tools)")
+    auth_admin_file: str = _doc("", "file with ACCESS_KEY:SECRET of an admin user the leader creates if that "
+                                "access key does not exist (or $ORBITMQ_AUTH_ADMIN); manages users and ACLs")
+    auth_max_skew_s: float = _doc(900.0, "a signed admin request dated farther than this from this node's "
+                                  "clock is refused")
     metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
     max_inflight_requests: int = _doc(1024, "requests handled at once; more get RESOURCE_EXHAUSTED "
                                       "TOO_MANY_REQUESTS (0 = no limit)")
@@ -120,6 +124,14 @@ class ControllerConfig:
         check_secret_file(self.cluster_secret_file)
         from orbitmq.common.tls import validate_config
         validate_config(self)
+        if self.auth_admin_file:
+            from orbitmq.common.credentials import load_file
+            try:
+                load_file(self.auth_admin_file)
+            except ValueError as e:
+                raise ConfigError(f"auth_admin_file {e}") from None
+        if self.auth_max_skew_s <= 0:
+            raise ConfigError("auth_max_skew_s must be > 0")
         if self.peers and self.insecure_raft:
             outside = [a for a in [self.raft_addr, *self.peers] if not is_loopback(split_addr(a)[0])]
             if outside:

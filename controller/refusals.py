@@ -39,3 +39,5 @@ class Refusal(enum.StrEnum):
     NODE_NOT_MEMBER = "NODE_NOT_MEMBER"             # remove-node: no member has that address
     MEMBERSHIP_CHANGE_FAILED = "MEMBERSHIP_CHANGE_FAILED"   # Raft refused or did not commit the change
     BELOW_MIN_REPLICAS = "BELOW_MIN_REPLICAS"       # a removal would break the minimum replica rule
+    USER_NOT_FOUND = "USER_NOT_FOUND"               # no such user (auth)
+    ACL_NOT_FOUND = "ACL_NOT_FOUND"                 # the user has no such policy entry (auth)

@@ -36,6 +36,7 @@ from orbitmq.common.tls_grpc import add_port
 from orbitmq.controller import election as el
 from orbitmq.controller import membership
 from orbitmq.controller import state as st
+from orbitmq.controller.auth_service import AuthRpcs
 from orbitmq.controller.config import ControllerConfig
 from orbitmq.controller.leader_scan import (
     Announce,
@@ -86,7 +87,7 @@ def _check_refusals_against_proto() -> None:
 _check_refusals_against_proto()
 
 
-class ControllerService(pbg.ControllerServicer):
+class ControllerService(AuthRpcs, pbg.ControllerServicer):
     """One node's service. Create inside a running event loop; `start()` begins the scan."""
 
     def __init__(self, cfg: ControllerConfig) -> None:
@@ -326,6 +327,7 @@ class ControllerService(pbg.ControllerServicer):
             ok = r.ok and self.raft.is_leader()
             if ok:
                 log.info("leader serving %s", kv(node=self.cfg.name, listen=self.cfg.listen))
+                asyncio.create_task(self.bootstrap_admin())
         except CommitError as e:
             log.warning("leader announcement not committed %s", kv(error=e))
         finally:

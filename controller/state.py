@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orbitmq.controller.auth_state import AUTH_COMMANDS, AuthCommand, AuthState
 from orbitmq.controller.refusals import Refusal
 
 HISTORY_LIMIT = 2000   # master changes kept (oldest dropped first)
@@ -175,7 +176,7 @@ class RetireNode:
 
 
 Command = (ApplyBrokerId | RegisterBroker | AlterSyncStateSet | ElectMaster | CleanBrokerData | RemoveReplica
-           | AnnounceNode | RetireNode)
+           | AnnounceNode | RetireNode | AuthCommand)
 
 
 class InvariantViolation(AssertionError):
@@ -195,11 +196,14 @@ class ControllerState:
         # so epochs only grow and no two masters of a set ever share an epoch
         self.retired_epochs: dict[SetKey, int] = {}
         self.retired_nodes: set[str] = set()   # raft addresses removed from the group (RetireNode)
+        self.auth = AuthState()                # users and ACL policies (controller/auth_state.py)
 
     def __setstate__(self, d: dict) -> None:
-        # snapshots written before membership changes existed lack retired_nodes
+        # snapshots written before membership changes / users existed lack these
         self.__dict__.update(d)
         self.__dict__.setdefault("retired_nodes", set())
+        if "auth" not in d:
+            self.auth = AuthState()
 
     # -- queries (read-only) --
 
@@ -219,6 +223,9 @@ class ControllerState:
 
     def apply(self, cmd: Command) -> Result:
         """Apply one command: whole, or not at all with a reason."""
+        if isinstance(cmd, AUTH_COMMANDS):
+            ok, code, reason = self.auth.apply(cmd)
+            return Result(ok, code, reason)
         handler = {ApplyBrokerId: self._apply_broker_id, RegisterBroker: self._register,
                    AlterSyncStateSet: self._alter_sss, ElectMaster: self._elect,
                    CleanBrokerData: self._clean, RemoveReplica: self._remove_replica,

@@ -33,6 +33,8 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTERNAL: _ClassVar[ErrorCode]
     TOO_MANY_REQUESTS: _ClassVar[ErrorCode]
     DISK_FULL: _ClassVar[ErrorCode]
+    UNAUTHENTICATED: _ClassVar[ErrorCode]
+    FORBIDDEN: _ClassVar[ErrorCode]
 ERROR_UNSPECIFIED: ErrorCode
 BAD_REQUEST: ErrorCode
 BAD_TOPIC_NAME: ErrorCode
@@ -57,6 +59,8 @@ CORRUPT_DATA: ErrorCode
 INTERNAL: ErrorCode
 TOO_MANY_REQUESTS: ErrorCode
 DISK_FULL: ErrorCode
+UNAUTHENTICATED: ErrorCode
+FORBIDDEN: ErrorCode
 
 class TopicConfig(_message.Message):
     __slots__ = ("topic", "read_queues", "write_queues", "perm", "order", "attributes")

@@ -39,6 +39,8 @@ class CtlResult(_message.Message):
         NODE_NOT_MEMBER: _ClassVar[CtlResult.Code]
         MEMBERSHIP_CHANGE_FAILED: _ClassVar[CtlResult.Code]
         BELOW_MIN_REPLICAS: _ClassVar[CtlResult.Code]
+        USER_NOT_FOUND: _ClassVar[CtlResult.Code]
+        ACL_NOT_FOUND: _ClassVar[CtlResult.Code]
     CODE_UNSPECIFIED: CtlResult.Code
     BAD_REQUEST: CtlResult.Code
     SET_NOT_FOUND: CtlResult.Code
@@ -67,6 +69,8 @@ class CtlResult(_message.Message):
     NODE_NOT_MEMBER: CtlResult.Code
     MEMBERSHIP_CHANGE_FAILED: CtlResult.Code
     BELOW_MIN_REPLICAS: CtlResult.Code
+    USER_NOT_FOUND: CtlResult.Code
+    ACL_NOT_FOUND: CtlResult.Code
     OK_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -436,3 +440,89 @@ class CtlGetHistoryReply(_message.Message):
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     changes: _containers.RepeatedCompositeFieldContainer[CtlMasterChange]
     def __init__(self, changes: _Optional[_Iterable[_Union[CtlMasterChange, _Mapping]]] = ...) -> None: ...
+
+class CtlUser(_message.Message):
+    __slots__ = ("access_key", "secret", "admin")
+    ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    access_key: str
+    secret: str
+    admin: bool
+    def __init__(self, access_key: _Optional[str] = ..., secret: _Optional[str] = ..., admin: _Optional[bool] = ...) -> None: ...
+
+class CtlAclEntry(_message.Message):
+    __slots__ = ("access_key", "resource", "actions", "decision")
+    ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    access_key: str
+    resource: str
+    actions: _containers.RepeatedScalarFieldContainer[str]
+    decision: str
+    def __init__(self, access_key: _Optional[str] = ..., resource: _Optional[str] = ..., actions: _Optional[_Iterable[str]] = ..., decision: _Optional[str] = ...) -> None: ...
+
+class CtlAuthUpsertUserRequest(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: CtlUser
+    def __init__(self, user: _Optional[_Union[CtlUser, _Mapping]] = ...) -> None: ...
+
+class CtlAuthDeleteUserRequest(_message.Message):
+    __slots__ = ("access_key",)
+    ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    access_key: str
+    def __init__(self, access_key: _Optional[str] = ...) -> None: ...
+
+class CtlAuthSetAclRequest(_message.Message):
+    __slots__ = ("entry",)
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    entry: CtlAclEntry
+    def __init__(self, entry: _Optional[_Union[CtlAclEntry, _Mapping]] = ...) -> None: ...
+
+class CtlAuthDeleteAclRequest(_message.Message):
+    __slots__ = ("access_key", "resource")
+    ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    access_key: str
+    resource: str
+    def __init__(self, access_key: _Optional[str] = ..., resource: _Optional[str] = ...) -> None: ...
+
+class CtlAuthReply(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: CtlResult
+    def __init__(self, result: _Optional[_Union[CtlResult, _Mapping]] = ...) -> None: ...
+
+class CtlAuthListRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CtlAuthListReply(_message.Message):
+    __slots__ = ("users", "entries", "version")
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[CtlUser]
+    entries: _containers.RepeatedCompositeFieldContainer[CtlAclEntry]
+    version: int
+    def __init__(self, users: _Optional[_Iterable[_Union[CtlUser, _Mapping]]] = ..., entries: _Optional[_Iterable[_Union[CtlAclEntry, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class CtlAuthSnapshotRequest(_message.Message):
+    __slots__ = ("known_version",)
+    KNOWN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    known_version: int
+    def __init__(self, known_version: _Optional[int] = ...) -> None: ...
+
+class CtlAuthSnapshotReply(_message.Message):
+    __slots__ = ("unchanged", "version", "users", "entries")
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    unchanged: bool
+    version: int
+    users: _containers.RepeatedCompositeFieldContainer[CtlUser]
+    entries: _containers.RepeatedCompositeFieldContainer[CtlAclEntry]
+    def __init__(self, unchanged: _Optional[bool] = ..., version: _Optional[int] = ..., users: _Optional[_Iterable[_Union[CtlUser, _Mapping]]] = ..., entries: _Optional[_Iterable[_Union[CtlAclEntry, _Mapping]]] = ...) -> None: ...

@@ -109,6 +109,36 @@ class ControllerStub:
                 request_serializer=controller__pb2.CtlRemoveNodeRequest.SerializeToString,
                 response_deserializer=controller__pb2.CtlMembershipReply.FromString,
                 _registered_method=True)
+        self.AuthUpsertUser = channel.unary_unary(
+                '/orbitmq.v1.Controller/AuthUpsertUser',
+                request_serializer=controller__pb2.CtlAuthUpsertUserRequest.SerializeToString,
+                response_deserializer=controller__pb2.CtlAuthReply.FromString,
+                _registered_method=True)
+        self.AuthDeleteUser = channel.unary_unary(
+                '/orbitmq.v1.Controller/AuthDeleteUser',
+                request_serializer=controller__pb2.CtlAuthDeleteUserRequest.SerializeToString,
+                response_deserializer=controller__pb2.CtlAuthReply.FromString,
+                _registered_method=True)
+        self.AuthSetAcl = channel.unary_unary(
+                '/orbitmq.v1.Controller/AuthSetAcl',
+                request_serializer=controller__pb2.CtlAuthSetAclRequest.SerializeToString,
+                response_deserializer=controller__pb2.CtlAuthReply.FromString,
+                _registered_method=True)
+        self.AuthDeleteAcl = channel.unary_unary(
+                '/orbitmq.v1.Controller/AuthDeleteAcl',
+                request_serializer=controller__pb2.CtlAuthDeleteAclRequest.SerializeToString,
+                response_deserializer=controller__pb2.CtlAuthReply.FromString,
+                _registered_method=True)
+        self.AuthList = channel.unary_unary(
+                '/orbitmq.v1.Controller/AuthList',
+                request_serializer=controller__pb2.CtlAuthListRequest.SerializeToString,
+                response_deserializer=controller__pb2.CtlAuthListReply.FromString,
+                _registered_method=True)
+        self.AuthSnapshot = channel.unary_unary(
+                '/orbitmq.v1.Controller/AuthSnapshot',
+                request_serializer=controller__pb2.CtlAuthSnapshotRequest.SerializeToString,
+                response_deserializer=controller__pb2.CtlAuthSnapshotReply.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -204,6 +234,43 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthUpsertUser(self, request, context):
+        """users and ACL policies
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthDeleteUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthSetAcl(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthDeleteAcl(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthList(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +348,36 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.RemoveNode,
                     request_deserializer=controller__pb2.CtlRemoveNodeRequest.FromString,
                     response_serializer=controller__pb2.CtlMembershipReply.SerializeToString,
+            ),
+            'AuthUpsertUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthUpsertUser,
+                    request_deserializer=controller__pb2.CtlAuthUpsertUserRequest.FromString,
+                    response_serializer=controller__pb2.CtlAuthReply.SerializeToString,
+            ),
+            'AuthDeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthDeleteUser,
+                    request_deserializer=controller__pb2.CtlAuthDeleteUserRequest.FromString,
+                    response_serializer=controller__pb2.CtlAuthReply.SerializeToString,
+            ),
+            'AuthSetAcl': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthSetAcl,
+                    request_deserializer=controller__pb2.CtlAuthSetAclRequest.FromString,
+                    response_serializer=controller__pb2.CtlAuthReply.SerializeToString,
+            ),
+            'AuthDeleteAcl': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthDeleteAcl,
+                    request_deserializer=controller__pb2.CtlAuthDeleteAclRequest.FromString,
+                    response_serializer=controller__pb2.CtlAuthReply.SerializeToString,
+            ),
+            'AuthList': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthList,
+                    request_deserializer=controller__pb2.CtlAuthListRequest.FromString,
+                    response_serializer=controller__pb2.CtlAuthListReply.SerializeToString,
+            ),
+            'AuthSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthSnapshot,
+                    request_deserializer=controller__pb2.CtlAuthSnapshotRequest.FromString,
+                    response_serializer=controller__pb2.CtlAuthSnapshotReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -688,6 +785,168 @@ class Controller:
             '/orbitmq.v1.Controller/RemoveNode',
             controller__pb2.CtlRemoveNodeRequest.SerializeToString,
             controller__pb2.CtlMembershipReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthUpsertUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.Controller/AuthUpsertUser',
+            controller__pb2.CtlAuthUpsertUserRequest.SerializeToString,
+            controller__pb2.CtlAuthReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthDeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.Controller/AuthDeleteUser',
+            controller__pb2.CtlAuthDeleteUserRequest.SerializeToString,
+            controller__pb2.CtlAuthReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthSetAcl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.Controller/AuthSetAcl',
+            controller__pb2.CtlAuthSetAclRequest.SerializeToString,
+            controller__pb2.CtlAuthReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthDeleteAcl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.Controller/AuthDeleteAcl',
+            controller__pb2.CtlAuthDeleteAclRequest.SerializeToString,
+            controller__pb2.CtlAuthReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.Controller/AuthList',
+            controller__pb2.CtlAuthListRequest.SerializeToString,
+            controller__pb2.CtlAuthListReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orbitmq.v1.Controller/AuthSnapshot',
+            controller__pb2.CtlAuthSnapshotRequest.SerializeToString,
+            controller__pb2.CtlAuthSnapshotReply.FromString,
             options,
             channel_credentials,
             insecure,

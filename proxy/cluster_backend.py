@@ -98,8 +98,12 @@ class ClusterBackend:
     def _channel(self, addr: str) -> grpc.aio.Channel:
         ch = self._channels.get(addr)
         if ch is None:
+            # signed with the cluster secret (if any): brokers with auth_enabled take the proxy as a node
+            from orbitmq.common.node_auth import load_secret
+            from orbitmq.common.node_auth_grpc import signing_interceptors
             ch = self._channels[addr] = aio_channel(addr, self._tls(), options=[
-                ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)])
+                ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
+                interceptors=signing_interceptors(load_secret(self.config.cluster_secret_file)))
         return ch
 
     async def _route(self, topic: str, refresh: bool = False) -> Any:

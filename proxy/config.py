@@ -43,6 +43,15 @@ class ProxyConfig:
                "tls_client_auth it also signs the clients' certificates"})
     tls_client_auth: bool = field(default=False, metadata={"doc": "require a client certificate signed by tls_ca_file"})
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG, INFO, WARNING or ERROR"})
+    auth_enabled: bool = field(default=False, metadata={
+        "doc": "require signed requests (the clients' Credentials) and check ACL policies; users and policies "
+               "come from `controllers` (needs cluster_secret_file)"})
+    controllers: list[str] = field(default_factory=list, metadata={"doc": "controller addresses (users and ACLs)"})
+    cluster_secret_file: str = field(default="", metadata={
+        "doc": "file with the cluster secret: fetches users from the controllers, signs calls to brokers"})
+    auth_max_skew_s: float = field(default=900.0, metadata={
+        "doc": "refuse a signed request dated farther than this from the proxy's clock (UTC or its local time)"})
+    auth_refresh_s: float = field(default=2.0, metadata={"doc": "fetch user and ACL changes this often"})
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError
@@ -64,6 +73,10 @@ class ProxyConfig:
             parse_group_spec(g)
         from orbitmq.common.tls import validate_config
         validate_config(self)
+        if self.auth_enabled and (not self.controllers or not self.cluster_secret_file):
+            raise ConfigError("auth_enabled needs controllers (users and ACLs live there) and cluster_secret_file")
+        from orbitmq.common.node_auth import check_secret_file
+        check_secret_file(self.cluster_secret_file)
 
 
 def parse_group_spec(spec: str) -> tuple[str, bool, int | None]:

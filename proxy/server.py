@@ -40,9 +40,12 @@ async def serve(config: ProxyConfig) -> None:
     log.info(tlsmod.mode_line(tls, "RocketMQ 5 proxy", config.listen))
     backend = make_backend(config)
     await backend.open()
+    from orbitmq.proxy.auth import start_auth
+    auth, auth_cache = await start_auth(config)   # request signatures + ACL when auth_enabled
     # undecodable request bytes: INVALID_ARGUMENT + orbitmq-error BAD_REQUEST, not a bare UNKNOWN
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", config.max_message_size + (1 << 20)),
-                                      ("grpc.max_send_message_length", -1)], interceptors=[MalformedRequestGuard()])
+                                      ("grpc.max_send_message_length", -1)],
+                             interceptors=[MalformedRequestGuard(), *([auth] if auth else [])])
     service = MessagingService(config, backend)
     sg.add_MessagingServiceServicer_to_server(service, server)
     health = Health(server, ["apache.rocketmq.v2.MessagingService"])
@@ -56,7 +59,7 @@ async def serve(config: ProxyConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("proxy listening %s", kv(addr=config.listen, mode=config.mode))
+    log.info("proxy listening %s", kv(addr=config.listen, mode=config.mode, auth=config.auth_enabled))
     try:
         await stop.wait()
     finally:
@@ -65,5 +68,7 @@ async def serve(config: ProxyConfig) -> None:
         for t in bg:
             t.cancel()
         await server.stop(grace=1.0)
+        if auth_cache is not None:
+            await auth_cache.stop()
         await backend.close()
         log.info("proxy stopped")

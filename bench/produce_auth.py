@@ -1,0 +1,126 @@
+"""`orbitmq bench produce --auth`: signed (auth_enabled broker, ACL checked) against unsigned
+sends, side by side in one run.
+
+Starts a controller (users and ACLs), a name server and two brokers of two sets: `broker-a` with
+`auth_enabled` and `broker-plain` without. The same Producer code sends 1 message per call (sync)
+and `--batch` messages per call, alternating plain and signed phases (and their order) for
+`--rounds` rounds; each figure is the median over rounds. `auth_vs_plain_sync` = signed sync
+sends/s over plain ones; because throughput on a shared machine moves with everyone else's load,
+each phase also gives CPU microseconds per message (this process + that mode's broker, from /proc)
+and `auth_vs_plain_cpu_*` = plain CPU per message over signed CPU per message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+USER = ("bench", "bench-secret-123")
+
+
+def run(args) -> dict:
+    """`--auth`; with `--tls` too (bench/produce_tls.py, when present), the TLS comparison first and
+    then this one, in one JSON object (`tls`: its figures)."""
+    out: dict = {}
+    if getattr(args, "tls", False):
+        from orbitmq.bench.produce_tls import run_tls
+        out["tls"] = run_tls(args)
+    out.update(run_auth(args))
+    return out
+
+
+def _proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+
+
+def _phase(fn: Callable[[], None], per_call: int, seconds: float, limit: int, broker_pid: int) -> tuple[float, float]:
+    """(messages/s, CPU microseconds per message of this process + the broker) of `fn` run for
+    `seconds` or `limit` messages after a short warm-up. CPU per message moves far less than
+    throughput with the load of other processes on a shared machine."""
+    for _ in range(3):
+        fn()
+    n = 0
+    b0, c0, t0 = _proc_cpu_s(broker_pid), time.process_time(), time.perf_counter()
+    while n < limit and time.perf_counter() - t0 < seconds:
+        fn()
+        n += per_call
+    dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0 + _proc_cpu_s(broker_pid) - b0
+    return n / dt, cpu / n * 1e6
+
+
+def run_auth(args) -> dict:
+    from orbitmq.bench.auth_cluster import ADMIN, AuthCluster
+    from orbitmq.client import Admin, Message, Producer
+    from orbitmq.client import errors as cerr
+    from orbitmq.common import proc
+
+    root = Path(tempfile.mkdtemp(prefix="orbitmq-bench-auth-"))
+    cl = AuthCluster(root, plain_broker=True)
+    rounds = max(1, getattr(args, "rounds", 3))
+    out: dict = {"size": args.size, "batch": args.batch, "rounds": rounds, "seconds_per_phase": args.seconds}
+    try:
+        cl.start()
+        cl.admin_ok("user", "create", USER[0], "--secret", USER[1])
+        cl.admin_ok("acl", "set", USER[0], "--resource", "TOPIC:BenchAuth", "--actions", "pub")
+        with Admin(cl.namesrv, credentials=ADMIN) as a:
+            proc.wait_until(lambda: len(a.cluster_list()) >= 2, 60, what="both brokers registered")
+            a.create_topic("BenchAuth", args.queues, broker_sets=["broker-a"])
+            a.create_topic("BenchPlain", args.queues, broker_sets=["broker-plain"])
+        body = b"x" * args.size
+        with Producer(cl.namesrv) as plain, Producer(cl.namesrv, credentials=USER) as signed:
+            def allowed() -> bool:
+                try:
+                    signed.send(Message("BenchAuth", body))
+                    return True
+                except cerr.ForbiddenError:
+                    return False
+            proc.wait_until(allowed, 30, 0.3, "the bench user may send")
+            pids = {c.name: c.pid for c in cl.children}
+            res: dict[str, list[float]] = {}
+            cpu: dict[str, list[float]] = {}
+            for r in range(rounds):
+                modes = (("plain", plain, "BenchPlain", pids["broker-plain"]), ("auth", signed, "BenchAuth", pids["broker"]))
+                for name, p, topic, pid in (modes if r % 2 == 0 else modes[::-1]):
+                    msg = Message(topic, body)
+
+                    def one(p=p, msg=msg) -> None:
+                        msg.msg_id = ""
+                        p.send(msg)
+                    batch = [Message(topic, body) for _ in range(args.batch)]
+
+                    def many(p=p, batch=batch) -> None:
+                        for m in batch:
+                            m.msg_id = ""
+                        p.send_batch(batch)
+                    for kind, fn, per in (("sync", one, 1), ("batch", many, args.batch)):
+                        rate_, us = _phase(fn, per, args.seconds, args.messages, pid)
+                        res.setdefault(f"{name}_{kind}", []).append(rate_)
+                        cpu.setdefault(f"{name}_{kind}", []).append(us)
+        med = {k: statistics.median(v) for k, v in res.items()}
+        mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+        out.update({
+            "plain_sync_send_per_s": round(med["plain_sync"]), "auth_sync_send_per_s": round(med["auth_sync"]),
+            "auth_vs_plain_sync": round(med["auth_sync"] / med["plain_sync"], 3),
+            "plain_batch_msgs_per_s": round(med["plain_batch"]), "auth_batch_msgs_per_s": round(med["auth_batch"]),
+            "auth_vs_plain_batch": round(med["auth_batch"] / med["plain_batch"], 3),
+            "plain_sync_cpu_us_per_msg": round(mcpu["plain_sync"], 1),
+            "auth_sync_cpu_us_per_msg": round(mcpu["auth_sync"], 1),
+            "plain_batch_cpu_us_per_msg": round(mcpu["plain_batch"], 1),
+            "auth_batch_cpu_us_per_msg": round(mcpu["auth_batch"], 1),
+            # plain CPU per message over signed CPU per message (1.0: signing and checking cost nothing)
+            "auth_vs_plain_cpu_sync": round(mcpu["plain_sync"] / mcpu["auth_sync"], 3),
+            "auth_vs_plain_cpu_batch": round(mcpu["plain_batch"] / mcpu["auth_batch"], 3),
+            "rounds_sync_per_s": {k: [round(x) for x in v] for k, v in res.items() if k.endswith("sync")},
+        })
+        return out
+    finally:
+        cl.stop()
+        shutil.rmtree(root, ignore_errors=True)
