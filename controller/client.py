@@ -25,9 +25,9 @@ from orbitmq.common import tls as tlsmod
 from orbitmq.common.error_codes import ErrorCode
 from orbitmq.common.grpc_errors import ERROR_KEY, LEADER_KEY, metadata_of
 from orbitmq.common.node_auth_grpc import signing_interceptors
+from orbitmq.common.request_auth_grpc import aio_signing_interceptors
 from orbitmq.common.tls import TlsConfig
 from orbitmq.common.tls_grpc import aio_channel, handshake_hint
-from orbitmq.common.request_auth_grpc import aio_signing_interceptors
 from orbitmq.protos import controller_pb2 as pb
 from orbitmq.protos import controller_pb2_grpc as pbg
 
