@@ -204,6 +204,18 @@ class CommitLog:
         seg.mm[rel:rel + len(data)] = data
         self.max_offset = pos + len(data)
 
+    def write_parts(self, pos: int, parts: list) -> None:
+        """Copy the byte strings `parts` one after another to `pos` (== max_offset, reserved for
+        their total) and advance the end once, so no reader sees a part of a record."""
+        seg = self.segments[-1]
+        rel = pos - seg.base
+        mm = seg.mm
+        for p in parts:
+            n = len(p)
+            mm[rel:rel + n] = p
+            rel += n
+        self.max_offset = seg.base + rel
+
     def append_raw(self, start: int, data: bytes) -> list[tuple[int, int, int]]:
         """Validate whole records (CRC, offsets, segment fit) and append them as-is.
 
@@ -255,7 +267,16 @@ class CommitLog:
         return self.segments[i]
 
     def read_record(self, pos: int) -> rc.Message:
-        """The verified record at `pos`; CorruptRecord if its CRC/size/offset is wrong."""
+        """The verified one-message (or META) record at `pos`; CorruptRecord if its CRC/size/offset
+        is wrong (or if it is a batch: read_verified gives its bytes)."""
+        magic, buf = self.read_verified(pos)
+        try:
+            return rc.decode(buf, 0, len(buf), verify=False)
+        except rc.CodecError as e:
+            raise CorruptRecord(self._segment(pos).path, pos, e.reason) from None
+
+    def read_verified(self, pos: int) -> tuple[int, bytes]:
+        """(magic, bytes) of the verified record at `pos`; CorruptRecord if its CRC/size/offset is wrong."""
         if not self.min_offset <= pos < self.max_offset:
             raise IndexError(f"offset {pos} outside [{self.min_offset}, {self.max_offset})")
         seg = self._segment(pos)
@@ -266,8 +287,8 @@ class CommitLog:
             if total < rc.BLANK_MIN or rel + total > limit:
                 raise rc.CodecError(f"size {total} out of range")
             buf = seg.mm[rel:rel + total]
-            rc.check(buf, 0, total, expect_offset=pos)
-            return rc.decode(buf, 0, total, verify=False)
+            _, magic = rc.check(buf, 0, total, expect_offset=pos)
+            return magic, buf
         except rc.CodecError as e:
             raise CorruptRecord(seg.path, pos, e.reason) from None
 
