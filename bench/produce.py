@@ -4,7 +4,9 @@ Starts a name server, a broker and a gRPC echo helper (each its own process), th
 `orbitmq.client.Producer`: sync single sends/s; async sends (batched per queue with a linger) and
 explicit `send_batch` (msgs/s, MB/s); end-to-end latency p50/p99 at a fixed rate with a push
 consumer in another process; and `grpc_empty_call_per_s`, an empty unary call to the echo process
-with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s (target >= 0.5).
+with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s (target >= 0.5);
+and batched produce and pull consume against the one-way gRPC bulk transport measured in the same
+run (`produce_vs_transport`, `consume_vs_transport`, see bench/batch_throughput.py).
 Every phase is bounded by --messages and --seconds.
 """
 
@@ -16,6 +18,7 @@ import struct
 import sys
 import time
 
+from orbitmq.bench import batch_throughput
 from orbitmq.bench.harness import BenchCluster, grpc_empty_calls_per_s, percentile, rate
 from orbitmq.common import proc
 
@@ -30,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-rate", type=int, default=1000, help="msgs/s of the latency phase")
     p.add_argument("--latency-seconds", type=float, default=4.0)
     p.add_argument("--flush-mode", default="async", choices=["async", "sync"])
+    p.add_argument("--batch-bytes", type=int, default=256 * 1024,
+                   help="bytes of messages per batch record in the batched phases (default 256 KiB)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -74,6 +79,8 @@ def run(args: argparse.Namespace) -> dict:
             r = rate(send_batch, args.seconds, args.messages, per_call=args.batch, warmup=3)
             out["batch_msgs_per_s"] = round(r)
             out["batch_mb_per_s"] = round(r * args.size / 1e6, 1)
+        # batch records against the one-way gRPC transport of this run (bench/batch_throughput.py)
+        out.update(batch_throughput.measure(bc, args.size, args.messages, args.seconds, args.batch_bytes, args.queues))
         out.update(_latency(bc, args))
     return out
 

@@ -305,9 +305,29 @@ def check_crcs(buf, pos: int, total: int) -> None:
         raise CodecError(f"batch data crc mismatch: stored {data_crc:#010x}, computed {got:#010x}")
 
 
-def parse(buf, pos: int = 0, limit: int | None = None, verify: bool = True) -> BatchView:
+def meta_len_of(buf, pos: int = 0) -> int:
+    """meta_len of the batch record at pos, unchecked."""
+    return _META_LEN.unpack_from(buf, pos + _META_LEN_AT)[0]
+
+
+def check_meta(meta, total: int, expect_offset: int | None = None) -> None:
+    """The header CRC of a batch's meta part alone (`meta` = its first meta_len bytes), that its
+    size is `total` and, when given, that it says it is at `expect_offset` (CodecError if not)."""
+    h = HEADER.unpack_from(meta, 0)
+    if h[B_TOTAL] != total or h[B_META_LEN] != len(meta):
+        raise CodecError(f"batch size fields ({h[B_TOTAL]}, meta {h[B_META_LEN]}) disagree with the record")
+    with memoryview(meta) as mv:
+        got = crc32c(mv[4:])
+    if got != h[B_CRC]:
+        raise CodecError(f"batch header crc mismatch: stored {h[B_CRC]:#010x}, computed {got:#010x}")
+    if expect_offset is not None and h[B_PHYS] != expect_offset:
+        raise CodecError(f"stored physical offset {h[B_PHYS]} but the batch is at {expect_offset}")
+
+
+def parse(buf, pos: int = 0, limit: int | None = None, verify: bool = True, meta_only: bool = False) -> BatchView:
     """Parse (and unless verify=False, CRC-check) the batch record at buf[pos:]; every length is
-    checked against the record size, so a bad batch raises CodecError and never reads out of it."""
+    checked against the record size, so a bad batch raises CodecError and never reads out of it.
+    `meta_only`: buf holds only the header, tables and columns (no message data can be read)."""
     if limit is None:
         limit = len(buf)
     if limit - pos < HEADER_SIZE:
@@ -318,8 +338,10 @@ def parse(buf, pos: int = 0, limit: int | None = None, verify: bool = True) -> B
         raise CodecError(f"not a batch record (magic {h[B_MAGIC]:#x})")
     if h[B_VERSION] != VERSION:
         raise CodecError(f"batch version {h[B_VERSION]} (this code reads {VERSION})")
-    if total > limit - pos:
+    if (h[B_META_LEN] if meta_only else total) > limit - pos:
         raise CodecError(f"batch size {total} runs past the end ({limit - pos} bytes left)")
+    if meta_only:
+        verify = False
     if verify:
         check_crcs(buf, pos, total)
     n = h[B_COUNT]

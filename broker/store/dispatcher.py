@@ -91,10 +91,11 @@ def parse_index_fields(buf) -> tuple:
     return magic, h[rc.H_QUEUE_ID], h[rc.H_QUEUE_OFFSET], total, topic, tags, keys, msg_id, None
 
 
-def parse_batch_fields(buf) -> tuple:
+def parse_batch_fields(buf, read_full: Callable[[], bytes] | None = None) -> tuple:
     """(queue_id, base queue offset, count, size, topic, tag hash, keys, explicit ids or None, id
-    prefix, first id counter, store_ts) of a verified batch record; the message data is read only
-    for batches with explicit ids (their UNIQ_KEYs)."""
+    prefix, first id counter, store_ts) of a verified batch record, or of its meta part alone
+    (CommitLog.records(batch_meta=True)); the message data is needed only for batches with explicit
+    ids (their UNIQ_KEYs): then `read_full()` gives the whole record when `buf` is its meta part."""
     h = br.header(buf)
     tl = h[br.B_TOPIC_LEN]
     topic = bytes(buf[br.HEADER_SIZE:br.HEADER_SIZE + tl]).decode()
@@ -103,8 +104,12 @@ def parse_batch_fields(buf) -> tuple:
     th = 0
     ids = None
     prefix = ""
+    if explicit and len(buf) < h[br.B_TOTAL]:
+        if read_full is None:
+            raise ValueError("a batch with explicit ids needs its whole record to be indexed")
+        buf = read_full()
     if h[br.B_NTAGS] or h[br.B_NKEYS] or explicit:
-        v = br.parse(buf, verify=False)
+        v = br.parse(buf, verify=False, meta_only=len(buf) < h[br.B_TOTAL])
         keys = v.keys
         u = v.uniform_tag()
         th = br.TAG_MIXED if u is None else rc.tag_hash(u)
@@ -216,13 +221,14 @@ class Dispatcher:
         limit = self.batch_bytes
         known_qmax = self.qmax
         topics_changed = False
-        for off, magic, buf in self.log.records(start, target, self._on_corrupt):
+        for off, magic, buf in self.log.records(start, target, self._on_corrupt, batch_meta=True):
             total = len(buf)
             if magic == rc.MAGIC_BLANK:
                 pos = off + total
                 continue
             if magic == rc.MAGIC_BATCH:
-                qid, base, cnt, total, topic, th, keys, ids, prefix, first, _ts = parse_batch_fields(buf)
+                qid, base, cnt, total, topic, th, keys, ids, prefix, first, _ts = parse_batch_fields(
+                    buf, lambda o=off: self.log.read_verified(o)[1])
                 key = (topic, qid)
                 wb.put(ix.cq_key(topic, qid, base), ix.CQ_BATCH.pack(off, total, th, cnt))
                 for k in keys:

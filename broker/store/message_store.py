@@ -522,9 +522,11 @@ class MessageStore:
         v = self.db.get(ix.id_key(first_id))
         if v is not None:
             cands.append(ix.unpack_q(v))
-        p = self._batch_phys_of_id(first_id)
-        if p is not None:
-            cands.append(p)
+        sp = br.split_id(first_id)
+        if sp is not None:   # a batch of compact ids starting exactly at this one
+            v = self.db.get(ix.batch_id_key(*sp))
+            if v is not None:
+                cands.append(ix.unpack_q(v))
         for phys in cands:
             try:
                 b = self._batch_at(phys)
@@ -776,7 +778,8 @@ class MessageStore:
                 max_bytes: int = 4 * MiB, tags: set[str] | None = None) -> RawGetResult:
         """Like get_messages, but a batch record comes back as its verified bytes, whole (see
         RawGetResult): nothing is decoded per message, except the tag column of a batch holding
-        several tags when `tags` filters."""
+        several tags when `tags` filters. A batch is never cut by count: the last one may take the
+        answer past `max_count` (bytes are what a batch costs here, not messages)."""
         self._check_open()
         w = self._queue_window(topic, queue_id, queue_offset)
         if isinstance(w, GetResult):
@@ -810,7 +813,7 @@ class MessageStore:
                 except (IndexError, ValueError):  # expired under us
                     continue
                 first = max(qo, queue_offset)
-                take = min(qo + cnt - first, max_count - count)
+                take = qo + cnt - first  # the rest of the batch: max_count may be passed by the last one
                 if tags is not None and th == br.TAG_MIXED:
                     v = br.parse(buf, verify=False)
                     want = {j + 1 for j, t in enumerate(v.tags) if t in tags}

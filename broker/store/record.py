@@ -210,6 +210,11 @@ def encode_blank(size: int) -> bytes:
     return bytes(rec)
 
 
+def peek_magic(buf, pos: int) -> int:
+    """magic of the record at pos, unchecked."""
+    return _U32.unpack_from(buf, pos + 8)[0]
+
+
 def peek_size(buf, pos: int) -> int:
     """total_size of the record at pos (0 = no record), without checking anything else."""
     return _U32.unpack_from(buf, pos + 4)[0]
