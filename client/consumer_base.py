@@ -54,8 +54,7 @@ class QueueState:
     def ack(self, offsets: list[int]) -> None:
         with self.lock:
             if self.tracker is not None:
-                for o in offsets:
-                    self.tracker.ack(o)
+                self.tracker.ack_many(offsets)
 
 
 def tag_set(expr: str) -> set[str] | None:
