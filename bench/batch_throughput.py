@@ -23,7 +23,7 @@ def per_batch(size: int, batch_bytes: int) -> int:
 
 
 def measure(bc: Any, size: int, messages: int, seconds: float, batch_bytes: int, queues: int,
-            consume: bool = True) -> dict[str, Any]:
+            consume: bool = True, pull_batches: int = 4) -> dict[str, Any]:
     from orbitmq.client import Message, Producer, PullConsumer
 
     topic = "BenchBatched"
@@ -65,8 +65,9 @@ def measure(bc: Any, size: int, messages: int, seconds: float, batch_bytes: int,
     out["produce_vs_transport"] = round(out["batched_produce_mb_per_s"] / tp, 3)
     if consume:
         total = stored(bc, topic, queues)
-        c = PullConsumer("bench-batched", bc.namesrv, pull_batch=n_batch, max_poll_messages=1 << 16,
-                         max_cached_per_queue=max(4 * n_batch, 4096))
+        # pulls of about 4 batches (1 MiB at the default --batch-bytes): per-call costs amortised
+        c = PullConsumer("bench-batched", bc.namesrv, pull_batch=pull_batches * n_batch, max_poll_messages=1 << 16,
+                         max_cached_per_queue=max(8 * n_batch, 4096))
         c.subscribe(topic)
         got = 0
         t0 = time.perf_counter()
@@ -78,6 +79,7 @@ def measure(bc: Any, size: int, messages: int, seconds: float, batch_bytes: int,
         dt = time.perf_counter() - t0
         c.close()
         out["pull_consumed"] = got
+        out["pull_batch_messages"] = pull_batches * n_batch
         out["pull_msgs_per_s"] = round(got / dt)
         out["pull_mb_per_s"] = round(got * size / dt / 1e6, 1)
         out["consume_vs_transport"] = round(out["pull_mb_per_s"] / tc, 3)
