@@ -68,6 +68,9 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 ID_DIGITS = 12
 MAX_COUNT = 1 << 20
+# the largest batch record a store takes: replication sends a record whole in one frame (its
+# payload is at most 8 MiB, broker/ha/protocol.py MAX_PAYLOAD)
+MAX_RECORD_BYTES = (8 << 20) - (64 << 10)
 _LITTLE = sys.byteorder == "little"
 TAG_MIXED = 0xFFFFFFFF  # the consume queue's tag hash of a batch holding several distinct tags
 

@@ -446,6 +446,9 @@ class MessageStore:
         and written as is. Unless `dedupe` is off, a retry of a batch stored within
         `dedup_window_s` (same topic, first id and count) gets the original result and True."""
         self._check_open()
+        if len(data) > br.MAX_RECORD_BYTES:
+            raise MessageTooLarge(f"a batch record of {len(data)} bytes is over the limit of {br.MAX_RECORD_BYTES} "
+                                  "(replication moves a record whole): send smaller batches")
         try:
             v = br.parse(data)
         except rc.CodecError as e:

@@ -150,6 +150,8 @@ def test_bad_batches_are_refused_before_anything_is_written(tmp_path) -> None:
             s.put_batch_record(br.encode(T, [b"x", b""], id_prefix="P"), 0)
         with pytest.raises(MessageTooLarge):
             s.put_batch_record(_batch(2, size=100), 0, max_body=50)
+        with pytest.raises(MessageTooLarge, match="smaller batches"):
+            s.put_batch_record(_batch(3, size=3 << 20), 0)
         with pytest.raises(NameError_) as e:
             s.put_batch_record(br.encode("bad topic!", [b"x"], id_prefix="P"), 0)
         assert e.value.code == "BAD_TOPIC_NAME"
