@@ -138,9 +138,10 @@ class Producer:
         if msg.properties:
             pm.properties.update(msg.properties)
 
-    def _batch_request(self, topic: str, msgs: list[Message], born_ms: int) -> tuple[Any, list[str]]:
+    def _batch_request(self, topic: str, msgs: list[Message], born_ms: int) -> tuple[Any, list[str] | None]:
         """One SendRequest carrying the messages as a batch record (built once, re-sent as is by
-        retries) and the messages' ids. Messages without ids get one compact range of ids."""
+        retries) and the messages' ids. Messages without ids get one compact range of ids. A batch
+        over batch_record.MAX_RECORD_BYTES goes as one-message records (ids None)."""
         n = len(msgs)
         prefix, first, ids = "", 0, None
         if not any(m.msg_id for m in msgs):
@@ -161,6 +162,12 @@ class Producer:
                              msg_ids=ids, id_prefix=prefix, id_first=first, born_ts=born_ms, born_host=self._host)
         except ValueError as e:
             raise errors.BadRequestError(f"cannot build the batch: {e}") from None
+        if len(data) > br.MAX_RECORD_BYTES:
+            # too big for one record (replication moves a record whole): one-message records, as before
+            req = broker_pb2.SendRequest(topic=topic)
+            for m in msgs:
+                self._add_wire(m, req.messages, born_ms)
+            return req, None
         return broker_pb2.SendRequest(topic=topic, batch=data), ids or [m.msg_id for m in msgs]
 
     # ---- attempts (shared by sync and async sends) ---------------------------------------------------

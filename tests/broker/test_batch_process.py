@@ -197,3 +197,15 @@ def test_tag_filter_key_and_id_queries_on_batched_messages(broker) -> None:
             r = stub.QueryMessageById(broker_pb2.QueryByIdRequest(msg_id=rs[i].msg_id), timeout=10)
             assert [m.body for m in r.messages] == [f"b{i}".encode()]
             assert r.messages[0].queue_offset == rs[i].queue_offset
+
+
+def test_batch_too_big_for_one_record_goes_as_one_message_records(broker) -> None:
+    from orbitmq.client import Message, Producer
+
+    ns, _ = broker
+    with Producer(ns) as p:
+        big = [Message("BatchE2E", bytes([65 + i]) * (3 << 20)) for i in range(3)]   # 9 MiB > one record
+        rs = p.send_batch(big, selector=lambda qs, m, a: qs[0])
+        small = p.send_batch([Message("BatchE2E", b"s") for _ in range(3)], selector=lambda qs, m, a: qs[0])
+    assert [r.queue_offset for r in rs] == [0, 1, 2] and len({r.physical_offset for r in rs}) == 3
+    assert [r.queue_offset for r in small] == [3, 4, 5] and len({r.physical_offset for r in small}) == 1
