@@ -3,7 +3,9 @@
 Starts a name server, a broker and a gRPC echo helper (each its own process), produces --messages
 messages of --size bytes with batched sends, then measures (msgs/s, MB/s) reading all of them with
 the lite pull consumer and, in a fresh group, with the push consumer; plus `grpc_empty_call_per_s`
-(an empty unary call to the echo process). Every phase is bounded by --seconds.
+(an empty unary call to the echo process), and `consume_vs_transport`: pull MB/s over the one-way
+gRPC transport's consume direction (256 KiB replies, bench/transport_oneway.py) measured in the
+same run. The producer sends batch records. Every phase is bounded by --seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import threading
 import time
 
 from orbitmq.bench.harness import BenchCluster, grpc_empty_calls_per_s
+from orbitmq.bench.transport_oneway import OneWayServer
+from orbitmq.bench.transport_oneway import measure as transport
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +58,10 @@ def run(args: argparse.Namespace) -> dict:
         out["pull_msgs_per_s"] = round(got / dt)
         out["pull_mb_per_s"] = round(got * args.size / dt / 1e6, 1)
         out["pull_consumed"] = got
+        with OneWayServer(bc.tmp) as ow:   # the one-way gRPC bulk limit, same run
+            tc = transport(ow.addr, 3.0)["transport_consume_mb_per_s"]
+        out["transport_consume_mb_per_s"] = tc
+        out["consume_vs_transport"] = round(out["pull_mb_per_s"] / tc, 3)
 
         # push
         count = [0]

@@ -9,6 +9,8 @@ sends (batched per queue with a linger) and explicit `send_batch` (msgs/s, MB/s,
 end-to-end latency p50/p99 at --latency-rate msgs/s (target p99 <= 1 ms) with a push consumer in
 another process, framed then gRPC; and `grpc_empty_call_per_s`, an empty unary call to the echo
 process with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s.
+Batched produce and pull consume are measured against the one-way gRPC bulk transport of the
+same run (`produce_vs_transport`, `consume_vs_transport`, see bench/batch_throughput.py).
 Every phase is bounded by --messages and --seconds. `--tls` measures plaintext and TLS side by
 side instead (bench/produce_tls.py, `secure_vs_plain`); `--auth` signed (auth_enabled broker) and
 unsigned sends (bench/produce_auth.py, `auth_vs_plain_sync`), both with `--tls --auth`.
@@ -22,6 +24,7 @@ import struct
 import sys
 import time
 
+from orbitmq.bench import batch_throughput
 from orbitmq.bench.harness import BenchCluster, grpc_empty_calls_per_s, percentile, process_cpu_s, rate
 from orbitmq.common import proc
 
@@ -36,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-rate", type=int, default=1000, help="msgs/s of the latency phase")
     p.add_argument("--latency-seconds", type=float, default=4.0)
     p.add_argument("--flush-mode", default="async", choices=["async", "sync"])
+    p.add_argument("--batch-bytes", type=int, default=256 * 1024,
+                   help="bytes of messages per batch record in the batched phases (default 256 KiB)")
     from orbitmq.bench.produce_tls import add_arguments as add_tls_arguments
     add_tls_arguments(p)   # --tls, --rounds
     p.add_argument("--protocol", default="auto", choices=["auto", "grpc"],
@@ -99,6 +104,8 @@ def run(args: argparse.Namespace) -> dict:
             r = rate(send_batch, args.seconds, args.messages, per_call=args.batch, warmup=3)
             out["batch_msgs_per_s"] = round(r)
             out["batch_mb_per_s"] = round(r * args.size / 1e6, 1)
+        # batch records against the one-way gRPC transport of this run (bench/batch_throughput.py)
+        out.update(batch_throughput.measure(bc, args.size, args.messages, args.seconds, args.batch_bytes, args.queues))
         out.update(_latency(bc, args, "auto", ""))
         if not args.no_grpc_latency:
             out.update(_latency(bc, args, "grpc", "grpc_"))

@@ -1,14 +1,19 @@
 """`orbitmq bench store`: the storage engine against the raw disk, measured in one run, in one DIR.
 
 Phases, each bounded by --messages and --seconds:
-- append: `put_batch` of --batch messages of --size bytes, async flush (no fsync on the caller);
-  also single `put` appends (`append_single_msgs_per_s`);
-- raw_write: the same bytes written with plain buffered sequential writes of --size bytes each;
+- append: `put_batch_record` of batch records of about --batch-bytes of --size-byte messages, as a
+  producer builds them (built before the clock starts: `encode_mb_per_s` is the producer's cost,
+  measured apart), async flush (no fsync on the caller): the broker's whole work per batch
+  (both CRCs checked, header stamped, one copy into the log);
+- legacy: `put_batch` of --batch messages as one-message records (the per-message path), and single
+  `put` appends (`append_single_msgs_per_s`);
+- raw_write: the same message bytes written with plain buffered sequential writes of --size each;
 - raw_fsync: 4 KiB write + fdatasync, one after another;
-- sync_append: sync flush with --writers concurrent asyncio writers, each `put` one message and
-  awaits `store.flushed(end)`; the flush thread group-commits, so one fdatasync releases many.
-Ratios: append_vs_raw = append_mb_per_s / raw_write_mb_per_s, group_commit_gain =
-sync_append_msgs_per_s / raw_fsync_per_s.
+- sync_append: sync flush with --writers concurrent asyncio writers, each appending a batch record
+  of --sync-batch messages and awaiting `store.flushed(end)`; the flush thread group-commits, so one
+  fdatasync releases many; `sync_append_single_msgs_per_s` is the same with one-message `put`s.
+Ratios: append_vs_raw = append_mb_per_s (message bytes) / raw_write_mb_per_s, group_commit_gain =
+sync_append_msgs_per_s / raw_fsync_per_s (`group_commit_gain_single` for one-message appends).
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ import time
 from pathlib import Path
 
 from orbitmq.broker.store import Message, MessageStore, StoreConfig
+from orbitmq.broker.store import batch_record as br
+
+TOPIC = "BenchTopic"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", required=True, help="directory to write in (emptied phase by phase; removed after)")
     p.add_argument("--batch", type=int, default=64, help="messages per put_batch in the append phase (default 64)")
     p.add_argument("--writers", type=int, default=256, help="concurrent writers in the sync phase (default 256)")
+    p.add_argument("--batch-bytes", type=int, default=256 * 1024,
+                   help="message bytes per batch record in the append phase (default 256 KiB)")
+    p.add_argument("--sync-batch", type=int, default=64, help="messages per batch record of a sync writer (default 64)")
     p.add_argument("--seconds", type=float, default=10.0, help="time limit of each phase (default 10)")
 
 
@@ -42,6 +53,35 @@ def _fresh(root: Path, name: str) -> Path:
 def _messages(n: int, size: int) -> list[Message]:
     body = os.urandom(size)
     return [Message("BenchTopic", body, queue_id=i % 8, keys=[f"k{i}"]) for i in range(n)]
+
+
+def _records(n: int, size: int, per: int, first: int = 0) -> tuple[list[bytes], float]:
+    """Batch records holding n messages (`per` each), and the seconds it took to build them."""
+    body = os.urandom(size)
+    out = []
+    t0 = time.perf_counter()
+    for i in range(0, n, per):
+        k = min(per, n - i)
+        out.append(br.encode(TOPIC, [body] * k, id_prefix="BENCH0000000000", id_first=first + i, born_ts=1,
+                             born_host="bench"))
+    return out, time.perf_counter() - t0
+
+
+def bench_append_records(d: Path, records: list[bytes], seconds: float) -> tuple[int, float]:
+    store = MessageStore(StoreConfig(store_dir=str(d), flush_mode="async", expiry_interval_s=0))
+    store.open()
+    try:
+        n = 0
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        for i, rec in enumerate(records):
+            r, _ = store.put_batch_record(rec, i % 8, dedupe=False)
+            n += r.count
+            if time.perf_counter() > deadline:
+                break
+        return n, time.perf_counter() - t0
+    finally:
+        store.close()
 
 
 def bench_append(d: Path, msgs: list[Message], batch: int, seconds: float) -> tuple[int, int, float]:
@@ -110,6 +150,33 @@ def bench_raw_fsync(d: Path, seconds: float, limit: int = 100_000) -> tuple[int,
         os.close(fd)
 
 
+def bench_sync_records(d: Path, records: list[bytes], writers: int, seconds: float) -> tuple[int, float]:
+    store = MessageStore(StoreConfig(store_dir=str(d), flush_mode="sync", expiry_interval_s=0))
+    store.open()
+
+    async def main() -> tuple[int, float]:
+        count = [0]
+        it = iter(enumerate(records))
+        deadline = time.perf_counter() + seconds
+
+        async def writer() -> None:
+            for i, rec in it:
+                r, _ = store.put_batch_record(rec, i % 8, dedupe=False)
+                await store.flushed(r.end_offset)
+                count[0] += r.count
+                if time.perf_counter() > deadline:
+                    return
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(writer() for _ in range(writers)))
+        return count[0], time.perf_counter() - t0
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()
+
+
 def bench_sync_append(d: Path, msgs: list[Message], writers: int, seconds: float) -> tuple[int, float]:
     store = MessageStore(StoreConfig(store_dir=str(d), flush_mode="sync", expiry_interval_s=0))
     store.open()
@@ -138,33 +205,51 @@ def bench_sync_append(d: Path, msgs: list[Message], writers: int, seconds: float
 
 
 def run(args: argparse.Namespace) -> dict:
-    if args.messages < 1 or args.size < 1 or args.batch < 1 or args.writers < 1 or args.seconds <= 0:
-        raise SystemExit("need --messages, --size, --batch, --writers >= 1 and --seconds > 0")
+    if args.messages < 1 or args.size < 1 or args.batch < 1 or args.writers < 1 or args.seconds <= 0 \
+            or args.batch_bytes < 1 or args.sync_batch < 1:
+        raise SystemExit("need --messages, --size, --batch, --writers, --batch-bytes, --sync-batch >= 1 "
+                         "and --seconds > 0")
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
-    msgs = _messages(args.messages, args.size)
+    per = max(1, args.batch_bytes // args.size)
+    records, enc_secs = _records(args.messages, args.size, per)
+    legacy_n = min(args.messages, 100_000)
+    msgs = _messages(legacy_n, args.size)
+    sync_records, _ = _records(args.messages, args.size, args.sync_batch)
+    names = ("append", "legacy", "single", "raw", "fsync", "sync", "sync_single")
     try:
-        n, nbytes, secs = bench_append(_fresh(root, "append"), msgs, args.batch, args.seconds)
+        n, secs = bench_append_records(_fresh(root, "append"), records, args.seconds)
+        ln, lbytes, lsecs = bench_append(_fresh(root, "legacy"), msgs, args.batch, args.seconds)
         n1, secs1 = bench_single(_fresh(root, "single"), msgs, args.seconds)
         raw_bytes, raw_secs = bench_raw_write(_fresh(root, "raw"), args.messages, args.size, args.seconds)
         fs_n, fs_secs = bench_raw_fsync(_fresh(root, "fsync"), args.seconds)
-        sn, ssecs = bench_sync_append(_fresh(root, "sync"), msgs, args.writers, args.seconds)
+        sn, ssecs = bench_sync_records(_fresh(root, "sync"), sync_records, args.writers, args.seconds)
+        s1n, s1secs = bench_sync_append(_fresh(root, "sync_single"), msgs, args.writers, args.seconds)
     finally:
-        for name in ("append", "single", "raw", "fsync", "sync"):
+        for name in names:
             shutil.rmtree(root / name, ignore_errors=True)
-    append_mb = nbytes / secs / 1e6
+    append_mb = n * args.size / secs / 1e6
     raw_mb = raw_bytes / raw_secs / 1e6
     fsync_per_s = fs_n / fs_secs
     sync_per_s = sn / ssecs
+    sync1_per_s = s1n / s1secs
     return {
-        "messages": n, "size": args.size, "batch": args.batch, "writers": args.writers,
+        "messages": n, "size": args.size, "batch_messages": per, "writers": args.writers,
+        "sync_batch": args.sync_batch,
         "append_msgs_per_s": round(n / secs),
         "append_mb_per_s": round(append_mb, 1),
+        "encode_mb_per_s": round(len(records) and args.messages * args.size / enc_secs / 1e6, 1),
+        "append_legacy_msgs_per_s": round(ln / lsecs),
+        "append_legacy_mb_per_s": round(ln * args.size / lsecs / 1e6, 1),
         "append_single_msgs_per_s": round(n1 / secs1),
         "raw_write_mb_per_s": round(raw_mb, 1),
         "raw_fsync_per_s": round(fsync_per_s),
         "sync_append_msgs_per_s": round(sync_per_s),
+        "sync_append_mb_per_s": round(sync_per_s * args.size / 1e6, 1),
+        "sync_append_single_msgs_per_s": round(sync1_per_s),
         "sync_writers": "asyncio tasks",
         "append_vs_raw": round(append_mb / raw_mb, 3),
+        "append_legacy_vs_raw": round(ln * args.size / lsecs / 1e6 / raw_mb, 3),
         "group_commit_gain": round(sync_per_s / fsync_per_s, 2),
+        "group_commit_gain_single": round(sync1_per_s / fsync_per_s, 2),
     }

@@ -321,6 +321,24 @@ class BrokerServer:
                                m.born_timestamp, m.born_host or host, "", 0, m.reconsume_times))
         return out
 
+    def store_put_batch_record(self, data: bytes, topic: str, queue_id: int) -> tuple[Any, bool]:
+        """A producer-built batch record (broker/store/batch_record.py) into the store as one record,
+        deduplicating a retry; the batch must be for the request's topic."""
+        from orbitmq.broker.store import batch_record as br
+        from orbitmq.broker.store.record import CodecError
+
+        try:
+            h = br.header(data)
+            tb = bytes(data[br.HEADER_SIZE:br.HEADER_SIZE + h[br.B_TOPIC_LEN]])
+        except Exception as e:  # noqa: BLE001 - too short to hold a header
+            raise WireError("BAD_REQUEST", f"bad batch record: {e}") from None
+        if tb != topic.encode():
+            raise WireError("BAD_REQUEST", f"batch topic {tb!r} differs from the request's {topic!r}")
+        try:
+            return self.store.put_batch_record(data, queue_id, max_body=self.config.max_message_size)
+        except CodecError as e:
+            raise WireError("BAD_REQUEST", f"bad batch record: {e.reason}") from None
+
     @staticmethod
     def to_proto(m: Any, broker_set: str) -> common_pb2.Message:
         return common_pb2.Message(

@@ -175,7 +175,10 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         touched = False
         try:
             msgs = request.messages
-            if not msgs:
+            if request.batch:
+                if msgs:
+                    raise WireError("BAD_REQUEST", "send request has both messages and a batch record")
+            elif not msgs:
                 raise WireError("BAD_REQUEST", "send request has no messages")
             topic = request.topic
             cfg = await self._topic_for_send(topic)
@@ -188,29 +191,48 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             elif qid >= cfg.write_queues:
                 raise WireError("BAD_REQUEST", f"queue_id {qid} out of range: topic {topic!r} has "
                                 f"{cfg.write_queues} write queues")
-            records = self.server.to_records(topic, qid, msgs, context.peer())
+            if request.batch:
+                records = None
+                held = len(request.batch)
+            else:
+                records = self.server.to_records(topic, qid, msgs, context.peer())
+                held = sum(len(m.body) for m in msgs)
             gate = self.hooks.send_gate
             if gate is not None:   # a master handing off holds new sends briefly
                 await gate()
             self.hooks.check_writable()
-            held = sum(len(m.body) for m in msgs)
             refusal = self.send_limits.admit(held)   # disk past its ratio, or too many bytes waiting
             if refusal is not None:
                 raise WireError(refusal.code, refusal.message)
             try:
-                results, dup = self.store.put_batch_dedup(records)  # raises before appending anything, or appends
-                touched = True
-                await self._settle(max(r.end_offset for r in results))
+                if records is None:
+                    # one record for the whole batch: validated and stamped, never re-encoded
+                    br_res, dup = self.server.store_put_batch_record(request.batch, topic, qid)
+                    touched = True
+                    results = ()
+                    n_put = br_res.count
+                    end = br_res.end_offset
+                else:
+                    results, dup = self.store.put_batch_dedup(records)  # raises before appending anything, or appends
+                    touched = True
+                    n_put = len(results)
+                    end = max(r.end_offset for r in results)
+                await self._settle(end)
             finally:
                 self.send_limits.release(held)
             st = self.stats
             st["sends"] += 1
             if dup:
-                st["duplicates"] += len(results)  # a retry: answered with the original receipts, not stored again
+                st["duplicates"] += n_put  # a retry: answered with the original receipts, not stored again
                 counted_messages.set(0)
             else:
-                st["msgs_put"] += len(results)
+                st["msgs_put"] += n_put
             out = broker_pb2.SendResponse(broker_set=self.config.broker_set, epoch=self.hooks.epoch())
+            if request.batch:
+                b = out.batch
+                b.queue_id, b.base_queue_offset, b.count = br_res.queue_id, br_res.base_queue_offset, br_res.count
+                b.physical_offset, b.first_msg_id = br_res.physical_offset, br_res.first_msg_id
+                return out
             add = out.results.add
             for r in results:
                 add(msg_id=r.msg_id, queue_id=r.queue_id, queue_offset=r.queue_offset,
@@ -264,7 +286,9 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             max_bytes = min(request.max_bytes or self.config.pull_max_bytes, self.config.pull_max_bytes)
             tags = parse_tags(request.tag_expression)
             store = self.store
-            res = store.get_messages(topic, qid, request.queue_offset, max_n, max_bytes, tags)
+            # a client that decodes batch records gets them as stored (no per-message work here)
+            get = store.get_raw if request.accept_batches else store.get_messages
+            res = get(topic, qid, request.queue_offset, max_n, max_bytes, tags)
             wait_s = min(request.long_poll_ms, self.config.long_poll_max_ms) / 1000.0
             if self.server.status_name(res) == "NO_NEW" and wait_s > 0:
                 remaining = context.time_remaining()
@@ -278,13 +302,13 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                         break
                     fut = self.waiters.park(key)
                     try:
-                        res = store.get_messages(topic, qid, request.queue_offset, max_n, max_bytes, tags)
+                        res = get(topic, qid, request.queue_offset, max_n, max_bytes, tags)
                         if self.server.status_name(res) != "NO_NEW":
                             break
                         await self.waiters.wait(fut, left)
                     finally:
                         self.waiters.unpark(key, fut)
-                    res = store.get_messages(topic, qid, request.queue_offset, max_n, max_bytes, tags)
+                    res = get(topic, qid, request.queue_offset, max_n, max_bytes, tags)
             return self._pull_response(res, request.queue_offset)
         except Exception as e:  # noqa: BLE001
             await self._fail(context, e)
@@ -294,7 +318,17 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         out = broker_pb2.PullResponse(next_offset=res.next_offset, min_offset=res.min_offset,
                                       max_offset=res.max_offset)
         if status == "FOUND":
-            if res.messages:
+            items = getattr(res, "items", None)  # a RawGetResult (accept_batches) has items
+            if items:
+                out.status = broker_pb2.PULL_FOUND
+                bset = self.config.broker_set
+                for it in items:
+                    if isinstance(it, bytes):
+                        out.batches.append(it)
+                    else:
+                        out.messages.append(self.server.to_proto(it, bset))
+                self.stats["msgs_got"] += res.count
+            elif items is None and res.messages:
                 out.status = broker_pb2.PULL_FOUND
                 bset = self.config.broker_set
                 pm = [self.server.to_proto(m, bset) for m in res.messages]

@@ -23,6 +23,7 @@ import grpc
 
 from orbitmq.client import errors
 from orbitmq.client.allocate import allocate_averagely
+from orbitmq.client.batch_messages import messages_of
 from orbitmq.client.offset_store import LocalOffsetStore, RemoteOffsetStore
 from orbitmq.client.offsets import OffsetTracker
 from orbitmq.client.routes import MessageQueue
@@ -54,8 +55,13 @@ class QueueState:
     def ack(self, offsets: list[int]) -> None:
         with self.lock:
             if self.tracker is not None:
-                for o in offsets:
-                    self.tracker.ack(o)
+                self.tracker.ack_many(offsets)
+
+
+def tag_set(expr: str) -> set[str] | None:
+    """A subscription's tag expression as a set ('*' or '' -> None: every tag)."""
+    tags = {t.strip() for t in (expr or "").split("||")} - {""}
+    return None if not tags or "*" in tags else tags
 
 
 def make_client_id(instance_name: str) -> str:
@@ -264,7 +270,8 @@ class ConsumerBase:
                     raise errors.NoRouteError(f"no replica of {mq.broker_set!r}")
                 req = broker_pb2.PullRequest(group=self.group, topic=mq.topic, queue_id=mq.queue_id,
                                              queue_offset=offset, max_messages=self.pull_batch,
-                                             long_poll_ms=self.long_poll_ms, tag_expression=tags, commit_offset=-1)
+                                             long_poll_ms=self.long_poll_ms, tag_expression=tags, commit_offset=-1,
+                                             accept_batches=True)
                 qs.wake.clear()
                 call = self.transport.future(addr, "PullMessage", req, self.long_poll_ms / 1000 + 5)
                 call.add_done_callback(lambda _c, ev=qs.wake: ev.set())
@@ -277,7 +284,7 @@ class ConsumerBase:
                 except grpc.RpcError as e:
                     raise errors.from_rpc_error(e, addr) from None
                 backoff = 0.0
-                self._handle_pull(qs, resp)
+                self._handle_pull(qs, resp, offset, tag_set(tags))
             except errors.OrbitError as e:
                 if qs.stop.is_set():
                     break
@@ -289,15 +296,14 @@ class ConsumerBase:
                 log.exception("pull loop of %s", mq.key())
                 backoff = 1.0
 
-    def _handle_pull(self, qs: QueueState, resp: Any) -> None:
+    def _handle_pull(self, qs: QueueState, resp: Any, offset: int = 0, tags: set[str] | None = None) -> None:
         st = resp.status
-        if st == broker_pb2.PULL_FOUND and resp.messages:
-            msgs = list(resp.messages)
+        if st == broker_pb2.PULL_FOUND and (resp.messages or resp.batches):
+            msgs = messages_of(resp, offset, tags, qs.mq.broker_set) if resp.batches else list(resp.messages)
             with qs.lock:
                 if qs.dropped:
                     return
-                first = msgs[0].queue_offset
-                if first < qs.tracker.next_offset:   # never deliver twice what this tracker handed out
+                if msgs and msgs[0].queue_offset < qs.tracker.next_offset:   # never deliver twice what this tracker handed out
                     msgs = [m for m in msgs if m.queue_offset >= qs.tracker.next_offset]
                 qs.tracker.add([m.queue_offset for m in msgs], resp.next_offset)
             if msgs:

@@ -5,8 +5,8 @@ queue_offset, born/store timestamps, broker_set, reconsume_times).
 
 from __future__ import annotations
 
-import itertools
 import os
+import threading
 import uuid
 from dataclasses import dataclass, field
 
@@ -73,7 +73,19 @@ class MsgIdGenerator:
 
     def __init__(self) -> None:
         self.prefix = (uuid.uuid4().hex[:12] + f"{os.getpid() & 0xFFFF:04X}").upper()
-        self._seq = itertools.count()   # next() on a count is atomic under the GIL
+        self._seq = 0
+        self._lock = threading.Lock()
 
     def next(self) -> str:
-        return f"{self.prefix}{next(self._seq):012X}"
+        with self._lock:
+            n = self._seq
+            self._seq = n + 1
+        return f"{self.prefix}{n:012X}"
+
+    def reserve(self, n: int) -> int:
+        """The first of `n` consecutive counters (ids prefix + 12 hex digits): a batch record
+        stores them as one compact range."""
+        with self._lock:
+            first = self._seq
+            self._seq = first + n
+        return first

@@ -32,6 +32,15 @@ class OffsetTracker:
             self._acked.add(offset)
             self._compact()
 
+    def ack_many(self, offsets: list[int]) -> None:
+        """ack() each offset; offsets acknowledged in pull order (the usual case) leave at once."""
+        p, a = self._pending, self._acked
+        for o in offsets:
+            if not a and p and p[0] == o:
+                p.popleft()
+            else:
+                self.ack(o)
+
     def _compact(self) -> None:
         p, a = self._pending, self._acked
         while p and p[0] in a:

@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 
+from orbitmq.broker.store import batch_record as br
 from orbitmq.client import errors
 from orbitmq.client.batching import Batch, BatchAccumulator
 from orbitmq.client.message import Message, MsgIdGenerator, SendReceipt
@@ -121,6 +122,14 @@ class Producer:
         if not msg.msg_id:
             msg.msg_id = self._ids.next()
 
+    def _validate_only(self, msg: Message) -> None:
+        """_validate without assigning an id (a batch assigns its ids as one range)."""
+        if not isinstance(msg, Message):
+            raise TypeError(f"expected orbitmq.client.Message, got {type(msg).__name__}")
+        if self._closed:
+            raise errors.ClientClosedError("producer is closed")
+        msg.check()
+
     def _prepare(self, msg: Message) -> Any:
         self._validate(msg)
         return msg.to_proto(int(time.time() * 1000), self._host)
@@ -137,6 +146,38 @@ class Producer:
             pm.keys.extend(msg.keys)
         if msg.properties:
             pm.properties.update(msg.properties)
+
+    def _batch_request(self, topic: str, msgs: list[Message], born_ms: int) -> tuple[Any, list[str] | None]:
+        """One SendRequest carrying the messages as a batch record (built once, re-sent as is by
+        retries) and the messages' ids. Messages without ids get one compact range of ids. A batch
+        over batch_record.MAX_RECORD_BYTES goes as one-message records (ids None)."""
+        n = len(msgs)
+        prefix, first, ids = "", 0, None
+        if not any(m.msg_id for m in msgs):
+            first = self._ids.reserve(n)
+            prefix = self._ids.prefix
+            for i, m in enumerate(msgs):
+                m.msg_id = f"{prefix}{first + i:012X}"
+        else:
+            for m in msgs:
+                if not m.msg_id:
+                    m.msg_id = self._ids.next()
+            ids = [m.msg_id for m in msgs]
+        try:
+            data = br.encode(topic, [m.body if type(m.body) is bytes else bytes(m.body) for m in msgs],
+                             tags=[m.tags for m in msgs] if any(m.tags for m in msgs) else None,
+                             keys=[m.keys for m in msgs] if any(m.keys for m in msgs) else None,
+                             properties=[m.properties for m in msgs] if any(m.properties for m in msgs) else None,
+                             msg_ids=ids, id_prefix=prefix, id_first=first, born_ts=born_ms, born_host=self._host)
+        except ValueError as e:
+            raise errors.BadRequestError(f"cannot build the batch: {e}") from None
+        if len(data) > br.MAX_RECORD_BYTES:
+            # too big for one record (replication moves a record whole): one-message records, as before
+            req = broker_pb2.SendRequest(topic=topic)
+            for m in msgs:
+                self._add_wire(m, req.messages, born_ms)
+            return req, None
+        return broker_pb2.SendRequest(topic=topic, batch=data), ids or [m.msg_id for m in msgs]
 
     # ---- attempts (shared by sync and async sends) ---------------------------------------------------
 
@@ -163,7 +204,9 @@ class Producer:
             addr = route.masters.get(job.mq.broker_set)
             if addr and job.mq in route.write_queues:
                 return job.mq, addr
-        return self._pick(job.topic, first if first is not None else job.req.messages[0], selector, arg, job.avoid)
+        if first is None:
+            first = job.first if job.first is not None else job.req.messages[0]
+        return self._pick(job.topic, first, selector, arg, job.avoid)
 
     def _failed(self, job: _Job, err: errors.OrbitError) -> Decision:
         """Record a failed attempt; what to do next (send_policy.decide)."""
@@ -194,6 +237,14 @@ class Producer:
         return moved(job.addr, route.masters.get(job.mq.broker_set) if job.mq is not None else None)
 
     def _receipts(self, job: _Job, resp: Any) -> list[SendReceipt]:
+        if job.ids is not None:
+            b = resp.batch
+            if b.count != len(job.ids):
+                raise errors.InternalError(f"broker answered {b.count} results for a batch of {len(job.ids)}",
+                                           address=job.addr)
+            q = MessageQueue(job.topic, resp.broker_set or job.mq.broker_set, b.queue_id)
+            base, phys, epoch, addr = b.base_queue_offset, b.physical_offset, resp.epoch, job.addr
+            return [SendReceipt(mid, q, base + i, phys, epoch, addr) for i, mid in enumerate(job.ids)]
         pms = job.req.messages
         if len(resp.results) != len(pms):
             raise errors.InternalError(f"broker answered {len(resp.results)} results for {len(pms)} messages",
@@ -240,8 +291,9 @@ class Producer:
             raise _wire_error(e, addr) from None
 
     def _send_with_retry(self, topic: str, req: Any, selector: Selector | None, arg: Any,
-                         timeout: float | None, first: Any = None) -> list[SendReceipt]:
+                         timeout: float | None, first: Any = None, ids: list[str] | None = None) -> list[SendReceipt]:
         job = _Job(topic, req, time.monotonic() + (timeout or self.send_timeout_s))
+        job.ids = ids
         while True:
             try:
                 return self._attempt_sync(job, selector, arg, first)
@@ -267,11 +319,10 @@ class Producer:
         topic = getattr(msgs[0], "topic", "")
         if any(getattr(m, "topic", topic) != topic for m in msgs):
             raise errors.BadRequestError("every message of a batch must have the same topic")
-        req = broker_pb2.SendRequest(topic=topic)
-        born = int(time.time() * 1000)
         for m in msgs:
-            self._prepare_into(m, req.messages, born)
-        return self._send_with_retry(topic, req, selector, arg, timeout, msgs[0])
+            self._validate_only(m)
+        req, ids = self._batch_request(topic, msgs, int(time.time() * 1000))
+        return self._send_with_retry(topic, req, selector, arg, timeout, msgs[0], ids)
 
     def send_oneway(self, msg: Message, *, selector: Selector | None = None, arg: Any = None) -> None:
         """Send without waiting for (or retrying on) the result."""
@@ -294,7 +345,7 @@ class Producer:
         order. Blocks only while `max_in_flight` requests are already outstanding (at most until
         the send timeout of the batch it would start).
         """
-        self._validate(msg)
+        self._validate_only(msg)  # ids: one compact range per batch record (or the message's own)
         sticky = selector is None and self.selector is None
         fut: Future = Future()
         if callback is not None:
@@ -312,6 +363,8 @@ class Producer:
                 cur = self._pick(msg.topic, msg, selector, arg)
         except errors.OrbitError as e:
             # no route now (e.g. no master this instant): the message goes alone, retried until its deadline
+            if not msg.msg_id:
+                msg.msg_id = self._ids.next()
             req = broker_pb2.SendRequest(topic=msg.topic)
             self._add_wire(msg, req.messages, born)
             job = _Job(msg.topic, req, time.monotonic() + self.send_timeout_s, futs=[fut])
@@ -330,10 +383,10 @@ class Producer:
             for b in ready:
                 if b.items[-1] is not fut:     # the previous batch closed to make room
                     out.append(self._job_of(b, self._reqs.pop(mq)))
-            req = self._reqs.get(mq)
-            if req is None:
-                req = self._reqs[mq] = broker_pb2.SendRequest(topic=mq.topic, queue_id=mq.queue_id)
-            self._add_wire(msg, req.messages, born)
+            pending = self._reqs.get(mq)
+            if pending is None:
+                pending = self._reqs[mq] = []
+            pending.append(msg)
             self._unresolved += 1
             if ready and ready[-1].items[-1] is fut:
                 out.append(self._job_of(ready[-1], self._reqs.pop(mq)))
@@ -351,10 +404,21 @@ class Producer:
             self._sender = threading.Thread(target=self._sender_loop, name="orbitmq-sender", daemon=True)
             self._sender.start()
 
-    def _job_of(self, b: Batch, req: Any) -> _Job:
-        """A closed batch as a send job; its deadline is its first message's send timeout."""
+    def _job_of(self, b: Batch, msgs: list[Message]) -> _Job:
+        """A closed batch as a send job (its messages as one batch record); its deadline is its
+        first message's send timeout."""
+        try:
+            req, ids = self._batch_request(b.key.topic, msgs, int(time.time() * 1000))
+        except errors.OrbitError as e:
+            job = _Job(b.key.topic, None, b.created + self.send_timeout_s, futs=b.items)
+            job.last_err = e
+            job.deadline = 0.0  # fails at once with last_err
+            return job
+        req.queue_id = b.key.queue_id
         job = _Job(b.key.topic, req, b.created + self.send_timeout_s, futs=b.items)
         job.mq = b.key
+        job.ids = ids
+        job.first = msgs[0]
         return job
 
     def _settle(self, job: _Job, receipts: list[SendReceipt] | None = None,
@@ -569,8 +633,8 @@ class Producer:
 class _Job:
     """One send (a sync call, or an async batch) across its attempts."""
 
-    __slots__ = ("addr", "attempts", "avoid", "call", "deadline", "done", "due", "futs", "go_to", "hinted",
-                 "last_err", "moved", "mq", "req", "sent", "started", "stay", "topic")
+    __slots__ = ("addr", "attempts", "avoid", "call", "deadline", "done", "due", "first", "futs", "go_to",
+                 "hinted", "ids", "last_err", "moved", "mq", "req", "sent", "started", "stay", "topic")
 
     def __init__(self, topic: str, req: Any, deadline: float, futs: list[Future] | None = None) -> None:
         self.topic = topic
@@ -591,6 +655,8 @@ class _Job:
         self.due = 0.0
         self.go_to: str | None = None     # a NOT_MASTER answer named the set's new master: go there next
         self.hinted = False
+        self.ids: list[str] | None = None  # a batch record send: the ids of its messages, in order
+        self.first: Any = None             # the first message (for a selector choosing a retry's queue)
 
 
 def _wire_error(e: grpc.RpcError, addr: str) -> errors.OrbitError:

@@ -23,12 +23,23 @@ BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.
 
 
 def _send_in(req: Any, resp: Any) -> tuple[str, int, int] | None:
+    if getattr(req, "batch", b""):   # a batch record: its count from the answer, its size in bytes
+        return req.topic, resp.batch.count if resp is not None else 0, len(req.batch)
     return req.topic, len(req.messages), sum(len(m.body) for m in req.messages)
 
 
 def _pull_out(req: Any, resp: Any) -> tuple[str, int, int] | None:
     msgs = getattr(resp, "messages", ())
-    return req.topic, len(msgs), sum(len(m.body) for m in msgs)
+    n, size = len(msgs), sum(len(m.body) for m in msgs)
+    batches = getattr(resp, "batches", ())
+    if batches:   # whole batch records: the messages of the asked-for window, the records' bytes
+        from orbitmq.broker.store import batch_record as br
+
+        for b in batches:
+            h = br.header(b)
+            n += max(0, min(resp.next_offset, h[br.B_BASE] + h[br.B_COUNT]) - max(req.queue_offset, h[br.B_BASE]))
+            size += len(b)
+    return req.topic, n, size
 
 
 # method name -> (direction, extractor(request, response) -> (topic, messages, bytes))

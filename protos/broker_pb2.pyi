@@ -31,16 +31,18 @@ CLUSTERING: ConsumeModel
 BROADCASTING: ConsumeModel
 
 class SendRequest(_message.Message):
-    __slots__ = ("topic", "queue_id", "messages", "oneway")
+    __slots__ = ("topic", "queue_id", "messages", "oneway", "batch")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     QUEUE_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     ONEWAY_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     topic: str
     queue_id: int
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.Message]
     oneway: bool
-    def __init__(self, topic: _Optional[str] = ..., queue_id: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., oneway: _Optional[bool] = ...) -> None: ...
+    batch: bytes
+    def __init__(self, topic: _Optional[str] = ..., queue_id: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., oneway: _Optional[bool] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class SendResult(_message.Message):
     __slots__ = ("msg_id", "queue_id", "queue_offset", "physical_offset")
@@ -54,18 +56,34 @@ class SendResult(_message.Message):
     physical_offset: int
     def __init__(self, msg_id: _Optional[str] = ..., queue_id: _Optional[int] = ..., queue_offset: _Optional[int] = ..., physical_offset: _Optional[int] = ...) -> None: ...
 
+class BatchResult(_message.Message):
+    __slots__ = ("queue_id", "base_queue_offset", "count", "physical_offset", "first_msg_id")
+    QUEUE_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_QUEUE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    PHYSICAL_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FIRST_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    queue_id: int
+    base_queue_offset: int
+    count: int
+    physical_offset: int
+    first_msg_id: str
+    def __init__(self, queue_id: _Optional[int] = ..., base_queue_offset: _Optional[int] = ..., count: _Optional[int] = ..., physical_offset: _Optional[int] = ..., first_msg_id: _Optional[str] = ...) -> None: ...
+
 class SendResponse(_message.Message):
-    __slots__ = ("results", "broker_set", "epoch")
+    __slots__ = ("results", "broker_set", "epoch", "batch")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     BROKER_SET_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SendResult]
     broker_set: str
     epoch: int
-    def __init__(self, results: _Optional[_Iterable[_Union[SendResult, _Mapping]]] = ..., broker_set: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
+    batch: BatchResult
+    def __init__(self, results: _Optional[_Iterable[_Union[SendResult, _Mapping]]] = ..., broker_set: _Optional[str] = ..., epoch: _Optional[int] = ..., batch: _Optional[_Union[BatchResult, _Mapping]] = ...) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("group", "topic", "queue_id", "queue_offset", "max_messages", "max_bytes", "long_poll_ms", "tag_expression", "commit_offset")
+    __slots__ = ("group", "topic", "queue_id", "queue_offset", "max_messages", "max_bytes", "long_poll_ms", "tag_expression", "commit_offset", "accept_batches")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     QUEUE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +93,7 @@ class PullRequest(_message.Message):
     LONG_POLL_MS_FIELD_NUMBER: _ClassVar[int]
     TAG_EXPRESSION_FIELD_NUMBER: _ClassVar[int]
     COMMIT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_BATCHES_FIELD_NUMBER: _ClassVar[int]
     group: str
     topic: str
     queue_id: int
@@ -84,21 +103,24 @@ class PullRequest(_message.Message):
     long_poll_ms: int
     tag_expression: str
     commit_offset: int
-    def __init__(self, group: _Optional[str] = ..., topic: _Optional[str] = ..., queue_id: _Optional[int] = ..., queue_offset: _Optional[int] = ..., max_messages: _Optional[int] = ..., max_bytes: _Optional[int] = ..., long_poll_ms: _Optional[int] = ..., tag_expression: _Optional[str] = ..., commit_offset: _Optional[int] = ...) -> None: ...
+    accept_batches: bool
+    def __init__(self, group: _Optional[str] = ..., topic: _Optional[str] = ..., queue_id: _Optional[int] = ..., queue_offset: _Optional[int] = ..., max_messages: _Optional[int] = ..., max_bytes: _Optional[int] = ..., long_poll_ms: _Optional[int] = ..., tag_expression: _Optional[str] = ..., commit_offset: _Optional[int] = ..., accept_batches: _Optional[bool] = ...) -> None: ...
 
 class PullResponse(_message.Message):
-    __slots__ = ("status", "messages", "next_offset", "min_offset", "max_offset")
+    __slots__ = ("status", "messages", "next_offset", "min_offset", "max_offset", "batches")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
     MIN_OFFSET_FIELD_NUMBER: _ClassVar[int]
     MAX_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     status: PullStatus
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.Message]
     next_offset: int
     min_offset: int
     max_offset: int
-    def __init__(self, status: _Optional[_Union[PullStatus, str]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., next_offset: _Optional[int] = ..., min_offset: _Optional[int] = ..., max_offset: _Optional[int] = ...) -> None: ...
+    batches: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, status: _Optional[_Union[PullStatus, str]] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., next_offset: _Optional[int] = ..., min_offset: _Optional[int] = ..., max_offset: _Optional[int] = ..., batches: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class Subscription(_message.Message):
     __slots__ = ("topic", "tag_expression")

@@ -16,6 +16,7 @@ import mmap
 import os
 from collections.abc import Callable, Iterator
 
+from orbitmq.broker.store import batch_record as br
 from orbitmq.broker.store import record as rc
 from orbitmq.broker.store.errors import CorruptRecord, MessageTooLarge, OffsetMismatch
 
@@ -237,6 +238,18 @@ class CommitLog:
         seg.mm[rel:rel + len(data)] = data
         self.max_offset = pos + len(data)
 
+    def write_parts(self, pos: int, parts: list) -> None:
+        """Copy the byte strings `parts` one after another to `pos` (== max_offset, reserved for
+        their total) and advance the end once, so no reader sees a part of a record."""
+        seg = self.segments[-1]
+        rel = pos - seg.base
+        # pwritev, not the mapping: one syscall that lets go of the GIL and takes no page faults;
+        # the shared mapping sees the same page cache at once
+        n = os.pwritev(seg.fd, parts, rel)
+        if n != sum(len(p) for p in parts):
+            raise OSError(f"short write to {seg.path}: {n} bytes")
+        self.max_offset = pos + n
+
     def append_raw(self, start: int, data: bytes) -> list[tuple[int, int, int]]:
         """Validate whole records (CRC, offsets, segment fit) and append them as-is.
 
@@ -301,7 +314,16 @@ class CommitLog:
         return True
 
     def read_record(self, pos: int) -> rc.Message:
-        """The verified record at `pos`; CorruptRecord if its CRC/size/offset is wrong."""
+        """The verified one-message (or META) record at `pos`; CorruptRecord if its CRC/size/offset
+        is wrong (or if it is a batch: read_verified gives its bytes)."""
+        magic, buf = self.read_verified(pos)
+        try:
+            return rc.decode(buf, 0, len(buf), verify=False)
+        except rc.CodecError as e:
+            raise CorruptRecord(self._segment(pos).path, pos, e.reason) from None
+
+    def read_verified(self, pos: int) -> tuple[int, bytes]:
+        """(magic, bytes) of the verified record at `pos`; CorruptRecord if its CRC/size/offset is wrong."""
         if not self.min_offset <= pos < self.max_offset:
             raise IndexError(f"offset {pos} outside [{self.min_offset}, {self.max_offset})")
         seg = self._segment(pos)
@@ -312,17 +334,20 @@ class CommitLog:
             if total < rc.BLANK_MIN or rel + total > limit:
                 raise rc.CodecError(f"size {total} out of range")
             buf = seg.mm[rel:rel + total]
-            rc.check(buf, 0, total, expect_offset=pos)
-            return rc.decode(buf, 0, total, verify=False)
+            _, magic = rc.check(buf, 0, total, expect_offset=pos)
+            return magic, buf
         except rc.CodecError as e:
             raise CorruptRecord(seg.path, pos, e.reason) from None
 
     def records(self, start: int, end: int | None = None,
-                on_corrupt: Callable[[CorruptRecord], None] | None = None) -> Iterator[tuple[int, int, bytes]]:
+                on_corrupt: Callable[[CorruptRecord], None] | None = None,
+                batch_meta: bool = False) -> Iterator[tuple[int, int, bytes]]:
         """Yield (offset, magic, record bytes) of verified records from start to end (blanks too).
 
         A corrupt record raises CorruptRecord; with `on_corrupt`, one whose size field still leads
-        to a valid record (or the end) is reported to it and skipped instead.
+        to a valid record (or the end) is reported to it and skipped instead. With `batch_meta`, a
+        batch record yields only its header, tables and columns (their CRC checked; the message
+        data is neither copied nor checked: indexing needs none of it, readers check it).
         """
         pos = start
         while True:
@@ -337,6 +362,22 @@ class CommitLog:
                 raise CorruptRecord(seg.path, pos, f"bad size {total}")
             if pos + total > stop:
                 return  # the record straddles `end`: stop before it
+            if batch_meta and total >= br.HEADER_SIZE and rc.peek_magic(seg.mm, rel) == rc.MAGIC_BATCH:
+                meta = br.meta_len_of(seg.mm, rel)
+                if br.HEADER_SIZE <= meta <= total:
+                    buf = seg.mm[rel:rel + meta]
+                    try:
+                        br.check_meta(buf, total, pos)
+                    except rc.CodecError as e:
+                        err = CorruptRecord(seg.path, pos, e.reason)
+                        if on_corrupt is None or not self._resyncs(seg, rel + total, limit):
+                            raise err from None
+                        on_corrupt(err)
+                        pos += total
+                        continue
+                    yield pos, rc.MAGIC_BATCH, buf
+                    pos += total
+                    continue
             buf = seg.mm[rel:rel + total]
             try:
                 _, magic = rc.check(buf, 0, total, expect_offset=pos)

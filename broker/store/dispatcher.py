@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from orbitmq.broker.store import batch_record as br
 from orbitmq.broker.store import index_store as ix
 from orbitmq.broker.store import record as rc
 from orbitmq.broker.store.errors import CorruptRecord
@@ -88,6 +89,38 @@ def parse_index_fields(buf) -> tuple:
             keys = ks.split() if ks else ()
             msg_id = d.get(rc.PROP_UNIQ, "")
     return magic, h[rc.H_QUEUE_ID], h[rc.H_QUEUE_OFFSET], total, topic, tags, keys, msg_id, None
+
+
+def parse_batch_fields(buf, read_full: Callable[[], bytes] | None = None) -> tuple:
+    """(queue_id, base queue offset, count, size, topic, tag hash, keys, explicit ids or None, id
+    prefix, first id counter, store_ts) of a verified batch record, or of its meta part alone
+    (CommitLog.records(batch_meta=True)); the message data is needed only for batches with explicit
+    ids (their UNIQ_KEYs): then `read_full()` gives the whole record when `buf` is its meta part."""
+    h = br.header(buf)
+    tl = h[br.B_TOPIC_LEN]
+    topic = bytes(buf[br.HEADER_SIZE:br.HEADER_SIZE + tl]).decode()
+    explicit = h[br.B_FLAGS] & br.FLAG_IDS_EXPLICIT
+    keys: list[str] = []
+    th = 0
+    ids = None
+    prefix = ""
+    if explicit and len(buf) < h[br.B_TOTAL]:
+        if read_full is None:
+            raise ValueError("a batch with explicit ids needs its whole record to be indexed")
+        buf = read_full()
+    if h[br.B_NTAGS] or h[br.B_NKEYS] or explicit:
+        v = br.parse(buf, verify=False, meta_only=len(buf) < h[br.B_TOTAL])
+        keys = v.keys
+        u = v.uniform_tag()
+        th = br.TAG_MIXED if u is None else rc.tag_hash(u)
+        prefix = v.id_prefix
+        if explicit:
+            ids = v.msg_ids()
+    else:
+        p = br.HEADER_SIZE + tl + h[br.B_BORN_HOST_LEN]
+        prefix = bytes(buf[p:p + h[br.B_ID_PREFIX_LEN]]).decode()
+    return (h[br.B_QUEUE_ID], h[br.B_BASE], h[br.B_COUNT], h[br.B_TOTAL], topic, th, keys, ids, prefix,
+            h[br.B_ID_FIRST], h[br.B_STORE_TS])
 
 
 class Dispatcher:
@@ -189,10 +222,36 @@ class Dispatcher:
         limit = self.batch_bytes
         known_qmax = self.qmax
         topics_changed: set[str] | None = set()
-        for off, magic, buf in self.log.records(start, target, self._on_corrupt):
+        for off, magic, buf in self.log.records(start, target, self._on_corrupt, batch_meta=True):
             total = len(buf)
             if magic == rc.MAGIC_BLANK:
                 pos = off + total
+                continue
+            if magic == rc.MAGIC_BATCH:
+                qid, base, cnt, total, topic, th, keys, ids, prefix, first, _ts = parse_batch_fields(
+                    buf, lambda o=off: self.log.read_verified(o)[1])
+                key = (topic, qid)
+                wb.put(ix.cq_key(topic, qid, base), ix.CQ_BATCH.pack(off, total, th, cnt))
+                for k in keys:
+                    wb.put(ix.key_key(topic, k, off), b"")
+                if ids is not None:
+                    v = ix.pack_q(off)
+                    for mid in ids:
+                        wb.put(ix.id_key(mid), v)
+                else:
+                    wb.put(ix.batch_id_key(prefix, first), ix.pack_q(off))
+                cur = qmax.get(key)
+                if cur is None:
+                    cur = known_qmax.get(key)
+                    if cur is None and key not in qmin_new:
+                        qmin_new[key] = base
+                if cur is None or base + cnt > cur:
+                    qmax[key] = base + cnt
+                changed.add(key)
+                pos = off + total
+                n += 1
+                if pos - start >= limit:
+                    break
                 continue
             magic, qid, qoff, total, topic, tags, keys, msg_id, body = parse_index_fields(buf)
             if magic == rc.MAGIC_META:

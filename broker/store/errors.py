@@ -59,3 +59,9 @@ class LocalWriteRefused(StoreError):
     replicated bytes on a store that writes locally (a master)."""
 
     code = "NOT_MASTER"
+
+
+class EmptyBody(BadMessage):
+    """A message without a body (a batch record holding one)."""
+
+    code = "BODY_EMPTY"

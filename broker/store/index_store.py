@@ -4,11 +4,15 @@ Owns: key/value layouts and small read helpers. Writes go through `WriteBatch`es
 dispatcher (dispatcher.py) or the store's truncation/expiry, always together with the dispatch
 checkpoint so the tables never disagree with it. It never reads the commitlog.
 
-    c topic \\0 qid(>i) qoff(>q)   -> phys(<q) size(<I) tag hash(<I)      consume queue entry
+    c topic \\0 qid(>i) qoff(>q)   -> phys(<q) size(<I) tag hash(<I)      consume queue entry (one record)
+                                  [+ count(<I)]                         a batch: base offset qoff, count
+                                                                        messages (tag hash TAG_MIXED:
+                                                                        several tags, filter per message)
     Q topic \\0 qid(>i)            -> next queue offset (<q)               consume queue end
     N topic \\0 qid(>i)            -> min queue offset (<q)                after expiry
     k topic \\0 key \\0 phys(>q)    -> b""                                  message key index
     i msg_id                       -> phys(<q)                             message id index
+    j id prefix \\0 counter(>Q)     -> phys(<q)                             batch with compact ids from counter
     o group \\0 topic \\0 qid(>i)   -> offset(<q)                           consumer offsets
     t topic                        -> JSON                                 topic configs
     g group                        -> JSON                                 subscription groups
@@ -37,6 +41,24 @@ _QID = struct.Struct(">i")
 _QOFF = struct.Struct(">iq")
 _PHYS_BE = struct.Struct(">q")
 CQ_VALUE = struct.Struct("<qII")
+CQ_BATCH = struct.Struct("<qIII")
+_CQ_COUNT = struct.Struct("<I")
+_COUNTER = struct.Struct(">Q")
+
+
+def cq_unpack(v: bytes) -> tuple[int, int, int, int]:
+    """(physical offset, size, tag hash, message count) of a consume queue entry (count 1 for a
+    one-message record, as an old-format log has)."""
+    phys, size, th = CQ_VALUE.unpack_from(v)
+    return phys, size, th, (_CQ_COUNT.unpack_from(v, 16)[0] if len(v) >= 20 else 1)
+
+
+def batch_id_key(prefix: str, counter: int) -> bytes:
+    return b"j" + prefix.encode() + b"\x00" + _COUNTER.pack(counter)
+
+
+def batch_id_prefix(prefix: str) -> bytes:
+    return b"j" + prefix.encode() + b"\x00"
 
 
 def _t(topic: str) -> bytes:

@@ -36,6 +36,7 @@ from enum import StrEnum
 from typing import Any
 
 from orbitmq.broker import names
+from orbitmq.broker.store import batch_record as br
 from orbitmq.broker.store import dedup
 from orbitmq.broker.store import expiry as ex
 from orbitmq.broker.store import index_store as ix
@@ -52,9 +53,18 @@ from orbitmq.broker.store.dispatcher import (
     Dispatcher,
     apply_meta,
     empty_meta,
+    parse_batch_fields,
     parse_index_fields,
 )
-from orbitmq.broker.store.errors import CorruptRecord, LocalWriteRefused, StoreClosed, StoreError
+from orbitmq.broker.store.errors import (
+    BadMessage,
+    CorruptRecord,
+    EmptyBody,
+    LocalWriteRefused,
+    MessageTooLarge,
+    StoreClosed,
+    StoreError,
+)
 from orbitmq.broker.store.flush import Flusher
 from orbitmq.broker.store.record import Message
 
@@ -65,7 +75,8 @@ RESTARTING = "RESTARTING"   # present only while start_log_at runs; open() finis
 GiB = 1 << 30
 MiB = 1 << 20
 
-__all__ = ["GetResult", "GetStatus", "Message", "MessageStore", "PutResult", "StoreConfig"]
+__all__ = ["BatchPutResult", "GetResult", "GetStatus", "Message", "MessageStore", "PutResult", "RawGetResult",
+           "StoreConfig"]
 
 
 @dataclass
@@ -106,6 +117,19 @@ class PutResult:
     msg_id: str
 
 
+@dataclass(slots=True)
+class BatchPutResult:
+    """Where a batch record went: its messages have queue offsets base_queue_offset .. + count - 1."""
+
+    physical_offset: int
+    size: int
+    end_offset: int
+    queue_id: int
+    base_queue_offset: int
+    count: int
+    first_msg_id: str
+
+
 class GetStatus(StrEnum):
     FOUND = "FOUND"
     NO_NEW = "NO_NEW"
@@ -121,6 +145,20 @@ class GetResult:
     next_offset: int = 0
     min_offset: int = 0
     max_offset: int = 0
+
+
+@dataclass
+class RawGetResult:
+    """get_raw: `items` in log order, each a decoded one-message record (Message) or the verified
+    bytes of a whole batch record; the reader keeps the messages of a batch whose queue offsets are
+    in [requested offset, next_offset) and whose tag is asked for (a batch may hold others)."""
+
+    status: GetStatus
+    items: list[Any] = field(default_factory=list)
+    next_offset: int = 0
+    min_offset: int = 0
+    max_offset: int = 0
+    count: int = 0
 
 
 class MessageStore:
@@ -265,6 +303,14 @@ class MessageStore:
         for _off, magic, buf in self.log.records(self.dispatcher.dispatched, None,
                                                  lambda e: log.error("corrupt record in the log tail: %s", e)):
             if magic == rc.MAGIC_BLANK:
+                continue
+            if magic == rc.MAGIC_BATCH:
+                h = br.header(buf)
+                topic = bytes(buf[br.HEADER_SIZE:br.HEADER_SIZE + h[br.B_TOPIC_LEN]]).decode()
+                key = (topic, h[br.B_QUEUE_ID])
+                end = h[br.B_BASE] + h[br.B_COUNT]
+                if end > nxt.get(key, 0):
+                    nxt[key] = end
                 continue
             m, qid, qoff, _total, topic, _t, _k, _i, body = parse_index_fields(buf)
             if m == rc.MAGIC_MESSAGE:
@@ -433,6 +479,109 @@ class MessageStore:
             self.dispatcher.wake()
         return results, False
 
+    def put_batch_record(self, data: bytes, queue_id: int, *, dedupe: bool = True, max_body: int = 0,
+                         now_ms: int | None = None) -> tuple[BatchPutResult, bool]:
+        """Append a producer-built batch record (batch_record.py) as ONE commitlog record: validated
+        (both CRCs, lengths, names of its distinct tags and keys, body sizes up to `max_body`),
+        stamped with the queue id, the next queue offset, its physical offset and the store time,
+        and written as is. Unless `dedupe` is off, a retry of a batch stored within
+        `dedup_window_s` (same topic, first id and count) gets the original result and True."""
+        self._check_open()
+        if len(data) > br.MAX_RECORD_BYTES:
+            raise MessageTooLarge(f"a batch record of {len(data)} bytes is over the limit of {br.MAX_RECORD_BYTES} "
+                                  "(replication moves a record whole): send smaller batches")
+        try:
+            v = br.parse(data)
+        except rc.CodecError as e:
+            raise BadMessage(f"bad batch record: {e.reason}") from None
+        topic = v.topic
+        if topic not in self._topic_ok:
+            names.validate_topic(topic)
+            if len(self._topic_ok) < 100_000:
+                self._topic_ok.add(topic)
+        for t in v.tags:
+            names.validate_tag(t)
+        for k in v.keys:
+            names.validate_key(k)
+        if min(v.body_len) == 0:
+            raise EmptyBody("a message of the batch has an empty body")
+        if max_body and max(v.body_len) > max_body:
+            raise MessageTooLarge(f"a message body of {max(v.body_len)} bytes exceeds max_message_size {max_body}")
+        rc.check_fields(flag=0, queue_id=queue_id, sys_flag=0, born_ts=v.born_ts, reconsume=0, prepared_tx_offset=0)
+        meta = bytearray(data[:v.meta_len])
+        rest = memoryview(data)[v.meta_len:]
+        first_id = v.msg_id(0)
+        now = int(time.time() * 1000)
+        count = v.count
+        log_ = self.log
+        with self._lock:
+            self._check_local_write("append")
+            if dedupe and self.config.dedup_window_s > 0:
+                oldest = (now_ms if now_ms is not None else now) - int(self.config.dedup_window_s * 1000)
+                orig = self._find_batch_original_locked(topic, first_id, count, oldest)
+                if orig is not None:
+                    return orig, True
+            key = (topic, queue_id)
+            q = self._next.get(key, 0)
+            pos = log_.reserve(v.total)
+            br.restamp(meta, queue_id, q, pos, now)
+            log_.write_parts(pos, (meta, rest))
+            self._next[key] = q + count
+            rec = self._recent
+            rec.add(first_id, pos)
+            if len(rec) > 4096:
+                rec.prune(self.dispatcher.dispatched)
+        if self._auto_confirm:
+            self.dispatcher.wake()
+        return BatchPutResult(pos, v.total, pos + v.total, queue_id, q, count, first_id), False
+
+    def _batch_at(self, phys: int) -> br.BatchView | None:
+        """The verified batch record at `phys`, or None (not a batch, outside the log)."""
+        if not self.log.min_offset <= phys < self.log.max_offset:
+            return None
+        try:
+            magic, buf = self.log.read_verified(phys)
+        except IndexError:
+            return None
+        return br.parse(buf, verify=False) if magic == rc.MAGIC_BATCH else None
+
+    def _batch_phys_of_id(self, msg_id: str) -> int | None:
+        """Physical offset of the batch whose compact ids cover msg_id (from the index), or None."""
+        s = br.split_id(msg_id)
+        if s is None:
+            return None
+        prefix, counter = s
+        for _k, v in self.db.scan_reverse(ix.batch_id_prefix(prefix), ix.batch_id_key(prefix, counter + 1)):
+            return ix.unpack_q(v)
+        return None
+
+    def _find_batch_original_locked(self, topic: str, first_id: str, count: int,
+                                    oldest_ms: int) -> BatchPutResult | None:
+        """The stored batch a retry (same topic, first id, count) repeats (append lock held), or None."""
+        self._scan_replicated_tail_locked()
+        cands = []
+        phys = self._recent.get(first_id)
+        if phys is not None:
+            cands.append(phys)
+        v = self.db.get(ix.id_key(first_id))
+        if v is not None:
+            cands.append(ix.unpack_q(v))
+        sp = br.split_id(first_id)
+        if sp is not None:   # a batch of compact ids starting exactly at this one
+            v = self.db.get(ix.batch_id_key(*sp))
+            if v is not None:
+                cands.append(ix.unpack_q(v))
+        for phys in cands:
+            try:
+                b = self._batch_at(phys)
+            except (CorruptRecord, rc.CodecError, ValueError):
+                b = None
+            if b is None or b.topic != topic or b.count != count or b.store_ts < oldest_ms \
+                    or b.msg_id(0) != first_id:
+                continue
+            return BatchPutResult(phys, b.total, phys + b.total, b.queue_id, b.base_queue_offset, b.count, first_id)
+        return None
+
     def _find_original_locked(self, topic: str, ids: list[str], oldest_ms: int) -> list[dedup.StoredRecord] | None:
         """The stored records of an earlier send with these msg_ids (append lock held), or None."""
         self._scan_replicated_tail_locked()
@@ -472,7 +621,10 @@ class MessageStore:
         start = max(self._tail_scanned, self.dispatcher.dispatched)
         n = 0
         for off, magic, buf in self.log.records(start, self._raw_end):
-            if magic == rc.MAGIC_MESSAGE:
+            if magic == rc.MAGIC_BATCH:
+                self._recent.add(br.parse(buf, verify=False).msg_id(0), off)
+                n += 1
+            elif magic == rc.MAGIC_MESSAGE:
                 _m, _q, _o, _s, _t, _g, _k, mid, _b = parse_index_fields(buf)
                 if mid:
                     self._recent.add(mid, off)
@@ -557,10 +709,8 @@ class MessageStore:
         """Every (topic, queue_id) that has dispatched messages."""
         return sorted(self.dispatcher.qmax)
 
-    def get_messages(self, topic: str, queue_id: int, queue_offset: int, max_count: int = 32,
-                     max_bytes: int = 4 * MiB, tags: set[str] | None = None) -> GetResult:
-        """Messages of one queue from queue_offset (see GetStatus)."""
-        self._check_open()
+    def _queue_window(self, topic: str, queue_id: int, queue_offset: int) -> GetResult | tuple[int, int]:
+        """(min, max) of the queue, or the GetResult that answers at once (no queue, moved, ...)."""
         key = (topic, queue_id)
         d = self.dispatcher
         mx = d.qmax.get(key)
@@ -575,6 +725,37 @@ class MessageStore:
             return GetResult(GetStatus.NO_NEW, next_offset=mx, min_offset=mn, max_offset=mx)
         if queue_offset > mx:
             return GetResult(GetStatus.OFFSET_TOO_BIG, next_offset=mx, min_offset=mn, max_offset=mx)
+        return mn, mx
+
+    def _cq_from(self, topic: str, queue_id: int, queue_offset: int):
+        """(base queue offset, phys, size, tag hash, count, is_batch) of the consume queue entries
+        from the one holding `queue_offset` on (a batch entry may start before it)."""
+        prefix = ix.cq_prefix(topic, queue_id)
+        start = ix.cq_key(topic, queue_id, queue_offset)
+        for k, v in self.db.scan_reverse(prefix, ix.cq_key(topic, queue_id, queue_offset + 1)):
+            qo = int.from_bytes(k[-8:], "big", signed=True)
+            if qo < queue_offset and len(v) > ix.CQ_VALUE.size and qo + ix.cq_unpack(v)[3] > queue_offset:
+                start = k
+            break
+        for k, v in self.db.scan(prefix, start):
+            yield (int.from_bytes(k[-8:], "big", signed=True), *ix.cq_unpack(v), len(v) > ix.CQ_VALUE.size)
+
+    def _moved(self, key: tuple[str, int], queue_offset: int, mx: int) -> GetResult | None:
+        nmin = self.dispatcher.qmin.get(key, 0)
+        if nmin > queue_offset:
+            return GetResult(GetStatus.OFFSET_MOVED, next_offset=nmin, min_offset=nmin, max_offset=mx)
+        return None
+
+    def get_messages(self, topic: str, queue_id: int, queue_offset: int, max_count: int = 32,
+                     max_bytes: int = 4 * MiB, tags: set[str] | None = None) -> GetResult:
+        """Messages of one queue from queue_offset (see GetStatus); messages of batch records are
+        decoded one by one (a read may start and end inside a batch)."""
+        self._check_open()
+        w = self._queue_window(topic, queue_id, queue_offset)
+        if isinstance(w, GetResult):
+            return w
+        mn, mx = w
+        key = (topic, queue_id)
         hashes = {rc.tag_hash(t) for t in tags} if tags else None
         budget = self.config.max_scan_entries if tags else max_count
         msgs: list[Message] = []
@@ -582,48 +763,156 @@ class MessageStore:
         nxt = queue_offset
         scanned = 0
         log_ = self.log
-        unpack = ix.CQ_VALUE.unpack
-        for k, v in self.db.scan(ix.cq_prefix(topic, queue_id), ix.cq_key(topic, queue_id, queue_offset)):
-            qo = int.from_bytes(k[-8:], "big", signed=True)
+        host = self.config.store_host
+        for qo, phys, sz, th, cnt, is_batch in self._cq_from(topic, queue_id, queue_offset):
             if qo >= mx:
                 break
-            phys, sz, th = unpack(v)
-            if msgs and size + sz > max_bytes:
+            if not is_batch and msgs and size + sz > max_bytes:
                 break
-            nxt = qo + 1
             scanned += 1
             if phys < log_.min_offset:
+                nxt = qo + cnt
                 if not msgs:
-                    nmin = d.qmin.get(key, 0)
-                    if nmin > queue_offset:
-                        return GetResult(GetStatus.OFFSET_MOVED, next_offset=nmin, min_offset=nmin, max_offset=mx)
+                    moved = self._moved(key, queue_offset, mx)
+                    if moved is not None:
+                        return moved
                 continue
-            if hashes is None or th in hashes:
+            if is_batch:
+                if hashes is not None and th != br.TAG_MIXED and th not in hashes:
+                    nxt = qo + cnt
+                    if scanned >= budget:
+                        break
+                    continue
                 try:
-                    m = log_.read_record(phys)
+                    magic, buf = log_.read_verified(phys)
                 except (IndexError, ValueError):  # expired under us
                     continue
-                if tags is None or m.tags in tags:
-                    msgs.append(m)
-                    size += sz
-                    if len(msgs) >= max_count:
+                v = br.parse(buf, verify=False)
+                full = False
+                for i in range(max(0, queue_offset - qo), cnt):
+                    if tags is not None and v.tag_of(i) not in tags:
+                        nxt = qo + i + 1
+                        continue
+                    bl = v.body_len[i]
+                    if msgs and size + bl > max_bytes:
+                        full = True
                         break
+                    msgs.append(v.message(i, host))
+                    size += bl
+                    nxt = qo + i + 1
+                    if len(msgs) >= max_count:
+                        full = True
+                        break
+                if full:
+                    break
+                nxt = qo + cnt
+            else:
+                nxt = qo + 1
+                if hashes is None or th in hashes:
+                    try:
+                        m = log_.read_record(phys)
+                    except (IndexError, ValueError):  # expired under us
+                        continue
+                    if tags is None or m.tags in tags:
+                        msgs.append(m)
+                        size += sz
+                        if len(msgs) >= max_count:
+                            break
             if scanned >= budget:
                 break
         if scanned == 0:
             nxt = mx  # a gap (deleted entries): skip to the end
         return GetResult(GetStatus.FOUND, msgs, nxt, mn, mx)
 
+    def get_raw(self, topic: str, queue_id: int, queue_offset: int, max_count: int = 32,
+                max_bytes: int = 4 * MiB, tags: set[str] | None = None) -> RawGetResult:
+        """Like get_messages, but a batch record comes back as its verified bytes, whole (see
+        RawGetResult): nothing is decoded per message, except the tag column of a batch holding
+        several tags when `tags` filters. A batch is never cut by count: the last one may take the
+        answer past `max_count` (bytes are what a batch costs here, not messages)."""
+        self._check_open()
+        w = self._queue_window(topic, queue_id, queue_offset)
+        if isinstance(w, GetResult):
+            return RawGetResult(w.status, [], w.next_offset, w.min_offset, w.max_offset)
+        mn, mx = w
+        key = (topic, queue_id)
+        hashes = {rc.tag_hash(t) for t in tags} if tags else None
+        budget = self.config.max_scan_entries if tags else max_count
+        items: list[Any] = []
+        size = count = scanned = 0
+        nxt = queue_offset
+        log_ = self.log
+        for qo, phys, sz, th, cnt, is_batch in self._cq_from(topic, queue_id, queue_offset):
+            if qo >= mx:
+                break
+            if items and size + sz > max_bytes:
+                break
+            scanned += 1
+            if phys < log_.min_offset:
+                nxt = qo + cnt
+                if not items:
+                    moved = self._moved(key, queue_offset, mx)
+                    if moved is not None:
+                        return RawGetResult(moved.status, [], moved.next_offset, moved.min_offset, moved.max_offset)
+                continue
+            if hashes is not None and th != br.TAG_MIXED and th not in hashes:
+                nxt = qo + cnt
+            elif is_batch:
+                try:
+                    magic, buf = log_.read_verified(phys)
+                except (IndexError, ValueError):  # expired under us
+                    continue
+                first = max(qo, queue_offset)
+                take = qo + cnt - first  # the rest of the batch: max_count may be passed by the last one
+                if tags is not None and th == br.TAG_MIXED:
+                    v = br.parse(buf, verify=False)
+                    want = {j + 1 for j, t in enumerate(v.tags) if t in tags}
+                    idx = v.tag_idx
+                    hit = sum(1 for i in range(first - qo, first - qo + take) if idx[i] in want)
+                else:
+                    hit = take
+                nxt = first + take
+                if hit:
+                    items.append(buf)
+                    size += sz
+                    count += hit
+            else:
+                nxt = qo + 1
+                try:
+                    m = log_.read_record(phys)
+                except (IndexError, ValueError):  # expired under us
+                    continue
+                if tags is None or m.tags in tags:
+                    items.append(m)
+                    size += sz
+                    count += 1
+            if count >= max_count or scanned >= budget:
+                break
+        if scanned == 0:
+            nxt = mx
+        return RawGetResult(GetStatus.FOUND, items, nxt, mn, mx, count)
+
     def get_by_physical_offset(self, offset: int) -> Message | None:
-        """The record at offset (None outside the log); CorruptRecord if it is damaged."""
+        """The record at offset (None outside the log; the first message of a batch record);
+        CorruptRecord if it is damaged."""
+        ms = self.messages_at(offset)
+        return ms[0] if ms else None
+
+    def messages_at(self, offset: int) -> list[Message]:
+        """Every message of the record at offset ([] outside the log); CorruptRecord if damaged."""
         self._check_open()
         try:
-            return self.log.read_record(offset)
+            magic, buf = self.log.read_verified(offset)
         except (IndexError, ValueError):
-            return None
+            return []
+        if magic == rc.MAGIC_BATCH:
+            v = br.parse(buf, verify=False)
+            return [v.message(i, self.config.store_host) for i in range(v.count)]
+        return [rc.decode(buf, 0, len(buf), verify=False)]
 
     def query_by_key(self, topic: str, key: str, limit: int = 32) -> list[Message]:
-        """The newest `limit` messages of topic carrying key, oldest first."""
+        """The newest `limit` messages of topic carrying key, oldest first (a batch's key index
+        entry names the batch; its messages are checked one by one)."""
         self._check_open()
         prefix = ix.key_prefix(topic, key)
         out: list[Message] = []
@@ -631,22 +920,23 @@ class MessageStore:
             if len(out) >= limit:
                 break
             phys = int.from_bytes(k[-8:], "big", signed=True)
-            m = self.get_by_physical_offset(phys) if phys >= self.log.min_offset else None
-            if m is not None and m.topic == topic and key in m.keys:
-                out.append(m)
+            ms = self.messages_at(phys) if phys >= self.log.min_offset else []
+            for m in reversed(ms):
+                if m.topic == topic and key in m.keys and len(out) < limit:
+                    out.append(m)
         out.reverse()
         return out
 
     def query_by_msg_id(self, msg_id: str) -> Message | None:
         self._check_open()
         v = self.db.get(ix.id_key(msg_id))
-        if v is None:
+        phys = ix.unpack_q(v) if v is not None else self._batch_phys_of_id(msg_id)
+        if phys is None or phys < self.log.min_offset:
             return None
-        phys = ix.unpack_q(v)
-        if phys < self.log.min_offset:
-            return None
-        m = self.get_by_physical_offset(phys)
-        return m if m is not None and m.msg_id == msg_id else None
+        for m in self.messages_at(phys):
+            if m.msg_id == msg_id:
+                return m
+        return None
 
     # ---- metadata ---------------------------------------------------------------------------------
 
@@ -765,7 +1055,17 @@ class MessageStore:
                 if magic == rc.MAGIC_BLANK:
                     continue
                 rel = off - start
-                if magic == rc.MAGIC_MESSAGE:
+                if magic == rc.MAGIC_BATCH:
+                    h = br.header(mv, rel)
+                    tb = bytes(mv[rel + br.HEADER_SIZE:rel + br.HEADER_SIZE + h[br.B_TOPIC_LEN]])
+                    topic = topics.get(tb)
+                    if topic is None:
+                        topic = topics[tb] = tb.decode()
+                    key = (topic, h[br.B_QUEUE_ID])
+                    end = h[br.B_BASE] + h[br.B_COUNT]
+                    if end > nxt.get(key, 0):
+                        nxt[key] = end
+                elif magic == rc.MAGIC_MESSAGE:
                     # only the queue's next offset is needed here: header + topic, not the properties
                     h = unpack(mv, rel)
                     tb = bytes(mv[rel + hs:rel + hs + h[rc.H_TOPIC_LEN]])
@@ -857,6 +1157,21 @@ class MessageStore:
             meta_hit = False
             for off, magic, buf in log_.records(offset, d.dispatched):
                 if magic == rc.MAGIC_BLANK:
+                    continue
+                if magic == rc.MAGIC_BATCH:
+                    qid, base, _n, _s, topic, _th, keys, ids, prefix, first, _ts = parse_batch_fields(buf)
+                    wb.delete(ix.cq_key(topic, qid, base))
+                    for k in keys:
+                        wb.delete(ix.key_key(topic, k, off))
+                    for mid in ids or ():
+                        v = self.db.get(ix.id_key(mid))
+                        if v is not None and ix.unpack_q(v) >= offset:
+                            wb.delete(ix.id_key(mid))
+                    if ids is None:
+                        wb.delete(ix.batch_id_key(prefix, first))
+                    key = (topic, qid)
+                    if key in d.qmax and base < new_qmax.get(key, d.qmax[key]):
+                        new_qmax[key] = base
                     continue
                 m, qid, qoff, _total, topic, _tags, keys, msg_id, _body = parse_index_fields(buf)
                 if m == rc.MAGIC_META:
@@ -988,11 +1303,11 @@ class MessageStore:
                 mx = d.qmax[key]
                 newmin = d.qmin.get(key, 0)
                 for k, v in self.db.scan(ix.cq_prefix(*key), ix.cq_key(key[0], key[1], newmin)):
-                    phys = ix.CQ_VALUE.unpack(v)[0]
+                    phys, _sz, _th, cnt = ix.cq_unpack(v)
                     if phys >= end:
                         break
                     wb.delete(k)
-                    newmin = int.from_bytes(k[-8:], "big", signed=True) + 1
+                    newmin = int.from_bytes(k[-8:], "big", signed=True) + cnt
                 newmin = min(newmin, mx)
                 if newmin != d.qmin.get(key, 0):
                     wb.put(ix.qmin_key(*key), ix.pack_q(newmin))

@@ -6,7 +6,8 @@ Layout (little endian), HEADER is fixed, the variable parts follow in this order
 
     crc u32          zlib.crc32 over every byte of the record after this field
     total_size u32   the whole record, header included
-    magic u32        MAGIC_MESSAGE, MAGIC_META or MAGIC_BLANK (end-of-segment padding)
+    magic u32        MAGIC_MESSAGE, MAGIC_META or MAGIC_BLANK (end-of-segment padding); MAGIC_BATCH
+                     records (many messages in one) share only these first 12 bytes: batch_record.py
     flag u32         user flag
     queue_id i32     (-1 for META)
     queue_offset i64 (-1 for META)
@@ -34,7 +35,8 @@ from orbitmq.broker.store.errors import BadMessage
 MAGIC_MESSAGE = 0xAABBCC01
 MAGIC_META = 0xAABBCC02
 MAGIC_BLANK = 0xAABBCC03
-MAGICS = (MAGIC_MESSAGE, MAGIC_META, MAGIC_BLANK)
+MAGIC_BATCH = 0xAABBCC04  # many messages as one record: layout and checks in batch_record.py
+MAGICS = (MAGIC_MESSAGE, MAGIC_META, MAGIC_BLANK, MAGIC_BATCH)
 
 HEADER = struct.Struct("<IIIIiqqIqqIqIBBBH")
 HEADER_SIZE = HEADER.size
@@ -208,6 +210,11 @@ def encode_blank(size: int) -> bytes:
     return bytes(rec)
 
 
+def peek_magic(buf, pos: int) -> int:
+    """magic of the record at pos, unchecked."""
+    return _U32.unpack_from(buf, pos + 8)[0]
+
+
 def peek_size(buf, pos: int) -> int:
     """total_size of the record at pos (0 = no record), without checking anything else."""
     return _U32.unpack_from(buf, pos + 4)[0]
@@ -228,6 +235,14 @@ def check(buf, pos: int, limit: int, expect_offset: int | None = None) -> tuple[
         raise CodecError(f"bad magic {magic:#x}")
     if total > limit - pos:
         raise CodecError(f"size {total} runs past the end ({limit - pos} bytes left)")
+    if magic == MAGIC_BATCH:
+        from orbitmq.broker.store import batch_record as br
+        br.check_crcs(buf, pos, total)
+        if expect_offset is not None:
+            phys = br.header(buf, pos)[br.B_PHYS]
+            if phys != expect_offset:
+                raise CodecError(f"stored physical offset {phys} but the batch is at {expect_offset}")
+        return total, magic
     if magic != MAGIC_BLANK and total < HEADER_SIZE:
         raise CodecError(f"size {total} smaller than the header {HEADER_SIZE}")
     with memoryview(buf) as mv:
@@ -255,6 +270,8 @@ def decode(buf, pos: int = 0, limit: int | None = None, verify: bool = True) -> 
      body_len, topic_len, bh_len, sh_len, props_len) = h
     if magic == MAGIC_BLANK:
         raise CodecError("blank record (end-of-segment padding)")
+    if magic == MAGIC_BATCH:
+        raise CodecError("batch record: decode it with batch_record.parse")
     p = pos + HEADER_SIZE
     topic = bytes(buf[p:p + topic_len]).decode()
     p += topic_len

@@ -60,3 +60,23 @@ def test_reset_forgets_in_flight():
     t.add([0, 1], 2)
     t.reset(50)
     assert t.committable() == 50 and t.in_flight() == 0
+
+
+def test_ack_many_matches_one_by_one_acks() -> None:
+    import random
+
+    rnd = random.Random(7)
+    for _ in range(200):
+        offs = sorted(rnd.sample(range(100), rnd.randint(1, 30)))
+        a, b = OffsetTracker(0), OffsetTracker(0)
+        a.add(offs, 100)
+        b.add(offs, 100)
+        acks = offs[:]
+        if rnd.random() < 0.5:
+            rnd.shuffle(acks)
+        acks = acks[:rnd.randint(0, len(acks))]
+        for i in range(0, len(acks), 3):
+            a.ack_many(acks[i:i + 3])
+            for o in acks[i:i + 3]:
+                b.ack(o)
+            assert (a.committable(), a.in_flight()) == (b.committable(), b.in_flight())

@@ -1,0 +1,114 @@
+"""Batched produce and pull consume through the real client, judged against the one-way gRPC bulk
+limit measured in the same run (bench/transport_oneway.py): `produce_vs_transport` = message bytes/s
+of sync `send_batch` calls (one at a time, each a batch record of about --batch-bytes) over the
+transport's produce direction (256 KiB requests, empty replies, one at a time), the two measured in
+alternating slices (`rounds`) so that load from elsewhere on the machine hits both alike;
+`consume_vs_transport` = message bytes/s of the lite pull consumer reading them back over the
+transport's consume direction (empty requests, 256 KiB replies), measured before and after the
+produce phase and averaged (the machine is shared). Also: async sends (msgs/s).
+Used by `orbitmq bench produce` and `orbitmq bench consume`; bounded by --messages and --seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from orbitmq.bench.transport_oneway import OneWayServer
+from orbitmq.bench.transport_oneway import measure as transport
+
+
+def per_batch(size: int, batch_bytes: int) -> int:
+    return max(1, batch_bytes // max(1, size))
+
+
+def measure(bc: Any, size: int, messages: int, seconds: float, batch_bytes: int, queues: int,
+            consume: bool = True, pull_batches: int = 4, rounds: int = 3) -> dict[str, Any]:
+    from orbitmq.client import Message, Producer, PullConsumer
+
+    topic = "BenchBatched"
+    bc.create_topic(topic, queues)
+    n_batch = per_batch(size, batch_bytes)
+    body = b"x" * size
+    out: dict[str, Any] = {"batch_messages": n_batch, "batch_bytes": n_batch * size}
+    with OneWayServer(bc.tmp) as ow:
+        t_before = transport(ow.addr, min(seconds, 3.0))
+        with Producer(bc.namesrv, batch_max_messages=n_batch, batch_max_bytes=n_batch * (size + 64) + 1,
+                      linger_ms=5.0, max_in_flight=8) as p:
+            batch = [Message(topic, body) for _ in range(n_batch)]
+
+            def send_batch() -> None:
+                for m in batch:
+                    m.msg_id = ""
+                p.send_batch(batch)
+            # the machine is shared: alternate slices of the transport and of batched sends
+            send_batch()   # warm-up
+            sent = secs = t_mb = 0.0
+            for _ in range(rounds):
+                t_mb += transport(ow.addr, seconds / rounds)["transport_produce_mb_per_s"]
+                t0 = time.perf_counter()
+                k = 0
+                while k < max(n_batch, messages // rounds) and time.perf_counter() - t0 < seconds / rounds:
+                    send_batch()
+                    k += n_batch
+                secs += time.perf_counter() - t0
+                sent += k
+            r = sent / secs
+            out["batched_produce_msgs_per_s"] = round(r)
+            out["batched_produce_mb_per_s"] = round(r * size / 1e6, 1)
+            out["transport_produce_interleaved_mb_per_s"] = round(t_mb / rounds, 1)
+
+            n = 0
+            futs = []
+            t0 = time.perf_counter()
+            deadline = t0 + seconds
+            while n < messages and time.perf_counter() < deadline:
+                futs.append(p.send_async(Message(topic, body)))
+                n += 1
+            p.flush(60)
+            dt = time.perf_counter() - t0
+            out["async_batched_msgs_per_s"] = round(n / dt)
+            out["async_batched_mb_per_s"] = round(n * size / dt / 1e6, 1)
+            out["async_batched_failed"] = sum(1 for f in futs if f.exception() is not None)
+        t_after = transport(ow.addr, min(seconds, 3.0))
+    tp = t_mb / rounds
+    tc = (t_before["transport_consume_mb_per_s"] + t_after["transport_consume_mb_per_s"]) / 2
+    out["transport_produce_mb_per_s"] = round(tp, 1)
+    out["transport_consume_mb_per_s"] = round(tc, 1)
+    out["produce_vs_transport"] = round(out["batched_produce_mb_per_s"] / tp, 3)
+    if consume:
+        total = stored(bc, topic, queues)
+        # pulls of about 4 batches (1 MiB at the default --batch-bytes): per-call costs amortised
+        c = PullConsumer("bench-batched", bc.namesrv, pull_batch=pull_batches * n_batch, max_poll_messages=1 << 16,
+                         max_cached_per_queue=max(8 * n_batch, 4096))
+        c.subscribe(topic)
+        got = 0
+        t0 = time.perf_counter()
+        c.start()
+        deadline = t0 + max(seconds, 10.0) * 3
+        while got < total and time.perf_counter() < deadline:
+            msgs = c.poll(1.0)
+            got += sum(1 for m in msgs if len(m.body) == size)   # every body is read, as a consumer would
+        dt = time.perf_counter() - t0
+        c.close()
+        out["pull_consumed"] = got
+        out["pull_batch_messages"] = pull_batches * n_batch
+        out["pull_msgs_per_s"] = round(got / dt)
+        out["pull_mb_per_s"] = round(got * size / dt / 1e6, 1)
+        out["consume_vs_transport"] = round(out["pull_mb_per_s"] / tc, 3)
+    return out
+
+
+def stored(bc: Any, topic: str, queues: int) -> int:
+    """Messages stored in the topic's queues on the bench broker (from their offset ranges)."""
+    import grpc
+
+    from orbitmq.protos import broker_pb2, broker_pb2_grpc
+
+    total = 0
+    with grpc.insecure_channel(bc.broker) as ch:
+        stub = broker_pb2_grpc.BrokerStub(ch)
+        for q in range(queues):
+            r = stub.GetOffsetRange(broker_pb2.GetOffsetRangeRequest(topic=topic, queue_id=q), timeout=10)
+            total += r.max_offset - r.min_offset
+    return total
