@@ -1,0 +1,94 @@
+"""Cluster mode: concurrent SendMessage calls share broker calls (proxy/send_lanes.py), yet every send
+gets its own receipt and offset, and each message group is stored in the order it was sent. Driven by
+the official RocketMQ 5 Python client unchanged."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.proxy.test_cluster_mode import cluster, start_cluster_proxy  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.process
+
+GROUPS = 6
+PER_GROUP = 10
+BURST = 60
+
+
+def _broker_counts(namesrv: str) -> tuple[int, int]:
+    """(send calls, messages stored) summed over the masters."""
+    from orbitmq.client import Admin
+
+    calls = msgs = 0
+    with Admin(namesrv) as admin:
+        for row in admin.cluster_list():
+            st = admin.broker_status(row.master_address)["stats"]
+            calls += int(st["sends"])
+            msgs += int(st["msgs_put"])
+    return calls, msgs
+
+
+def _stored(namesrv: str, want: int) -> dict[str, tuple[str, int, int]]:
+    """msg_id -> (broker set, queue, offset) of every message of "orders", read straight from the brokers."""
+    from orbitmq.client import PullConsumer
+
+    c = PullConsumer("verify-batching", namesrv, pull_batch=32)
+    c.subscribe("orders")
+    c.start()
+    out: dict[str, tuple[str, int, int]] = {}
+    dups = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(out) < want and time.monotonic() < deadline:
+            for m in c.poll(1.0):
+                if m.msg_id in out:
+                    dups.append(m.msg_id)
+                out[m.msg_id] = (m.broker_set, m.queue_id, m.queue_offset)
+    finally:
+        c.close()
+    assert not dups
+    return out
+
+
+def test_concurrent_sends_batched_with_own_receipts_and_group_order(cluster, procs, rmq):  # noqa: F811
+    _child, ep = start_cluster_proxy(procs, cluster.namesrv)
+    p = rmq.start(rmq.mod.Producer(rmq.config(ep), ("orders",)))
+    p.send(rmq.message("orders", b"warm-up"))
+    receipts: dict[tuple[int, int], object] = {}
+    errors: list[BaseException] = []
+
+    def sender(g: int) -> None:
+        try:
+            for i in range(PER_GROUP):  # one thread per message group, sync sends: a known order per group
+                receipts[(g, i)] = p.send(rmq.message("orders", f"G{g}:{i}".encode(), message_group=f"G{g}"))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=sender, args=(g,)) for g in range(GROUPS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors and len(receipts) == GROUPS * PER_GROUP
+
+    calls0, msgs0 = _broker_counts(cluster.namesrv)
+    futs = [p.send_async(rmq.message("orders", f"burst-{i}".encode())) for i in range(BURST)]
+    burst = [f.result(timeout=120) for f in futs]
+    calls1, msgs1 = _broker_counts(cluster.namesrv)
+    assert msgs1 - msgs0 == BURST  # every send stored once...
+    assert calls1 - calls0 < BURST  # ...in fewer broker calls: concurrent sends shared them
+
+    every = list(receipts.values()) + burst
+    ids = [r.message_id for r in every]
+    assert len(set(ids)) == len(ids)
+    stored = _stored(cluster.namesrv, len(ids) + 1)
+    for r in every:  # each send answered with the offset its own message was stored at
+        assert stored[r.message_id][2] == int(r.offset)
+    for g in range(GROUPS):
+        where = [stored[receipts[(g, i)].message_id] for i in range(PER_GROUP)]
+        assert len({(b, q) for b, q, _ in where}) == 1  # a message group stays on one queue
+        offsets = [o for _, _, o in where]
+        assert offsets == sorted(offsets) and len(set(offsets)) == PER_GROUP  # in the order sent
