@@ -3,7 +3,8 @@
 Owns: topic routes from the name servers (cached by `orbitmq.client.transport.Transport`), picking
 a queue for a send (message-group hash for FIFO, else round robin over writable queues), calling
 the master of a broker set (`Broker.SendMessage`, `BrokerPop.*`; the receipt handle names the
-broker set), and mapping broker errors to protocol codes. It keeps no message or pop state: a
+broker set), and mapping broker errors to protocol codes. Sends and acks go through lanes
+(`send_lanes.py`): concurrent SendMessage / AckMessage calls for one lane share a broker call. It keeps no message or pop state: a
 restarted or different proxy serves the same clients.
 """
 
@@ -44,6 +45,7 @@ log = logging.getLogger("orbitmq.proxy.cluster")
 
 ROUTE_TTL_S = 5.0
 NORMAL_IN_FLIGHT = 2  # broker calls at a time per (broker set, topic) for messages without a group
+ACK_IN_FLIGHT = 2  # PopAck calls at a time per (master, group, topic)
 MSG_OVERHEAD = 256  # bytes a forwarded message adds to its body, for the batch size limit
 
 
@@ -89,6 +91,7 @@ class ClusterBackend:
         self._stubs: dict[tuple[str, Any], Any] = {}
         self._routes: dict[str, tuple[float, Any]] = {}
         self._lanes = Lanes()
+        self._queue_rr: dict[tuple[str, str], itertools.count] = {}
         self._flights: set[asyncio.Task] = set()
 
     async def open(self) -> None:
@@ -218,12 +221,13 @@ class ClusterBackend:
         t.add_done_callback(self._flights.discard)
 
     async def _flight(self, key: tuple) -> None:
-        """One broker call for the next batch of lane `key`, then the next batch if more wait."""
+        """One broker call for the next batch of lane `key` (a send lane, or an ack lane: key[0] == "ack"),
+        then the next batch if more wait."""
         batch = self._lanes.take(key)
         if not batch:
             return
         try:
-            await self._forward(key, batch)
+            await (self._ack_batch if key[0] == "ack" else self._forward)(key, batch)
         except BaseException as e:  # noqa: BLE001 - every waiting send gets an answer
             err = e if isinstance(e, ProxyError) else ProxyError("INTERNAL_ERROR", f"forward failed: {e!r}")
             for _, fut in batch:
@@ -240,7 +244,10 @@ class ClusterBackend:
         if qid < 0:
             route = await self._route(topic)
             qids = [q.queue_id for q in route.write_queues if q.broker_set == bset] or [0]
-            qid = qids[next(self._rr) % len(qids)]
+            rr = self._queue_rr.get((topic, bset))
+            if rr is None:
+                rr = self._queue_rr[(topic, bset)] = itertools.count()
+            qid = qids[next(rr) % len(qids)]  # its own count: the broker set pick must not skew it
         try:
             resp = await self._send_rpc(addr, topic, qid, [m for m, _ in batch])
         except _NotStored as ns:
@@ -310,24 +317,35 @@ class ClusterBackend:
         return await self._master(topic, h.broker)
 
     async def ack_many(self, group: str, topic: str, handles: list[str]) -> list[ProxyError | None]:
-        """One PopAck per broker set the handles name."""
+        """Acks through lanes per (master, group, topic): concurrent AckMessage calls share PopAck calls."""
         out: list[ProxyError | None] = [None] * len(handles)
-        by_addr: dict[str, list[int]] = {}
+        loop = asyncio.get_running_loop()
+        futs = []
         for i, h in enumerate(handles):
             try:
-                by_addr.setdefault(await self._by_handle(topic, h), []).append(i)
+                addr = await self._by_handle(topic, h)
             except ProxyError as e:
                 out[i] = e
-        for addr, idx in by_addr.items():
+                continue
+            fut = loop.create_future()
+            futs.append((i, fut))
+            key = ("ack", addr, group, topic)
+            if self._lanes.add(key, (h, fut), len(h), ACK_IN_FLIGHT):
+                self._start_flight(key)
+        for i, fut in futs:
             try:
-                r = await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "PopAck", broker_pop_pb2.PopAckRequest(
-                    group=group, topic=topic, handles=[handles[i] for i in idx]))
-                for i, code, msg in zip(idx, r.codes, r.messages, strict=True):
-                    out[i] = ProxyError(code, msg) if code else None
+                out[i] = await fut
             except ProxyError as e:
-                for i in idx:
-                    out[i] = e
+                out[i] = e
         return out
+
+    async def _ack_batch(self, key: tuple, batch: list) -> None:
+        _, addr, group, topic = key
+        r = await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "PopAck", broker_pop_pb2.PopAckRequest(
+            group=group, topic=topic, handles=[h for h, _ in batch]))
+        for (_, fut), code, msg in zip(batch, r.codes, r.messages, strict=True):
+            if not fut.done():
+                fut.set_result(ProxyError(code, msg) if code else None)
 
     async def change_invisible(self, group: str, topic: str, handle: str, invisible_ms: int, now: int) -> str:
         addr = await self._by_handle(topic, handle)
