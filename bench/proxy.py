@@ -131,6 +131,16 @@ class _Official:
         r = self.ask("concurrent", n=n, threads=THREADS, seconds=seconds)
         return r["n"], r["secs"]
 
+    def close(self) -> None:
+        try:
+            if self.p.stdin:
+                self.p.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.p.stdin.close()
+            self.p.wait(30)
+        except Exception:  # noqa: BLE001 - stop it anyway
+            self.p.kill()
+            self.p.wait(10)
+
 
 class _OfficialNull:
     """The official client's sync sends to the do-nothing server (bench/proxy_null.py): its own cost."""
@@ -141,16 +151,6 @@ class _OfficialNull:
     def send(self, n: int, seconds: float) -> tuple[int, float]:
         r = self.o.ask("send_null", n=n, seconds=seconds)
         return r["n"], r["secs"]
-
-    def close(self) -> None:
-        try:
-            if self.p.stdin:
-                self.p.stdin.write(json.dumps({"op": "quit"}) + "\n")
-                self.p.stdin.close()
-            self.p.wait(30)
-        except Exception:  # noqa: BLE001 - stop it anyway
-            self.p.kill()
-            self.p.wait(10)
 
 
 def _interleaved(paths: dict[str, Any], method: str, n: int, rounds: int, seconds: float) -> dict[str, list]:
