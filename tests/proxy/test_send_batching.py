@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.proxy.conftest import receive_until
 from tests.proxy.test_cluster_mode import cluster, start_cluster_proxy  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.process
@@ -92,3 +93,34 @@ def test_concurrent_sends_batched_with_own_receipts_and_group_order(cluster, pro
         assert len({(b, q) for b, q, _ in where}) == 1  # a message group stays on one queue
         offsets = [o for _, _, o in where]
         assert offsets == sorted(offsets) and len(set(offsets)) == PER_GROUP  # in the order sent
+
+
+def test_concurrent_acks_through_ack_lanes_each_get_their_own_answer(cluster, procs, rmq):  # noqa: F811
+    _child, ep = start_cluster_proxy(procs, cluster.namesrv)
+    p = rmq.start(rmq.mod.Producer(rmq.config(ep), ("orders",)))
+    for i in range(24):
+        p.send(rmq.message("orders", f"ack-{i}".encode()))
+    c = rmq.start(rmq.mod.SimpleConsumer(rmq.config(ep), "g-acks", {"orders": rmq.mod.FilterExpression()}, 3))
+    got = receive_until(c, 24, 120, invisible_s=4, ack=False, batch=16)
+    assert sorted(m.body for m in got) == sorted(f"ack-{i}".encode() for i in range(24))
+    # every ack at once, from threads (the client's ack_async returns None in 5.1.2), one message acked
+    # twice: exactly one of the twins succeeds, every other ack does
+    twins = [*got, got[0]]
+    outcomes: list[bool | None] = [None] * len(twins)
+
+    def ack(i: int) -> None:
+        try:
+            c.ack(twins[i])
+            outcomes[i] = True
+        except Exception:  # noqa: BLE001 - the refused twin
+            outcomes[i] = False
+
+    threads = [threading.Thread(target=ack, args=(i,)) for i in range(len(twins))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(outcomes[1:-1]) and {outcomes[0], outcomes[-1]} == {True, False}
+    end = time.monotonic() + 8  # twice the invisible time: an acknowledged message never comes back
+    while time.monotonic() < end:
+        assert c.receive(16, 2) == []
