@@ -1,17 +1,22 @@
 """Throughput through `orbitmq proxy` (cluster mode) vs direct to the broker, in the same run.
 
-Starts a name server, a broker and a proxy in cluster mode (each its own process). Through the
-proxy: the official RocketMQ 5 Python client (`rocketmq-python-client`, in a worker process) sends
---messages bodies of --size bytes with sync sends, then receives them with a SimpleConsumer
-(batches of 32, one ack per message). Direct: OrbitMQ's own client sends the same number with sync
-sends and reads them with the pull consumer. `proxy_vs_direct` = proxy sync-send rate / direct
-sync-send rate; `proxy_receive_vs_direct` likewise for consumption. `proxy_raw_protocol` (and
-`raw_*_vs_direct`) is the same protocol through the same proxy without the official client's own
-overhead: sync calls on its generated stubs, one AckMessage per received batch. `proxy_ours` (and
-`ours_*_vs_direct`) is OrbitMQ's own client in proxy mode (ProxyProducer sync sends,
-ProxyPushConsumer). `*_concurrent` figures: 8 threads doing sync sends on one shared client (what
-a multi-threaded application does), `proxy_vs_direct_concurrent` = official client through the
-proxy over OrbitMQ's client direct. Every phase is bounded by --seconds.
+Starts a name server, a broker and a proxy in cluster mode (each its own process). The paths:
+- direct: OrbitMQ's own client straight to the broker (sync sends; the pull consumer);
+- proxy_official: the official RocketMQ 5 Python client (`rocketmq-python-client`, in a worker
+  process) through the proxy (sync sends; SimpleConsumer receives of 32, one ack per message);
+- proxy_ours: OrbitMQ's client in proxy mode (ProxyProducer sync sends, ProxyPushConsumer);
+- proxy_raw_protocol: the same protocol on the official client's generated stubs, without the
+  client's own overhead (sync calls, one AckMessage per received batch).
+Every path sends --messages bodies of --size bytes after the same warm-up. So that a machine whose
+load changes during the run does not favour one path, the send phases are interleaved: --rounds
+rounds, each sending messages/rounds on every path, in a rotating order; a path's rate is all its
+messages over all its time. `proxy_vs_direct` = official sync-send rate / direct sync-send rate
+(`proxy_vs_direct_rounds`: the same per round); `*_concurrent`: THREADS threads doing sync sends on
+one shared client (what a multi-threaded application does), interleaved the same way;
+`proxy_receive_vs_direct` likewise for consumption (not interleaved). `official_ceiling_vs_direct`:
+the official client's sync sends to a server that does nothing (bench/proxy_null.py), interleaved
+too, over direct: the client's own cost, so the most `proxy_vs_direct` could be with a proxy and a
+broker that cost nothing. Every phase is bounded by --seconds.
 """
 
 from __future__ import annotations
@@ -21,22 +26,26 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 from orbitmq.bench.harness import BenchCluster
 from orbitmq.common import net, proc
 
 THREADS = 8  # concurrent sync senders sharing one client in the *_concurrent figures
+WARMUP = 50  # sends per path and topic before measuring (the official worker uses the same)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--messages", type=int, default=5000, help="messages per path")
+    p.add_argument("--messages", type=int, default=4000, help="messages per path (sync sends; as many concurrent)")
     p.add_argument("--size", type=int, default=1024, help="body bytes")
     p.add_argument("--seconds", type=float, default=60.0, help="time limit per phase")
     p.add_argument("--queues", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the send phases")
 
 
-def concurrent_sends(send, n: int, threads: int, seconds: float) -> float:
-    """Sync sends from `threads` threads sharing one client, `n` in all (bounded by `seconds`): msgs/s."""
+def concurrent_sends(send, n: int, threads: int, seconds: float) -> tuple[int, float]:
+    """Sync sends from `threads` threads sharing one client, `n` in all (bounded by `seconds`):
+    (sends done, seconds taken)."""
     import threading
 
     left = [n]
@@ -60,57 +69,130 @@ def concurrent_sends(send, n: int, threads: int, seconds: float) -> float:
         t.start()
     for t in ts:
         t.join()
-    return done[0] / (time.perf_counter() - t0)
+    return done[0], time.perf_counter() - t0
 
 
-def _direct(namesrv: str, topic: str, n: int, size: int, seconds: float) -> dict:
-    from orbitmq.client import Message, Producer, PullConsumer
+def _sync_sends(send, n: int, seconds: float) -> tuple[int, float]:
+    done = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while done < n and time.perf_counter() < deadline:
+        send()
+        done += 1
+    return done, time.perf_counter() - t0
 
-    body = b"x" * size
-    with Producer(namesrv) as p:
-        for _ in range(20):
-            p.send(Message(topic, body))
-        sent = 0
-        t0 = time.perf_counter()
-        deadline = t0 + seconds
-        while sent < n and time.perf_counter() < deadline:
-            p.send(Message(topic, body))
-            sent += 1
-        send_dt = time.perf_counter() - t0
-        conc = concurrent_sends(lambda: p.send(Message(topic + "C", body)), n, THREADS, seconds)
+
+class _Ours:
+    """A sender of ours (direct Producer, or ProxyProducer through the proxy) with the two topics warmed up."""
+
+    def __init__(self, producer: Any, topic: str, size: int) -> None:
+        from orbitmq.client import Message
+
+        self.p, self.topic, self.Message, self.body = producer, topic, Message, b"x" * size
+        for t in (topic, topic + "C"):
+            for _ in range(WARMUP):
+                producer.send(Message(t, self.body))
+
+    def send(self, n: int, seconds: float) -> tuple[int, float]:
+        return _sync_sends(lambda: self.p.send(self.Message(self.topic, self.body)), n, seconds)
+
+    def concurrent(self, n: int, seconds: float) -> tuple[int, float]:
+        return concurrent_sends(lambda: self.p.send(self.Message(self.topic + "C", self.body)), n, THREADS, seconds)
+
+
+class _Official:
+    """The official client's worker process (orbitmq.bench.proxy_official), one command at a time."""
+
+    def __init__(self, endpoint: str, topic: str, size: int, timeout: float, null_endpoint: str) -> None:
+        self.timeout = timeout
+        self.p = subprocess.Popen([sys.executable, "-m", "orbitmq.bench.proxy_official"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.ask("start", endpoint=endpoint, topic=topic, size=size, null_endpoint=null_endpoint)
+
+    def ask(self, op: str, **kw: Any) -> dict:
+        assert self.p.stdin is not None and self.p.stdout is not None
+        self.p.stdin.write(json.dumps({"op": op, **kw}) + "\n")
+        self.p.stdin.flush()
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            line = self.p.stdout.readline()
+            if not line:
+                err = self.p.stderr.read()[-2000:] if self.p.stderr else ""
+                raise SystemExit(f"official-client worker failed on {op}: {err}")
+            if line.startswith("@@"):
+                return json.loads(line[2:])
+        raise SystemExit(f"official-client worker did not answer {op} in {self.timeout}s")
+
+    def send(self, n: int, seconds: float) -> tuple[int, float]:
+        r = self.ask("send", n=n, seconds=seconds)
+        return r["n"], r["secs"]
+
+    def concurrent(self, n: int, seconds: float) -> tuple[int, float]:
+        r = self.ask("concurrent", n=n, threads=THREADS, seconds=seconds)
+        return r["n"], r["secs"]
+
+    def close(self) -> None:
+        try:
+            if self.p.stdin:
+                self.p.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.p.stdin.close()
+            self.p.wait(30)
+        except Exception:  # noqa: BLE001 - stop it anyway
+            self.p.kill()
+            self.p.wait(10)
+
+
+class _OfficialNull:
+    """The official client's sync sends to the do-nothing server (bench/proxy_null.py): its own cost."""
+
+    def __init__(self, official: _Official) -> None:
+        self.o = official
+
+    def send(self, n: int, seconds: float) -> tuple[int, float]:
+        r = self.o.ask("send_null", n=n, seconds=seconds)
+        return r["n"], r["secs"]
+
+
+def _interleaved(paths: dict[str, Any], method: str, n: int, rounds: int, seconds: float) -> dict[str, list]:
+    """Run `method` on every path in `rounds` rounds of n/rounds messages (order rotating per round):
+    path -> [(sends, seconds) per round]."""
+    names = list(paths)
+    out: dict[str, list] = {k: [] for k in names}
+    per = [n // rounds + (1 if i < n % rounds else 0) for i in range(rounds)]
+    for i in range(rounds):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for k in order:
+            out[k].append(getattr(paths[k], method)(per[i], seconds / rounds))
+    return out
+
+
+def _rate(parts: list) -> float:
+    n = sum(p[0] for p in parts)
+    return n / max(1e-9, sum(p[1] for p in parts))
+
+
+def _direct_receive(namesrv: str, topic: str, want: int, seconds: float) -> tuple[int, float]:
+    from orbitmq.client import PullConsumer
+
     c = PullConsumer("bench-direct", namesrv, pull_batch=32)
     c.subscribe(topic)
     got = 0
     t0 = time.perf_counter()
     c.start()
     deadline = t0 + seconds
-    while got < sent + 20 and time.perf_counter() < deadline:
+    while got < want and time.perf_counter() < deadline:
         got += len(c.poll(1.0))
-    recv_dt = time.perf_counter() - t0
+    dt = time.perf_counter() - t0
     c.close()
-    return {"sent": sent, "send_msgs_per_s": round(sent / send_dt), "received": got,
-            "receive_msgs_per_s": round(got / recv_dt), "concurrent_send_msgs_per_s": round(conc)}
+    return got, dt
 
 
-def _ours(endpoint: str, topic: str, n: int, size: int, seconds: float) -> dict:
-    """OrbitMQ's client in proxy mode: sync sends, then the proxy-mode push consumer (batch acks)."""
+def _ours_receive(endpoint: str, topic: str, want: int, seconds: float) -> tuple[int, float]:
+    """The proxy-mode push consumer (batch acks)."""
     import threading
 
-    from orbitmq.client import Message
-    from orbitmq.client.proxy_mode import ProxyProducer, ProxyPushConsumer
+    from orbitmq.client.proxy_mode import ProxyPushConsumer
 
-    body = b"x" * size
-    with ProxyProducer(endpoint) as p:
-        for _ in range(20):
-            p.send(Message(topic, body))
-        sent = 0
-        t0 = time.perf_counter()
-        deadline = t0 + seconds
-        while sent < n and time.perf_counter() < deadline:
-            p.send(Message(topic, body))
-            sent += 1
-        send_dt = time.perf_counter() - t0
-        conc = concurrent_sends(lambda: p.send(Message(topic + "C", body)), n, THREADS, seconds)
     count = [0]
     lock = threading.Lock()
     done = threading.Event()
@@ -118,7 +200,7 @@ def _ours(endpoint: str, topic: str, n: int, size: int, seconds: float) -> dict:
     def listener(msgs):
         with lock:
             count[0] += len(msgs)
-            if count[0] >= sent + 20:
+            if count[0] >= want:
                 done.set()
 
     c = ProxyPushConsumer("bench-ours", endpoint, threads=4, consume_batch=32)
@@ -127,47 +209,70 @@ def _ours(endpoint: str, topic: str, n: int, size: int, seconds: float) -> dict:
     t0 = time.perf_counter()
     c.start()
     done.wait(seconds)
-    recv_dt = time.perf_counter() - t0
+    dt = time.perf_counter() - t0
     c.shutdown()
-    return {"sent": sent, "send_msgs_per_s": round(sent / send_dt), "received": count[0],
-            "receive_msgs_per_s": round(count[0] / recv_dt), "concurrent_send_msgs_per_s": round(conc)}
+    return count[0], dt
 
 
 def run(args: argparse.Namespace) -> dict:
-    out: dict = {"size": args.size, "messages": args.messages, "proxy_mode": "cluster"}
+    from orbitmq.client import Producer
+    from orbitmq.client.proxy_mode import ProxyProducer
+
+    n, rounds = args.messages, max(1, min(args.rounds, args.messages))
+    out: dict = {"size": args.size, "messages": n, "proxy_mode": "cluster", "rounds": rounds,
+                 "warmup": WARMUP, "threads": THREADS}
     with BenchCluster() as bc:
-        bc.create_topic("BenchDirect", args.queues)
-        bc.create_topic("BenchProxy", args.queues)
-        bc.create_topic("BenchProxyRaw", 4)
-        bc.create_topic("BenchOurs", args.queues)
-        for t in ("BenchDirectC", "BenchOursC", "BenchProxyC"):
+        for t in ("BenchDirect", "BenchProxy", "BenchOurs"):
             bc.create_topic(t, args.queues)
+            bc.create_topic(t + "C", args.queues)
+        bc.create_topic("BenchProxyRaw", 4)
         ep = f"127.0.0.1:{net.free_port()}"
         bc._start("proxy", proc.orbitmq_argv("proxy", "--mode", "cluster", "--namesrv", bc.namesrv, "--listen", ep,
                                              "--set", "log_level=WARNING"))
+        null_ep = f"127.0.0.1:{net.free_port()}"
+        bc._start("proxy-null", [sys.executable, "-m", "orbitmq.bench.proxy_null", "--listen", null_ep])
         net.wait_for_port(ep, 30)
-        out["direct"] = _direct(bc.namesrv, "BenchDirect", args.messages, args.size, args.seconds)
-        out["proxy_ours"] = _ours(ep, "BenchOurs", args.messages, args.size, args.seconds)
-        r = subprocess.run([sys.executable, "-m", "orbitmq.bench.proxy_official", "--endpoint", ep, "--topic",
-                            "BenchProxy", "--messages", str(args.messages), "--size", str(args.size),
-                            "--seconds", str(args.seconds)], capture_output=True, text=True,
-                           timeout=4 * args.seconds + 120)
-        if r.returncode != 0:
-            raise SystemExit(f"official-client worker failed: {r.stderr[-2000:]}")
-        out["proxy_official"] = json.loads(r.stdout.strip().splitlines()[-1])
-    d, o = out["direct"], out["proxy_official"]
-    out["proxy_vs_direct"] = round(o["send_msgs_per_s"] / max(1, d["send_msgs_per_s"]), 3)
-    out["proxy_receive_vs_direct"] = round(o["receive_msgs_per_s"] / max(1, d["receive_msgs_per_s"]), 3)
-    ours = out["proxy_ours"]
-    out["proxy_vs_direct_concurrent"] = round(o["concurrent_send_msgs_per_s"] / max(1, d["concurrent_send_msgs_per_s"]), 3)
-    out["ours_proxy_vs_direct_concurrent"] = round(ours["concurrent_send_msgs_per_s"]
-                                                   / max(1, d["concurrent_send_msgs_per_s"]), 3)
-    out["ours_proxy_vs_direct"] = round(ours["send_msgs_per_s"] / max(1, d["send_msgs_per_s"]), 3)
-    out["ours_receive_vs_direct"] = round(ours["receive_msgs_per_s"] / max(1, d["receive_msgs_per_s"]), 3)
-    raw = o.pop("raw")
+        net.wait_for_port(null_ep, 30)
+        official = _Official(ep, "BenchProxy", args.size, 4 * args.seconds + 120, null_ep)
+        try:
+            with Producer(bc.namesrv) as dp, ProxyProducer(ep) as op:
+                paths = {"direct": _Ours(dp, "BenchDirect", args.size), "proxy_official": official,
+                         "proxy_ours": _Ours(op, "BenchOurs", args.size)}
+                sends = _interleaved({**paths, "official_null": _OfficialNull(official)}, "send", n, rounds,
+                                     args.seconds)
+                conc = _interleaved(paths, "concurrent", n, rounds, args.seconds)
+            res = {}
+            for k in paths:
+                res[k] = {"sent": sum(p[0] for p in sends[k]), "send_msgs_per_s": round(_rate(sends[k])),
+                          "concurrent_sent": sum(p[0] for p in conc[k]),
+                          "concurrent_send_msgs_per_s": round(_rate(conc[k]))}
+            want = {k: res[k]["sent"] + WARMUP for k in res}
+            for k, (got, dt) in (("direct", _direct_receive(bc.namesrv, "BenchDirect", want["direct"], args.seconds)),
+                                 ("proxy_ours", _ours_receive(ep, "BenchOurs", want["proxy_ours"], args.seconds))):
+                res[k].update(received=got, receive_msgs_per_s=round(got / dt))
+            r = official.ask("receive", want=want["proxy_official"], seconds=args.seconds)
+            res["proxy_official"].update(received=r["n"], receive_msgs_per_s=round(r["n"] / r["secs"]))
+            raw = official.ask("raw", n=n, seconds=args.seconds)
+        finally:
+            official.close()
+        out.update(res)
+    d, o, ours = out["direct"], out["proxy_official"], out["proxy_ours"]
+
+    def ratio(a: float, b: float) -> float:
+        return round(a / max(1, b), 3)
+
+    out["proxy_vs_direct"] = ratio(o["send_msgs_per_s"], d["send_msgs_per_s"])
+    out["proxy_vs_direct_rounds"] = [round((po[0] / po[1]) / (pd[0] / pd[1]), 3)
+                                     for po, pd in zip(sends["proxy_official"], sends["direct"], strict=True)]
+    out["official_ceiling_vs_direct"] = round(_rate(sends["official_null"]) / max(1.0, _rate(sends["direct"])), 3)
+    out["official_null_send_msgs_per_s"] = round(_rate(sends["official_null"]))
+    out["proxy_receive_vs_direct"] = ratio(o["receive_msgs_per_s"], d["receive_msgs_per_s"])
+    out["proxy_vs_direct_concurrent"] = ratio(o["concurrent_send_msgs_per_s"], d["concurrent_send_msgs_per_s"])
+    out["ours_proxy_vs_direct"] = ratio(ours["send_msgs_per_s"], d["send_msgs_per_s"])
+    out["ours_proxy_vs_direct_concurrent"] = ratio(ours["concurrent_send_msgs_per_s"], d["concurrent_send_msgs_per_s"])
+    out["ours_receive_vs_direct"] = ratio(ours["receive_msgs_per_s"], d["receive_msgs_per_s"])
     out["proxy_raw_protocol"] = raw
-    out["raw_proxy_vs_direct"] = round(raw["send_msgs_per_s"] / max(1, d["send_msgs_per_s"]), 3)
-    out["raw_receive_vs_direct"] = round(raw["receive_msgs_per_s"] / max(1, d["receive_msgs_per_s"]), 3)
-    out["lost"] = (d["sent"] + 20 - d["received"]) + (o["sent"] + 20 - o["received"]) + (raw["sent"] - raw["received"]) \
-        + (ours["sent"] + 20 - ours["received"])
+    out["raw_proxy_vs_direct"] = ratio(raw["send_msgs_per_s"], d["send_msgs_per_s"])
+    out["raw_receive_vs_direct"] = ratio(raw["receive_msgs_per_s"], d["receive_msgs_per_s"])
+    out["lost"] = sum(want[k] - out[k]["received"] for k in want) + (raw["expected"] - raw["received"])
     return out

@@ -3,7 +3,8 @@
 Owns: topic routes from the name servers (cached by `orbitmq.client.transport.Transport`), picking
 a queue for a send (message-group hash for FIFO, else round robin over writable queues), calling
 the master of a broker set (`Broker.SendMessage`, `BrokerPop.*`; the receipt handle names the
-broker set), and mapping broker errors to protocol codes. It keeps no message or pop state: a
+broker set), and mapping broker errors to protocol codes. Sends and acks go through lanes
+(`send_lanes.py`): concurrent SendMessage / AckMessage calls for one lane share a broker call. It keeps no message or pop state: a
 restarted or different proxy serves the same clients.
 """
 
@@ -21,6 +22,7 @@ import grpc
 
 from orbitmq.broker.pop_core import Handle, PopError
 from orbitmq.broker.pop_service import PROP_DELIVER_MS, PROP_MSG_GROUP, Received
+from orbitmq.broker.service import STORED_KEY
 from orbitmq.broker.store.record import Message as Record
 from orbitmq.broker.timer_service import TIMER_TOPIC, divert
 from orbitmq.client import errors as cerr
@@ -40,10 +42,22 @@ from orbitmq.proxy.config import ProxyConfig
 from orbitmq.proxy.convert import PROP_TX_CHECK_S
 from orbitmq.proxy.errors import ProxyError, from_broker
 from orbitmq.proxy.local_backend import GroupSettings
+from orbitmq.proxy.send_lanes import Lanes
 
 log = logging.getLogger("orbitmq.proxy.cluster")
 
 ROUTE_TTL_S = 5.0
+NORMAL_IN_FLIGHT = 2  # broker calls at a time per (broker set, topic) for messages without a group
+ACK_IN_FLIGHT = 2  # PopAck calls at a time per (master, group, topic)
+MSG_OVERHEAD = 256  # bytes a forwarded message adds to its body, for the batch size limit
+
+
+class _NotStored(Exception):
+    """A refused send the broker says it did not store (`orbitmq-stored: 0`): safe to send again."""
+
+    def __init__(self, error: ProxyError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 @dataclass(slots=True)
@@ -79,6 +93,9 @@ class ClusterBackend:
         self._groups: dict[str, tuple[float, GroupSettings]] = {}
         self._stubs: dict[tuple[str, Any], Any] = {}
         self._routes: dict[str, tuple[float, Any]] = {}
+        self._lanes = Lanes()
+        self._queue_rr: dict[tuple[str, str], itertools.count] = {}
+        self._flights: set[asyncio.Task] = set()
 
     def _tls(self) -> TlsConfig:
         """Brokers and name servers are dialed with the proxy's own TLS settings."""
@@ -173,34 +190,119 @@ class ClusterBackend:
     # ---- produce ----------------------------------------------------------------------------------
 
     async def send(self, topic: str, records: list[Record]) -> list[SendResult]:
+        """Forward `records` (one topic), each through its lane (see send_lanes.py): a message group's
+        queue by hash (one call at a time, so the group stays in order), a scheduled message to its
+        broker set's timer topic, any other message to a broker set round robin, its queue picked per
+        batch. Concurrent sends to one lane share a broker call; each gets its own result."""
         route = await self._route(topic)
         qs = route.write_queues
         if not qs:
             raise ProxyError("TOPIC_NOT_FOUND", f"topic {topic!r} has no writable queue on a live master")
-        out: list[SendResult] = []
+        loop = asyncio.get_running_loop()
         now = int(time.time() * 1000)
+        futs = []
         for r in records:
-            group = r.properties.get(PROP_MSG_GROUP, "")
+            props = r.properties
+            group = props.get(PROP_MSG_GROUP, "")
             q = qs[zlib.crc32(group.encode()) % len(qs)] if group else qs[next(self._rr) % len(qs)]
             addr = route.masters[q.broker_set]
-            r.queue_id = q.queue_id
-            if int(r.properties.get(PROP_DELIVER_MS) or 0) > now:
+            limit = 1
+            if int(props.get(PROP_DELIVER_MS) or 0) > now:
+                r.queue_id = q.queue_id
                 divert(r)  # scheduled: that broker's timer stores it in its topic when due
+                key = (addr, TIMER_TOPIC, 0, q.broker_set)
+            elif group:
+                key = (addr, r.topic, q.queue_id, q.broker_set)
+            else:
+                key = (addr, r.topic, -1, q.broker_set)  # the queue is picked per batch
+                limit = NORMAL_IN_FLIGHT
             m = common_pb2.Message(topic=r.topic, body=r.body, tags=r.tags, keys=r.keys, properties=r.properties,
                                    msg_id=r.msg_id, born_timestamp=r.born_timestamp, born_host=r.born_host)
-            req = broker_pb2.SendRequest(topic=r.topic, queue_id=r.queue_id, messages=[m])
+            fut = loop.create_future()
+            futs.append(fut)
+            if self._lanes.add(key, (m, fut), len(r.body) + MSG_OVERHEAD, limit):
+                self._start_flight(key)
+        if len(futs) == 1:
+            return [await futs[0]]
+        return list(await asyncio.gather(*futs))
+
+    def _start_flight(self, key: tuple) -> None:
+        t = asyncio.get_running_loop().create_task(self._flight(key))
+        self._flights.add(t)
+        t.add_done_callback(self._flights.discard)
+
+    async def _flight(self, key: tuple) -> None:
+        """One broker call for the next batch of lane `key` (a send lane, or an ack lane: key[0] == "ack"),
+        then the next batch if more wait."""
+        batch = self._lanes.take(key)
+        if not batch:
+            return
+        try:
+            await (self._ack_batch if key[0] == "ack" else self._forward)(key, batch)
+        except BaseException as e:  # noqa: BLE001 - every waiting send gets an answer
+            err = e if isinstance(e, ProxyError) else ProxyError("INTERNAL_ERROR", f"forward failed: {e!r}")
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+        finally:
+            if self._lanes.finish(key):
+                self._start_flight(key)
+
+    async def _forward(self, key: tuple, batch: list) -> None:
+        addr, topic, qid, bset = key
+        if qid < 0:
+            route = await self._route(topic)
+            qids = [q.queue_id for q in route.write_queues if q.broker_set == bset] or [0]
+            rr = self._queue_rr.get((topic, bset))
+            if rr is None:
+                rr = self._queue_rr[(topic, bset)] = itertools.count()
+            qid = qids[next(rr) % len(qids)]  # its own count: the broker set pick must not skew it
+        try:
+            resp = await self._send_rpc(addr, topic, qid, [m for m, _ in batch])
+        except _NotStored as ns:
+            if len(batch) == 1:
+                raise ns.error from None
+            # nothing of the batch was stored: each send on its own, so one bad message fails alone
+            for m, fut in batch:
+                try:
+                    res = (await self._send_rpc(addr, topic, qid, [m])).results[0]
+                    if not fut.done():
+                        fut.set_result(SendResult(res.msg_id, res.queue_id, res.queue_offset))
+                except _NotStored as e1:
+                    if not fut.done():
+                        fut.set_exception(e1.error)
+            return
+        for (_, fut), res in zip(batch, resp.results, strict=True):
+            if not fut.done():
+                fut.set_result(SendResult(res.msg_id, res.queue_id, res.queue_offset))
+
+    async def _send_rpc(self, addr: str, topic: str, qid: int, msgs: list) -> Any:
+        """Broker.SendMessage; ProxyError if the broker may have stored it, _NotStored if it did not."""
+        req = broker_pb2.SendRequest(topic=topic, queue_id=qid, messages=msgs)
+        for attempt in range(2):
             try:
-                resp = await self._call(addr, broker_pb2_grpc.BrokerStub, "SendMessage", req)
-            except ProxyError as e:
-                if e.code != "TOPIC_NOT_FOUND" or r.topic != TIMER_TOPIC:
-                    raise
-                # the first scheduled message on this broker set: create its timer topic there
-                await self._call(addr, broker_pb2_grpc.BrokerStub, "CreateTopic", broker_pb2.CreateTopicRequest(
-                    config=common_pb2.TopicConfig(topic=TIMER_TOPIC, read_queues=1, write_queues=1, perm=6)))
-                resp = await self._call(addr, broker_pb2_grpc.BrokerStub, "SendMessage", req)
-            res = resp.results[0]
-            out.append(SendResult(res.msg_id, res.queue_id, res.queue_offset))
-        return out
+                return await self._send_stub(addr).SendMessage(req, timeout=10.0)
+            except grpc.aio.AioRpcError as e:
+                err = _rpc_error(e, addr)
+                if err.code in ("HA_NOT_AVAILABLE", "PROXY_TIMEOUT"):
+                    self._routes.clear()  # the master may have moved
+                if dict(e.trailing_metadata() or ()).get(STORED_KEY) != "0":
+                    raise err from None
+                if attempt == 0 and err.code == "TOPIC_NOT_FOUND" and topic == TIMER_TOPIC:
+                    # the first scheduled message on this broker set: create its timer topic there
+                    await self._call(addr, broker_pb2_grpc.BrokerStub, "CreateTopic", broker_pb2.CreateTopicRequest(
+                        config=common_pb2.TopicConfig(topic=TIMER_TOPIC, read_queues=1, write_queues=1, perm=6)))
+                    continue
+                raise _NotStored(err) from None
+        raise AssertionError("unreachable")
+
+    def _send_stub(self, addr: str) -> Any:
+        stub = self._stubs.get((addr, broker_pb2_grpc.BrokerStub))
+        if stub is None:
+            stub = self._stubs[(addr, broker_pb2_grpc.BrokerStub)] = broker_pb2_grpc.BrokerStub(self._channel(addr))
+        return stub
 
     # ---- consume ----------------------------------------------------------------------------------
 
@@ -226,24 +328,35 @@ class ClusterBackend:
         return await self._master(topic, h.broker)
 
     async def ack_many(self, group: str, topic: str, handles: list[str]) -> list[ProxyError | None]:
-        """One PopAck per broker set the handles name."""
+        """Acks through lanes per (master, group, topic): concurrent AckMessage calls share PopAck calls."""
         out: list[ProxyError | None] = [None] * len(handles)
-        by_addr: dict[str, list[int]] = {}
+        loop = asyncio.get_running_loop()
+        futs = []
         for i, h in enumerate(handles):
             try:
-                by_addr.setdefault(await self._by_handle(topic, h), []).append(i)
+                addr = await self._by_handle(topic, h)
             except ProxyError as e:
                 out[i] = e
-        for addr, idx in by_addr.items():
+                continue
+            fut = loop.create_future()
+            futs.append((i, fut))
+            key = ("ack", addr, group, topic)
+            if self._lanes.add(key, (h, fut), len(h), ACK_IN_FLIGHT):
+                self._start_flight(key)
+        for i, fut in futs:
             try:
-                r = await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "PopAck", broker_pop_pb2.PopAckRequest(
-                    group=group, topic=topic, handles=[handles[i] for i in idx]))
-                for i, code, msg in zip(idx, r.codes, r.messages, strict=True):
-                    out[i] = ProxyError(code, msg) if code else None
+                out[i] = await fut
             except ProxyError as e:
-                for i in idx:
-                    out[i] = e
+                out[i] = e
         return out
+
+    async def _ack_batch(self, key: tuple, batch: list) -> None:
+        _, addr, group, topic = key
+        r = await self._call(addr, broker_pop_pb2_grpc.BrokerPopStub, "PopAck", broker_pop_pb2.PopAckRequest(
+            group=group, topic=topic, handles=[h for h, _ in batch]))
+        for (_, fut), code, msg in zip(batch, r.codes, r.messages, strict=True):
+            if not fut.done():
+                fut.set_result(ProxyError(code, msg) if code else None)
 
     async def change_invisible(self, group: str, topic: str, handle: str, invisible_ms: int, now: int) -> str:
         addr = await self._by_handle(topic, handle)

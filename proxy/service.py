@@ -48,6 +48,9 @@ def _status(code: str = "OK", message: str = "OK") -> d.Status:
         return d.Status(code=d.INTERNAL_ERROR, message=f"{code}: {message}")
 
 
+_OK = d.Status(code=d.OK, message="OK")  # copied into answers, never changed
+
+
 def _meta(context: Any) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ())}
 
@@ -272,26 +275,39 @@ class MessagingService(sg.MessagingServiceServicer):
 
     async def SendMessage(self, request, context):  # noqa: N802
         try:
-            _client_id(context)
-            if not request.messages:
+            md = _meta(context)  # read once: client id and namespace
+            if not md.get("x-mq-client-id"):
+                raise ProxyError("CLIENT_ID_REQUIRED", "the x-mq-client-id metadata is missing")
+            msgs = request.messages
+            if not msgs:
                 raise ProxyError("BAD_REQUEST", "SendMessage carries no message")
             now = _now_ms()
+            ns = md.get("x-mq-namespace", "")
+            max_size = self.config.max_message_size
             records = []
             tx_flags = []
-            for m in request.messages:
-                topic = self._topic(context, m.topic)
-                records.append(convert.to_record(m, topic, 0, self.config.max_message_size, now))
+            for m in msgs:
+                res = m.topic
+                topic = convert.internal_name(res if res.resource_namespace or not ns else
+                                              d.Resource(resource_namespace=ns, name=res.name), "topic")
+                records.append(convert.to_record(m, topic, 0, max_size, now))
                 tx_flags.append(m.system_properties.message_type == d.TRANSACTION)
-            if any(tx_flags) or len({r.topic for r in records}) > 1:
+            if len(records) == 1 and not tx_flags[0]:
+                results = await self.backend.send(records[0].topic, records)
+            elif any(tx_flags) or len({r.topic for r in records}) > 1:
                 results = [await self.backend.send_half(r.topic, r) if tx else (await self.backend.send(r.topic, [r]))[0]
                            for r, tx in zip(records, tx_flags, strict=True)]
             else:
                 results = await self.backend.send(records[0].topic, records)
             self.stats["sent"] += len(results)
-            entries = [s.SendResultEntry(status=_status(), message_id=r.msg_id, offset=r.queue_offset,
-                                         transaction_id=(getattr(r, "transaction_id", "") or r.msg_id) if tx else "")
-                       for r, tx in zip(results, tx_flags, strict=True)]
-            return s.SendMessageResponse(status=_status(), entries=entries)
+            resp = s.SendMessageResponse()
+            resp.status.CopyFrom(_OK)
+            add = resp.entries.add
+            for r, tx in zip(results, tx_flags, strict=True):
+                e = add(message_id=r.msg_id, offset=r.queue_offset,
+                        transaction_id=(getattr(r, "transaction_id", "") or r.msg_id) if tx else "")
+                e.status.CopyFrom(_OK)
+            return resp
         except Exception as e:  # noqa: BLE001
             st = self._fail(e, "SendMessage")
             return s.SendMessageResponse(status=st, entries=[s.SendResultEntry(status=st)])
