@@ -15,7 +15,7 @@ PURE = [
     "orbitmq.broker.ha.ack_policy", "orbitmq.controller.state", "orbitmq.controller.election",
     "orbitmq.controller.liveness", "orbitmq.controller.leader_scan", "orbitmq.controller.refusals",
     "orbitmq.broker.ha.replica_store", "orbitmq.broker.ha.hello_check", "orbitmq.common.node_auth",
-    "orbitmq.common.limits",
+    "orbitmq.common.limits", "orbitmq.common.acl", "orbitmq.controller.auth_state",
 ]
 FORBIDDEN = {"asyncio", "socket", "threading", "grpc", "time", "random", "orbitmq.broker.ha.epoch_file",
              "orbitmq.broker.store", "orbitmq.common.durable"}
