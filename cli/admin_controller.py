@@ -210,8 +210,11 @@ async def _hand_off(c: Any, args: argparse.Namespace) -> int | None:
     from orbitmq.common.node_auth_grpc import signing_interceptors
 
     secret = load_secret(args.cluster_secret_file or os.environ.get("ORBITMQ_CLUSTER_SECRET_FILE", ""))
-    async with grpc.aio.insecure_channel(dial_map.resolve(v.master_address),
-                                         interceptors=signing_interceptors(secret)) as ch:
+    from orbitmq.common.tls_grpc import aio_channel
+
+    # TLS per $ORBITMQ_TLS_* (what `cluster.env` sets for the tools), as every other admin call
+    async with aio_channel(dial_map.resolve(v.master_address), None,
+                           interceptors=signing_interceptors(secret)) as ch:
         try:
             r = await broker_pb2_grpc.BrokerStub(ch).HandOffMaster(
                 broker_pb2.HandOffRequest(broker_id=args.broker_id, timeout_s=max(1.0, args.timeout)),

@@ -125,6 +125,10 @@ class CommitLog:
                 continue
             break
         self.max_offset = end
+        if end == self.segments[-1].end:
+            # the last segment is complete (closed by its blank) and the next one was never created
+            # (or was an empty file, removed above): appends go to a fresh segment
+            self._new_segment(end)
 
     def _segment_is_full(self, seg: Segment) -> bool:
         try:
@@ -225,6 +229,9 @@ class CommitLog:
             return pos
         if n > self.segment_size - rc.BLANK_MIN:
             raise MessageTooLarge(f"{n} bytes do not fit a segment of {self.segment_size} bytes")
+        if pos == seg.end:   # complete already (its blank written): nothing to close
+            self._new_segment(seg.end)
+            return self.max_offset
         blank = rc.encode_blank(seg.end - pos)
         seg.mm[pos - seg.base:] = blank
         self.max_offset = seg.end

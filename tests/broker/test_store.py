@@ -542,3 +542,27 @@ def test_a_replica_still_reading_holds_expired_segments_until_the_disk_is_full(t
         s.set_retention_floor(None)
     finally:
         s.close()
+
+
+def test_reopen_after_a_crash_between_creating_and_sizing_the_next_segment(tmp_path) -> None:
+    """The last segment is complete (closed by its blank) and the next file exists but is empty:
+    the empty file is removed and appends go on in a fresh segment (they used to fail in reserve)."""
+    d = tmp_path / "s"
+    s = make(d)
+    while len(s.log.segments) < 2:
+        s.put_batch(msgs(20, size=2000))
+    first_end = s.log.segments[0].end
+    s.close()
+    seg2 = d / "commitlog" / f"{first_end:020d}"
+    os.truncate(seg2, 0)                       # as if killed before the new file was sized
+    s = make(d)
+    try:
+        assert s.log.max_offset == first_end   # everything of the complete segment kept
+        before = bodies(s, "T", 0)
+        s.put_batch(msgs(10, size=100, start=1000))
+        settle(s)
+        after = bodies(s, "T", 0)
+        assert after[:len(before)] == before and len(after) == len(before) + 5
+        assert s.verify() == []
+    finally:
+        s.close()
