@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 import grpc
 
-from orbitmq.common.tls import PLAINTEXT
-from orbitmq.common.tls_grpc import add_port
+from orbitmq.bench.serve import serve_until_signal
 
 SERVICE = "orbitmq.bench.Echo"
 METHOD = f"/{SERVICE}/Call"
@@ -24,14 +22,7 @@ async def _serve(listen: str) -> None:
     server = grpc.aio.server()
     handler = grpc.method_handlers_generic_handler(SERVICE, {"Call": grpc.unary_unary_rpc_method_handler(call)})
     server.add_generic_rpc_handlers((handler,))
-    add_port(server, listen, PLAINTEXT)
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(0.5)
+    await serve_until_signal(server, listen)
 
 
 def main() -> None:

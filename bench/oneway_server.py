@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 
 import grpc
+
+from orbitmq.bench.serve import serve_until_signal
 
 SERVICE = "orbitmq.bench.OneWay"
 SINK = f"/{SERVICE}/Sink"
@@ -32,14 +33,7 @@ async def _serve(listen: str, reply_bytes: int) -> None:
     handler = grpc.method_handlers_generic_handler(SERVICE, {
         "Sink": grpc.unary_unary_rpc_method_handler(sink), "Source": grpc.unary_unary_rpc_method_handler(source)})
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(listen)
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(0.5)
+    await serve_until_signal(server, listen)
 
 
 def main() -> None:

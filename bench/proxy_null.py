@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 
 async def _serve(listen: str) -> None:
@@ -17,6 +16,8 @@ async def _serve(listen: str) -> None:
     from rocketmq.grpc_protocol import definition_pb2 as d
     from rocketmq.grpc_protocol import service_pb2 as s
     from rocketmq.grpc_protocol import service_pb2_grpc as sg
+
+    from orbitmq.bench.serve import serve_until_signal
 
     host, _, port = listen.rpartition(":")
     ok = d.Status(code=d.OK, message="OK")
@@ -46,14 +47,7 @@ async def _serve(listen: str) -> None:
 
     server = grpc.aio.server()
     sg.add_MessagingServiceServicer_to_server(Null(), server)
-    server.add_insecure_port(listen)
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(0.5)
+    await serve_until_signal(server, listen)
 
 
 def main() -> None:

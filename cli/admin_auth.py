@@ -18,9 +18,7 @@ random secret and prints it once.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
@@ -90,28 +88,9 @@ def register_admin(groups: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
-    from orbitmq.common.node_auth import load_secret
-    from orbitmq.controller.client import ControllerClient, ControllerError
+    from orbitmq.cli.admin_controller import _run as run_controller
 
-    async def go() -> int:
-        try:
-            creds = admin_credentials(args.credentials_file)
-            secret_file = args.cluster_secret_file or ("" if creds else os.environ.get("ORBITMQ_CLUSTER_SECRET_FILE", ""))
-            client = ControllerClient(args.controllers.split(","), rpc_timeout_s=args.timeout,
-                                      retry_deadline_s=2 * args.timeout, secret=load_secret(secret_file),
-                                      credentials=creds)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        try:
-            return await body(client)
-        except ControllerError as e:
-            print(f"error: {e.code}: {e.message}", file=sys.stderr)
-            return 1
-        finally:
-            await client.close()
-
-    return asyncio.run(go())
+    return run_controller(args, body, credentials=lambda: admin_credentials(args.credentials_file))
 
 
 def _done(args: argparse.Namespace, result: Any, what: str, extra: dict | None = None) -> int:

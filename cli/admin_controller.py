@@ -83,16 +83,21 @@ def register_admin(groups: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
-def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> int:
+def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]],
+         credentials: Callable[[], Any] | None = None) -> int:
+    """Run `body(client)` against the controllers; errors print `error: CODE: details` (exit 1), bad
+    connection settings exit 2. `credentials()` (admin user|acl) gives a user to sign as; with one,
+    the cluster secret is used only when given explicitly."""
     from orbitmq.common.node_auth import load_secret
     from orbitmq.controller.client import ControllerClient, ControllerError
 
     async def go() -> int:
         try:
-            secret_file = args.cluster_secret_file or os.environ.get("ORBITMQ_CLUSTER_SECRET_FILE", "")
+            creds = credentials() if credentials is not None else None
+            secret_file = args.cluster_secret_file or ("" if creds else os.environ.get("ORBITMQ_CLUSTER_SECRET_FILE", ""))
             client = ControllerClient(args.controllers.split(","), rpc_timeout_s=args.timeout,
-                                      retry_deadline_s=2 * args.timeout,
-                                      secret=load_secret(secret_file))
+                                      retry_deadline_s=2 * args.timeout, secret=load_secret(secret_file),
+                                      credentials=creds)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -161,13 +161,8 @@ class RequestAuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_stream(request, context):
                 r = await self.check(method, request, md, context.peer())
-                if r is not None:
-                    item = refuser.stream_item(method, r)
-                    if item is None:
-                        await refuser.abort(context, r)
-                    yield item
-                    return
-                async for resp in inner_us(request, context):
+                responses = _refused(refuser, method, r, context) if r is not None else inner_us(request, context)
+                async for resp in responses:
                     yield resp
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, request_deserializer=handler.request_deserializer,
@@ -177,16 +172,20 @@ class RequestAuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream_stream(request_iterator, context):
                 r = await self.check(method, None, md, context.peer())
-                if r is not None:
-                    item = refuser.stream_item(method, r)
-                    if item is None:
-                        await refuser.abort(context, r)
-                    yield item
-                    return
-                async for resp in inner_ss(request_iterator, context):
+                responses = (_refused(refuser, method, r, context) if r is not None
+                             else inner_ss(request_iterator, context))
+                async for resp in responses:
                     yield resp
 
             return grpc.stream_stream_rpc_method_handler(stream_stream,
                                                          request_deserializer=handler.request_deserializer,
                                                          response_serializer=handler.response_serializer)
         return handler
+
+
+async def _refused(refuser: Any, method: str, refusal: Any, context: Any) -> AsyncIterator[Any]:
+    """A refused streaming call: the protocol's one refusal item if it has one, else an abort."""
+    item = refuser.stream_item(method, refusal)
+    if item is None:
+        await refuser.abort(context, refusal)
+    yield item
