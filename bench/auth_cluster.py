@@ -1,10 +1,12 @@
 """A small real cluster with request authentication on, for the auth tests and the bench: one
 controller (holding users and ACLs, with a bootstrap admin user), one name server, one standalone
 broker with `auth_enabled`, optionally a cluster-mode proxy with `auth_enabled`. All share a
-cluster secret. Processes are stopped by PID (`stop()`)."""
+cluster secret; with `tls`, every node serves and dials TLS with certificates of a throwaway CA
+(`self.ca`). Processes are stopped by PID (`stop()`)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +18,11 @@ ADMIN = ("root", "root-secret-0123456789")
 
 
 class AuthCluster:
-    def __init__(self, root: Path, proxy: bool = False, broker_auth: bool = True, plain_broker: bool = False) -> None:
+    def __init__(self, root: Path, proxy: bool = False, broker_auth: bool = True, plain_broker: bool = False,
+                 tls: bool = False) -> None:
         self.root = root
+        self.tls = tls
+        self.ca = str(root / "tls" / "ca.pem") if tls else ""
         self.children: list[proc.Child] = []
         self.secret = str(write_secret_file(root / "cluster.secret"))
         self.admin_file = root / "admin.cred"
@@ -29,7 +34,16 @@ class AuthCluster:
         self.broker_auth = broker_auth
         self.plain_broker = f"127.0.0.1:{net.free_port()}" if plain_broker else ""   # set broker-plain, auth off
 
+    def _tls_args(self, name: str) -> list[str]:
+        if not self.tls:
+            return []
+        from orbitmq.common.tls_certs import write_cluster_certs
+
+        cert, key = write_cluster_certs(self.root / "tls", {name: []})[name]
+        return ["--set", f"tls_cert_file={cert}", "--set", f"tls_key_file={key}", "--set", f"tls_ca_file={self.ca}"]
+
     def _start(self, name: str, *args: str) -> proc.Child:
+        args = (*args, *self._tls_args(name))
         child = proc.start(name, proc.orbitmq_argv(*args), log_path=self.root / f"{name}.log")
         self.children.append(child)
         return child
@@ -63,7 +77,8 @@ class AuthCluster:
                "--namesrv", self.namesrv]
         if as_admin:
             cmd += ["--credentials-file", str(self.admin_file)]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        env = {**os.environ, "ORBITMQ_TLS_CA": self.ca} if self.tls else None
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
     def admin_ok(self, *args: str, timeout: float = 90) -> str:
         """`admin(...)`, retried until it succeeds (the controller may still be electing itself)."""

@@ -24,14 +24,40 @@ USER = ("bench", "bench-secret-123")
 
 
 def run(args) -> dict:
-    """`--auth`; with `--tls` too (bench/produce_tls.py, when present), the TLS comparison first and
-    then this one, in one JSON object (`tls`: its figures)."""
-    out: dict = {}
+    """`--auth`: signed vs unsigned; `--tls --auth`: TLS and signed together vs plaintext unsigned
+    (`secure_vs_plain`, bench/produce_secure.py)."""
     if getattr(args, "tls", False):
-        from orbitmq.bench.produce_tls import run_tls
-        out["tls"] = run_tls(args)
-    out.update(run_auth(args))
-    return out
+        from orbitmq.bench.produce_secure import run_secure
+        return run_secure(args)
+    return run_auth(args)
+
+
+def _compare(modes: list, body: bytes, args, rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each mode (name, producer, topic, broker pid) sends one message per call, then --batch per
+    call, for --seconds each; modes alternate (and swap order) over `rounds`. Returns msgs/s and CPU
+    microseconds per message, per "NAME_sync" / "NAME_batch", one value per round."""
+    from orbitmq.client import Message
+
+    res: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    for r in range(rounds):
+        for name, p, topic, pid in (modes if r % 2 == 0 else modes[::-1]):
+            msg = Message(topic, body)
+
+            def one(p=p, msg=msg) -> None:
+                msg.msg_id = ""
+                p.send(msg)
+            batch = [Message(topic, body) for _ in range(args.batch)]
+
+            def many(p=p, batch=batch) -> None:
+                for m in batch:
+                    m.msg_id = ""
+                p.send_batch(batch)
+            for kind, fn, per in (("sync", one, 1), ("batch", many, args.batch)):
+                rate_, us = _phase(fn, per, args.seconds, args.messages, pid)
+                res.setdefault(f"{name}_{kind}", []).append(rate_)
+                cpu.setdefault(f"{name}_{kind}", []).append(us)
+    return res, cpu
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -84,26 +110,8 @@ def run_auth(args) -> dict:
                     return False
             proc.wait_until(allowed, 30, 0.3, "the bench user may send")
             pids = {c.name: c.pid for c in cl.children}
-            res: dict[str, list[float]] = {}
-            cpu: dict[str, list[float]] = {}
-            for r in range(rounds):
-                modes = (("plain", plain, "BenchPlain", pids["broker-plain"]), ("auth", signed, "BenchAuth", pids["broker"]))
-                for name, p, topic, pid in (modes if r % 2 == 0 else modes[::-1]):
-                    msg = Message(topic, body)
-
-                    def one(p=p, msg=msg) -> None:
-                        msg.msg_id = ""
-                        p.send(msg)
-                    batch = [Message(topic, body) for _ in range(args.batch)]
-
-                    def many(p=p, batch=batch) -> None:
-                        for m in batch:
-                            m.msg_id = ""
-                        p.send_batch(batch)
-                    for kind, fn, per in (("sync", one, 1), ("batch", many, args.batch)):
-                        rate_, us = _phase(fn, per, args.seconds, args.messages, pid)
-                        res.setdefault(f"{name}_{kind}", []).append(rate_)
-                        cpu.setdefault(f"{name}_{kind}", []).append(us)
+            res, cpu = _compare([("plain", plain, "BenchPlain", pids["broker-plain"]),
+                                 ("auth", signed, "BenchAuth", pids["broker"])], body, args, rounds)
         med = {k: statistics.median(v) for k, v in res.items()}
         mcpu = {k: statistics.median(v) for k, v in cpu.items()}
         out.update({
