@@ -1,8 +1,9 @@
 """Proxy side of user authentication: the same interceptor as the broker's
 (common/request_auth_server.py) with the RocketMQ 5 protocol's answers. A refusal is a response
-whose `Status` is UNAUTHORIZED (40100: missing, malformed, unknown key, wrong secret, stale date)
-or FORBIDDEN (40300: the ACL does not allow it), with the reason in `message`; a stream gets one
-such item and ends. The official clients raise UnauthorizedException / ForbiddenException."""
+whose `Status` is UNAUTHORIZED (40100) both when the signature fails (missing, malformed, unknown
+key, wrong secret, stale date) and when the ACL does not allow the request, as RocketMQ's proxy
+answers, so clients behave the same; the reason is in `message` ("forbidden: ..." for an ACL
+denial). A stream gets one such item and ends. The official clients raise UnauthorizedException."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ _METHODS = s.DESCRIPTOR.services_by_name["MessagingService"].methods_by_name
 
 
 def _status(r: Refusal) -> d.Status:
-    return d.Status(code=d.FORBIDDEN if r.forbidden else d.UNAUTHORIZED, message=r.message)
+    message = f"forbidden: {r.message}" if r.forbidden else r.message
+    return d.Status(code=d.UNAUTHORIZED, message=message)
 
 
 def _response(method: str, r: Refusal) -> Any:

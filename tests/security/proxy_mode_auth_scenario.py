@@ -18,7 +18,7 @@ def main(endpoint: str, ak: str, sk: str, topic: str) -> None:
             try:
                 out["offset"] = p.send(Message(topic, b"proxy-mode-signed")).queue_offset
                 break
-            except cerr.ForbiddenError as e:
+            except (cerr.ForbiddenError, cerr.UnauthenticatedError) as e:   # 40100 for an ACL denial too
                 out["forbidden_first"] = str(e)
                 import time
                 time.sleep(0.5)
