@@ -32,6 +32,20 @@ def run(args) -> dict:
     return run_auth(args)
 
 
+def figures(res: dict[str, list[float]], cpu: dict[str, list[float]],
+            names: tuple[str, ...]) -> tuple[dict, dict[str, float], dict[str, float]]:
+    """Per mode: median sync sends/s, batch msgs/s and CPU per message over the rounds of `_compare`
+    (as JSON fields), plus the medians themselves for the caller's ratios."""
+    med = {k: statistics.median(v) for k, v in res.items()}
+    mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+    out: dict = {"rounds_sync_per_s": {k: [round(x) for x in v] for k, v in res.items() if k.endswith("sync")}}
+    for n in names:
+        out.update({f"{n}_sync_send_per_s": round(med[f"{n}_sync"]), f"{n}_batch_msgs_per_s": round(med[f"{n}_batch"]),
+                    f"{n}_sync_cpu_us_per_msg": round(mcpu[f"{n}_sync"], 1),
+                    f"{n}_batch_cpu_us_per_msg": round(mcpu[f"{n}_batch"], 1)})
+    return out, med, mcpu
+
+
 def _compare(modes: list, body: bytes, args, rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Each mode (name, producer, topic, broker pid) sends one message per call, then --batch per
     call, for --seconds each; modes alternate (and swap order) over `rounds`. Returns msgs/s and CPU
@@ -112,21 +126,14 @@ def run_auth(args) -> dict:
             pids = {c.name: c.pid for c in cl.children}
             res, cpu = _compare([("plain", plain, "BenchPlain", pids["broker-plain"]),
                                  ("auth", signed, "BenchAuth", pids["broker"])], body, args, rounds)
-        med = {k: statistics.median(v) for k, v in res.items()}
-        mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+        fig, med, mcpu = figures(res, cpu, ("plain", "auth"))
+        out.update(fig)
         out.update({
-            "plain_sync_send_per_s": round(med["plain_sync"]), "auth_sync_send_per_s": round(med["auth_sync"]),
             "auth_vs_plain_sync": round(med["auth_sync"] / med["plain_sync"], 3),
-            "plain_batch_msgs_per_s": round(med["plain_batch"]), "auth_batch_msgs_per_s": round(med["auth_batch"]),
             "auth_vs_plain_batch": round(med["auth_batch"] / med["plain_batch"], 3),
-            "plain_sync_cpu_us_per_msg": round(mcpu["plain_sync"], 1),
-            "auth_sync_cpu_us_per_msg": round(mcpu["auth_sync"], 1),
-            "plain_batch_cpu_us_per_msg": round(mcpu["plain_batch"], 1),
-            "auth_batch_cpu_us_per_msg": round(mcpu["auth_batch"], 1),
             # plain CPU per message over signed CPU per message (1.0: signing and checking cost nothing)
             "auth_vs_plain_cpu_sync": round(mcpu["plain_sync"] / mcpu["auth_sync"], 3),
             "auth_vs_plain_cpu_batch": round(mcpu["plain_batch"] / mcpu["auth_batch"], 3),
-            "rounds_sync_per_s": {k: [round(x) for x in v] for k, v in res.items() if k.endswith("sync")},
         })
         return out
     finally:

@@ -13,11 +13,10 @@ the same for batches; `secure_vs_plain_cpu*` = plain CPU per message over secure
 from __future__ import annotations
 
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 
-from orbitmq.bench.produce_auth import USER, _compare
+from orbitmq.bench.produce_auth import USER, _compare, figures
 
 
 def run_secure(args) -> dict:
@@ -60,19 +59,12 @@ def run_secure(args) -> dict:
     finally:
         cl.stop()
         shutil.rmtree(root, ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in res.items()}
-    mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+    fig, med, mcpu = figures(res, cpu, ("plain", "secure"))
+    out.update(fig)
     out.update({
-        "plain_sync_send_per_s": round(med["plain_sync"]), "secure_sync_send_per_s": round(med["secure_sync"]),
         "secure_vs_plain": round(med["secure_sync"] / med["plain_sync"], 3),
-        "plain_batch_msgs_per_s": round(med["plain_batch"]), "secure_batch_msgs_per_s": round(med["secure_batch"]),
         "secure_vs_plain_batch": round(med["secure_batch"] / med["plain_batch"], 3),
-        "plain_sync_cpu_us_per_msg": round(mcpu["plain_sync"], 1),
-        "secure_sync_cpu_us_per_msg": round(mcpu["secure_sync"], 1),
-        "plain_batch_cpu_us_per_msg": round(mcpu["plain_batch"], 1),
-        "secure_batch_cpu_us_per_msg": round(mcpu["secure_batch"], 1),
         "secure_vs_plain_cpu": round(mcpu["plain_sync"] / mcpu["secure_sync"], 3),
         "secure_vs_plain_cpu_batch": round(mcpu["plain_batch"] / mcpu["secure_batch"], 3),
-        "rounds_sync_per_s": {k: [round(x) for x in v] for k, v in res.items() if k.endswith("sync")},
     })
     return out
