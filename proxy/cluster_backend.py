@@ -222,6 +222,8 @@ class ClusterBackend:
             futs.append(fut)
             if self._lanes.add(key, (m, fut), len(r.body) + MSG_OVERHEAD, limit):
                 self._start_flight(key)
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug("queued behind a busy lane: send (%d waiting)", self._lanes.waiting(key))
         if len(futs) == 1:
             return [await futs[0]]
         return list(await asyncio.gather(*futs))
@@ -343,6 +345,8 @@ class ClusterBackend:
             key = ("ack", addr, group, topic)
             if self._lanes.add(key, (h, fut), len(h), ACK_IN_FLIGHT):
                 self._start_flight(key)
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug("queued behind a busy lane: ack (%d waiting)", self._lanes.waiting(key))
         for i, fut in futs:
             try:
                 out[i] = await fut

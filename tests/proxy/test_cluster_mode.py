@@ -28,10 +28,11 @@ def cluster(procs, tmp_path):
     return c
 
 
-def start_cluster_proxy(procs, namesrv: str, addr: str | None = None, n: int = 1) -> tuple[object, str]:
+def start_cluster_proxy(procs, namesrv: str, addr: str | None = None, n: int = 1,
+                        debug: bool = False) -> tuple[object, str]:
     addr = addr or f"127.0.0.1:{net.free_port()}"
     child = procs.start(f"proxy-{n}", ["proxy", "--mode", "cluster", "--namesrv", namesrv, "--listen", addr,
-                                       "--set", "tx_check_after_s=3"])
+                                       "--set", "tx_check_after_s=3", *(["--set", "log_level=DEBUG"] * debug)])
     net.wait_for_port(addr, 60)
     return child, addr
 

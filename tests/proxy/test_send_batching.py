@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from orbitmq.common import proc
 from tests.proxy.conftest import receive_until
 from tests.proxy.test_cluster_mode import cluster, start_cluster_proxy  # noqa: F401 - the fixture
 
@@ -54,8 +55,18 @@ def _stored(namesrv: str, want: int) -> dict[str, tuple[str, int, int]]:
     return out
 
 
+def _queued(child, kind: str) -> int:
+    """How many sends or acks the proxy has queued behind a busy lane so far (its DEBUG log says)."""
+    return child.log_path.read_text(errors="replace").count(f"queued behind a busy lane: {kind}")
+
+
+def _wait_queued(child, kind: str, at_least: int) -> None:
+    """Event-driven: until the proxy holds `at_least` of them in lanes (the brokers are stopped)."""
+    proc.wait_until(lambda: _queued(child, kind) >= at_least, 120, 0.05, f"{at_least} {kind}s queued in lanes")
+
+
 def test_concurrent_sends_batched_with_own_receipts_and_group_order(cluster, procs, rmq):  # noqa: F811
-    _child, ep = start_cluster_proxy(procs, cluster.namesrv)
+    proxy, ep = start_cluster_proxy(procs, cluster.namesrv, debug=True)
     p = rmq.start(rmq.mod.Producer(rmq.config(ep), ("orders",)))
     p.send(rmq.message("orders", b"warm-up"))
     receipts: dict[tuple[int, int], object] = {}
@@ -81,8 +92,9 @@ def test_concurrent_sends_batched_with_own_receipts_and_group_order(cluster, pro
     for child in children:
         child.pause()
     try:
+        before = _queued(proxy, "send")
         futs = [p.send_async(rmq.message("orders", f"burst-{i}".encode())) for i in range(BURST)]
-        time.sleep(3)  # not an assertion's wait: the time the sends have to reach the proxy
+        _wait_queued(proxy, "send", before + BURST // 2)
     finally:
         for child in children:
             child.resume()
@@ -105,7 +117,7 @@ def test_concurrent_sends_batched_with_own_receipts_and_group_order(cluster, pro
 
 
 def test_concurrent_acks_through_ack_lanes_each_get_their_own_answer(cluster, procs, rmq):  # noqa: F811
-    _child, ep = start_cluster_proxy(procs, cluster.namesrv)
+    proxy, ep = start_cluster_proxy(procs, cluster.namesrv, debug=True)
     p = rmq.start(rmq.mod.Producer(rmq.config(ep), ("orders",)))
     for i in range(24):
         p.send(rmq.message("orders", f"ack-{i}".encode()))
@@ -131,7 +143,7 @@ def test_concurrent_acks_through_ack_lanes_each_get_their_own_answer(cluster, pr
     try:
         for t in threads:
             t.start()
-        time.sleep(3)  # not an assertion's wait: the time the acks have to reach the proxy
+        _wait_queued(proxy, "ack", len(twins) // 2)
     finally:
         for child in children:
             child.resume()
