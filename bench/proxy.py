@@ -1,7 +1,12 @@
 """Throughput through `orbitmq proxy` (cluster mode) vs direct to the broker, in the same run.
 
-Starts a name server, a broker and a proxy in cluster mode (each its own process). The paths:
-- direct: OrbitMQ's own client straight to the broker (sync sends; the pull consumer);
+Starts a name server, a broker and a proxy in cluster mode (each its own process); with
+--broker-protocol auto the broker serves its framed port too, and the proxy forwards sends over it.
+The paths:
+- direct: OrbitMQ's own client straight to the broker over gRPC, the protocol the official clients
+  speak (sync sends; the pull consumer);
+- direct_framed (with --broker-protocol auto, the default): OrbitMQ's client over the broker's framed
+  port, what it uses by default where a broker announces one (sync sends; `proxy_vs_direct_framed`);
 - proxy_official: the official RocketMQ 5 Python client (`rocketmq-python-client`, in a worker
   process) through the proxy (sync sends; SimpleConsumer receives of 32, one ack per message);
 - proxy_ours: OrbitMQ's client in proxy mode (ProxyProducer sync sends, ProxyPushConsumer);
@@ -28,7 +33,7 @@ import sys
 import time
 from typing import Any
 
-from orbitmq.bench.harness import BenchCluster
+from orbitmq.bench.harness import BenchCluster, process_cpu_s
 from orbitmq.common import net, proc
 
 THREADS = 8  # concurrent sync senders sharing one client in the *_concurrent figures
@@ -41,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="time limit per phase")
     p.add_argument("--queues", type=int, default=4)
     p.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the send phases")
+    p.add_argument("--broker-protocol", default="auto", choices=["auto", "grpc"],
+                   help="how the proxy forwards sends to the broker: auto (the broker serves its framed port and "
+                        "the proxy uses it) or grpc (the broker serves gRPC only)")
 
 
 def concurrent_sends(send, n: int, threads: int, seconds: float) -> tuple[int, float]:
@@ -153,16 +161,24 @@ class _OfficialNull:
         return r["n"], r["secs"]
 
 
-def _interleaved(paths: dict[str, Any], method: str, n: int, rounds: int, seconds: float) -> dict[str, list]:
+def _interleaved(paths: dict[str, Any], method: str, n: int, rounds: int, seconds: float,
+                 cpu: dict[str, dict[str, float]] | None = None, pids: dict[str, int] | None = None,
+                 ) -> dict[str, list]:
     """Run `method` on every path in `rounds` rounds of n/rounds messages (order rotating per round):
-    path -> [(sends, seconds) per round]."""
+    path -> [(sends, seconds) per round]. With `pids` (process name -> pid), `cpu[path][name]` sums
+    the CPU seconds each process used while that path ran."""
     names = list(paths)
     out: dict[str, list] = {k: [] for k in names}
     per = [n // rounds + (1 if i < n % rounds else 0) for i in range(rounds)]
     for i in range(rounds):
         order = names[i % len(names):] + names[:i % len(names)]
         for k in order:
+            before = {name: process_cpu_s(pid) for name, pid in (pids or {}).items()}
             out[k].append(getattr(paths[k], method)(per[i], seconds / rounds))
+            if cpu is not None:
+                for name, t0 in before.items():
+                    cpu.setdefault(k, {}).setdefault(name, 0.0)
+                    cpu[k][name] += process_cpu_s((pids or {})[name]) - t0
     return out
 
 
@@ -221,25 +237,33 @@ def run(args: argparse.Namespace) -> dict:
     n, rounds = args.messages, max(1, min(args.rounds, args.messages))
     out: dict = {"size": args.size, "messages": n, "proxy_mode": "cluster", "rounds": rounds,
                  "warmup": WARMUP, "threads": THREADS}
-    with BenchCluster() as bc:
-        for t in ("BenchDirect", "BenchProxy", "BenchOurs"):
+    framed = args.broker_protocol == "auto"
+    out["broker_protocol"] = "framed" if framed else "grpc"
+    with BenchCluster(remoting=framed) as bc:
+        for t in ("BenchDirect", "BenchProxy", "BenchOurs", "BenchFramed"):
             bc.create_topic(t, args.queues)
             bc.create_topic(t + "C", args.queues)
         bc.create_topic("BenchProxyRaw", 4)
         ep = f"127.0.0.1:{net.free_port()}"
-        bc._start("proxy", proc.orbitmq_argv("proxy", "--mode", "cluster", "--namesrv", bc.namesrv, "--listen", ep,
-                                             "--set", "log_level=WARNING"))
+        proxy_child = bc._start("proxy", proc.orbitmq_argv("proxy", "--mode", "cluster", "--namesrv", bc.namesrv, "--listen", ep,
+                                             "--set", "log_level=WARNING",
+                                                   "--set", f"broker_protocol={args.broker_protocol}"))
         null_ep = f"127.0.0.1:{net.free_port()}"
         bc._start("proxy-null", [sys.executable, "-m", "orbitmq.bench.proxy_null", "--listen", null_ep])
         net.wait_for_port(ep, 30)
         net.wait_for_port(null_ep, 30)
         official = _Official(ep, "BenchProxy", args.size, 4 * args.seconds + 120, null_ep)
         try:
-            with Producer(bc.namesrv) as dp, ProxyProducer(ep) as op:
+            with Producer(bc.namesrv, protocol="grpc") as dp, ProxyProducer(ep) as op, \
+                    Producer(bc.namesrv) as fp:
                 paths = {"direct": _Ours(dp, "BenchDirect", args.size), "proxy_official": official,
                          "proxy_ours": _Ours(op, "BenchOurs", args.size)}
-                sends = _interleaved({**paths, "official_null": _OfficialNull(official)}, "send", n, rounds,
-                                     args.seconds)
+                extra = {"official_null": _OfficialNull(official)}
+                if framed:   # our client's default where the broker announces its framed port
+                    extra["direct_framed"] = _Ours(fp, "BenchFramed", args.size)
+                cpu: dict[str, dict[str, float]] = {}
+                pids = {"proxy": proxy_child.pid, "broker": bc.broker_child.pid}
+                sends = _interleaved({**paths, **extra}, "send", n, rounds, args.seconds, cpu, pids)
                 conc = _interleaved(paths, "concurrent", n, rounds, args.seconds)
             res = {}
             for k in paths:
@@ -266,6 +290,12 @@ def run(args: argparse.Namespace) -> dict:
                                      for po, pd in zip(sends["proxy_official"], sends["direct"], strict=True)]
     out["official_ceiling_vs_direct"] = round(_rate(sends["official_null"]) / max(1.0, _rate(sends["direct"])), 3)
     out["official_null_send_msgs_per_s"] = round(_rate(sends["official_null"]))
+    # CPU of the proxy and the broker per sync send of each path (less sensitive to load than sends/s)
+    out["cpu_us_per_send"] = {k: {name: round(secs / max(1, sum(p[0] for p in sends[k])) * 1e6)
+                                  for name, secs in v.items()} for k, v in cpu.items()}
+    if "direct_framed" in sends:
+        out["direct_framed_send_msgs_per_s"] = round(_rate(sends["direct_framed"]))
+        out["proxy_vs_direct_framed"] = ratio(o["send_msgs_per_s"], out["direct_framed_send_msgs_per_s"])
     out["proxy_receive_vs_direct"] = ratio(o["receive_msgs_per_s"], d["receive_msgs_per_s"])
     out["proxy_vs_direct_concurrent"] = ratio(o["concurrent_send_msgs_per_s"], d["concurrent_send_msgs_per_s"])
     out["ours_proxy_vs_direct"] = ratio(ours["send_msgs_per_s"], d["send_msgs_per_s"])

@@ -3,7 +3,8 @@
 Owns: topic routes from the name servers (cached by `orbitmq.client.transport.Transport`), picking
 a queue for a send (message-group hash for FIFO, else round robin over writable queues), calling
 the master of a broker set (`Broker.SendMessage`, `BrokerPop.*`; the receipt handle names the
-broker set), and mapping broker errors to protocol codes. Sends and acks go through lanes
+broker set), and mapping broker errors to protocol codes. Sends reach a master over its framed port
+(`framed_client.py`) when the routes announce one and `broker_protocol` is auto, else over gRPC. Sends and acks go through lanes
 (`send_lanes.py`): concurrent SendMessage / AckMessage calls for one lane share a broker call. It keeps no message or pop state: a
 restarted or different proxy serves the same clients.
 """
@@ -27,7 +28,8 @@ from orbitmq.broker.store.record import Message as Record
 from orbitmq.broker.timer_service import TIMER_TOPIC, divert
 from orbitmq.client import errors as cerr
 from orbitmq.client.transport import Transport
-from orbitmq.common.tls import TlsConfig
+from orbitmq.common.framing import ErrorInfo
+from orbitmq.common.tls import TlsConfig, client_ssl_context
 from orbitmq.common.tls import from_config as tls_from_config
 from orbitmq.common.tls_grpc import aio_channel
 from orbitmq.protos import (
@@ -41,6 +43,7 @@ from orbitmq.protos import (
 from orbitmq.proxy.config import ProxyConfig
 from orbitmq.proxy.convert import PROP_TX_CHECK_S
 from orbitmq.proxy.errors import ProxyError, from_broker
+from orbitmq.proxy.framed_client import FramedBrokers, FramedCallError
 from orbitmq.proxy.local_backend import GroupSettings
 from orbitmq.proxy.send_lanes import Lanes
 
@@ -74,6 +77,12 @@ def _record(m: common_pb2.Message) -> Record:
                   queue_offset=m.queue_offset, physical_offset=m.physical_offset)
 
 
+def _framed_error(info: ErrorInfo, addr: str) -> ProxyError:
+    if info.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+        return ProxyError("PROXY_TIMEOUT", f"broker {addr} did not answer: {info.details}")
+    return from_broker(info.code, f"broker {addr}: {info.details}")
+
+
 def _rpc_error(e: grpc.aio.AioRpcError, addr: str) -> ProxyError:
     md = dict(e.trailing_metadata() or ())
     name = md.get("orbitmq-error", "")
@@ -96,6 +105,8 @@ class ClusterBackend:
         self._lanes = Lanes()
         self._queue_rr: dict[tuple[str, str], itertools.count] = {}
         self._flights: set[asyncio.Task] = set()
+        self._framed_addr: dict[str, str] = {}  # broker gRPC address -> its framed address (from routes)
+        self._framed: FramedBrokers | None = None
 
     def _tls(self) -> TlsConfig:
         """Brokers and name servers are dialed with the proxy's own TLS settings."""
@@ -103,8 +114,12 @@ class ClusterBackend:
 
     async def open(self) -> None:
         self.transport = Transport(self.config.namesrv, route_refresh_s=5.0, tls=self._tls())
+        if self.config.broker_protocol == "auto":
+            self._framed = FramedBrokers(client_ssl_context(self._tls()))
 
     async def close(self) -> None:
+        if self._framed is not None:
+            await self._framed.close()
         for ch in self._channels.values():
             await ch.close()
         if self.transport is not None:
@@ -130,6 +145,12 @@ class ClusterBackend:
         try:
             info = await asyncio.to_thread(self.transport.route, topic, True)
             self._routes[topic] = (time.monotonic(), info)
+            for replicas in info.replicas.values():
+                for a in replicas.values():   # a broker restarted without its framed port is called over gRPC
+                    if info.remoting.get(a):
+                        self._framed_addr[a] = info.remoting[a]
+                    else:
+                        self._framed_addr.pop(a, None)
             return info
         except cerr.TopicNotFoundError as e:
             raise ProxyError("TOPIC_NOT_FOUND", f"topic {topic!r} does not exist: {e.details}") from None
@@ -285,19 +306,32 @@ class ClusterBackend:
         req = broker_pb2.SendRequest(topic=topic, queue_id=qid, messages=msgs)
         for attempt in range(2):
             try:
+                framed = self._framed_addr.get(addr) if self._framed is not None else None
+                if framed:
+                    return await self._framed.call(framed, "SendMessage", req, 10.0)
                 return await self._send_stub(addr).SendMessage(req, timeout=10.0)
+            except FramedCallError as e:
+                err = _framed_error(e.info, addr)
+                not_stored = e.info.not_stored
+                retry = e.info.code == "UNAVAILABLE" and not_stored   # never written: its framed port is gone
+                if retry:
+                    self._framed_addr.pop(addr, None)  # gRPC until the routes announce the port again
             except grpc.aio.AioRpcError as e:
                 err = _rpc_error(e, addr)
-                if err.code in ("HA_NOT_AVAILABLE", "PROXY_TIMEOUT"):
-                    self._routes.clear()  # the master may have moved
-                if dict(e.trailing_metadata() or ()).get(STORED_KEY) != "0":
-                    raise err from None
-                if attempt == 0 and err.code == "TOPIC_NOT_FOUND" and topic == TIMER_TOPIC:
-                    # the first scheduled message on this broker set: create its timer topic there
-                    await self._call(addr, broker_pb2_grpc.BrokerStub, "CreateTopic", broker_pb2.CreateTopicRequest(
-                        config=common_pb2.TopicConfig(topic=TIMER_TOPIC, read_queues=1, write_queues=1, perm=6)))
-                    continue
-                raise _NotStored(err) from None
+                not_stored = dict(e.trailing_metadata() or ()).get(STORED_KEY) == "0"
+                retry = False
+            if err.code in ("HA_NOT_AVAILABLE", "PROXY_TIMEOUT"):
+                self._routes.clear()  # the master may have moved
+            if not not_stored:
+                raise err from None
+            if attempt == 0 and retry:
+                continue              # the same request over gRPC
+            if attempt == 0 and err.code == "TOPIC_NOT_FOUND" and topic == TIMER_TOPIC:
+                # the first scheduled message on this broker set: create its timer topic there
+                await self._call(addr, broker_pb2_grpc.BrokerStub, "CreateTopic", broker_pb2.CreateTopicRequest(
+                    config=common_pb2.TopicConfig(topic=TIMER_TOPIC, read_queues=1, write_queues=1, perm=6)))
+                continue
+            raise _NotStored(err) from None
         raise AssertionError("unreachable")
 
     def _send_stub(self, addr: str) -> Any:

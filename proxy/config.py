@@ -52,6 +52,9 @@ class ProxyConfig:
     auth_max_skew_s: float = field(default=900.0, metadata={
         "doc": "refuse a signed request dated farther than this from the proxy's clock (UTC or its local time)"})
     auth_refresh_s: float = field(default=2.0, metadata={"doc": "fetch user and ACL changes this often"})
+    broker_protocol: str = field(default="auto", metadata={
+        "doc": "cluster mode: how sends reach a broker: auto (its framed port when the routes announce one, "
+               "else gRPC) or grpc"})
 
     def validate(self) -> None:
         from orbitmq.common.config import ConfigError
@@ -65,6 +68,8 @@ class ProxyConfig:
                 split_addr(self.advertise)
         except ValueError as e:
             raise ConfigError(f"listen/advertise: {e}") from None
+        if self.broker_protocol not in ("auto", "grpc"):
+            raise ConfigError(f"broker_protocol must be auto or grpc, got {self.broker_protocol!r}")
         if self.mode == "cluster" and not self.namesrv:
             raise ConfigError("cluster mode needs --namesrv")
         if self.max_attempts < 1 or self.default_queues < 1 or self.max_message_size < 1:

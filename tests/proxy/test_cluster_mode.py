@@ -14,11 +14,14 @@ from tests.proxy.conftest import receive_until
 pytestmark = pytest.mark.process
 
 
+FRAMED = ["--set", "remoting_listen=127.0.0.1:0"]
+
+
 @pytest.fixture
 def cluster(procs, tmp_path):
     c = Cluster(procs, tmp_path)
-    c.start_broker("broker-a")
-    c.start_broker("broker-b")
+    c.start_broker("broker-a", FRAMED)   # the proxy sends to it over its framed port...
+    c.start_broker("broker-b")           # ...and to this one over gRPC: every test runs both paths
     c.create_topic("orders", queues=2)
     from orbitmq.client import Admin
 
