@@ -1,11 +1,14 @@
 """Consume throughput of pre-produced messages through the real client against real processes.
 
-Starts a name server, a broker and a gRPC echo helper (each its own process), produces --messages
+Starts a name server, a broker (serving its framed port too, unless --protocol grpc: the clients
+then pull over it, as they do by default) and a gRPC echo helper (each its own process), produces --messages
 messages of --size bytes with batched sends, then measures (msgs/s, MB/s) reading all of them with
 the lite pull consumer and, in a fresh group, with the push consumer; plus `grpc_empty_call_per_s`
 (an empty unary call to the echo process), and `consume_vs_transport`: pull MB/s over the one-way
 gRPC transport's consume direction (256 KiB replies, bench/transport_oneway.py) measured in the
-same run. The producer sends batch records. Every phase is bounded by --seconds.
+same run. The producer sends batch records. With --groups G, G consumer groups then read the topic
+at once, each in its own process, beside one group alone (bench/consume_groups.py: deliveries/s and
+the broker's CPU per delivered message). Every phase is bounded by --seconds.
 """
 
 from __future__ import annotations
@@ -25,14 +28,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="time limit per consume phase")
     p.add_argument("--queues", type=int, default=8)
     p.add_argument("--pull-batch", type=int, default=256, help="messages per pull request")
+    p.add_argument("--protocol", default="auto", choices=["auto", "grpc"],
+                   help="auto: the broker serves its framed port too and the consumers use it (their default "
+                        "where a broker announces one); grpc: the broker serves gRPC only")
+    p.add_argument("--groups", type=int, default=0,
+                   help="also read the topic with this many consumer groups at once, each in its own process, "
+                        "and with one group, side by side (bench/consume_groups.py); 0: skip")
 
 
 def run(args: argparse.Namespace) -> dict:
     from orbitmq.client import Message, Producer, PullConsumer, PushConsumer
 
     topic = "BenchConsume"
-    out: dict = {"size": args.size, "messages": args.messages, "queues": args.queues}
-    with BenchCluster() as bc:
+    out: dict = {"size": args.size, "messages": args.messages, "queues": args.queues,
+                 "protocol": "framed" if args.protocol == "auto" else "grpc"}
+    with BenchCluster(remoting=args.protocol == "auto") as bc:
         bc.create_topic(topic, args.queues)
         out["grpc_empty_call_per_s"] = round(grpc_empty_calls_per_s(bc.echo, 3.0, 100_000))
         with Producer(bc.namesrv) as p:
@@ -86,4 +96,14 @@ def run(args: argparse.Namespace) -> dict:
         out["push_msgs_per_s"] = round(count[0] / dt)
         out["push_mb_per_s"] = round(count[0] * args.size / dt / 1e6, 1)
         out["push_consumed"] = count[0]
+
+        if args.groups > 0:   # many groups reading the same messages (bench/consume_groups.py)
+            from orbitmq.bench.consume_groups import run_groups
+
+            pid = bc.broker_child.pid
+            one = run_groups(bc.namesrv, topic, 1, args.messages, args.seconds, args.pull_batch, pid, "one")
+            many = run_groups(bc.namesrv, topic, args.groups, args.messages, args.seconds, args.pull_batch, pid,
+                              "many")
+            out["one_group"], out["many_groups"] = one, many
+            out["groups_vs_one"] = round(many["deliveries_per_s"] / max(1, one["deliveries_per_s"]), 3)
     return out
