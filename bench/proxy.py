@@ -262,7 +262,11 @@ def run(args: argparse.Namespace) -> dict:
                 if framed:   # our client's default where the broker announces its framed port
                     extra["direct_framed"] = _Ours(fp, "BenchFramed", args.size)
                 cpu: dict[str, dict[str, float]] = {}
-                pids = {"proxy": proxy_child.pid, "broker": bc.broker_child.pid}
+                import os
+
+                # the clients: the official one's worker process, and this process (ours: direct and proxy mode)
+                pids = {"proxy": proxy_child.pid, "broker": bc.broker_child.pid, "official_client": official.p.pid,
+                        "our_client": os.getpid()}
                 sends = _interleaved({**paths, **extra}, "send", n, rounds, args.seconds, cpu, pids)
                 conc = _interleaved(paths, "concurrent", n, rounds, args.seconds)
             res = {}
@@ -290,9 +294,16 @@ def run(args: argparse.Namespace) -> dict:
                                      for po, pd in zip(sends["proxy_official"], sends["direct"], strict=True)]
     out["official_ceiling_vs_direct"] = round(_rate(sends["official_null"]) / max(1.0, _rate(sends["direct"])), 3)
     out["official_null_send_msgs_per_s"] = round(_rate(sends["official_null"]))
-    # CPU of the proxy and the broker per sync send of each path (less sensitive to load than sends/s)
-    out["cpu_us_per_send"] = {k: {name: round(secs / max(1, sum(p[0] for p in sends[k])) * 1e6)
-                                  for name, secs in v.items()} for k, v in cpu.items()}
+    # CPU of each process per sync send of each path (less sensitive to load than sends/s), and
+    # `cpu_direct_vs_proxy`: CPU of a direct send (its client + broker) over an official client's
+    # send through the proxy (client + proxy + broker)
+    per = {k: {name: secs / max(1, sum(p[0] for p in sends[k])) * 1e6 for name, secs in v.items()}
+           for k, v in cpu.items()}
+    out["cpu_us_per_send"] = {k: {name: round(us) for name, us in v.items()} for k, v in per.items()}
+    if "direct" in per and "proxy_official" in per:
+        direct_us = per["direct"]["our_client"] + per["direct"]["broker"]
+        proxied_us = sum(per["proxy_official"][n] for n in ("official_client", "proxy", "broker"))
+        out["cpu_direct_vs_proxy"] = round(direct_us / max(1.0, proxied_us), 3)
     if "direct_framed" in sends:
         out["direct_framed_send_msgs_per_s"] = round(_rate(sends["direct_framed"]))
         out["proxy_vs_direct_framed"] = ratio(o["send_msgs_per_s"], out["direct_framed_send_msgs_per_s"])
