@@ -110,7 +110,7 @@ def decode(data: bytes) -> Checkpoint:
         raise CheckpointError(f"not JSON ({e})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError("not an OrbitMQ clean-shutdown checkpoint")
-    if obj.get("version") != VERSION:
+    if type(obj.get("version")) is not int or obj["version"] != VERSION:
         raise CheckpointError(f"version {obj.get('version')!r}, this code reads {VERSION}")
     extra = set(obj) - set(_INT_FIELDS) - {"format", "version"}
     if extra:
@@ -149,13 +149,13 @@ def judge(cp: Checkpoint, seen: Observed) -> Verdict:
     """Whether `cp` may stand for the files `seen`: the first mismatch found, or trusted."""
     if seen.markers:
         return Verdict(False, f"an interrupted operation is pending ({', '.join(seen.markers)})")
-    if seen.segments != cp.segments:
-        return Verdict(False, f"{seen.segments} segment files, the checkpoint recorded {cp.segments}")
-    if seen.first_base != cp.first_base:
+    if seen.segments and seen.first_base != cp.first_base:
         return Verdict(False, f"the oldest segment starts at {seen.first_base}, not {cp.first_base} "
                        "(expired or replaced since)")
-    if seen.last_base != cp.last_base:
+    if seen.segments and seen.last_base != cp.last_base:
         return Verdict(False, f"the last segment starts at {seen.last_base}, not {cp.last_base}")
+    if seen.segments != cp.segments:
+        return Verdict(False, f"{seen.segments} segment files, the checkpoint recorded {cp.segments}")
     if seen.last_size != cp.last_size:
         return Verdict(False, f"the last segment is {seen.last_size} bytes, not {cp.last_size}")
     if seen.last_mtime_ns != cp.last_mtime_ns:
