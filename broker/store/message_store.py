@@ -200,7 +200,8 @@ class MessageStore:
         self.ext_hook: Callable[[Any, dict, int], None] | None = None  # set before open(); see append_ext
         # how the last open() found the end of the log: path "checkpoint" (a clean-shutdown
         # checkpoint matched the files), "scan" (none, or refused: reason says why) or "new"
-        self.recovery: dict[str, Any] = {"path": "", "reason": "", "seconds": 0.0, "tail_bytes": 0}
+        # (seconds: the whole open; log_end_s: finding the end of the log; tail_bytes: undispatched tail)
+        self.recovery: dict[str, Any] = {"path": "", "reason": "", "seconds": 0.0, "log_end_s": 0.0, "tail_bytes": 0}
         self.checkpoint_written = False  # the last close() left a clean-shutdown checkpoint
 
     # ---- lifecycle --------------------------------------------------------------------------------
@@ -236,6 +237,7 @@ class MessageStore:
         """The end of the log from a clean-shutdown checkpoint that matches the files, else from a
         scan of the last segment. The checkpoint is removed durably either way, before any write,
         so a later crash never finds a stale one. Returns whether the checkpoint was trusted."""
+        t0 = time.monotonic()
         path = ckf.path_in(self.dir)
         cp, why = ckf.read(path)
         trusted = False
@@ -245,7 +247,7 @@ class MessageStore:
             trusted, why = verdict.trusted, verdict.reason
         if trusted:
             self.log.resume_at(cp.log_end)
-            self.recovery = {"path": "checkpoint", "reason": why, "seconds": 0.0, "tail_bytes": 0}
+            self.recovery = {"path": "checkpoint", "reason": why}
         else:
             new = not self.log.segments
             if new:
@@ -257,8 +259,9 @@ class MessageStore:
                 log.info("no clean-shutdown checkpoint (the last run did not close the store): scanning the "
                          "last segment for the end of the log")
             self.log.recover_end()
-            self.recovery = {"path": "new" if new else "scan", "reason": why, "seconds": 0.0, "tail_bytes": 0}
+            self.recovery = {"path": "new" if new else "scan", "reason": why}
         ckf.remove(path)
+        self.recovery.update(seconds=0.0, log_end_s=round(time.monotonic() - t0, 4), tail_bytes=0)
         return trusted
 
     def _recover(self, index_dir: str, trusted: bool = False) -> None:
@@ -314,9 +317,10 @@ class MessageStore:
             self._expiry_thread = threading.Thread(target=self._expiry_loop, name="orbitmq-expiry", daemon=True)
             self._expiry_thread.start()
         r = self.recovery
-        log.info("store open dir=%s min=%d max=%d dispatched=%d segments=%d recovery=%s (%s) in %.3fs",
-                 self.dir, self.log.min_offset, self.log.max_offset, self.dispatcher.dispatched,
-                 len(self.log.segments), r["path"], r["reason"], r["seconds"])
+        log.info("store open dir=%s min=%d max=%d dispatched=%d segments=%d recovery=%s (%s) in %.3fs "
+                 "(log end found in %.3fs)", self.dir, self.log.min_offset, self.log.max_offset,
+                 self.dispatcher.dispatched, len(self.log.segments), r["path"], r["reason"], r["seconds"],
+                 r["log_end_s"])
 
     def close(self) -> None:
         """Refuse further writes, let the dispatcher index what is confirmed (bounded), flush, stop
@@ -1413,6 +1417,7 @@ class MessageStore:
                 "flushed_offset": self.flusher.flushed, "flushes": self.flusher.flushes,
                 "segments": len(self.log.segments), "dispatch_error": str(d.error) if d.error else "",
                 "recovery": self.recovery["path"], "recovery_s": self.recovery["seconds"],
+                "recovery_log_end_s": self.recovery["log_end_s"],
                 "recovery_reason": self.recovery["reason"], "recovery_tail_bytes": self.recovery["tail_bytes"],
                 "flush_error": str(self.flusher.error) if self.flusher.error else ""}
 
