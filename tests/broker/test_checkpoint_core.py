@@ -158,3 +158,19 @@ def test_any_single_numeric_difference_is_refused(cp: ck.Checkpoint, field: str,
     seen = observed_for(cp)
     seen = dataclasses.replace(seen, **{field: getattr(seen, field) + delta})
     assert not ck.judge(cp, seen).trusted
+
+
+def test_the_core_imports_nothing_impure() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; before = set(sys.modules); import orbitmq.broker.store.checkpoint; "
+            "print(' '.join(sorted(set(sys.modules) - before)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    assert not loaded & {"threading", "socket", "asyncio", "time", "mmap", "grpc", "rocksdict",
+                         "orbitmq.common.durable", "orbitmq.broker.store.commitlog"}
+    assert {m for m in loaded if m.startswith("orbitmq.")} <= {
+        "orbitmq.broker", "orbitmq.broker.store", "orbitmq.broker.store.checkpoint", "orbitmq.common",
+        "orbitmq.common.lazy_exports"}
