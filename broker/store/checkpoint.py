@@ -46,8 +46,8 @@ class Checkpoint:
     last_size: int       # file size of the last segment
     segments: int        # number of segment files
     last_mtime_ns: int   # st_mtime_ns of the last segment after the final flush
-    tail_len: int        # bytes before log_end covered by tail_crc (tail_len_for)
-    tail_crc: int        # zlib.crc32 of [log_end - tail_len, log_end)
+    tail_len: int        # bytes before log_end covered by tail_crc (tail_len_for; may span segments)
+    tail_crc: int        # zlib.crc32 of the log's bytes [log_end - tail_len, log_end)
     closed_ms: int       # wall clock at close (for people reading logs only; never compared)
 
 
@@ -72,13 +72,18 @@ class Verdict:
     reason: str
 
 
-def tail_len_for(log_end: int, last_base: int) -> int:
-    """How many bytes before the end the tail CRC covers: TAIL_BYTES, or the last segment's data."""
-    return max(0, min(TAIL_BYTES, log_end - last_base))
+def tail_len_for(log_end: int, first_base: int) -> int:
+    """How many bytes before the end the tail CRC covers: TAIL_BYTES, or the whole log if shorter
+    (across segments: an empty last segment still has the previous one's tail covered)."""
+    return max(0, min(TAIL_BYTES, log_end - first_base))
 
 
-def tail_crc_of(data: bytes | bytearray | memoryview) -> int:
-    return zlib.crc32(data) & 0xFFFFFFFF
+def tail_crc_of(chunks) -> int:
+    """CRC-32 of the byte strings `chunks` taken one after another (the tail, segment by segment)."""
+    crc = 0
+    for c in chunks:
+        crc = zlib.crc32(c, crc)
+    return crc & 0xFFFFFFFF
 
 
 def encode(cp: Checkpoint) -> bytes:
@@ -139,7 +144,7 @@ def validate(cp: Checkpoint) -> None:
                               f"[{cp.last_base}, {cp.last_base + cp.last_size}]")
     if cp.dispatched > cp.log_end:
         raise CheckpointError(f"dispatched {cp.dispatched} beyond the log end {cp.log_end}")
-    if cp.tail_len != tail_len_for(cp.log_end, cp.last_base):
+    if cp.tail_len != tail_len_for(cp.log_end, cp.first_base):
         raise CheckpointError("tail length does not match the log end")
     if cp.tail_crc > 0xFFFFFFFF:
         raise CheckpointError("tail CRC out of range")

@@ -47,11 +47,18 @@ def remove(path: str) -> None:
 
 
 def _tail_crc(log: CommitLog, log_end: int, tail_len: int) -> int | None:
-    seg = log.segments[-1]
-    lo, hi = log_end - tail_len - seg.base, log_end - seg.base
-    if lo < 0 or hi > seg.size:
+    """CRC of the log's bytes [log_end - tail_len, log_end), read from the mapped segments (None
+    when the segments found do not hold that whole range)."""
+    lo = log_end - tail_len
+    segs = log.segments
+    if not segs or lo < segs[0].base or log_end > segs[-1].base + segs[-1].size:
         return None
-    return ck.tail_crc_of(seg.mm[lo:hi])
+    chunks = []
+    for seg in segs:
+        a, b = max(lo, seg.base), min(log_end, seg.base + seg.size)
+        if a < b:
+            chunks.append(seg.mm[a - seg.base:b - seg.base])
+    return ck.tail_crc_of(chunks)
 
 
 def _zero_after(log: CommitLog, log_end: int) -> bool:
@@ -68,7 +75,7 @@ def snapshot(log: CommitLog, dispatched: int, now_ms: int) -> ck.Checkpoint:
     segs = log.segments
     last = segs[-1]
     end = log.max_offset
-    tail_len = ck.tail_len_for(end, last.base)
+    tail_len = ck.tail_len_for(end, segs[0].base)
     crc = _tail_crc(log, end, tail_len)
     if crc is None:
         raise ValueError(f"log end {end} outside the last segment {last.path}")
@@ -89,5 +96,5 @@ def observe(store_dir: str, log: CommitLog, markers: tuple[str, ...], index_disp
     return ck.Observed(markers=present, segments=len(segs), first_base=segs[0].base, last_base=last.base,
                        last_size=last.size, last_mtime_ns=os.fstat(last.fd).st_mtime_ns,
                        index_dispatched=index_dispatched,
-                       tail_crc=_tail_crc(log, cp.log_end, cp.tail_len) if in_last else None,
+                       tail_crc=_tail_crc(log, cp.log_end, cp.tail_len),
                        zero_after_end=in_last and _zero_after(log, cp.log_end))

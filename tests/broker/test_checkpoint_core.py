@@ -17,7 +17,7 @@ SEG = 1 << 30
 
 def sample(**kw) -> ck.Checkpoint:
     base = dict(log_end=3 * SEG + 5000, dispatched=3 * SEG + 4000, first_base=SEG, last_base=3 * SEG,
-                last_size=SEG, segments=3, last_mtime_ns=1_795_000_000_123_456_789, tail_len=5000,
+                last_size=SEG, segments=3, last_mtime_ns=1_795_000_000_123_456_789, tail_len=ck.TAIL_BYTES,
                 tail_crc=0xDEADBEEF, closed_ms=1_795_000_000_000)
     base.update(kw)
     return ck.Checkpoint(**base)
@@ -41,7 +41,7 @@ def checkpoints(draw) -> ck.Checkpoint:
     end = last_base + draw(st.integers(0, seg))
     return ck.Checkpoint(log_end=end, dispatched=draw(st.integers(0, end)), first_base=first_base,
                          last_base=last_base, last_size=seg, segments=n,
-                         last_mtime_ns=draw(st.integers(0, 1 << 63)), tail_len=ck.tail_len_for(end, last_base),
+                         last_mtime_ns=draw(st.integers(0, 1 << 63)), tail_len=ck.tail_len_for(end, first_base),
                          tail_crc=draw(st.integers(0, 0xFFFFFFFF)), closed_ms=draw(st.integers(0, 1 << 50)))
 
 
@@ -98,7 +98,7 @@ def test_fields_behind_a_valid_crc_are_still_checked() -> None:
         "negative": {**good, "closed_ms": -1},
         "no segments": {**good, "segments": 0},
         "agree with the segment count": {**good, "segments": 1},
-        "outside the last segment": {**good, "log_end": 4 * SEG + 1, "tail_len": ck.TAIL_BYTES},
+        "outside the last segment": {**good, "log_end": 4 * SEG + 1},
         "beyond the log end": {**good, "dispatched": good["log_end"] + 1},
         "tail length": {**good, "tail_len": 4999},
         "tail CRC out of range": {**good, "tail_crc": 1 << 32},
@@ -123,6 +123,8 @@ def test_tail_length_is_capped_and_never_negative() -> None:
     assert ck.tail_len_for(100, 0) == 100
     assert ck.tail_len_for(SEG, 0) == ck.TAIL_BYTES
     assert ck.tail_len_for(5 * SEG, 5 * SEG) == 0
+    assert ck.tail_len_for(5 * SEG, 4 * SEG) == ck.TAIL_BYTES   # an empty last segment: the one before
+    assert ck.tail_crc_of([b"ab", b"", b"cd"]) == ck.tail_crc_of([b"abcd"]) == zlib.crc32(b"abcd")
 
 
 def test_a_matching_directory_is_trusted() -> None:

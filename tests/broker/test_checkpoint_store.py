@@ -430,6 +430,42 @@ def test_a_follower_with_an_unconfirmed_tail_restarts_from_the_checkpoint(tmp_pa
         m.close()
 
 
+def test_an_empty_last_segment_restarts_from_the_checkpoint_and_its_tail_is_the_previous_one(tmp_path) -> None:
+    d = tmp_path / "s"
+    s = make(d)
+    fill(s, 300)
+    last = s.log.segments[-1].base
+    s.truncate(last)   # the last segment stays, empty; the previous one ends with its blank
+    want = content(s)
+    s.close()
+    cp = ck.decode(open(cp_path(d), "rb").read())
+    assert cp.log_end == cp.last_base == last and cp.segments >= 2
+    assert cp.tail_len == min(ck.TAIL_BYTES, last - cp.first_base) > 0   # the previous segment's tail
+    s = make(d)
+    try:
+        assert s.recovery["path"] == "checkpoint" and s.max_physical_offset == last
+        assert content(s) == want
+        assert s.put(Message("T", b"first-of-the-segment", queue_id=0)).physical_offset == last
+    finally:
+        s.close()
+    # empty again, then the previous segment's tail changed while the broker was down (the
+    # last segment's mtime kept): the tail CRC reaches into the previous segment and refuses it
+    s = make(d)
+    s.truncate(last)
+    s.close()
+    segs = sorted(os.listdir(d / "commitlog"))
+    prev = os.path.join(str(d), "commitlog", segs[-2])
+    with open(prev, "r+b") as f:   # damage the blank that closes the previous segment
+        f.seek(SEG - 4)
+        f.write(b"\x01")
+    _restore(d, open(cp_path(d), "rb").read())
+    s = make(d)
+    try:
+        assert s.recovery["path"] == "scan" and "differ" in s.recovery["reason"]
+    finally:
+        s.close()
+
+
 def test_a_closed_store_refuses_every_write_and_its_checkpoint_stays_true(tmp_path) -> None:
     d = tmp_path / "s"
     s = make(d)
