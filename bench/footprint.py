@@ -12,12 +12,14 @@ segment) and once more after a clean stop whose checkpoint was deleted before th
 recovery path the broker took (`*_path`: checkpoint or scan, from its status), how long its store
 took to open (`*_store_open_s`) and, of that, to find the end of the log (`*_log_end_s`: the scan
 or the checkpoint's checks); `stop_s` is how long the clean stop took (SIGTERM to exit).
-Bounded by --seconds per write phase.
+Bounded by --seconds per write phase. The store directories are deleted at the end (the process
+logs stay in the temporary directory).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -142,4 +144,6 @@ def run(args: argparse.Namespace) -> dict:
                 _restart(children, tmp, "released-4", argv, addr, topic))
     finally:
         proc.stop_all(children)
+        for bset in ("released", "mapped"):   # GiBs of segments; the logs stay in `tmp`
+            shutil.rmtree(tmp / bset, ignore_errors=True)
     return out
