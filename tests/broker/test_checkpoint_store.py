@@ -13,6 +13,8 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orbitmq.broker.store import GetStatus, Message, MessageStore, StoreConfig
 from orbitmq.broker.store import batch_record as br
@@ -481,3 +483,62 @@ def test_a_closed_store_refuses_every_write_and_its_checkpoint_stays_true(tmp_pa
         assert s.recovery["path"] == "checkpoint" and s.max_physical_offset == end
     finally:
         s.close()
+
+
+def _state(s: MessageStore) -> tuple:
+    return (s.min_physical_offset, s.max_physical_offset, dict(s._next), content(s),
+            s.list_topics(), s.offsets_of_group("G"))
+
+
+@settings(max_examples=12, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.sampled_from(["put", "batch", "meta", "truncate", "reopen", "expire", "rollover"]),
+                    min_size=1, max_size=8), seed=st.integers(0, 1 << 30))
+def test_the_checkpoint_path_finds_what_the_scan_finds(tmp_path_factory, ops: list[str], seed: int) -> None:
+    """Any mix of writes, truncations, expiry and clean restarts: opening from the checkpoint gives
+    the same log, queues, metadata and offsets as opening the same files by a scan."""
+    import random
+
+    rnd = random.Random(seed)
+    root = tmp_path_factory.mktemp("eq")
+    d = root / "s"
+    s = make(d, retention_hours=1.0)
+    try:
+        fill(s, 60)
+        for i, op in enumerate(ops):
+            if op == "put":
+                s.put_batch([Message("T", b"p%d-%d" % (i, j) * rnd.randint(1, 40), queue_id=j % 2)
+                             for j in range(rnd.randint(1, 30))])
+            elif op == "batch":
+                s.put_batch_record(br.encode(B, [b"q%d-%d" % (i, j) for j in range(rnd.randint(1, 9))],
+                                             id_prefix="F00D", id_first=i * 100, born_ts=1), 0)
+            elif op == "meta":
+                s.commit_offset("G", "T", rnd.randint(0, 1), rnd.randint(0, 50))
+                s.put_topic_config(f"X{i}", {"read_queues": 1, "write_queues": 1, "perm": 6})
+            elif op == "truncate":
+                offs = [off for off, _m, _b in s.log.records(s.log.segments[-1].base)]
+                if offs:
+                    s.truncate(rnd.choice(offs))
+            elif op == "reopen":
+                s.close()
+                s = make(d, retention_hours=1.0)
+                assert s.recovery["path"] == "checkpoint"
+            elif op == "expire":
+                assert s.wait_flushed(s.max_physical_offset, 30) and s.wait_dispatched(s.max_physical_offset, 30)
+                s.expire(now=os.stat(s.log.segments[-1].path).st_mtime + 7200, disk_usage=(1, 100))
+            elif op == "rollover":
+                s.truncate(s.log.segments[-1].base)
+        s.close()
+        shutil.copytree(d, root / "scan")
+        os.unlink(cp_path(root / "scan"))
+        a = make(d, retention_hours=1.0)
+        b = make(root / "scan", retention_hours=1.0)
+        try:
+            assert (a.recovery["path"], b.recovery["path"]) == ("checkpoint", "scan")
+            assert _state(a) == _state(b)
+        finally:
+            a.close()
+            b.close()
+    finally:
+        s.close()
+        shutil.rmtree(root, ignore_errors=True)
