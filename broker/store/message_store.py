@@ -250,11 +250,11 @@ class MessageStore:
             self.recovery = {"path": "checkpoint", "reason": why}
         else:
             new = not self.log.segments
-            if new:
-                why = "new store"
-            elif cp is not None or why != "missing":
+            if cp is not None or why != "missing":
                 log.warning("clean-shutdown checkpoint %s not used: %s; scanning the last segment for the end "
                             "of the log", path, why)
+            elif new:
+                why = "new store"
             else:
                 log.info("no clean-shutdown checkpoint (the last run did not close the store): scanning the "
                          "last segment for the end of the log")

@@ -542,3 +542,18 @@ def test_the_checkpoint_path_finds_what_the_scan_finds(tmp_path_factory, ops: li
     finally:
         s.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_checkpoint_without_its_segments_is_refused_and_the_store_starts_empty(tmp_path, caplog) -> None:
+    d = tmp_path / "s"
+    s = make(d)
+    fill(s, 40)
+    s.close()
+    shutil.rmtree(d / "commitlog")
+    with caplog.at_level(logging.WARNING, logger="orbitmq.broker.store"):
+        s = make(d)
+    try:
+        assert s.recovery["path"] == "new" and "segment files" in s.recovery["reason"]
+        assert "not used" in caplog.text and s.max_physical_offset == 0
+    finally:
+        s.close()
