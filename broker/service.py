@@ -564,6 +564,10 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         st["parked_pulls"] = str(self.waiters.parked)
         st.update((k, str(v)) for k, v in self.limit_stats().items())
         st["registrations"] = str(self.server.registrar.registrations if self.server.registrar else 0)
+        r = getattr(s, "recovery", None)   # how the store found its log end at start: checkpoint, scan, new
+        if r:
+            st.update(recovery=r["path"], recovery_s=str(r["seconds"]), recovery_reason=r["reason"],
+                      recovery_log_end_s=str(r["log_end_s"]))
         return broker_pb2.BrokerStatus(
             cluster=self.config.cluster, broker_set=self.config.broker_set, broker_id=self.config.broker_id,
             role=self.hooks.role(), epoch=self.hooks.epoch(), max_physical_offset=s.max_physical_offset,

@@ -88,6 +88,12 @@ class CommitLog:
 
     def open(self) -> None:
         """Map every segment and find the end of data: cut a torn tail, raise on mid-log corruption."""
+        self.map_segments()
+        self.recover_end()
+
+    def map_segments(self) -> None:
+        """Map every segment file (checking they follow each other), without looking inside them;
+        `recover_end()` (scan) or `resume_at()` (a trusted clean-shutdown checkpoint) comes next."""
         os.makedirs(self.dir, exist_ok=True)
         names = sorted(n for n in os.listdir(self.dir) if n.isdigit() and len(n) == 20)
         for i, n in enumerate(names):
@@ -108,6 +114,10 @@ class CommitLog:
                                     "segment does not start where the previous one ends")
             self.segments.append(seg)
         self._bases = [s.base for s in self.segments]
+
+    def recover_end(self) -> None:
+        """Find the end of data by scanning the last segment: cut a torn tail, raise on corruption
+        followed by valid records (an empty directory becomes a log with one segment at 0)."""
         if not self.segments:
             self._new_segment(0)
             self.max_offset = 0
@@ -128,6 +138,16 @@ class CommitLog:
         if end == self.segments[-1].end:
             # the last segment is complete (closed by its blank) and the next one was never created
             # (or was an empty file, removed above): appends go to a fresh segment
+            self._new_segment(end)
+
+    def resume_at(self, end: int) -> None:
+        """Take `end` as the end of data without scanning (the store's trusted clean-shutdown
+        checkpoint vouches for it); a complete last segment gets its successor as after a scan."""
+        last = self.segments[-1] if self.segments else None
+        if last is None or not last.base <= end <= last.end:
+            raise ValueError(f"end {end} is not inside the last segment")
+        self.max_offset = end
+        if end == last.end:
             self._new_segment(end)
 
     def _segment_is_full(self, seg: Segment) -> bool:

@@ -167,6 +167,13 @@ class IndexStore:
         else:
             self.db.write(wb)
 
+    def sync_checkpoint(self, offset: int) -> None:
+        """Write the dispatch checkpoint `offset` with a synced write, so it and everything written
+        before it are durable (a clean close; the dispatcher's own rounds are not synced)."""
+        wb = self.batch()
+        wb.put(CHECKPOINT, pack_q(offset))
+        self.db.write(wb, self._sync)
+
     def get(self, key: bytes) -> bytes | None:
         return self.db.get(key)
 

@@ -7,7 +7,9 @@ flush thread, the dispatcher thread and the index database. No sockets, no async
 own (asyncio callers await `flushed()`, resolved from the flush thread).
 
 Files under `store_dir`: `commitlog/` (segments), `index/` (rocksdict), `TRUNCATING` (present only
-while a truncation runs; a restart finishes it).
+while a truncation runs; a restart finishes it), `CLEAN_SHUTDOWN` (present only while the store is
+closed after a clean close: open() takes the end of the log from it instead of scanning the last
+segment when it matches the files, see checkpoint.py, and removes it durably before any write).
 
 Who may write: a store with a write gate (`set_write_gate`, an HA replica) appends locally only
 while the gate says so (the master) and takes replicated bytes (`append_raw`) only while it does
@@ -37,6 +39,8 @@ from typing import Any
 
 from orbitmq.broker import names
 from orbitmq.broker.store import batch_record as br
+from orbitmq.broker.store import checkpoint as ck
+from orbitmq.broker.store import checkpoint_file as ckf
 from orbitmq.broker.store import dedup
 from orbitmq.broker.store import expiry as ex
 from orbitmq.broker.store import index_store as ix
@@ -71,6 +75,8 @@ from orbitmq.broker.store.record import Message
 log = logging.getLogger("orbitmq.broker.store")
 
 RESTARTING = "RESTARTING"   # present only while start_log_at runs; open() finishes it
+TRUNCATING = "TRUNCATING"   # present only while a truncation runs; open() finishes it
+CLOSE_DRAIN_S = 2.0         # close() lets the dispatcher index what is confirmed for this long at most
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -192,6 +198,11 @@ class MessageStore:
         self.dispatcher: Dispatcher | None = None
         self.flusher: Flusher | None = None
         self.ext_hook: Callable[[Any, dict, int], None] | None = None  # set before open(); see append_ext
+        # how the last open() found the end of the log: path "checkpoint" (a clean-shutdown
+        # checkpoint matched the files), "scan" (none, or refused: reason says why) or "new"
+        # (seconds: the whole open; log_end_s: finding the end of the log; tail_bytes: undispatched tail)
+        self.recovery: dict[str, Any] = {"path": "", "reason": "", "seconds": 0.0, "log_end_s": 0.0, "tail_bytes": 0}
+        self.checkpoint_written = False  # the last close() left a clean-shutdown checkpoint
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -199,8 +210,9 @@ class MessageStore:
         """Recover the commitlog, finish an interrupted truncation, resume dispatching. A failure
         (a corrupt file read at start) closes what was opened, so the store can be opened again."""
         os.makedirs(self.dir, exist_ok=True)
+        t0 = time.monotonic()
         self.log = CommitLog(os.path.join(self.dir, "commitlog"), self.config.segment_size)
-        self.log.open()
+        self.log.map_segments()
         index_dir = os.path.join(self.dir, "index")
         try:
             self.db = ix.IndexStore(index_dir)
@@ -208,7 +220,9 @@ class MessageStore:
             self.log.close()
             raise
         try:
-            self._recover(index_dir)
+            trusted = self._find_log_end()
+            self._recover(index_dir, trusted)
+            self.recovery["seconds"] = round(time.monotonic() - t0, 4)
         except BaseException as e:
             self.db.close()
             self.log.close()
@@ -219,7 +233,38 @@ class MessageStore:
             raise
         self._start_threads()
 
-    def _recover(self, index_dir: str) -> None:
+    def _find_log_end(self) -> bool:
+        """The end of the log from a clean-shutdown checkpoint that matches the files, else from a
+        scan of the last segment. The checkpoint is removed durably either way, before any write,
+        so a later crash never finds a stale one. Returns whether the checkpoint was trusted."""
+        t0 = time.monotonic()
+        path = ckf.path_in(self.dir)
+        cp, why = ckf.read(path)
+        trusted = False
+        if cp is not None:
+            seen = ckf.observe(self.dir, self.log, (TRUNCATING, RESTARTING), self.db.checkpoint(), cp)
+            verdict = ck.judge(cp, seen)
+            trusted, why = verdict.trusted, verdict.reason
+        if trusted:
+            self.log.resume_at(cp.log_end)
+            self.recovery = {"path": "checkpoint", "reason": why}
+        else:
+            new = not self.log.segments
+            if cp is not None or why != "missing":
+                log.warning("clean-shutdown checkpoint %s not used: %s; scanning the last segment for the end "
+                            "of the log", path, why)
+            elif new:
+                why = "new store"
+            else:
+                log.info("no clean-shutdown checkpoint (the last run did not close the store): scanning the "
+                         "last segment for the end of the log")
+            self.log.recover_end()
+            self.recovery = {"path": "new" if new else "scan", "reason": why}
+        ckf.remove(path)
+        self.recovery.update(seconds=0.0, log_end_s=round(time.monotonic() - t0, 4), tail_bytes=0)
+        return trusted
+
+    def _recover(self, index_dir: str, trusted: bool = False) -> None:
         self.dispatcher = Dispatcher(self.log, self.db, self._dispatch_target, self.config.dispatch_batch_bytes)
         self.dispatcher.load()
         restart = os.path.join(self.dir, RESTARTING)
@@ -228,7 +273,7 @@ class MessageStore:
                 at = int(f.read().strip() or 0)
             log.warning("finishing an interrupted start of an empty log at %d", at)
             self._start_at_locked(at)
-        marker = os.path.join(self.dir, "TRUNCATING")
+        marker = os.path.join(self.dir, TRUNCATING)
         if os.path.exists(marker):
             with open(marker, "rb") as f:
                 raw = f.read()
@@ -255,8 +300,10 @@ class MessageStore:
         self._confirm = self.dispatcher.dispatched
         self._raw_end = self.log.max_offset  # the undispatched tail's ids are not in memory after a restart
         self._tail_scanned = self.dispatcher.dispatched
+        self.recovery["tail_bytes"] = self.log.max_offset - self.dispatcher.dispatched
         self._rebuild_next()
-        self.log.flush_range(self.log.min_offset, self.log.max_offset)
+        if not trusted:   # a clean close fdatasync'ed everything already
+            self.log.flush_range(self.log.min_offset, self.log.max_offset)
 
     def _start_threads(self) -> None:
         self.flusher = Flusher(self._flush_range, lambda: self.log.max_offset, self.config.flush_mode,
@@ -269,22 +316,54 @@ class MessageStore:
             self._expiry_stop.clear()
             self._expiry_thread = threading.Thread(target=self._expiry_loop, name="orbitmq-expiry", daemon=True)
             self._expiry_thread.start()
-        log.info("store open dir=%s min=%d max=%d dispatched=%d segments=%d", self.dir, self.log.min_offset,
-                 self.log.max_offset, self.dispatcher.dispatched, len(self.log.segments))
+        r = self.recovery
+        log.info("store open dir=%s min=%d max=%d dispatched=%d segments=%d recovery=%s (%s) in %.3fs "
+                 "(log end found in %.3fs)", self.dir, self.log.min_offset, self.log.max_offset,
+                 self.dispatcher.dispatched, len(self.log.segments), r["path"], r["reason"], r["seconds"],
+                 r["log_end_s"])
 
     def close(self) -> None:
-        """Flush, stop the threads, close files (idempotent)."""
+        """Refuse further writes, let the dispatcher index what is confirmed (bounded), flush, stop
+        the threads, write the clean-shutdown checkpoint (when every step went well), close the
+        files (idempotent)."""
         if not self._opened:
             return
-        self._opened = False
+        with self._lock:   # every write path checks _opened under this lock: none after this
+            self._opened = False
+        self.checkpoint_written = False
         self._expiry_stop.set()
         if self._expiry_thread is not None:
             self._expiry_thread.join()
             self._expiry_thread = None
-        self.dispatcher.stop()
+        d = self.dispatcher
+        if d.error is None:
+            d.wait_dispatched(self._dispatch_target(), CLOSE_DRAIN_S)
+        d.stop()
         self.flusher.stop()
+        try:
+            self._write_checkpoint()
+        except Exception:  # noqa: BLE001 - no checkpoint only costs the next start a scan
+            log.exception("clean-shutdown checkpoint not written; the next start scans the log")
         self.db.close()
         self.log.close()
+
+    def _write_checkpoint(self) -> None:
+        """Every writer is stopped: if the log is fdatasync'ed to its end and nothing failed, sync
+        the index's dispatch checkpoint and record the clean-shutdown checkpoint durably."""
+        d, fl = self.dispatcher, self.flusher
+        problem = ("dispatch stopped at a corrupt record" if d.error is not None else
+                   "a flush failed" if fl.error is not None else
+                   "not flushed to the end" if fl.flushed < self.log.max_offset else "")
+        if problem:
+            log.warning("no clean-shutdown checkpoint written (%s): the next start scans the log", problem)
+            return
+        with self._lock, d.lock:
+            self.db.sync_checkpoint(d.dispatched)
+            cp = ckf.snapshot(self.log, d.dispatched, int(time.time() * 1000))
+            ckf.write(ckf.path_in(self.dir), cp)
+        self.checkpoint_written = True
+        log.info("clean-shutdown checkpoint written: log end %d, dispatched %d, %d segments", cp.log_end,
+                 cp.dispatched, cp.segments)
 
     def __enter__(self) -> MessageStore:
         self.open()
@@ -380,7 +459,10 @@ class MessageStore:
         return g is None or bool(g())
 
     def _check_local_write(self, what: str) -> None:
-        """Append lock held: refuse a local append on a store that only takes replicated bytes."""
+        """Append lock held: refuse a local append on a closed store (close() may have written its
+        checkpoint) or on a store that only takes replicated bytes."""
+        if not self._opened:
+            raise StoreClosed("the store is closed")
         g = self._gate
         if g is not None and not g():
             raise LocalWriteRefused(f"{what} refused: this replica is not master, its log only takes "
@@ -1042,6 +1124,8 @@ class MessageStore:
         """Append replicated records as-is (validated first); returns the new max offset."""
         self._check_open()
         with self._lock:
+            if not self._opened:
+                raise StoreClosed("the store is closed")
             g = self._gate
             if g is not None and g():
                 raise LocalWriteRefused("replicated bytes refused: this replica is master")
@@ -1087,7 +1171,9 @@ class MessageStore:
         """Cut the commitlog and every index at `offset` (a record boundary), durably."""
         self._check_open()
         with self._lock, self.dispatcher.lock:
-            marker = os.path.join(self.dir, "TRUNCATING")
+            if not self._opened:
+                raise StoreClosed("the store is closed")
+            marker = os.path.join(self.dir, TRUNCATING)
             with open(marker, "w") as f:
                 f.write(str(offset))
                 f.flush()
@@ -1108,6 +1194,8 @@ class MessageStore:
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         with self._lock, self.dispatcher.lock:
+            if not self._opened:
+                raise StoreClosed("the store is closed")
             g = self._gate
             if g is not None and g():
                 raise LocalWriteRefused("starting an empty log refused: this replica is master")
@@ -1202,7 +1290,7 @@ class MessageStore:
             d.qmax.update(new_qmax)
             d.dispatched = offset
         log_.truncate(offset)
-        marker = os.path.join(self.dir, "TRUNCATING")
+        marker = os.path.join(self.dir, TRUNCATING)
         if os.path.exists(marker):
             os.unlink(marker)
             fsync_dir(self.dir)
@@ -1297,6 +1385,8 @@ class MessageStore:
                     self._expiry_snapshot = None
                     return False
         with self.dispatcher.lock:
+            if not self._opened:   # close() may have recorded the segments in its checkpoint
+                return False
             d = self.dispatcher
             wb = self.db.batch()
             for key in list(d.qmax):
@@ -1326,6 +1416,9 @@ class MessageStore:
                 "confirm_offset": self.confirm_offset, "dispatched_offset": d.dispatched,
                 "flushed_offset": self.flusher.flushed, "flushes": self.flusher.flushes,
                 "segments": len(self.log.segments), "dispatch_error": str(d.error) if d.error else "",
+                "recovery": self.recovery["path"], "recovery_s": self.recovery["seconds"],
+                "recovery_log_end_s": self.recovery["log_end_s"],
+                "recovery_reason": self.recovery["reason"], "recovery_tail_bytes": self.recovery["tail_bytes"],
                 "flush_error": str(self.flusher.error) if self.flusher.error else ""}
 
     def verify(self) -> list[CorruptRecord]:
