@@ -87,7 +87,8 @@ def test_an_empty_replica_starts_at_the_masters_first_offset_and_ends_identical(
         m.put(Message("T", b"later", queue_id=1))
         replicate(m, f)
         assert seg_bytes(f) == seg_bytes(m)
-        assert f.wait_dispatched(f.max_physical_offset, 10) and f.max_offset("T", 1) == m.max_offset("T", 1)
+        assert f.wait_dispatched(f.max_physical_offset, 10) and m.wait_dispatched(m.max_physical_offset, 10)
+        assert f.max_offset("T", 1) == m.max_offset("T", 1)   # both indexed "later"
     finally:
         f.close()
         m.close()
