@@ -166,7 +166,8 @@ class BrokerServer:
         cfg = self.config
         self.remoting = RemotingServer(self.service, max_frame=cfg.max_request_size + MiB,
                                        max_in_flight=cfg.remoting_max_in_flight, ssl=self.remoting_ssl,
-                                       authenticate=self.remoting_authenticate)
+                                       authenticate=self.remoting_authenticate,
+                                       held_work=(self.store.hold_dispatch, self.store.run_held_dispatch))
         port = await self.remoting.start(cfg.remoting_listen)
         host = split_addr(cfg.remoting_listen)[0]
         if host in ("", "0.0.0.0", "::"):

@@ -148,6 +148,9 @@ class Dispatcher:
         self.rounds = 0
         self.records_dispatched = 0
         self.corrupt_skipped = 0
+        self.inline_rounds = 0          # rounds run by a thread that held its wakes (run_held)
+        self._holder = 0                # thread id whose wake() calls are held (see hold_wakes)
+        self._held = False
 
     # ---- state ------------------------------------------------------------------------------------
 
@@ -175,7 +178,37 @@ class Dispatcher:
             self._thread = None
 
     def wake(self) -> None:
+        if self._holder and self._holder == threading.get_ident():
+            self._held = True       # the holding thread dispatches (or wakes us) in run_held()
+            return
         if self.idle:
+            self._wake.set()
+
+    def hold_wakes(self) -> None:
+        """From now until `run_held()`, wake() calls made by this thread are held, not passed to the
+        dispatcher thread (one thread at a time: the broker's event loop around a read of requests)."""
+        self._holder = threading.get_ident()
+
+    def run_held(self, max_bytes: int = 64 * 1024) -> None:
+        """End hold_wakes(). If a wake was held: run the dispatch round here when the dispatcher is
+        idle and at most `max_bytes` wait (a one-at-a-time send then costs no thread wake-up and GIL
+        hand-off), otherwise wake the dispatcher thread as wake() would have."""
+        self._holder = 0
+        if not self._held:
+            return
+        self._held = False
+        done = False
+        if self.idle and not self._stop and self.error is None and self.lock.acquire(blocking=False):
+            try:
+                if min(self.confirm_fn(), self.log.max_offset) - self.dispatched <= max_bytes:
+                    self.dispatch_once()
+                    self.inline_rounds += 1
+                    done = True
+            except Exception:  # noqa: BLE001 - the dispatcher thread meets it again, logs and handles it
+                done = False
+            finally:
+                self.lock.release()
+        if not done:
             self._wake.set()
 
     def wait_dispatched(self, end: int, timeout: float) -> bool:

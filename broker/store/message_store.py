@@ -344,6 +344,15 @@ class MessageStore:
         self._auto_confirm = auto
         self.dispatcher.wake()
 
+    def hold_dispatch(self) -> None:
+        """Hold the dispatcher wake-ups this thread's appends cause until `run_held_dispatch()`."""
+        self.dispatcher.hold_wakes()
+
+    def run_held_dispatch(self) -> None:
+        """After hold_dispatch(): index what the held appends wrote, here if that is small and the
+        dispatcher idle (no thread wake-up per one-message send), else by the dispatcher thread."""
+        self.dispatcher.run_held()
+
     @property
     def dispatched_offset(self) -> int:
         return self.dispatcher.dispatched
