@@ -151,6 +151,11 @@ class Dispatcher:
         self.inline_rounds = 0          # rounds run by a thread that held its wakes (run_held)
         self._holder = 0                # thread id whose wake() calls are held (see hold_wakes)
         self._held = False
+        # what the store's own appends already know of their one-message records, by offset:
+        # (crc, size, topic, queue id, queue offset, tag hash, keys, msg_id); a round uses a hint
+        # only for the record whose stored crc, size and magic it matches (else it reads the log)
+        self.hints: dict[int, tuple] = {}
+        self.hinted = 0
 
     # ---- state ------------------------------------------------------------------------------------
 
@@ -255,7 +260,39 @@ class Dispatcher:
         limit = self.batch_bytes
         known_qmax = self.qmax
         topics_changed: set[str] | None = set()
-        for off, magic, buf in self.log.records(start, target, self._on_corrupt, batch_meta=True):
+        hints = self.hints
+        if hints:
+            # the store's own one-message appends: their index fields as the append knew them
+            prefix_at = self.log.prefix_at
+            while pos < target and pos - start < limit:
+                h = hints.pop(pos, None)
+                if h is None:
+                    break
+                crc, total, topic, qid, qoff, th, keys, msg_id = h
+                if pos + total > target:
+                    hints[pos] = h   # for a later round
+                    break
+                if prefix_at(pos) != (crc, total, rc.MAGIC_MESSAGE):
+                    break    # not the bytes the hint was made for (e.g. truncated and rewritten): read them
+                key = (topic, qid)
+                wb.put(ix.cq_key(topic, qid, qoff), ix.CQ_VALUE.pack(pos, total, th))
+                for k in keys:
+                    wb.put(ix.key_key(topic, k, pos), b"")
+                if msg_id:
+                    wb.put(ix.id_key(msg_id), ix.pack_q(pos))
+                cur = qmax.get(key)
+                if cur is None:
+                    cur = known_qmax.get(key)
+                    if cur is None and key not in qmin_new:
+                        qmin_new[key] = qoff
+                if cur is None or qoff + 1 > cur:
+                    qmax[key] = qoff + 1
+                changed.add(key)
+                pos += total
+                n += 1
+            self.hinted += n
+        for off, magic, buf in self.log.records(pos, target if pos - start < limit else pos, self._on_corrupt,
+                                                batch_meta=True):
             total = len(buf)
             if magic == rc.MAGIC_BLANK:
                 pos = off + total

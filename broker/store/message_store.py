@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +75,8 @@ RESTARTING = "RESTARTING"   # present only while start_log_at runs; open() finis
 
 GiB = 1 << 30
 MiB = 1 << 20
+MAX_DISPATCH_HINTS = 4096          # one-message appends' index fields kept for the dispatcher (dispatcher.hints)
+_CRC_AT = struct.Struct("<I").unpack_from
 
 __all__ = ["BatchPutResult", "GetResult", "GetStatus", "Message", "MessageStore", "PutResult", "RawGetResult",
            "StoreConfig"]
@@ -460,6 +463,9 @@ class MessageStore:
             buf = bytearray()
             pos = off = log_.max_offset
             room = log_.room()
+            hints = self.dispatcher.hints
+            if len(hints) > MAX_DISPATCH_HINTS:
+                hints.clear()      # (hints the dispatcher never reached: only an optimisation is lost)
             for m, tb, bb, pb, body, mid, n in prepared:
                 if n > room:  # the rest goes to the next segment (a record never spans two)
                     if buf:
@@ -469,11 +475,15 @@ class MessageStore:
                     room = log_.room()
                 key = (m.topic, m.queue_id)
                 q = nxt.get(key, 0)
+                b0 = len(buf)
                 encode_into(buf, magic, tb, bb, host_b, pb, body, flag=m.flag, queue_id=m.queue_id,
                             queue_offset=q, physical_offset=off, sys_flag=m.sys_flag,
                             born_ts=m.born_timestamp or now, store_ts=now, reconsume=m.reconsume_times,
                             prepared_tx_offset=m.prepared_tx_offset)
                 nxt[key] = q + 1   # only once the record encoded
+                # what the dispatcher would parse back out of this record (dispatcher.hints)
+                hints[off] = (_CRC_AT(buf, b0)[0], n, m.topic, m.queue_id, q, rc.tag_hash(m.tags),
+                              " ".join(m.keys).split() if m.keys else (), mid)
                 results.append(PutResult(off, n, off + n, m.queue_id, q, mid))
                 off += n
                 room -= n
@@ -1102,6 +1112,7 @@ class MessageStore:
                 f.flush()
                 os.fsync(f.fileno())
             fsync_dir(self.dir)
+            self.dispatcher.hints.clear()
             self._truncate_locked(offset)
         self.flusher.reset(self.log.max_offset)
 
