@@ -96,8 +96,9 @@ class RemotingCall:
         self._response: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[RemotingCall], None]] | None = None
-        self._waiter = threading.Lock()
-        self._waiter.acquire()          # released once the call ends
+        # made (acquired) by a thread that waits while another reads, released once the call ends;
+        # a caller that reads its own reply (the common sync call) never needs one
+        self._waiter: threading.Lock | None = None
 
     # ---- grpc.Future surface ------------------------------------------------------------------------
 
@@ -198,6 +199,7 @@ class RemotingClient:
         self._calls: dict[int, RemotingCall] = {}
         self._deadlines: list[tuple[float, int, RemotingCall]] = []
         self._closed = False
+        self._watched = False              # known to the deadline watchdog (_WATCHDOG)
         self.server_hello: dict[str, Any] = {}
 
     # ---- calls --------------------------------------------------------------------------------------
@@ -274,8 +276,14 @@ class RemotingClient:
                     self._rlock.release()
                     if self._calls:
                         conn.need_reader.set()     # others still wait: the reader thread takes over
-            elif call._waiter.acquire(timeout=-1 if left is None else left):
-                call._waiter.release()
+            else:
+                with self._lock:
+                    w = call._waiter
+                    if w is None and call._state == _PENDING:
+                        w = call._waiter = threading.Lock()
+                        w.acquire()
+                if w is not None and w.acquire(timeout=-1 if left is None else left):
+                    w.release()        # (for the next thread waiting on it)
         return True
 
     def _read_once(self, conn: _Conn, wait_s: float | None) -> bool:
@@ -438,11 +446,13 @@ class RemotingClient:
             call._payload = payload
             call._error = error
             cbs, call._callbacks = call._callbacks, None
+            waiter = call._waiter
             if state == _CANCELLED and self._calls.pop(call.request_id, None) is call:
                 conn = call._conn
                 if conn is not None and conn.side.closed is None:
                     conn.side.abandon(call.request_id)
-        call._waiter.release()
+        if waiter is not None:
+            waiter.release()
         for fn in cbs or ():
             try:
                 fn(call)
@@ -468,9 +478,10 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
 
     def watch(self, client: RemotingClient) -> None:
-        if client not in self._clients:
+        if not client._watched:
             with self._lock:
                 self._clients.add(client)
+            client._watched = True
         if not self._wake.is_set():
             self._wake.set()
             if self._thread is None:
