@@ -159,11 +159,12 @@ class RemotingCall:
 class _Conn:
     """One open connection: the socket, its protocol side, its poller and its reader thread's wake-up."""
 
-    __slots__ = ("lowat", "need_reader", "poller", "side", "sock")
+    __slots__ = ("lowat", "need_reader", "poller", "side", "sock", "tls")
 
     def __init__(self, sock: socket.socket, side: ClientSide) -> None:
         self.sock = sock
         self.side = side
+        self.tls = isinstance(sock, _ssl.SSLSocket)
         self.lowat = 1
         self.poller = select.poll()
         self.poller.register(sock.fileno(), select.POLLIN)
@@ -291,21 +292,22 @@ class RemotingClient:
         costs one GIL round trip instead of two) and complete those calls; False once the
         connection is gone."""
         sock = conn.sock
+        side = conn.side
         try:
-            tls = isinstance(sock, _ssl.SSLSocket)
+            tls = conn.tls
             pending = sock.pending() if tls else 0
             if wait_s is not None and not pending and not conn.poller.poll(wait_s * 1000.0):
-                return conn.side.closed is None
-            data = sock.recv(max(RECV_BYTES, conn.side.wanted))
+                return side.closed is None
+            data = sock.recv(RECV_BYTES if side.missing <= RECV_BYTES else side.missing)
             if not data:
                 raise ConnectionError("closed by the broker")
             with self._lock:
-                if conn.side.closed is not None:
+                if side.closed is not None:
                     return False
-                events = conn.side.receive(data)
+                events = side.receive(data)
                 calls = self._calls
                 done = [(calls.pop(ev.request_id, None), ev) for ev in events if type(ev) is not HelloReply]
-                lowat = 1 if tls else low_water(conn.side.wanted)
+                lowat = 1 if tls or not side.missing else low_water(side.missing)
             if lowat != conn.lowat:      # a large reply arriving: poll wakes once it is (nearly) whole
                 conn.lowat = lowat
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
