@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,12 @@ OP_GROUP_DEL = "group_del"
 OP_OFFSET = "offset"
 OP_SNAPSHOT = "snapshot"
 OPS = (OP_TOPIC_PUT, OP_TOPIC_DEL, OP_GROUP_PUT, OP_GROUP_DEL, OP_OFFSET, OP_SNAPSHOT)
+# run_held(): a round on the caller's thread that took longer than this (wall time: a stalled index
+# write sleeps; a preempted round on a loaded machine can count too, then only the speed-up pauses)
+# leaves the next
+# INLINE_BACKOFF_S of rounds to the dispatcher thread
+INLINE_SLOW_S = 0.02
+INLINE_BACKOFF_S = 1.0
 # Extension META records (pop state, ...): ops named "x.<kind>" are not metadata tables; the
 # dispatcher hands them to `Dispatcher.ext_hook(write_batch, op, offset)` in its round's batch.
 EXT_OP_PREFIX = "x."
@@ -151,6 +158,7 @@ class Dispatcher:
         self.inline_rounds = 0          # rounds run by a thread that held its wakes (run_held)
         self._holder = 0                # thread id whose wake() calls are held (see hold_wakes)
         self._held = False
+        self._inline_off_until = 0.0    # run_held() leaves rounds to the thread until then (monotonic)
         # what the store's own appends already know of their one-message records, by offset:
         # (crc, size, topic, queue id, queue offset, tag hash, keys, msg_id); a round uses a hint
         # only for the record whose stored crc, size and magic it matches (else it reads the log)
@@ -205,10 +213,16 @@ class Dispatcher:
         done = False
         if self.idle and not self._stop and self.error is None and self.lock.acquire(blocking=False):
             try:
-                if min(self.confirm_fn(), self.log.max_offset) - self.dispatched <= max_bytes:
+                t0 = time.monotonic()
+                if t0 >= self._inline_off_until and \
+                        min(self.confirm_fn(), self.log.max_offset) - self.dispatched <= max_bytes:
                     self.dispatch_once()
                     self.inline_rounds += 1
                     done = True
+                    if time.monotonic() - t0 > INLINE_SLOW_S:
+                        # a slow round (a stalled index write, a loaded machine) must not hold the
+                        # caller's thread (the broker's event loop) again soon: the thread does it
+                        self._inline_off_until = time.monotonic() + INLINE_BACKOFF_S
             except Exception:  # noqa: BLE001 - the dispatcher thread meets it again, logs and handles it
                 done = False
             finally:

@@ -107,3 +107,32 @@ def test_busy_dispatcher_is_woken_instead(tmp_path) -> None:
         assert d.inline_rounds == 0 and d._wake.is_set()
     finally:
         s.close()
+
+
+def test_a_slow_round_leaves_the_next_ones_to_the_dispatcher_thread(tmp_path) -> None:
+    import time
+
+    from orbitmq.broker.store import dispatcher as dmod
+
+    s = make(tmp_path / "s")
+    try:
+        park_thread(s)
+        d = s.dispatcher
+        real = d.dispatch_once
+
+        def slow() -> int:
+            time.sleep(dmod.INLINE_SLOW_S * 2)   # as a stalled index write would be
+            return real()
+        d.dispatch_once = slow
+        s.hold_dispatch()
+        s.put(Message("T", b"a", queue_id=0))
+        s.run_held_dispatch()
+        assert d.inline_rounds == 1 and s.dispatched_offset == s.max_physical_offset
+        d.dispatch_once = real
+        s.hold_dispatch()
+        s.put(Message("T", b"b", queue_id=0))
+        s.run_held_dispatch()                    # backing off: the thread is woken instead
+        assert d.inline_rounds == 1 and d._wake.is_set()
+        assert s.dispatched_offset < s.max_physical_offset
+    finally:
+        s.close()
