@@ -36,8 +36,7 @@ OP_SNAPSHOT = "snapshot"
 OPS = (OP_TOPIC_PUT, OP_TOPIC_DEL, OP_GROUP_PUT, OP_GROUP_DEL, OP_OFFSET, OP_SNAPSHOT)
 # run_held(): a round on the caller's thread that took longer than this (wall time: a stalled index
 # write sleeps; a preempted round on a loaded machine can count too, then only the speed-up pauses)
-# leaves the next
-# INLINE_BACKOFF_S of rounds to the dispatcher thread
+# leaves the next INLINE_BACKOFF_S of rounds to the dispatcher thread
 INLINE_SLOW_S = 0.02
 INLINE_BACKOFF_S = 1.0
 # Extension META records (pop state, ...): ops named "x.<kind>" are not metadata tables; the
