@@ -11,7 +11,9 @@ another process, framed then gRPC; and `grpc_empty_call_per_s`, an empty unary c
 process with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s.
 Batched produce and pull consume are measured against the one-way gRPC bulk transport of the
 same run (`produce_vs_transport`, `consume_vs_transport`, see bench/batch_throughput.py).
-Every phase is bounded by --messages and --seconds. `--tls` measures plaintext and TLS side by
+Every phase is bounded by --messages and --seconds. `--only sync` runs the sync-send phase alone
+(framed and gRPC alternating, --sync-rounds rounds), `--only sync-framed` its framed half alone:
+for CPU-per-send figures and profiling (`sync_rounds`: every round's [sends/s, client us, broker us]). `--tls` measures plaintext and TLS side by
 side instead (bench/produce_tls.py, `secure_vs_plain`); `--auth` signed (auth_enabled broker) and
 unsigned sends (bench/produce_auth.py, `auth_vs_plain_sync`), both with `--tls --auth`.
 """
