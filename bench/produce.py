@@ -11,7 +11,9 @@ another process, framed then gRPC; and `grpc_empty_call_per_s`, an empty unary c
 process with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s.
 Batched produce and pull consume are measured against the one-way gRPC bulk transport of the
 same run (`produce_vs_transport`, `consume_vs_transport`, see bench/batch_throughput.py).
-Every phase is bounded by --messages and --seconds. `--tls` measures plaintext and TLS side by
+Every phase is bounded by --messages and --seconds. `--only sync` runs the sync-send phase alone
+(framed and gRPC alternating, --sync-rounds rounds), `--only sync-framed` its framed half alone:
+for CPU-per-send figures and profiling (`sync_rounds`: every round's [sends/s, client us, broker us]). `--tls` measures plaintext and TLS side by
 side instead (bench/produce_tls.py, `secure_vs_plain`); `--auth` signed (auth_enabled broker) and
 unsigned sends (bench/produce_auth.py, `auth_vs_plain_sync`), both with `--tls --auth`.
 """
@@ -46,6 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="auto", choices=["auto", "grpc"],
                    help="client protocol of the async and batch phases (auto: framed, announced by the broker)")
     p.add_argument("--no-grpc-latency", action="store_true", help="skip the gRPC end-to-end latency phase")
+    p.add_argument("--only", default="", choices=["", "sync", "sync-framed"],
+                   help="run only the sync-send phase: `sync` framed and gRPC alternating, `sync-framed` framed "
+                        "only (for CPU per send and profiling)")
+    p.add_argument("--sync-rounds", type=int, default=2,
+                   help="rounds of the sync-send phase (each protocol --seconds/2 per round; the best round counts)")
     add_auth_arguments(p)
 
 
@@ -71,8 +78,11 @@ def run(args: argparse.Namespace) -> dict:
     out: dict = {"size": args.size, "batch": args.batch, "flush_mode": args.flush_mode, "queues": args.queues}
     with BenchCluster(args.flush_mode, remoting=True) as bc:
         bc.create_topic(topic, args.queues)
-        out["grpc_empty_call_per_s"] = round(grpc_empty_calls_per_s(bc.echo, args.seconds, args.messages))
+        if not getattr(args, "only", ""):
+            out["grpc_empty_call_per_s"] = round(grpc_empty_calls_per_s(bc.echo, args.seconds, args.messages))
         out.update(_sync_sends(bc, topic, body, args))
+        if getattr(args, "only", ""):
+            return out
         out["send_vs_grpc"] = round(out["sync_send_per_s"] / out["grpc_empty_call_per_s"], 3)
         with Producer(bc.namesrv, batch_max_messages=args.batch, linger_ms=args.linger_ms, max_in_flight=8,
                       protocol=args.protocol) as p:
@@ -114,11 +124,15 @@ def run(args: argparse.Namespace) -> dict:
 
 def _sync_sends(bc: BenchCluster, topic: str, body: bytes, args: argparse.Namespace) -> dict:
     """One message at a time, each receipt awaited: framed (auto) and gRPC, alternating twice (best
-    of each, the machine being shared), with client and broker CPU per send."""
+    of each, the machine being shared), with client and broker CPU per send (`sync_rounds`: every
+    round's [sends/s, client us, broker us])."""
     from orbitmq.client import Message, Producer
 
     res: dict = {}
-    for protocol, key in (("auto", ""), ("grpc", "grpc_"), ("auto", ""), ("grpc", "grpc_")):
+    framed_only = getattr(args, "only", "") == "sync-framed"
+    rounds = max(1, getattr(args, "sync_rounds", 2))
+    per_round = (("auto", ""),) if framed_only else (("auto", ""), ("grpc", "grpc_"))
+    for protocol, key in per_round * rounds:
         with Producer(bc.namesrv, protocol=protocol) as p:
             msg = Message(topic, body)
             for _ in range(50):
@@ -132,11 +146,15 @@ def _sync_sends(bc: BenchCluster, topic: str, body: bytes, args: argparse.Namesp
                 p.send(msg)
                 n += 1
             r = n / (time.perf_counter() - t0)
+            client_us = round((time.process_time() - c0) / n * 1e6)
+            broker_us = round((process_cpu_s(bc.broker_child.pid) - b0) / n * 1e6)
+            res.setdefault(f"{key}sync_rounds", []).append([round(r), client_us, broker_us])
             if r > res.get(f"{key}sync_send_per_s", 0):
                 res[f"{key}sync_send_per_s"] = round(r)
-                res[f"{key}sync_client_cpu_us"] = round((time.process_time() - c0) / n * 1e6)
-                res[f"{key}sync_broker_cpu_us"] = round((process_cpu_s(bc.broker_child.pid) - b0) / n * 1e6)
-    res["framed_vs_grpc_sync"] = round(res["sync_send_per_s"] / res["grpc_sync_send_per_s"], 2)
+                res[f"{key}sync_client_cpu_us"] = client_us
+                res[f"{key}sync_broker_cpu_us"] = broker_us
+    if not framed_only:
+        res["framed_vs_grpc_sync"] = round(res["sync_send_per_s"] / res["grpc_sync_send_per_s"], 2)
     return res
 
 

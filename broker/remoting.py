@@ -139,6 +139,17 @@ class _Connection(asyncio.Protocol):
             t.cancel()
 
     def data_received(self, data: bytes) -> None:
+        held = self.server.held_work
+        if held is None:
+            self._received(data)
+            return
+        held[0]()
+        try:
+            self._received(data)
+        finally:
+            held[1]()     # after the replies were written (e.g. the store's indexing of what was appended)
+
+    def _received(self, data: bytes) -> None:
         side = self.side
         if side.closed is not None:
             return
@@ -252,15 +263,20 @@ class RemotingServer:
 
     def __init__(self, service: Any, *, max_frame: int = framing.DEFAULT_MAX_FRAME, max_in_flight: int = 1024,
                  ssl: Any = None, authenticate: Authenticate | None = None,
-                 methods: dict[int, Method] | None = None) -> None:
+                 methods: dict[int, Method] | None = None,
+                 held_work: tuple[Callable[[], None], Callable[[], None]] | None = None) -> None:
         """`service` has an async method per name in `methods` (default: the Broker RPCs of
-        common/framing_methods.py), called as `method(request, context)` like a gRPC servicer."""
+        common/framing_methods.py), called as `method(request, context)` like a gRPC servicer.
+        `held_work` (hold, run): `hold()` before the requests of one read run, `run()` after their
+        replies are written: the broker holds the store's dispatcher wake-ups and indexes after
+        answering (MessageStore.hold_dispatch / run_held_dispatch)."""
         self.service = service
         self.methods = BY_CODE if methods is None else methods
         self.max_frame = max_frame
         self.max_in_flight = max_in_flight
         self.ssl = ssl
         self.authenticate = authenticate
+        self.held_work = held_work
         self.connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
         self.port = 0

@@ -26,6 +26,9 @@ from orbitmq.broker.ha.replication_hooks import ReplicationHooks
 from orbitmq.broker.metrics import broker_rows
 from orbitmq.broker.registrar import Registrar
 from orbitmq.broker.service import WireError, add_to_server
+from orbitmq.broker.store import batch_record as br
+from orbitmq.broker.store.record import CodecError
+from orbitmq.broker.store.record import Message as StoreMessage
 from orbitmq.common import tls as tlsmod
 from orbitmq.common.grpc_errors import MalformedRequestGuard
 from orbitmq.common.limits_grpc import InflightLimiter
@@ -166,7 +169,8 @@ class BrokerServer:
         cfg = self.config
         self.remoting = RemotingServer(self.service, max_frame=cfg.max_request_size + MiB,
                                        max_in_flight=cfg.remoting_max_in_flight, ssl=self.remoting_ssl,
-                                       authenticate=self.remoting_authenticate)
+                                       authenticate=self.remoting_authenticate,
+                                       held_work=(self.store.hold_dispatch, self.store.run_held_dispatch))
         port = await self.remoting.start(cfg.remoting_listen)
         host = split_addr(cfg.remoting_listen)[0]
         if host in ("", "0.0.0.0", "::"):
@@ -302,8 +306,6 @@ class BrokerServer:
 
     def to_records(self, topic: str, queue_id: int, msgs: Any, peer: str) -> list[Any]:
         """Wire messages -> store records, checking what the store does not (body, topic match)."""
-        from orbitmq.broker.store.record import Message
-
         max_size = self.config.max_message_size
         host = peer.partition(":")[2] if peer.startswith("ipv") else peer
         out = []
@@ -316,7 +318,7 @@ class BrokerServer:
                 raise WireError("BODY_TOO_LARGE", f"message body of {n} bytes exceeds max_message_size {max_size}")
             if m.topic and m.topic != topic:
                 raise WireError("BAD_REQUEST", f"message topic {m.topic!r} differs from the request's {topic!r}")
-            out.append(Message(topic, body, queue_id, m.tags, list(m.keys) if m.keys else [],
+            out.append(StoreMessage(topic, body, queue_id, m.tags, list(m.keys) if m.keys else [],
                                dict(m.properties) if m.properties else {}, m.msg_id, m.flags, m.sys_flag,
                                m.born_timestamp, m.born_host or host, "", 0, m.reconsume_times))
         return out
@@ -324,9 +326,6 @@ class BrokerServer:
     def store_put_batch_record(self, data: bytes, topic: str, queue_id: int) -> tuple[Any, bool]:
         """A producer-built batch record (broker/store/batch_record.py) into the store as one record,
         deduplicating a retry; the batch must be for the request's topic."""
-        from orbitmq.broker.store import batch_record as br
-        from orbitmq.broker.store.record import CodecError
-
         try:
             h = br.header(data)
             tb = bytes(data[br.HEADER_SIZE:br.HEADER_SIZE + h[br.B_TOPIC_LEN]])

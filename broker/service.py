@@ -196,11 +196,12 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 held = len(request.batch)
             else:
                 records = self.server.to_records(topic, qid, msgs, context.peer())
-                held = sum(len(m.body) for m in msgs)
-            gate = self.hooks.send_gate
+                held = sum(len(r.body) for r in records)   # (the records hold the bodies: no protobuf copies)
+            hooks = self.server.hooks
+            gate = hooks.send_gate
             if gate is not None:   # a master handing off holds new sends briefly
                 await gate()
-            self.hooks.check_writable()
+            hooks.check_writable()
             refusal = self.send_limits.admit(held)   # disk past its ratio, or too many bytes waiting
             if refusal is not None:
                 raise WireError(refusal.code, refusal.message)
@@ -216,7 +217,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                     results, dup = self.store.put_batch_dedup(records)  # raises before appending anything, or appends
                     touched = True
                     n_put = len(results)
-                    end = max(r.end_offset for r in results)
+                    end = results[-1].end_offset if n_put == 1 else max(r.end_offset for r in results)
                 await self._settle(end)
             finally:
                 self.send_limits.release(held)
@@ -227,7 +228,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 counted_messages.set(0)
             else:
                 st["msgs_put"] += n_put
-            out = broker_pb2.SendResponse(broker_set=self.config.broker_set, epoch=self.hooks.epoch())
+            out = broker_pb2.SendResponse(broker_set=self.config.broker_set, epoch=hooks.epoch())
             if request.batch:
                 b = out.batch
                 b.queue_id, b.base_queue_offset, b.count = br_res.queue_id, br_res.base_queue_offset, br_res.count

@@ -246,7 +246,16 @@ class Producer:
             base, phys, epoch, addr = b.base_queue_offset, b.physical_offset, resp.epoch, job.addr
             return [SendReceipt(mid, q, base + i, phys, epoch, addr) for i, mid in enumerate(job.ids)]
         pms = job.req.messages
-        if len(resp.results) != len(pms):
+        results = resp.results
+        if len(results) == 1 == len(pms):    # a single send: its queue is (almost always) the one picked
+            r = results[0]
+            q = job.mq
+            bset = resp.broker_set or q.broker_set
+            if r.queue_id != q.queue_id or bset != q.broker_set:
+                q = MessageQueue(job.topic, bset, r.queue_id)
+            return [SendReceipt(r.msg_id or pms[0].msg_id, q, r.queue_offset, r.physical_offset, resp.epoch,
+                                job.addr)]
+        if len(results) != len(pms):
             raise errors.InternalError(f"broker answered {len(resp.results)} results for {len(pms)} messages",
                                        address=job.addr)
         bset = resp.broker_set or job.mq.broker_set

@@ -96,8 +96,9 @@ class RemotingCall:
         self._response: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[RemotingCall], None]] | None = None
-        self._waiter = threading.Lock()
-        self._waiter.acquire()          # released once the call ends
+        # made (acquired) by a thread that waits while another reads, released once the call ends;
+        # a caller that reads its own reply (the common sync call) never needs one
+        self._waiter: threading.Lock | None = None
 
     # ---- grpc.Future surface ------------------------------------------------------------------------
 
@@ -158,11 +159,12 @@ class RemotingCall:
 class _Conn:
     """One open connection: the socket, its protocol side, its poller and its reader thread's wake-up."""
 
-    __slots__ = ("lowat", "need_reader", "poller", "side", "sock")
+    __slots__ = ("lowat", "need_reader", "poller", "side", "sock", "tls")
 
     def __init__(self, sock: socket.socket, side: ClientSide) -> None:
         self.sock = sock
         self.side = side
+        self.tls = isinstance(sock, _ssl.SSLSocket)
         self.lowat = 1
         self.poller = select.poll()
         self.poller.register(sock.fileno(), select.POLLIN)
@@ -198,6 +200,7 @@ class RemotingClient:
         self._calls: dict[int, RemotingCall] = {}
         self._deadlines: list[tuple[float, int, RemotingCall]] = []
         self._closed = False
+        self._watched = False              # known to the deadline watchdog (_WATCHDOG)
         self.server_hello: dict[str, Any] = {}
 
     # ---- calls --------------------------------------------------------------------------------------
@@ -274,8 +277,14 @@ class RemotingClient:
                     self._rlock.release()
                     if self._calls:
                         conn.need_reader.set()     # others still wait: the reader thread takes over
-            elif call._waiter.acquire(timeout=-1 if left is None else left):
-                call._waiter.release()
+            else:
+                with self._lock:
+                    w = call._waiter
+                    if w is None and call._state == _PENDING:
+                        w = call._waiter = threading.Lock()
+                        w.acquire()
+                if w is not None and w.acquire(timeout=-1 if left is None else left):
+                    w.release()        # (for the next thread waiting on it)
         return True
 
     def _read_once(self, conn: _Conn, wait_s: float | None) -> bool:
@@ -283,21 +292,22 @@ class RemotingClient:
         costs one GIL round trip instead of two) and complete those calls; False once the
         connection is gone."""
         sock = conn.sock
+        side = conn.side
         try:
-            tls = isinstance(sock, _ssl.SSLSocket)
+            tls = conn.tls
             pending = sock.pending() if tls else 0
             if wait_s is not None and not pending and not conn.poller.poll(wait_s * 1000.0):
-                return conn.side.closed is None
-            data = sock.recv(max(RECV_BYTES, conn.side.wanted))
+                return side.closed is None
+            data = sock.recv(RECV_BYTES if side.missing <= RECV_BYTES else side.missing)
             if not data:
                 raise ConnectionError("closed by the broker")
             with self._lock:
-                if conn.side.closed is not None:
+                if side.closed is not None:
                     return False
-                events = conn.side.receive(data)
+                events = side.receive(data)
                 calls = self._calls
                 done = [(calls.pop(ev.request_id, None), ev) for ev in events if type(ev) is not HelloReply]
-                lowat = 1 if tls else low_water(conn.side.wanted)
+                lowat = 1 if tls or not side.missing else low_water(side.missing)
             if lowat != conn.lowat:      # a large reply arriving: poll wakes once it is (nearly) whole
                 conn.lowat = lowat
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
@@ -438,11 +448,13 @@ class RemotingClient:
             call._payload = payload
             call._error = error
             cbs, call._callbacks = call._callbacks, None
+            waiter = call._waiter
             if state == _CANCELLED and self._calls.pop(call.request_id, None) is call:
                 conn = call._conn
                 if conn is not None and conn.side.closed is None:
                     conn.side.abandon(call.request_id)
-        call._waiter.release()
+        if waiter is not None:
+            waiter.release()
         for fn in cbs or ():
             try:
                 fn(call)
@@ -468,9 +480,10 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
 
     def watch(self, client: RemotingClient) -> None:
-        if client not in self._clients:
+        if not client._watched:
             with self._lock:
                 self._clients.add(client)
+            client._watched = True
         if not self._wake.is_set():
             self._wake.set()
             if self._thread is None:

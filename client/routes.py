@@ -80,8 +80,8 @@ def select_round_robin(queues: list[MessageQueue], counter: int,
     """The `counter`-th queue, skipping broker sets in `avoid` unless every queue is on one."""
     if not queues:
         return None
-    avoid = set(avoid)
     if avoid:
+        avoid = avoid if isinstance(avoid, set | frozenset) else set(avoid)
         ok = [q for q in queues if q.broker_set not in avoid]
         if ok:
             queues = ok

@@ -81,6 +81,7 @@ class ClientSide:
         self._hello_id: int | None = None
         self.hello_fields: dict[str, Any] | None = None       # the server's HELLO reply, once received
         self.closed: str | None = None                        # why, once closed
+        self.missing = 0     # `wanted` as of the last receive(): a plain attribute, read once per read
 
     @property
     def pending(self) -> int:
@@ -131,7 +132,9 @@ class ClientSide:
     def receive(self, data: bytes | bytearray | memoryview) -> list[Reply | Failed | HelloReply]:
         self._check_open()
         try:
-            frames = self._decoder.feed(data)
+            dec = self._decoder
+            frames = dec.feed(data)
+            self.missing = dec.wanted if dec.buffered else 0
             out: list[Reply | Failed | HelloReply] = []
             pending = self._pending
             for f in frames:

@@ -321,6 +321,16 @@ class CommitLog:
 
     # ---- reads (any thread) -----------------------------------------------------------------------
 
+    def prefix_at(self, pos: int) -> tuple[int, int, int] | None:
+        """(crc, total size, magic) stored at `pos`, unchecked; None outside the written log."""
+        if not self.min_offset <= pos < self.max_offset:
+            return None
+        seg = self._segment(pos)
+        rel = pos - seg.base
+        if min(seg.size, self.max_offset - seg.base) - rel < rc.BLANK_MIN:
+            return None
+        return rc.peek_prefix(seg.mm, rel)
+
     def _segment(self, pos: int) -> Segment:
         i = bisect.bisect_right(self._bases, pos) - 1
         if i < 0:

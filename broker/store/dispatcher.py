@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,11 @@ OP_GROUP_DEL = "group_del"
 OP_OFFSET = "offset"
 OP_SNAPSHOT = "snapshot"
 OPS = (OP_TOPIC_PUT, OP_TOPIC_DEL, OP_GROUP_PUT, OP_GROUP_DEL, OP_OFFSET, OP_SNAPSHOT)
+# run_held(): a round on the caller's thread that took longer than this (wall time: a stalled index
+# write sleeps; a preempted round on a loaded machine can count too, then only the speed-up pauses)
+# leaves the next INLINE_BACKOFF_S of rounds to the dispatcher thread
+INLINE_SLOW_S = 0.02
+INLINE_BACKOFF_S = 1.0
 # Extension META records (pop state, ...): ops named "x.<kind>" are not metadata tables; the
 # dispatcher hands them to `Dispatcher.ext_hook(write_batch, op, offset)` in its round's batch.
 EXT_OP_PREFIX = "x."
@@ -148,6 +154,15 @@ class Dispatcher:
         self.rounds = 0
         self.records_dispatched = 0
         self.corrupt_skipped = 0
+        self.inline_rounds = 0          # rounds run by a thread that held its wakes (run_held)
+        self._holder = 0                # thread id whose wake() calls are held (see hold_wakes)
+        self._held = False
+        self._inline_off_until = 0.0    # run_held() leaves rounds to the thread until then (monotonic)
+        # what the store's own appends already know of their one-message records, by offset:
+        # (crc, size, topic, queue id, queue offset, tag hash, keys, msg_id); a round uses a hint
+        # only for the record whose stored crc, size and magic it matches (else it reads the log)
+        self.hints: dict[int, tuple] = {}
+        self.hinted = 0
 
     # ---- state ------------------------------------------------------------------------------------
 
@@ -175,7 +190,43 @@ class Dispatcher:
             self._thread = None
 
     def wake(self) -> None:
+        if self._holder and self._holder == threading.get_ident():
+            self._held = True       # the holding thread dispatches (or wakes us) in run_held()
+            return
         if self.idle:
+            self._wake.set()
+
+    def hold_wakes(self) -> None:
+        """From now until `run_held()`, wake() calls made by this thread are held, not passed to the
+        dispatcher thread (one thread at a time: the broker's event loop around a read of requests)."""
+        self._holder = threading.get_ident()
+
+    def run_held(self, max_bytes: int = 64 * 1024) -> None:
+        """End hold_wakes(). If a wake was held: run the dispatch round here when the dispatcher is
+        idle and at most `max_bytes` wait (a one-at-a-time send then costs no thread wake-up and GIL
+        hand-off), otherwise wake the dispatcher thread as wake() would have."""
+        self._holder = 0
+        if not self._held:
+            return
+        self._held = False
+        done = False
+        if self.idle and not self._stop and self.error is None and self.lock.acquire(blocking=False):
+            try:
+                t0 = time.monotonic()
+                if t0 >= self._inline_off_until and \
+                        min(self.confirm_fn(), self.log.max_offset) - self.dispatched <= max_bytes:
+                    self.dispatch_once()
+                    self.inline_rounds += 1
+                    done = True
+                    if time.monotonic() - t0 > INLINE_SLOW_S:
+                        # a slow round (a stalled index write, a loaded machine) must not hold the
+                        # caller's thread (the broker's event loop) again soon: the thread does it
+                        self._inline_off_until = time.monotonic() + INLINE_BACKOFF_S
+            except Exception:  # noqa: BLE001 - the dispatcher thread meets it again, logs and handles it
+                done = False
+            finally:
+                self.lock.release()
+        if not done:
             self._wake.set()
 
     def wait_dispatched(self, end: int, timeout: float) -> bool:
@@ -222,7 +273,39 @@ class Dispatcher:
         limit = self.batch_bytes
         known_qmax = self.qmax
         topics_changed: set[str] | None = set()
-        for off, magic, buf in self.log.records(start, target, self._on_corrupt, batch_meta=True):
+        hints = self.hints
+        if hints:
+            # the store's own one-message appends: their index fields as the append knew them
+            prefix_at = self.log.prefix_at
+            while pos < target and pos - start < limit:
+                h = hints.pop(pos, None)
+                if h is None:
+                    break
+                crc, total, topic, qid, qoff, th, keys, msg_id = h
+                if pos + total > target:
+                    hints[pos] = h   # for a later round
+                    break
+                if prefix_at(pos) != (crc, total, rc.MAGIC_MESSAGE):
+                    break    # not the bytes the hint was made for (e.g. truncated and rewritten): read them
+                key = (topic, qid)
+                wb.put(ix.cq_key(topic, qid, qoff), ix.CQ_VALUE.pack(pos, total, th))
+                for k in keys:
+                    wb.put(ix.key_key(topic, k, pos), b"")
+                if msg_id:
+                    wb.put(ix.id_key(msg_id), ix.pack_q(pos))
+                cur = qmax.get(key)
+                if cur is None:
+                    cur = known_qmax.get(key)
+                    if cur is None and key not in qmin_new:
+                        qmin_new[key] = qoff
+                if cur is None or qoff + 1 > cur:
+                    qmax[key] = qoff + 1
+                changed.add(key)
+                pos += total
+                n += 1
+            self.hinted += n
+        for off, magic, buf in self.log.records(pos, target if pos - start < limit else pos, self._on_corrupt,
+                                                batch_meta=True):
             total = len(buf)
             if magic == rc.MAGIC_BLANK:
                 pos = off + total

@@ -30,6 +30,7 @@ import itertools
 import json
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -80,6 +81,8 @@ CLOSE_DRAIN_S = 2.0         # close() lets the dispatcher index what is confirme
 
 GiB = 1 << 30
 MiB = 1 << 20
+MAX_DISPATCH_HINTS = 4096          # one-message appends' index fields kept for the dispatcher (dispatcher.hints)
+_CRC_AT = struct.Struct("<I").unpack_from
 
 __all__ = ["BatchPutResult", "GetResult", "GetStatus", "Message", "MessageStore", "PutResult", "RawGetResult",
            "StoreConfig"]
@@ -423,6 +426,15 @@ class MessageStore:
         self._auto_confirm = auto
         self.dispatcher.wake()
 
+    def hold_dispatch(self) -> None:
+        """Hold the dispatcher wake-ups this thread's appends cause until `run_held_dispatch()`."""
+        self.dispatcher.hold_wakes()
+
+    def run_held_dispatch(self) -> None:
+        """After hold_dispatch(): index what the held appends wrote, here if that is small and the
+        dispatcher idle (no thread wake-up per one-message send), else by the dispatcher thread."""
+        self.dispatcher.run_held()
+
     @property
     def dispatched_offset(self) -> int:
         return self.dispatcher.dispatched
@@ -533,6 +545,9 @@ class MessageStore:
             buf = bytearray()
             pos = off = log_.max_offset
             room = log_.room()
+            hints = self.dispatcher.hints
+            if len(hints) > MAX_DISPATCH_HINTS:
+                hints.clear()      # (hints the dispatcher never reached: only an optimisation is lost)
             for m, tb, bb, pb, body, mid, n in prepared:
                 if n > room:  # the rest goes to the next segment (a record never spans two)
                     if buf:
@@ -542,11 +557,15 @@ class MessageStore:
                     room = log_.room()
                 key = (m.topic, m.queue_id)
                 q = nxt.get(key, 0)
+                b0 = len(buf)
                 encode_into(buf, magic, tb, bb, host_b, pb, body, flag=m.flag, queue_id=m.queue_id,
                             queue_offset=q, physical_offset=off, sys_flag=m.sys_flag,
                             born_ts=m.born_timestamp or now, store_ts=now, reconsume=m.reconsume_times,
                             prepared_tx_offset=m.prepared_tx_offset)
                 nxt[key] = q + 1   # only once the record encoded
+                # what the dispatcher would parse back out of this record (dispatcher.hints)
+                hints[off] = (_CRC_AT(buf, b0)[0], n, m.topic, m.queue_id, q, rc.tag_hash(m.tags),
+                              " ".join(m.keys).split() if m.keys else (), mid)
                 results.append(PutResult(off, n, off + n, m.queue_id, q, mid))
                 off += n
                 room -= n
@@ -1179,6 +1198,7 @@ class MessageStore:
                 f.flush()
                 os.fsync(f.fileno())
             fsync_dir(self.dir)
+            self.dispatcher.hints.clear()
             self._truncate_locked(offset)
         self.flusher.reset(self.log.max_offset)
 

@@ -148,6 +148,10 @@ def check_fields(*, flag: int, queue_id: int, sys_flag: int, born_ts: int, recon
                  prepared_tx_offset: int, topic_b: bytes = b"", props_b: bytes = b"") -> None:
     """Raise BadMessage (naming the field) unless every value fits its place in the header; a
     store calls this before it assigns any offset, so a refused message uses none up."""
+    if (0 <= flag <= _U32_MAX and 0 <= sys_flag <= _U32_MAX and 0 <= reconsume <= _U32_MAX
+            and _I32[0] <= queue_id <= _I32[1] and 0 <= born_ts <= _I64[1] and _I64[0] <= prepared_tx_offset <= _I64[1]
+            and len(topic_b) <= 0xFF and len(props_b) <= MAX_PROPS_BYTES):
+        return    # all in range (the common case, without building the table below)
     for name, v, lo, hi in (("flag", flag, 0, _U32_MAX), ("sys_flag", sys_flag, 0, _U32_MAX),
                             ("reconsume_times", reconsume, 0, _U32_MAX), ("queue_id", queue_id, *_I32),
                             ("born_timestamp", born_ts, 0, _I64[1]),
@@ -213,6 +217,11 @@ def encode_blank(size: int) -> bytes:
 def peek_magic(buf, pos: int) -> int:
     """magic of the record at pos, unchecked."""
     return _U32.unpack_from(buf, pos + 8)[0]
+
+
+def peek_prefix(buf, pos: int) -> tuple[int, int, int]:
+    """(crc, total_size, magic) of the record at pos, unchecked."""
+    return _PREFIX.unpack_from(buf, pos)
 
 
 def peek_size(buf, pos: int) -> int:

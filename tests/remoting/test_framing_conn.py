@@ -172,3 +172,23 @@ def test_method_table_matches_the_broker_service():
     for needed in ("SendMessage", "PullMessage", "GetOffsetRange", "CommitOffset", "QueryOffset",
                    "ConsumerHeartbeat", "GetConsumerList", "UnregisterConsumer"):
         assert needed in BY_NAME
+
+
+@given(st.binary(min_size=1, max_size=3000), st.lists(st.integers(min_value=1, max_value=400), max_size=12))
+def test_client_missing_is_wanted_after_every_receive(payload, cuts):
+    """`missing` (what the client shell sizes its reads and SO_RCVLOWAT by) is the decoder's
+    `wanted` after each receive(), and 0 once the reply is whole."""
+    c, s = _pair()
+    rid, data = c.request(BY_NAME["SendMessage"].code, b"req")
+    s.receive(data)
+    reply = s.reply(rid, payload)
+    pos, got = 0, []
+    for n in cuts + [len(reply)]:
+        chunk = reply[pos:pos + n]
+        pos += len(chunk)
+        if chunk:
+            got += c.receive(chunk)
+            assert c.missing == c.wanted
+        if pos >= len(reply):
+            break
+    assert c.missing == 0 and [r.payload for r in got] == [payload]

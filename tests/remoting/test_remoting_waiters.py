@@ -1,0 +1,135 @@
+"""RemotingClient with several threads waiting on one connection: the thread that reads the socket
+completes the others' calls; a thread waiting while another reads can time out (and wait again);
+every call gets its own reply. Against a small framed server in the test (a real TCP socket on
+loopback, common/framing_conn.ServerSide) that answers only when the test says so."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import grpc
+import pytest
+
+from orbitmq.client.remoting import RemotingClient
+from orbitmq.common.framing_conn import Hello, Request, ServerSide
+from orbitmq.protos import broker_pb2
+
+
+class HeldServer:
+    """Accepts one connection, answers HELLO at once and every request only on `release()`
+    (a SendResponse whose broker_set names the request's topic)."""
+
+    def __init__(self) -> None:
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.addr = f"127.0.0.1:{self.lsock.getsockname()[1]}"
+        self.side = ServerSide()
+        self.held: list[Request] = []
+        self.cond = threading.Condition()
+        self.conn: socket.socket | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.conn, _ = self.lsock.accept()
+        while True:
+            try:
+                data = self.conn.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            for ev in self.side.receive(data):
+                if isinstance(ev, Hello):
+                    self.conn.sendall(self.side.hello_reply(ev.request_id))
+                else:
+                    with self.cond:
+                        self.held.append(ev)
+                        self.cond.notify_all()
+
+    def wait_held(self, n: int, timeout: float = 30) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.held) >= n, timeout), f"{len(self.held)} requests held"
+
+    def release(self) -> None:
+        with self.cond:
+            reqs, self.held = self.held, []
+        out = b""
+        for r in reqs:
+            topic = broker_pb2.SendRequest.FromString(r.payload).topic
+            out += self.side.reply(r.request_id, broker_pb2.SendResponse(broker_set=topic).SerializeToString())
+        self.conn.sendall(out)
+
+    def close(self) -> None:
+        for s in (self.conn, self.lsock):
+            if s is not None:
+                s.close()
+
+
+@pytest.fixture
+def server():
+    s = HeldServer()
+    yield s
+    s.close()
+
+
+def test_a_waiter_times_out_while_another_thread_reads_then_gets_its_reply(server) -> None:
+    cli = RemotingClient(server.addr)
+    try:
+        first = cli.future("SendMessage", broker_pb2.SendRequest(topic="A"), 60)
+        got: dict[str, str] = {}
+        reader = threading.Thread(target=lambda: got.update(a=first.result().broker_set))
+        reader.start()
+        second = cli.future("SendMessage", broker_pb2.SendRequest(topic="B"), 60)
+        server.wait_held(2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and cli._rlock.acquire(blocking=False):
+            cli._rlock.release()     # nobody reads yet: give the other thread time to start reading
+            time.sleep(0.01)
+        # whether this thread waits on the reader or reads itself, nothing is answered: it times out
+        t0 = time.monotonic()
+        with pytest.raises(grpc.FutureTimeoutError):
+            second.result(timeout=0.2)
+        assert time.monotonic() - t0 < 20 and not second.done()
+        server.release()
+        assert second.result(timeout=max(1.0, deadline - time.monotonic())).broker_set == "B"
+        reader.join(30)
+        assert got == {"a": "A"}
+        assert cli._calls == {}
+    finally:
+        cli.close()
+
+
+def test_many_threads_each_get_their_own_reply(server) -> None:
+    cli = RemotingClient(server.addr)
+    try:
+        n = 6
+        results: dict[int, str] = {}
+        errors: list[BaseException] = []
+
+        def one(i: int) -> None:
+            try:
+                results[i] = cli.call("SendMessage", broker_pb2.SendRequest(topic=f"t{i}"), 60).broker_set
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        server.wait_held(n)
+        server.release()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors
+        assert results == {i: f"t{i}" for i in range(n)}
+        # a call that ends by its deadline wakes a thread waiting on it (no reply ever comes)
+        late = cli.future("SendMessage", broker_pb2.SendRequest(topic="late"), 0.3)
+        waiter_errors: list[BaseException] = []
+        w = threading.Thread(target=lambda: waiter_errors.append(late.exception(timeout=30)))
+        w.start()
+        w.join(30)
+        assert not w.is_alive()
+        assert waiter_errors and isinstance(waiter_errors[0], grpc.RpcError)
+        assert waiter_errors[0].code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        cli.close()
