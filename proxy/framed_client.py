@@ -85,6 +85,7 @@ class _Conn(asyncio.Protocol):
         err = _unavailable(why)
         if not self.hello.done():
             self.hello.set_exception(err)
+            self.hello.exception()   # retrieved here: _open may no longer be waiting for it
         calls, self.calls = self.calls, {}
         for fut in calls.values():
             if not fut.done():
@@ -143,8 +144,13 @@ class FramedBrokers:
         opening = self._opening.get(address)
         if opening is None:
             opening = self._opening[address] = asyncio.ensure_future(self._open(address, timeout))
-            opening.add_done_callback(lambda _f: self._opening.pop(address, None))
+            opening.add_done_callback(lambda f: self._opened(address, f))
         return await asyncio.shield(opening)
+
+    def _opened(self, address: str, f: asyncio.Future) -> None:
+        self._opening.pop(address, None)
+        if not f.cancelled():
+            f.exception()   # retrieved: every caller waiting for it may have been cancelled
 
     async def _open(self, address: str, timeout: float) -> _Conn:
         host, port = split_addr(dial_map.resolve(address))

@@ -129,6 +129,26 @@ def parse_batch_fields(buf, read_full: Callable[[], bytes] | None = None) -> tup
             h[br.B_ID_FIRST], h[br.B_STORE_TS])
 
 
+def _index_message(wb: Any, qmax: dict, known_qmax: dict, qmin_new: dict, changed: set, off: int, total: int,
+                   topic: str, qid: int, qoff: int, tag_hash: int, keys: Any, msg_id: str) -> None:
+    """Index one one-message record at `off` in the round's write batch: its consume queue entry,
+    keys and id, and the queue's new max (and min, for a queue seen for the first time)."""
+    key = (topic, qid)
+    wb.put(ix.cq_key(topic, qid, qoff), ix.CQ_VALUE.pack(off, total, tag_hash))
+    for k in keys:
+        wb.put(ix.key_key(topic, k, off), b"")
+    if msg_id:
+        wb.put(ix.id_key(msg_id), ix.pack_q(off))
+    cur = qmax.get(key)
+    if cur is None:
+        cur = known_qmax.get(key)
+        if cur is None and key not in qmin_new:
+            qmin_new[key] = qoff
+    if cur is None or qoff + 1 > cur:
+        qmax[key] = qoff + 1
+    changed.add(key)
+
+
 class Dispatcher:
     """Builds the indexes of `log` into `db` up to `confirm_fn()`; see the module docstring."""
 
@@ -287,20 +307,8 @@ class Dispatcher:
                     break
                 if prefix_at(pos) != (crc, total, rc.MAGIC_MESSAGE):
                     break    # not the bytes the hint was made for (e.g. truncated and rewritten): read them
-                key = (topic, qid)
-                wb.put(ix.cq_key(topic, qid, qoff), ix.CQ_VALUE.pack(pos, total, th))
-                for k in keys:
-                    wb.put(ix.key_key(topic, k, pos), b"")
-                if msg_id:
-                    wb.put(ix.id_key(msg_id), ix.pack_q(pos))
-                cur = qmax.get(key)
-                if cur is None:
-                    cur = known_qmax.get(key)
-                    if cur is None and key not in qmin_new:
-                        qmin_new[key] = qoff
-                if cur is None or qoff + 1 > cur:
-                    qmax[key] = qoff + 1
-                changed.add(key)
+                _index_message(wb, qmax, known_qmax, qmin_new, changed, pos, total, topic, qid, qoff, th, keys,
+                               msg_id)
                 pos += total
                 n += 1
             self.hinted += n
@@ -359,20 +367,8 @@ class Dispatcher:
                     self._apply_light(wb, op)
                     wb.put(ix.meta_key(off), b"m")
             else:
-                key = (topic, qid)
-                wb.put(ix.cq_key(topic, qid, qoff), ix.CQ_VALUE.pack(off, total, rc.tag_hash(tags)))
-                for k in keys:
-                    wb.put(ix.key_key(topic, k, off), b"")
-                if msg_id:
-                    wb.put(ix.id_key(msg_id), ix.pack_q(off))
-                cur = qmax.get(key)
-                if cur is None:
-                    cur = known_qmax.get(key)
-                    if cur is None and key not in qmin_new:
-                        qmin_new[key] = qoff
-                if cur is None or qoff + 1 > cur:
-                    qmax[key] = qoff + 1
-                changed.add(key)
+                _index_message(wb, qmax, known_qmax, qmin_new, changed, off, total, topic, qid, qoff,
+                               rc.tag_hash(tags), keys, msg_id)
             pos = off + total
             n += 1
             if pos - start >= limit:
