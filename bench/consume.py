@@ -17,6 +17,7 @@ import argparse
 import threading
 import time
 
+from orbitmq.bench.consume_groups import pull_all
 from orbitmq.bench.harness import BenchCluster, grpc_empty_calls_per_s
 from orbitmq.bench.transport_oneway import OneWayServer
 from orbitmq.bench.transport_oneway import measure as transport
@@ -37,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from orbitmq.client import Message, Producer, PullConsumer, PushConsumer
+    from orbitmq.client import Message, Producer, PushConsumer
 
     topic = "BenchConsume"
     out: dict = {"size": args.size, "messages": args.messages, "queues": args.queues,
@@ -54,17 +55,7 @@ def run(args: argparse.Namespace) -> dict:
                 left -= n
 
         # lite pull
-        c = PullConsumer("bench-pull", bc.namesrv, pull_batch=args.pull_batch, max_poll_messages=1024,
-                         max_cached_per_queue=4 * args.pull_batch)
-        c.subscribe(topic)
-        got = 0
-        t0 = time.perf_counter()
-        c.start()
-        deadline = t0 + args.seconds
-        while got < args.messages and time.perf_counter() < deadline:
-            got += len(c.poll(1.0))
-        dt = time.perf_counter() - t0
-        c.close()
+        got, dt = pull_all(bc.namesrv, topic, "bench-pull", args.messages, args.seconds, args.pull_batch)
         out["pull_msgs_per_s"] = round(got / dt)
         out["pull_mb_per_s"] = round(got * args.size / dt / 1e6, 1)
         out["pull_consumed"] = got

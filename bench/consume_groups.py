@@ -48,20 +48,27 @@ def run_groups(namesrv: str, topic: str, groups: int, want: int, seconds: float,
             "broker_cpu_s": round(cpu, 2), "broker_cpu_us_per_delivery": round(cpu / max(1, got) * 1e6, 2)}
 
 
-def _worker(args: argparse.Namespace) -> None:
+def pull_all(namesrv: str, topic: str, group: str, want: int, seconds: float, pull_batch: int) -> tuple[int, float]:
+    """Read `topic` with a lite pull consumer of `group` until `want` messages or `seconds`:
+    (messages read, seconds taken, start included)."""
     from orbitmq.client import PullConsumer
 
-    c = PullConsumer(args.group, args.namesrv, pull_batch=args.pull_batch, max_poll_messages=1024,
-                     max_cached_per_queue=4 * args.pull_batch)
-    c.subscribe(args.topic)
+    c = PullConsumer(group, namesrv, pull_batch=pull_batch, max_poll_messages=1024,
+                     max_cached_per_queue=4 * pull_batch)
+    c.subscribe(topic)
     got = 0
     t0 = time.perf_counter()
     c.start()
-    deadline = t0 + args.seconds
-    while got < args.want and time.perf_counter() < deadline:
+    deadline = t0 + seconds
+    while got < want and time.perf_counter() < deadline:
         got += len(c.poll(1.0))
     dt = time.perf_counter() - t0
     c.close()
+    return got, dt
+
+
+def _worker(args: argparse.Namespace) -> None:
+    got, dt = pull_all(args.namesrv, args.topic, args.group, args.want, args.seconds, args.pull_batch)
     print(json.dumps({"n": got, "secs": round(dt, 3)}), flush=True)
 
 

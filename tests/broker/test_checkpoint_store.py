@@ -22,6 +22,7 @@ from orbitmq.broker.store import checkpoint as ck
 from orbitmq.broker.store import checkpoint_file as ckf
 from orbitmq.broker.store.commitlog import CommitLog
 from orbitmq.broker.store.errors import LocalWriteRefused, StoreClosed
+from tests.broker.test_store_follower import replicate
 
 SEG = 64 * 1024
 B = "BatchT"
@@ -383,15 +384,6 @@ def test_a_pending_truncation_marker_refuses_the_checkpoint_and_is_finished(tmp_
         s.close()
 
 
-def _replicate(m: MessageStore, f: MessageStore) -> None:
-    pos = f.max_physical_offset
-    while pos < m.max_physical_offset:
-        chunk = m.read_raw(pos, 50_000)
-        assert chunk
-        f.append_raw(pos, chunk)
-        pos += len(chunk)
-
-
 def test_a_follower_with_an_unconfirmed_tail_restarts_from_the_checkpoint(tmp_path) -> None:
     """A follower's dispatch stops at the confirm offset; the undispatched tail (messages, batch
     and META records) is in the checkpoint's log end, and its queue ends are rebuilt from it."""
@@ -408,7 +400,7 @@ def test_a_follower_with_an_unconfirmed_tail_restarts_from_the_checkpoint(tmp_pa
     f = follower()
     try:
         fill(m, 200)
-        _replicate(m, f)
+        replicate(m, f)
         confirmed = next(off for off, _m, _b in f.log.records(f.log.segments[-1].base))
         f.set_confirm_offset(confirmed)
         assert f.wait_dispatched(confirmed, 20)
@@ -421,7 +413,7 @@ def test_a_follower_with_an_unconfirmed_tail_restarts_from_the_checkpoint(tmp_pa
         assert f.recovery["path"] == "checkpoint" and f.recovery["tail_bytes"] == cp.log_end - confirmed
         assert f._next == m._next   # queue ends include the unconfirmed tail (messages and batches)
         fill(m, 100, start=200)
-        _replicate(m, f)
+        replicate(m, f)
         f.set_confirm_offset(m.max_physical_offset)
         assert content(f) == content(m)
         with open(m.log.segments[-1].path, "rb") as a, open(f.log.segments[-1].path, "rb") as b:

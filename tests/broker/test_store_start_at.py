@@ -13,6 +13,7 @@ import pytest
 from orbitmq.broker.store import Message, MessageStore, StoreConfig
 from orbitmq.broker.store.errors import LocalWriteRefused
 from orbitmq.broker.store.message_store import RESTARTING
+from tests.broker.test_store_follower import replicate
 
 SEG = 64 * 1024
 
@@ -23,15 +24,6 @@ def make(path, master: bool) -> MessageStore:
     s.set_write_gate(lambda: master)
     s.open()
     return s
-
-
-def replicate(m: MessageStore, f: MessageStore) -> None:
-    pos = f.max_physical_offset
-    while pos < m.max_physical_offset:
-        chunk = m.read_raw(pos, 50_000)
-        assert chunk
-        f.append_raw(pos, chunk)
-        pos += len(chunk)
 
 
 def seg_bytes(s: MessageStore) -> dict[int, bytes]:

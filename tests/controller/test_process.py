@@ -11,6 +11,7 @@ recovers the state without a spurious election.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import time
@@ -53,10 +54,9 @@ def wait(pred, timeout, what):
     return proc.wait_until(pred, timeout, 0.1, what)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    root = tmp_path_factory.mktemp("controller")
-    c = ControllerCluster(root, 3)
+@contextlib.contextmanager
+def running(c: ControllerCluster):
+    """`c`'s controllers started with a leader elected; their logs printed if anything fails; stopped."""
     try:
         c.start_controllers()
         c.leader_index(60)
@@ -66,6 +66,12 @@ def cluster(tmp_path_factory):
         raise
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with running(ControllerCluster(tmp_path_factory.mktemp("controller"), 3)) as c:
+        yield c
 
 
 def test_follower_answers_not_leader_with_the_leaders_address(cluster):
@@ -270,19 +276,11 @@ def calm_cluster(tmp_path):
     """A cluster of its own whose heartbeat timeout (10 s) outlasts any scheduling stall of a loaded
     machine: an election in the restart test below can then only come from lost state, never from a
     slow agent."""
-    c = ControllerCluster(tmp_path, 3, settings={"heartbeat_timeout_s": "10"})
-    try:
-        c.start_controllers()
-        c.leader_index(60)
+    with running(ControllerCluster(tmp_path, 3, settings={"heartbeat_timeout_s": "10"})) as c:
         for i in range(3):
             c.start_agent(c.add_agent(f"fo{i}", "fo", max_offset=100 * i))
         _run(lambda cl: cl.apply_broker_id(CL, "extra", 1, "127.0.0.1:1"), c, rpc_timeout_s=5.0)
         yield c
-    except BaseException:
-        print(c.logs(40))
-        raise
-    finally:
-        c.stop()
 
 
 def test_restart_of_every_node_recovers_state_without_spurious_election(calm_cluster):
