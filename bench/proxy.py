@@ -33,6 +33,7 @@ import sys
 import time
 from typing import Any
 
+from orbitmq.bench.consume_groups import pull_all
 from orbitmq.bench.harness import BenchCluster, process_cpu_s
 from orbitmq.common import net, proc
 
@@ -187,22 +188,6 @@ def _rate(parts: list) -> float:
     return n / max(1e-9, sum(p[1] for p in parts))
 
 
-def _direct_receive(namesrv: str, topic: str, want: int, seconds: float) -> tuple[int, float]:
-    from orbitmq.client import PullConsumer
-
-    c = PullConsumer("bench-direct", namesrv, pull_batch=32)
-    c.subscribe(topic)
-    got = 0
-    t0 = time.perf_counter()
-    c.start()
-    deadline = t0 + seconds
-    while got < want and time.perf_counter() < deadline:
-        got += len(c.poll(1.0))
-    dt = time.perf_counter() - t0
-    c.close()
-    return got, dt
-
-
 def _ours_receive(endpoint: str, topic: str, want: int, seconds: float) -> tuple[int, float]:
     """The proxy-mode push consumer (batch acks)."""
     import threading
@@ -275,7 +260,7 @@ def run(args: argparse.Namespace) -> dict:
                           "concurrent_sent": sum(p[0] for p in conc[k]),
                           "concurrent_send_msgs_per_s": round(_rate(conc[k]))}
             want = {k: res[k]["sent"] + WARMUP for k in res}
-            for k, (got, dt) in (("direct", _direct_receive(bc.namesrv, "BenchDirect", want["direct"], args.seconds)),
+            for k, (got, dt) in (("direct", pull_all(bc.namesrv, "BenchDirect", "bench-direct", want["direct"], args.seconds, 32)),
                                  ("proxy_ours", _ours_receive(ep, "BenchOurs", want["proxy_ours"], args.seconds))):
                 res[k].update(received=got, receive_msgs_per_s=round(got / dt))
             r = official.ask("receive", want=want["proxy_official"], seconds=args.seconds)
