@@ -6,6 +6,7 @@ The test process imports the official client (`rocketmq`) but never OrbitMQ's ow
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -59,6 +60,15 @@ def rmq():
             return rocketmq.ClientConfiguration(endpoint, rocketmq.Credentials(), namespace, request_timeout=10)
 
         def start(self, client):
+            # The client makes some of its grpc.aio calls on the calling thread, bound to that thread's
+            # current event loop, which it sets to its own I/O loop only when that thread creates a
+            # channel. An earlier asyncio.run() on this thread (other tests) leaves it None, so a client
+            # whose channel another thread created fails "no current event loop in thread 'MainThread'".
+            from rocketmq.v5.client.connection.rpc_client import RpcClient
+
+            loop = RpcClient.get_channel_io_loop()
+            if loop is not None:
+                asyncio.set_event_loop(loop)
             client.startup()
             started.append(client)
             return client
