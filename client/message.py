@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from orbitmq.client.routes import MessageQueue
 from orbitmq.protos import common_pb2
@@ -68,6 +70,58 @@ class SendReceipt:
         return self.queue.queue_id
 
 
+class BatchReceipts(Sequence[SendReceipt]):
+    """The receipts of one batch record, in send order: one queue, consecutive queue offsets from
+    `base_offset`, one physical offset. Each `SendReceipt` is made when it is read, so a batch of
+    thousands costs nothing per message until the caller looks."""
+
+    __slots__ = ("_ids", "addr", "base_offset", "epoch", "physical_offset", "queue")
+
+    def __init__(self, ids: list[str], queue: MessageQueue, base_offset: int, physical_offset: int,
+                 epoch: int, addr: str) -> None:
+        self._ids = ids
+        self.queue = queue
+        self.base_offset = base_offset
+        self.physical_offset = physical_offset
+        self.epoch = epoch
+        self.addr = addr
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, i: int) -> SendReceipt: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[SendReceipt]: ...
+
+    def __getitem__(self, i: int | slice) -> SendReceipt | list[SendReceipt]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self._ids)))]
+        n = len(self._ids)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("receipt index out of range")
+        return SendReceipt(self._ids[i], self.queue, self.base_offset + i, self.physical_offset, self.epoch,
+                           self.addr)
+
+    def __iter__(self) -> Iterator[SendReceipt]:
+        q, base, phys, epoch, addr = self.queue, self.base_offset, self.physical_offset, self.epoch, self.addr
+        for i, mid in enumerate(self._ids):
+            yield SendReceipt(mid, q, base + i, phys, epoch, addr)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a sequence compared by value, like a list
+
+    def __repr__(self) -> str:
+        return (f"BatchReceipts({len(self._ids)} messages, queue={self.queue}, offsets {self.base_offset}.."
+                f"{self.base_offset + len(self._ids) - 1}, physical_offset={self.physical_offset})")
+
+
 class MsgIdGenerator:
     """Unique ids: 16 hex digits of randomness per generator (process start) + a counter."""
 
@@ -89,3 +143,7 @@ class MsgIdGenerator:
             first = self._seq
             self._seq = first + n
         return first
+
+    def reserve_range(self, n: int) -> tuple[str, int]:
+        """`(prefix, first)` of `n` consecutive ids (see `reserve`)."""
+        return self.prefix, self.reserve(n)

@@ -18,7 +18,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -26,8 +26,9 @@ import grpc
 
 from orbitmq.broker.store import batch_record as br
 from orbitmq.client import errors
+from orbitmq.client.batch_columns import batch_columns
 from orbitmq.client.batching import Batch, BatchAccumulator
-from orbitmq.client.message import Message, MsgIdGenerator, SendReceipt
+from orbitmq.client.message import BatchReceipts, Message, MsgIdGenerator, SendReceipt
 from orbitmq.client.routes import MessageQueue, RouteInfo, Selector, select_round_robin
 from orbitmq.client.send_policy import PROBE_S, Decision, Failure, decide, moved
 from orbitmq.client.transport import Transport
@@ -147,37 +148,27 @@ class Producer:
         if msg.properties:
             pm.properties.update(msg.properties)
 
-    def _batch_request(self, topic: str, msgs: list[Message], born_ms: int) -> tuple[Any, list[str] | None]:
+    def _batch_request(self, msgs: list[Message], born_ms: int) -> tuple[Any, list[str] | None]:
         """One SendRequest carrying the messages as a batch record (built once, re-sent as is by
-        retries) and the messages' ids. Messages without ids get one compact range of ids. A batch
-        over batch_record.MAX_RECORD_BYTES goes as one-message records (ids None)."""
-        n = len(msgs)
-        prefix, first, ids = "", 0, None
-        if not any(m.msg_id for m in msgs):
-            first = self._ids.reserve(n)
-            prefix = self._ids.prefix
-            for i, m in enumerate(msgs):
-                m.msg_id = f"{prefix}{first + i:012X}"
-        else:
-            for m in msgs:
-                if not m.msg_id:
-                    m.msg_id = self._ids.next()
-            ids = [m.msg_id for m in msgs]
+        retries) and the messages' ids (batch_columns.py checks the messages and gives ids to those
+        without). A batch over batch_record.MAX_RECORD_BYTES goes as one-message records (ids None)."""
         try:
-            data = br.encode(topic, [m.body if type(m.body) is bytes else bytes(m.body) for m in msgs],
-                             tags=[m.tags for m in msgs] if any(m.tags for m in msgs) else None,
-                             keys=[m.keys for m in msgs] if any(m.keys for m in msgs) else None,
-                             properties=[m.properties for m in msgs] if any(m.properties for m in msgs) else None,
-                             msg_ids=ids, id_prefix=prefix, id_first=first, born_ts=born_ms, born_host=self._host)
+            c = batch_columns(msgs, self._ids.reserve_range, self._ids.next)
+        except ValueError as e:
+            raise errors.BadRequestError(str(e)) from None
+        try:
+            data = br.encode(c.topic, c.bodies, tags=c.tags, keys=c.keys, properties=c.properties,
+                             msg_ids=None if c.compact else c.ids, id_prefix=c.id_prefix, id_first=c.id_first,
+                             born_ts=born_ms, born_host=self._host)
         except ValueError as e:
             raise errors.BadRequestError(f"cannot build the batch: {e}") from None
         if len(data) > br.MAX_RECORD_BYTES:
             # too big for one record (replication moves a record whole): one-message records, as before
-            req = broker_pb2.SendRequest(topic=topic)
+            req = broker_pb2.SendRequest(topic=c.topic)
             for m in msgs:
                 self._add_wire(m, req.messages, born_ms)
             return req, None
-        return broker_pb2.SendRequest(topic=topic, batch=data), ids or [m.msg_id for m in msgs]
+        return broker_pb2.SendRequest(topic=c.topic, batch=data), c.ids
 
     # ---- attempts (shared by sync and async sends) ---------------------------------------------------
 
@@ -236,15 +227,17 @@ class Producer:
             return False
         return moved(job.addr, route.masters.get(job.mq.broker_set) if job.mq is not None else None)
 
-    def _receipts(self, job: _Job, resp: Any) -> list[SendReceipt]:
+    def _receipts(self, job: _Job, resp: Any) -> Sequence[SendReceipt]:
         if job.ids is not None:
             b = resp.batch
             if b.count != len(job.ids):
                 raise errors.InternalError(f"broker answered {b.count} results for a batch of {len(job.ids)}",
                                            address=job.addr)
-            q = MessageQueue(job.topic, resp.broker_set or job.mq.broker_set, b.queue_id)
-            base, phys, epoch, addr = b.base_queue_offset, b.physical_offset, resp.epoch, job.addr
-            return [SendReceipt(mid, q, base + i, phys, epoch, addr) for i, mid in enumerate(job.ids)]
+            q = job.mq
+            bset = resp.broker_set or q.broker_set
+            if b.queue_id != q.queue_id or bset != q.broker_set:
+                q = MessageQueue(job.topic, bset, b.queue_id)
+            return BatchReceipts(job.ids, q, b.base_queue_offset, b.physical_offset, resp.epoch, job.addr)
         pms = job.req.messages
         results = resp.results
         if len(results) == 1 == len(pms):    # a single send: its queue is (almost always) the one picked
@@ -271,7 +264,7 @@ class Producer:
 
     # ---- sync --------------------------------------------------------------------------------------
 
-    def _attempt_sync(self, job: _Job, selector: Selector | None, arg: Any, first: Any) -> list[SendReceipt]:
+    def _attempt_sync(self, job: _Job, selector: Selector | None, arg: Any, first: Any) -> Sequence[SendReceipt]:
         job.sent = False
         mq, addr = self._target(job, selector, arg, first)
         job.mq, job.addr = mq, addr
@@ -300,7 +293,7 @@ class Producer:
             raise _wire_error(e, addr) from None
 
     def _send_with_retry(self, topic: str, req: Any, selector: Selector | None, arg: Any,
-                         timeout: float | None, first: Any = None, ids: list[str] | None = None) -> list[SendReceipt]:
+                         timeout: float | None, first: Any = None, ids: list[str] | None = None) -> Sequence[SendReceipt]:
         job = _Job(topic, req, time.monotonic() + (timeout or self.send_timeout_s))
         job.ids = ids
         while True:
@@ -321,16 +314,16 @@ class Producer:
         return self._send_with_retry(msg.topic, req, selector, arg, timeout, msg)[0]
 
     def send_batch(self, msgs: list[Message], *, selector: Selector | None = None, arg: Any = None,
-                   timeout: float | None = None) -> list[SendReceipt]:
+                   timeout: float | None = None) -> Sequence[SendReceipt]:
         """Send messages of one topic as one request to one queue; receipts in the same order."""
+        if self._closed:
+            raise errors.ClientClosedError("producer is closed")
+        if not isinstance(msgs, list):
+            msgs = list(msgs)
         if not msgs:
             raise errors.BadRequestError("send_batch needs at least one message")
-        topic = getattr(msgs[0], "topic", "")
-        if any(getattr(m, "topic", topic) != topic for m in msgs):
-            raise errors.BadRequestError("every message of a batch must have the same topic")
-        for m in msgs:
-            self._validate_only(m)
-        req, ids = self._batch_request(topic, msgs, int(time.time() * 1000))
+        req, ids = self._batch_request(msgs, int(time.time() * 1000))
+        topic = req.topic
         return self._send_with_retry(topic, req, selector, arg, timeout, msgs[0], ids)
 
     def send_oneway(self, msg: Message, *, selector: Selector | None = None, arg: Any = None) -> None:
@@ -417,7 +410,7 @@ class Producer:
         """A closed batch as a send job (its messages as one batch record); its deadline is its
         first message's send timeout."""
         try:
-            req, ids = self._batch_request(b.key.topic, msgs, int(time.time() * 1000))
+            req, ids = self._batch_request(msgs, int(time.time() * 1000))
         except errors.OrbitError as e:
             job = _Job(b.key.topic, None, b.created + self.send_timeout_s, futs=b.items)
             job.last_err = e
@@ -430,7 +423,7 @@ class Producer:
         job.first = msgs[0]
         return job
 
-    def _settle(self, job: _Job, receipts: list[SendReceipt] | None = None,
+    def _settle(self, job: _Job, receipts: Sequence[SendReceipt] | None = None,
                 exc: BaseException | None = None) -> None:
         """Resolve the futures of a job once (receipts in order, the rest failed with `exc`)."""
         with self._cond:
