@@ -12,7 +12,8 @@ process with the same sync client style, so `send_vs_grpc` = sync sends/s / empt
 Batched produce and pull consume are measured against the one-way gRPC bulk transport of the
 same run (`produce_vs_transport`, `consume_vs_transport`, see bench/batch_throughput.py).
 Every phase is bounded by --messages and --seconds. `--only sync` runs the sync-send phase alone
-(framed and gRPC alternating, --sync-rounds rounds), `--only sync-framed` its framed half alone:
+(framed and gRPC alternating, --sync-rounds rounds), `--only sync-framed` its framed half alone,
+`--only batch` the batched produce and pull consume against the transport alone;
 for CPU-per-send figures and profiling (`sync_rounds`: every round's [sends/s, client us, broker us]). `--tls` measures plaintext and TLS side by
 side instead (bench/produce_tls.py, `secure_vs_plain`); `--auth` signed (auth_enabled broker) and
 unsigned sends (bench/produce_auth.py, `auth_vs_plain_sync`), both with `--tls --auth`.
@@ -48,9 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="auto", choices=["auto", "grpc"],
                    help="client protocol of the async and batch phases (auto: framed, announced by the broker)")
     p.add_argument("--no-grpc-latency", action="store_true", help="skip the gRPC end-to-end latency phase")
-    p.add_argument("--only", default="", choices=["", "sync", "sync-framed"],
+    p.add_argument("--only", default="", choices=["", "sync", "sync-framed", "batch"],
                    help="run only the sync-send phase: `sync` framed and gRPC alternating, `sync-framed` framed "
-                        "only (for CPU per send and profiling)")
+                        "only (for CPU per send and profiling); or `batch`: only batched produce and pull "
+                        "consume against the one-way transport (`produce_vs_transport`, `consume_vs_transport`)")
     p.add_argument("--sync-rounds", type=int, default=2,
                    help="rounds of the sync-send phase (each protocol --seconds/2 per round; the best round counts)")
     add_auth_arguments(p)
@@ -78,6 +80,10 @@ def run(args: argparse.Namespace) -> dict:
     out: dict = {"size": args.size, "batch": args.batch, "flush_mode": args.flush_mode, "queues": args.queues}
     with BenchCluster(args.flush_mode, remoting=True) as bc:
         bc.create_topic(topic, args.queues)
+        if getattr(args, "only", "") == "batch":
+            out.update(batch_throughput.measure(bc, args.size, args.messages, args.seconds, args.batch_bytes,
+                                                args.queues))
+            return out
         if not getattr(args, "only", ""):
             out["grpc_empty_call_per_s"] = round(grpc_empty_calls_per_s(bc.echo, args.seconds, args.messages))
         out.update(_sync_sends(bc, topic, body, args))

@@ -34,6 +34,23 @@ class Columns:
     compact: bool = False
 
 
+_HEX2 = [f"{i:02X}" for i in range(256)]
+
+
+def compact_ids(prefix: str, first: int, n: int) -> list[str]:
+    """`[br.format_id(prefix, c) for c in range(first, first + n)]`, a few times faster: per block of
+    256 counters the leading digits are formatted once and the last two come from a table."""
+    out: list[str] = []
+    c, end = first, first + n
+    while c < end:
+        lo = c & 0xFF
+        hi = min(256, lo + end - c)
+        head = f"{prefix}{c >> 8:0{ID_DIGITS - 2}X}"
+        out += [head + t for t in _HEX2[lo:hi]]
+        c += hi - lo
+    return out
+
+
 def batch_columns(msgs: list[Message], reserve: Callable[[int], tuple[str, int]],
                   next_id: Callable[[], str]) -> Columns:
     """Check `msgs` (TypeError as `Message.check` raises it, ValueError for an empty batch or mixed
@@ -81,7 +98,7 @@ def batch_columns(msgs: list[Message], reserve: Callable[[int], tuple[str, int]]
                     m.msg_id = ids[i] = next_id()
         return Columns(topic, bodies, tags, keys, props, ids)
     prefix, first = reserve(len(msgs))
-    ids = [f"{prefix}{c:0{ID_DIGITS}X}" for c in range(first, first + len(msgs))]  # br.format_id, inlined
+    ids = compact_ids(prefix, first, len(msgs))
     for m, mid in zip(msgs, ids, strict=True):
         m.msg_id = mid
     return Columns(topic, bodies, tags, keys, props, ids, prefix, first, True)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orbitmq.broker.store import batch_record as br
-from orbitmq.client.batch_columns import batch_columns
+from orbitmq.client.batch_columns import batch_columns, compact_ids
 from orbitmq.client.message import BatchReceipts, Message, MsgIdGenerator, SendReceipt
 from orbitmq.client.routes import MessageQueue
 
@@ -91,3 +91,8 @@ def test_batch_receipts_are_a_sequence_of_send_receipts() -> None:
     with pytest.raises(TypeError):
         hash(r)
     assert "10..12" in repr(r)
+
+
+@given(st.integers(0, (1 << 48) - 5000), st.integers(1, 4000))
+def test_compact_ids_are_the_record_formats_ids(first: int, n: int) -> None:
+    assert compact_ids("PFX", first, n) == [br.format_id("PFX", c) for c in range(first, first + n)]
