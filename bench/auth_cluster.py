@@ -1,6 +1,6 @@
 """A small real cluster with request authentication on, for the auth tests and the bench: one
 controller (holding users and ACLs, with a bootstrap admin user), one name server, one standalone
-broker with `auth_enabled`, optionally a cluster-mode proxy with `auth_enabled`. All share a
+broker with `auth_enabled` (with `framed`, serving the framed protocol too), optionally a cluster-mode proxy with `auth_enabled`. All share a
 cluster secret; with `tls`, every node serves and dials TLS with certificates of a throwaway CA
 (`self.ca`). Processes are stopped by PID (`stop()`)."""
 
@@ -19,7 +19,7 @@ ADMIN = ("root", "root-secret-0123456789")
 
 class AuthCluster:
     def __init__(self, root: Path, proxy: bool = False, broker_auth: bool = True, plain_broker: bool = False,
-                 tls: bool = False) -> None:
+                 tls: bool = False, framed: bool = False) -> None:
         self.root = root
         self.tls = tls
         self.ca = str(root / "tls" / "ca.pem") if tls else ""
@@ -32,6 +32,7 @@ class AuthCluster:
         self.broker = f"127.0.0.1:{net.free_port()}"
         self.proxy = f"127.0.0.1:{net.free_port()}" if proxy else ""
         self.broker_auth = broker_auth
+        self.framed = framed      # the broker also serves the framed protocol (remoting_listen)
         self.plain_broker = f"127.0.0.1:{net.free_port()}" if plain_broker else ""   # set broker-plain, auth off
 
     def _tls_args(self, name: str) -> list[str]:
@@ -58,7 +59,8 @@ class AuthCluster:
         net.wait_for_port(self.namesrv, 60)
         self._start("broker", "broker", "--listen", self.broker, "--namesrv", self.namesrv,
                     "--store-dir", str(self.root / "broker"), "--set", s, "--set", f"auth_enabled={self.broker_auth}",
-                    "--set", f"controllers={self.controller}", "--set", "auth_refresh_s=1.0")
+                    "--set", f"controllers={self.controller}", "--set", "auth_refresh_s=1.0",
+                    *(["--set", "remoting_listen=127.0.0.1:0"] if self.framed else []))
         net.wait_for_port(self.broker, 60)
         if self.plain_broker:
             self._start("broker-plain", "broker", "--listen", self.plain_broker, "--namesrv", self.namesrv,

@@ -116,9 +116,6 @@ class BrokerConfig:
                 split_addr(self.remoting_listen)
             except ValueError as e:
                 raise ConfigError(f"remoting_listen: {e}") from None
-            if self.auth_enabled:
-                raise ConfigError("remoting_listen and auth_enabled cannot be combined: the framed protocol "
-                                  "carries no request signatures yet, so it would bypass the ACL checks")
         if self.remoting_max_in_flight < 1:
             raise ConfigError("remoting_max_in_flight must be >= 1")
         if self.metrics_listen:

@@ -9,10 +9,10 @@ waits and errors are the same), and writing the replies. A method that finishes 
 replication, long poll) continues as a task and is answered when it ends, in any order.
 Never: rules of its own (they are the service's), or logging per request.
 
-Security hooks: `ssl=` wraps every accepted stream (TLS, `asyncio.start_server(ssl=...)` style).
-`authenticate(fields, peer, ssl_object)` is called with the client's HELLO fields; it returns
-None to accept or the reason to refuse (answered NO_PERMISSION, then the connection is closed),
-and when given, every connection must start with HELLO (nothing else is served before it).
+Security: `ssl=` wraps every accepted stream (TLS, `asyncio.start_server(ssl=...)` style). With
+`auth=` (broker/remoting_auth.py, `auth_enabled`), every connection must start with a signed HELLO
+(nothing else is served before it; a refused one is answered with the refusal, then the connection
+is closed) and each request is checked against the identity it proved before the service runs it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ log = logging.getLogger("orbitmq.broker.remoting")
 STORED_KEY = "orbitmq-stored"   # broker/service.py's trailing metadata key: "0" = nothing was stored
 LOG_BYTES = 200                 # what a log line quotes of a peer's bad input, at most
 
-Authenticate = Callable[[dict[str, Any], str, Any], "str | None"]
 
 
 class _Abort(Exception):  # noqa: N818 - the servicer's context.abort(), as an exception
@@ -99,8 +98,9 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: RemotingServer) -> None:
         self.server = server
-        self.side = ServerSide(server.max_frame, server.max_in_flight, require_hello=server.authenticate is not None,
+        self.side = ServerSide(server.max_frame, server.max_in_flight, require_hello=server.auth is not None,
                                server="orbitmq-broker")
+        self.identity: Any = None   # what the HELLO proved (with `auth`): remoting_auth.Identity
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.ctx = _Context("")
@@ -160,9 +160,17 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
             return
         out: list[bytes] = []
-        for ev in events:
+        for i, ev in enumerate(events):
             if type(ev) is Hello:
-                if not self._hello(ev, out):
+                later = self._hello(ev, out)
+                if later is not None:     # an unknown access key: decided after one refresh of the users
+                    self.paused = True
+                    self.transport.pause_reading()
+                    task = asyncio.get_running_loop().create_task(self._hello_later(ev, later, events[i + 1:]))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+                    break
+                if side.closed is not None:
                     break
             else:
                 self._dispatch(ev, out)
@@ -182,21 +190,52 @@ class _Connection(asyncio.Protocol):
 
     # ---- requests -------------------------------------------------------------------------------------
 
-    def _hello(self, ev: Hello, out: list[bytes]) -> bool:
-        auth = self.server.authenticate
-        why = None
+    def _hello(self, ev: Hello, out: list[bytes], refreshed: bool = False) -> str | None:
+        """Answer a HELLO into `out` (closing the connection after a refusal); returns the access key
+        to refresh the users for when `auth` has to see the users again first (nothing answered)."""
+        auth = self.server.auth
         if auth is not None:
+            from orbitmq.broker.remoting_auth import NeedsRefresh
             try:
-                why = auth(ev.fields, self.peer, self.transport.get_extra_info("ssl_object"))
-            except Exception as e:  # noqa: BLE001 - a failing hook refuses
-                why = f"authentication failed: {type(e).__name__}"
-        if why is None:
-            out.append(self.side.hello_reply(ev.request_id))
-            return True
-        log.warning("refused framed connection from %s: %s", self.peer, why[:LOG_BYTES])
-        out.append(self.side.fail(ev.request_id, ErrorInfo("NO_PERMISSION", why)))
-        self.side.closed = "authentication refused"
-        return False
+                got = auth.hello(ev.fields, self.peer, refreshed)
+            except NeedsRefresh as e:
+                return e.access_key
+            except Exception as e:  # noqa: BLE001 - a failing check refuses
+                log.exception("framed HELLO check failed")
+                got = ErrorInfo("UNAUTHENTICATED", f"authentication failed: {type(e).__name__}")
+            if isinstance(got, ErrorInfo):
+                out.append(self.side.fail(ev.request_id, got))
+                self.side.closed = "authentication refused"
+                return None
+            self.identity = got
+        out.append(self.side.hello_reply(ev.request_id))
+        return None
+
+    async def _hello_later(self, ev: Hello, access_key: str, rest: list[Any]) -> None:
+        """A HELLO naming an access key the users cache did not know: refresh once, decide, then
+        serve what the client pipelined behind it and read on."""
+        try:
+            await self.server.auth.auth.cache.refresh_unknown(access_key)
+        except Exception:  # noqa: BLE001 - the decision below refuses an unknown key
+            log.debug("users refresh for a framed HELLO failed", exc_info=True)
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        out: list[bytes] = []
+        self._hello(ev, out, refreshed=True)
+        if self.side.closed is None:
+            for r in rest:
+                self._dispatch(r, out)
+        if out:
+            t.write(b"".join(out))
+        if self.side.closed is not None:
+            t.close()
+            return
+        self.paused = False
+        if not self.side.want_pause:
+            t.resume_reading()
+        else:
+            self.paused = True
 
     def _dispatch(self, ev: Any, out: list[bytes]) -> None:
         rid, oneway = ev.request_id, ev.oneway
@@ -214,6 +253,12 @@ class _Connection(asyncio.Protocol):
                 out.append(self.side.fail(rid, ErrorInfo(
                     "BAD_REQUEST", f"malformed {m.request.DESCRIPTOR.name}: {str(e)[:LOG_BYTES]}")))
             return
+        if self.identity is not None:
+            refused = self.server.auth.check(self.identity, m.name, request, self.peer)
+            if refused is not None:
+                if not oneway:
+                    out.append(self.side.fail(rid, refused))
+                return
         coro = getattr(self.server.service, m.name)(request, self.ctx)
         try:
             yielded = coro.send(None)
@@ -262,7 +307,7 @@ class RemotingServer:
     """The framed listener of one broker: `await start(listen)`, then `await stop()`."""
 
     def __init__(self, service: Any, *, max_frame: int = framing.DEFAULT_MAX_FRAME, max_in_flight: int = 1024,
-                 ssl: Any = None, authenticate: Authenticate | None = None,
+                 ssl: Any = None, auth: Any = None,
                  methods: dict[int, Method] | None = None,
                  held_work: tuple[Callable[[], None], Callable[[], None]] | None = None) -> None:
         """`service` has an async method per name in `methods` (default: the Broker RPCs of
@@ -275,7 +320,7 @@ class RemotingServer:
         self.max_frame = max_frame
         self.max_in_flight = max_in_flight
         self.ssl = ssl
-        self.authenticate = authenticate
+        self.auth = auth           # broker/remoting_auth.FramedAuth when auth_enabled
         self.held_work = held_work
         self.connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -305,4 +350,4 @@ class RemotingServer:
         self._server = None
 
 
-__all__ = ["Authenticate", "LocalProtocolError", "RemotingServer"]
+__all__ = ["LocalProtocolError", "RemotingServer"]

@@ -62,7 +62,6 @@ class BrokerServer:
         self.remoting: Any = None
         self.remoting_address = ""
         self.remoting_ssl: Any = None
-        self.remoting_authenticate: Any = None
         self.registrar: Registrar | None = None
         self.obs: Observability | None = None
         self.limiter: InflightLimiter | None = None
@@ -164,12 +163,13 @@ class BrokerServer:
 
     async def _start_remoting(self) -> None:
         from orbitmq.broker.remoting import RemotingServer
+        from orbitmq.broker.remoting_auth import FramedAuth
         from orbitmq.common.net import split_addr
 
         cfg = self.config
         self.remoting = RemotingServer(self.service, max_frame=cfg.max_request_size + MiB,
                                        max_in_flight=cfg.remoting_max_in_flight, ssl=self.remoting_ssl,
-                                       authenticate=self.remoting_authenticate,
+                                       auth=FramedAuth(self.auth) if self.auth is not None else None,
                                        held_work=(self.store.hold_dispatch, self.store.run_held_dispatch))
         port = await self.remoting.start(cfg.remoting_listen)
         host = split_addr(cfg.remoting_listen)[0]
@@ -177,7 +177,7 @@ class BrokerServer:
             host = split_addr(cfg.listen)[0]   # announce the host clients already reach for gRPC
         self.remoting_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info("framed protocol listening %s", kv(addr=self.remoting_address, tls=self.remoting_ssl is not None,
-                                                    auth=self.remoting_authenticate is not None))
+                                                    auth=self.auth is not None))
 
     async def run_until_signal(self) -> None:
         stop = asyncio.Event()

@@ -181,7 +181,8 @@ class RemotingClient:
 
     def __init__(self, address: str, *, ssl_context: _ssl.SSLContext | None = None, server_hostname: str | None = None,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S, crc: bool = False,
-                 max_frame: int = DEFAULT_MAX_FRAME, hello: dict[str, Any] | None = None,
+                 max_frame: int = DEFAULT_MAX_FRAME,
+                 hello: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
                  methods: dict[str, Method] | None = None) -> None:
         split_addr(address)
         self.methods = BY_NAME if methods is None else methods   # name -> code and protobuf types
@@ -191,7 +192,8 @@ class RemotingClient:
         self.connect_timeout_s = connect_timeout_s
         self.crc = crc
         self.max_frame = max_frame
-        self.hello = dict(hello or {})     # extra HELLO fields: where credentials would go (see broker/remoting.py)
+        # extra HELLO fields, or a function making them at each connect: credentials (common/framed_auth.py)
+        self.hello = hello if callable(hello) else dict(hello or {})
         self._lock = threading.Lock()      # the connection state, the calls table, the deadline heap
         self._wlock = threading.Lock()     # one writer at a time on the socket
         self._rlock = threading.RLock()    # one reader at a time (re-entered by a callback that waits)
@@ -378,7 +380,8 @@ class RemotingClient:
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname or host)
             side = ClientSide(self.max_frame, crc=self.crc)
-            sock.sendall(side.hello(client="orbitmq-python", **self.hello))
+            fields = self.hello() if callable(self.hello) else self.hello
+            sock.sendall(side.hello(**{"client": "orbitmq-python", **fields}))
             while side.hello_fields is None:
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -69,14 +69,12 @@ class Transport:
         protocol where a broker announces it) or "grpc" (always); default: $ORBITMQ_CLIENT_PROTOCOL,
         else auto. `remoting_ssl`: an ssl.SSLContext for framed connections (default: made from
         `tls` when TLS is on). `credentials`: `Credentials(access_key, secret)` or a pair: every
-        call is signed as that user (over gRPC: the framed protocol carries no signatures yet)."""
+        call is signed as that user (over gRPC each call; a framed connection signs its HELLO)."""
         from orbitmq.common.credentials import of
         protocol = protocol or os.environ.get(PROTOCOL_ENV) or "auto"
         if protocol not in ("auto", "grpc"):
             raise ValueError(f"protocol must be auto or grpc, got {protocol!r}")
         self.credentials = of(credentials)
-        if self.credentials is not None:
-            protocol = "grpc"
         self.protocol = protocol
         self.remoting_ssl = remoting_ssl
         self._remoting_addr: dict[str, str] = {}           # broker gRPC address -> its framed address
@@ -147,8 +145,18 @@ class Transport:
                     raise errors.ClientClosedError("client is closed")
                 cli = self._remoting.get(raddr)
                 if cli is None:
-                    cli = self._remoting[raddr] = RemotingClient(raddr, ssl_context=self.remoting_ssl)
+                    cli = self._remoting[raddr] = RemotingClient(raddr, ssl_context=self.remoting_ssl,
+                                                                 hello=self._hello_fields())
         return cli
+
+    def _hello_fields(self) -> Any:
+        """What a framed connection's HELLO carries: nothing, or (made at each connect) the user's
+        signature (common/framed_auth.py)."""
+        creds = self.credentials
+        if creds is None:
+            return None
+        from orbitmq.common.framed_auth import user_fields
+        return lambda: user_fields(creds, time.time())
 
     def future(self, addr: str, method: str, request: Any, timeout: float) -> Any:
         """Start a Broker RPC: a grpc.Future, or its framed look-alike (same results and errors)."""

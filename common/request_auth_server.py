@@ -81,7 +81,7 @@ class RequestAuthInterceptor(grpc.aio.ServerInterceptor):
         self._verdicts: dict[tuple[str, Need], acl.Verdict] = {}   # for `_verdicts_of` (one snapshot)
         self._verdicts_of: Any = None
 
-    def _decide(self, snap: acl.Snapshot, ak: str, need: Need) -> acl.Verdict:
+    def decide(self, snap: acl.Snapshot, ak: str, need: Need) -> acl.Verdict:
         """`acl.decide` for a need, remembered for this snapshot (the same calls repeat)."""
         if self._verdicts_of is not snap:
             self._verdicts, self._verdicts_of = {}, snap
@@ -103,14 +103,14 @@ class RequestAuthInterceptor(grpc.aio.ServerInterceptor):
             try:
                 node_auth.verify(self.secret or b"", method, payload_of(request), header, int(time.time() * 1000))
             except node_auth.NodeAuthError as e:
-                return self._refused(False, f"{e}", method, peer, "")
+                return self.refuse(False, f"{e}", method, peer, "")
             self.stats["node"] += 1
             return None
         need = self.need_of(method, request, md)
         if need is None:
             return None
         if need.node_only:
-            return self._refused(False, f"{method} is for cluster nodes only (sign with the cluster secret)",
+            return self.refuse(False, f"{method} is for cluster nodes only (sign with the cluster secret)",
                                  method, peer, "")
         now = time.time()
         snap = self.cache.snapshot
@@ -118,19 +118,19 @@ class RequestAuthInterceptor(grpc.aio.ServerInterceptor):
             ak = request_auth.verify(md, snap.secret_of, now, self.max_skew_s, local_offset_s(now))
         except request_auth.AuthFailure as e:
             if e.kind != request_auth.Failure.UNKNOWN_KEY or not await self.cache.refresh_unknown(e.access_key):
-                return self._refused(False, f"authentication failed: {e}", method, peer, e.access_key)
+                return self.refuse(False, f"authentication failed: {e}", method, peer, e.access_key)
             snap = self.cache.snapshot
             try:
                 ak = request_auth.verify(md, snap.secret_of, now, self.max_skew_s, local_offset_s(now))
             except request_auth.AuthFailure as e2:
-                return self._refused(False, f"authentication failed: {e2}", method, peer, e2.access_key)
-        verdict = self._decide(snap, ak, need)
+                return self.refuse(False, f"authentication failed: {e2}", method, peer, e2.access_key)
+        verdict = self.decide(snap, ak, need)
         if not verdict.allowed:
-            return self._refused(True, f"not authorised: {verdict.reason}", method, peer, ak)
+            return self.refuse(True, f"not authorised: {verdict.reason}", method, peer, ak)
         self.stats["accepted"] += 1
         return None
 
-    def _refused(self, forbidden: bool, message: str, method: str, peer: str, ak: str) -> Refusal:
+    def refuse(self, forbidden: bool, message: str, method: str, peer: str, ak: str) -> Refusal:
         self.stats["forbidden" if forbidden else "unauthenticated"] += 1
         log.warning("[%s] %s %s from %s user=%s: %s", self.what, "FORBIDDEN" if forbidden else "UNAUTHENTICATED",
                     method.rpartition("/")[2], peer, ak[:64] or "-", message[:300])

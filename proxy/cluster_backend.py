@@ -115,7 +115,9 @@ class ClusterBackend:
     async def open(self) -> None:
         self.transport = Transport(self.config.namesrv, route_refresh_s=5.0, tls=self._tls())
         if self.config.broker_protocol == "auto":
-            self._framed = FramedBrokers(client_ssl_context(self._tls()))
+            from orbitmq.common.node_auth import load_secret
+            self._framed = FramedBrokers(client_ssl_context(self._tls()),
+                                         cluster_secret=load_secret(self.config.cluster_secret_file))
 
     async def close(self) -> None:
         if self._framed is not None:

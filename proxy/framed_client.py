@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl as _ssl
+import time
 from typing import Any
 
-from orbitmq.common import dial_map
+from orbitmq.common import dial_map, framed_auth
 from orbitmq.common.framing import DEFAULT_MAX_FRAME, ErrorInfo, FrameError
 from orbitmq.common.framing_conn import ClientSide, Failed, HelloReply, LocalProtocolError, Reply
 from orbitmq.common.framing_methods import BY_NAME
@@ -99,9 +101,13 @@ class _Conn(asyncio.Protocol):
 class FramedBrokers:
     """Framed connections to any number of brokers, keyed by framed address."""
 
-    def __init__(self, ssl_context: _ssl.SSLContext | None = None, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, ssl_context: _ssl.SSLContext | None = None, max_frame: int = DEFAULT_MAX_FRAME,
+                 cluster_secret: bytes | None = None) -> None:
+        """`cluster_secret`: each connection's HELLO proves it (a node: brokers with `auth_enabled`
+        serve it, common/framed_auth.py)."""
         self.ssl_context = ssl_context
         self.max_frame = max_frame
+        self.cluster_secret = cluster_secret
         self._conns: dict[str, _Conn] = {}
         self._opening: dict[str, asyncio.Future] = {}
 
@@ -161,7 +167,9 @@ class FramedBrokers:
             async with asyncio.timeout(limit):
                 await loop.create_connection(lambda: conn, host, port, ssl=self.ssl_context,
                                              server_hostname=host if self.ssl_context is not None else None)
-                conn.transport.write(conn.side.hello(client="orbitmq-proxy"))
+                fields = {} if not self.cluster_secret else framed_auth.node_fields(
+                    self.cluster_secret, int(time.time() * 1000), os.urandom(framed_auth.NONCE_BYTES))
+                conn.transport.write(conn.side.hello(**{"client": "orbitmq-proxy", **fields}))
                 await conn.hello
         except FramedCallError as e:
             conn._fail("HELLO refused")
