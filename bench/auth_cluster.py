@@ -1,7 +1,7 @@
 """A small real cluster with request authentication on, for the auth tests and the bench: one
 controller (holding users and ACLs, with a bootstrap admin user), one name server, one standalone
-broker with `auth_enabled` (with `framed`, serving the framed protocol too), optionally a cluster-mode proxy with `auth_enabled`. All share a
-cluster secret; with `tls`, every node serves and dials TLS with certificates of a throwaway CA
+broker with `auth_enabled`, optionally a cluster-mode proxy with `auth_enabled` (with `framed`, the
+brokers serve the framed protocol too). All share a cluster secret; with `tls`, every node serves and dials TLS with certificates of a throwaway CA
 (`self.ca`). Processes are stopped by PID (`stop()`)."""
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ class AuthCluster:
         net.wait_for_port(self.broker, 60)
         if self.plain_broker:
             self._start("broker-plain", "broker", "--listen", self.plain_broker, "--namesrv", self.namesrv,
-                        "--store-dir", str(self.root / "broker-plain"), "--broker-set", "broker-plain", "--set", s)
+                        "--store-dir", str(self.root / "broker-plain"), "--broker-set", "broker-plain", "--set", s,
+                        *(["--set", "remoting_listen=127.0.0.1:0"] if self.framed else []))
             net.wait_for_port(self.plain_broker, 60)
         if self.proxy:
             self._start("proxy", "proxy", "--mode", "cluster", "--namesrv", self.namesrv, "--listen", self.proxy,

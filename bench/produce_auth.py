@@ -4,7 +4,9 @@ sends, side by side in one run.
 Starts a controller (users and ACLs), a name server and two brokers of two sets: `broker-a` with
 `auth_enabled` and `broker-plain` without. The same Producer code sends 1 message per call (sync)
 and `--batch` messages per call, alternating plain and signed phases (and their order) for
-`--rounds` rounds; each figure is the median over rounds. `auth_vs_plain_sync` = signed sync
+`--rounds` rounds; each figure is the median over rounds. Both brokers serve the framed protocol and
+both producers use it (a signed connection signs its HELLO once), unless `--protocol grpc` (every
+call signed). `auth_vs_plain_sync` = signed sync
 sends/s over plain ones; because throughput on a shared machine moves with everyone else's load,
 each phase also gives CPU microseconds per message (this process + that mode's broker, from /proc)
 and `auth_vs_plain_cpu_*` = plain CPU per message over signed CPU per message.
@@ -103,9 +105,11 @@ def run_auth(args) -> dict:
     from orbitmq.common import proc
 
     root = Path(tempfile.mkdtemp(prefix="orbitmq-bench-auth-"))
-    cl = AuthCluster(root, plain_broker=True)
+    framed = getattr(args, "protocol", "auto") != "grpc"
+    cl = AuthCluster(root, plain_broker=True, framed=framed)
     rounds = max(1, getattr(args, "rounds", 3))
-    out: dict = {"size": args.size, "batch": args.batch, "rounds": rounds, "seconds_per_phase": args.seconds}
+    out: dict = {"size": args.size, "batch": args.batch, "rounds": rounds, "seconds_per_phase": args.seconds,
+                 "protocol": "framed" if framed else "grpc"}
     try:
         cl.start()
         cl.admin_ok("user", "create", USER[0], "--secret", USER[1])
@@ -115,7 +119,9 @@ def run_auth(args) -> dict:
             a.create_topic("BenchAuth", args.queues, broker_sets=["broker-a"])
             a.create_topic("BenchPlain", args.queues, broker_sets=["broker-plain"])
         body = b"x" * args.size
-        with Producer(cl.namesrv) as plain, Producer(cl.namesrv, credentials=USER) as signed:
+        proto = "auto" if framed else "grpc"
+        with Producer(cl.namesrv, protocol=proto) as plain, \
+                Producer(cl.namesrv, credentials=USER, protocol=proto) as signed:
             def allowed() -> bool:
                 try:
                     signed.send(Message("BenchAuth", body))
