@@ -3,8 +3,9 @@ limit measured in the same run (bench/transport_oneway.py): `produce_vs_transpor
 of sync `send_batch` calls (one at a time, each a batch record of about --batch-bytes) over the
 transport's produce direction (256 KiB requests, empty replies, one at a time), the two measured in
 alternating slices (`rounds`) so that load from elsewhere on the machine hits both alike;
-`consume_vs_transport` = message bytes/s of the lite pull consumer reading them back over the
-transport's consume direction (empty requests, 256 KiB replies), measured before and after the
+`consume_vs_transport` = message bytes/s of the lite pull consumer reading them back (after its
+first poll returned: the group's start, rebalance and first pull are `pull_start_s`, and
+`pull_msgs_per_s_with_start` counts them in) over the transport's consume direction (empty requests, 256 KiB replies), measured before and after the
 produce phase and averaged (the machine is shared). Also: async sends (msgs/s).
 Used by `orbitmq bench produce` and `orbitmq bench consume`; bounded by --messages and --seconds.
 """
@@ -86,15 +87,22 @@ def measure(bc: Any, size: int, messages: int, seconds: float, batch_bytes: int,
         t0 = time.perf_counter()
         c.start()
         deadline = t0 + max(seconds, 10.0) * 3
+        t_first = first = 0.0
         while got < total and time.perf_counter() < deadline:
             msgs = c.poll(1.0)
             got += sum(1 for m in msgs if len(m.body) == size)   # every body is read, as a consumer would
-        dt = time.perf_counter() - t0
+            if not t_first and got:
+                t_first, first = time.perf_counter(), got   # the group joined and the first pull came back
+        t_end = time.perf_counter()
         c.close()
         out["pull_consumed"] = got
         out["pull_batch_messages"] = pull_batches * n_batch
-        out["pull_msgs_per_s"] = round(got / dt)
-        out["pull_mb_per_s"] = round(got * size / dt / 1e6, 1)
+        out["pull_start_s"] = round(t_first - t0, 3)
+        out["pull_msgs_per_s_with_start"] = round(got / (t_end - t0))
+        # steady state: what came after the first poll, over the time after it
+        rate = (got - first) / (t_end - t_first) if t_first and got > first and t_end > t_first else got / (t_end - t0)
+        out["pull_msgs_per_s"] = round(rate)
+        out["pull_mb_per_s"] = round(rate * size / 1e6, 1)
         out["consume_vs_transport"] = round(out["pull_mb_per_s"] / tc, 3)
     return out
 

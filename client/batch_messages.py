@@ -39,7 +39,11 @@ class BatchMessage:
 
     @property
     def body(self) -> bytes:
-        return self._v.body(self._i)
+        v, i = self._v, self._i
+        a = v._body_at          # (BatchView.body, inlined: read once per message by most consumers)
+        if a is None:
+            return v.body(i)
+        return v.buf[a[i]:a[i + 1]]
 
     @property
     def tags(self) -> str:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from orbitmq.client import errors
-from orbitmq.client.consumer_base import ConsumerBase, QueueState
+from orbitmq.client.consumer_base import ConsumerBase, QueueState, offsets_of
 
 log = logging.getLogger("orbitmq.client.consumer")
 
@@ -80,7 +80,7 @@ class PushConsumer(ConsumerBase):
             log.exception("listener failed on %d message(s) of %s", len(msgs), qs.mq.key())
             status = ConsumeStatus.RECONSUME_LATER
         if status is None or status is ConsumeStatus.SUCCESS:
-            qs.ack([m.queue_offset for m in msgs])
+            qs.ack(offsets_of(msgs))
             return
         done: list[int] = []
         again: list[Any] = []

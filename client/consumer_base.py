@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,21 @@ class QueueState:
     last_committed: int = -1
     dropped: bool = False
 
-    def ack(self, offsets: list[int]) -> None:
+    def ack(self, offsets: Sequence[int]) -> None:
         with self.lock:
             if self.tracker is not None:
                 self.tracker.ack_many(offsets)
+
+
+def offsets_of(msgs: list[Any]) -> Sequence[int]:
+    """The queue offsets of messages of one pull, in queue order: a `range` when they are
+    consecutive (no tag filtered any out), which the tracker takes in O(1)."""
+    if not msgs:
+        return ()
+    lo, hi = msgs[0].queue_offset, msgs[-1].queue_offset
+    if hi - lo == len(msgs) - 1:
+        return range(lo, hi + 1)
+    return [m.queue_offset for m in msgs]
 
 
 def tag_set(expr: str) -> set[str] | None:
@@ -305,7 +316,7 @@ class ConsumerBase:
                     return
                 if msgs and msgs[0].queue_offset < qs.tracker.next_offset:   # never deliver twice what this tracker handed out
                     msgs = [m for m in msgs if m.queue_offset >= qs.tracker.next_offset]
-                qs.tracker.add([m.queue_offset for m in msgs], resp.next_offset)
+                qs.tracker.add(offsets_of(msgs), resp.next_offset)
             if msgs:
                 self._deliver(qs, msgs)
         elif st in (broker_pb2.PULL_OFFSET_MOVED, broker_pb2.PULL_OFFSET_ILLEGAL):

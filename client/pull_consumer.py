@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from orbitmq.client import errors
-from orbitmq.client.consumer_base import ConsumerBase, QueueState
+from orbitmq.client.consumer_base import ConsumerBase, QueueState, offsets_of
 from orbitmq.client.routes import MessageQueue
 
 
@@ -65,7 +65,7 @@ class PullConsumer(ConsumerBase):
             take, rest = msgs[:room], msgs[room:]
             if rest:
                 self._carry = (qs, rest)
-            qs.ack([m.queue_offset for m in take])
+            qs.ack(offsets_of(take))
             out.extend(take)
         return out
 

@@ -80,3 +80,58 @@ def test_ack_many_matches_one_by_one_acks() -> None:
             for o in acks[i:i + 3]:
                 b.ack(o)
             assert (a.committable(), a.in_flight()) == (b.committable(), b.in_flight())
+
+
+class Reference:
+    """The tracker's rule by brute force: in flight = pulled and not acknowledged."""
+
+    def __init__(self, next_offset: int) -> None:
+        self.pulled: list[int] = []
+        self.acked: set[int] = set()
+        self.next_offset = next_offset
+
+    def add(self, offsets: list[int], next_offset: int) -> None:
+        self.pulled += offsets
+        self.next_offset = max(self.next_offset, next_offset)
+
+    def ack(self, o: int) -> None:
+        if o in self.pulled:
+            self.acked.add(o)
+
+    def committable(self) -> int:
+        left = [p for p in self.pulled if p not in self.acked]
+        return min(left) if left else self.next_offset
+
+    def in_flight(self) -> int:
+        return len(self.pulled) - len(self.acked)
+
+
+@given(st.integers(0, 50), st.lists(st.tuples(st.integers(0, 3), st.integers(1, 12), st.booleans()), min_size=1,
+                                   max_size=8), st.data())
+def test_runs_behave_like_the_brute_force_rule(start, pulls, data):
+    """Pulls with gaps (tag filtering) or without, acks one by one, as lists in any order, or as
+    ranges (what poll() passes for consecutive messages): same committable and in-flight counts."""
+    t, ref = OffsetTracker(start), Reference(start)
+    nxt = start
+    for gap, n, sparse in pulls:
+        lo = nxt + gap
+        offs = [o for i, o in enumerate(range(lo, lo + n)) if not sparse or i % 2 == 0]
+        nxt = lo + n
+        t.add(range(offs[0], offs[-1] + 1) if not sparse else offs, nxt)
+        ref.add(offs, nxt)
+        for _ in range(data.draw(st.integers(0, 3))):
+            kind = data.draw(st.sampled_from(["one", "list", "range"]))
+            if kind == "range":
+                a = data.draw(st.integers(start, nxt))
+                b = data.draw(st.integers(a, nxt + 2))
+                acks = range(a, b)
+            else:
+                acks = data.draw(st.lists(st.integers(start - 2, nxt + 2), max_size=6))
+            if kind == "one":
+                for o in acks:
+                    t.ack(o)
+            else:
+                t.ack_many(acks)
+            for o in acks:
+                ref.ack(o)
+            assert (t.committable(), t.in_flight()) == (ref.committable(), ref.in_flight())
