@@ -300,3 +300,17 @@ def test_expiry_moves_queue_minimum_to_a_batch_boundary(tmp_path) -> None:
         assert [m.queue_offset for m in got] == list(range(mn, 200))
     finally:
         s.close()
+
+
+def test_resending_the_same_messages_with_their_ids_spelled_out_is_a_retry(tmp_path) -> None:
+    """The producer writes a batch's compact ids back to its messages: sending those objects again
+    builds a record with explicit ids, to any queue; it is answered with the original offsets."""
+    s = _store(tmp_path / "s")
+    try:
+        r1, dup1 = s.put_batch_record(_batch(5, prefix="CAFE"), 0)
+        again = _batch(5, msg_ids=[br.format_id("CAFE", i) for i in range(5)])
+        r2, dup2 = s.put_batch_record(again, 1)
+        assert (dup1, dup2) == (False, True) and r2 == r1
+        assert len(_all(s, 0)) == 5 and _all(s, 1) == []
+    finally:
+        s.close()
