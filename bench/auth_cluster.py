@@ -6,9 +6,11 @@ brokers serve the framed protocol too). All share a cluster secret; with `tls`, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from orbitmq.common import net, proc
@@ -73,6 +75,19 @@ class AuthCluster:
                         "--set", "auth_refresh_s=1.0")
             net.wait_for_port(self.proxy, 60)
         return self
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[AuthCluster]:
+        """Started for the `with` block and stopped after it; the processes' last log lines are
+        printed if the block fails (a test fixture's set-up included)."""
+        try:
+            self.start()
+            yield self
+        except BaseException:
+            print(self.logs())
+            raise
+        finally:
+            self.stop()
 
     def admin(self, *args: str, as_admin: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run `orbitmq admin ARGS` against this cluster (signed as the bootstrap admin user)."""

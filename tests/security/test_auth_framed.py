@@ -35,8 +35,7 @@ BOB = Credentials("bob", "bob-secret-4567")
 
 @pytest.fixture(scope="module")
 def cl(tmp_path_factory):
-    c = AuthCluster(tmp_path_factory.mktemp("auth-framed"), framed=True).start()
-    try:
+    with AuthCluster(tmp_path_factory.mktemp("auth-framed"), framed=True).running() as c:
         assert '"root"' in c.admin_ok("user", "list", "--json")
         c.admin_ok("topic", "create", "orders", "--queues", "1")
         c.admin_ok("topic", "create", "audit", "--queues", "1")
@@ -46,11 +45,6 @@ def cl(tmp_path_factory):
         c.admin_ok("acl", "set", "bob", "--resource", "TOPIC:orders", "--actions", "sub")
         c.admin_ok("acl", "set", "bob", "--resource", "GROUP:billing", "--actions", "sub")
         yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
 
 
 def framed_addr(cl: AuthCluster) -> str:

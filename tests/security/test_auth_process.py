@@ -33,8 +33,7 @@ BOB = ("bob", "bob-secret-4567")
 
 @pytest.fixture(scope="module")
 def cl(tmp_path_factory):
-    c = AuthCluster(tmp_path_factory.mktemp("auth")).start()
-    try:
+    with AuthCluster(tmp_path_factory.mktemp("auth")).running() as c:
         out = c.admin_ok("user", "list", "--json")   # waits until the controller serves and made the admin
         assert '"root"' in out
         c.admin_ok("topic", "create", "orders", "--queues", "2")
@@ -49,11 +48,6 @@ def cl(tmp_path_factory):
         # the broker's copy moves a whole version at a time: once bob's last entry works, all of the above do
         proc.wait_until(lambda: bob_pull(c, "billing") is None, 60, 0.3, "the broker knows every policy")
         yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
 
 
 def send(cl: AuthCluster, topic: str, creds, body: bytes = b"x") -> object:

@@ -27,8 +27,7 @@ DAVE = ("dave", "dave-secret-789")
 
 @pytest.fixture(scope="module")
 def cl(tmp_path_factory):
-    c = AuthCluster(tmp_path_factory.mktemp("authproxy"), proxy=True).start()
-    try:
+    with AuthCluster(tmp_path_factory.mktemp("authproxy"), proxy=True).running() as c:
         c.admin_ok("user", "list")
         c.admin_ok("topic", "create", "orders", "--queues", "2")
         c.admin_ok("topic", "create", "audit", "--queues", "1")
@@ -43,11 +42,6 @@ def cl(tmp_path_factory):
         proc.wait_until(lambda: official_call(c, *DAVE, "QueryAssignment", assignment).status.code
                         not in (Code.UNAUTHORIZED, Code.FORBIDDEN), 60, 0.3, "the proxy knows dave's policy")
         yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.stop()
 
 
 @pytest.fixture
