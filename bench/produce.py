@@ -13,7 +13,8 @@ Batched produce and pull consume are measured against the one-way gRPC bulk tran
 same run (`produce_vs_transport`, `consume_vs_transport`, see bench/batch_throughput.py).
 Every phase is bounded by --messages and --seconds. `--only sync` runs the sync-send phase alone
 (framed and gRPC alternating, --sync-rounds rounds), `--only sync-framed` its framed half alone,
-`--only batch` the batched produce and pull consume against the transport alone;
+`--only batch` the batched produce and pull consume against the transport alone, `--only latency`
+the end-to-end latency phases alone;
 for CPU-per-send figures and profiling (`sync_rounds`: every round's [sends/s, client us, broker us]). `--tls` measures plaintext and TLS side by
 side instead (bench/produce_tls.py, `secure_vs_plain`); `--auth` signed (auth_enabled broker) and
 unsigned sends (bench/produce_auth.py, `auth_vs_plain_sync`), both with `--tls --auth`.
@@ -49,10 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="auto", choices=["auto", "grpc"],
                    help="client protocol of the async and batch phases (auto: framed, announced by the broker)")
     p.add_argument("--no-grpc-latency", action="store_true", help="skip the gRPC end-to-end latency phase")
-    p.add_argument("--only", default="", choices=["", "sync", "sync-framed", "batch"],
+    p.add_argument("--only", default="", choices=["", "sync", "sync-framed", "batch", "latency"],
                    help="run only the sync-send phase: `sync` framed and gRPC alternating, `sync-framed` framed "
                         "only (for CPU per send and profiling); or `batch`: only batched produce and pull "
-                        "consume against the one-way transport (`produce_vs_transport`, `consume_vs_transport`)")
+                        "consume against the one-way transport (`produce_vs_transport`, `consume_vs_transport`); or `latency`: "
+                        "only end-to-end latency at --latency-rate, framed then gRPC")
     p.add_argument("--sync-rounds", type=int, default=2,
                    help="rounds of the sync-send phase (each protocol --seconds/2 per round; the best round counts)")
     add_auth_arguments(p)
@@ -80,6 +82,11 @@ def run(args: argparse.Namespace) -> dict:
     out: dict = {"size": args.size, "batch": args.batch, "flush_mode": args.flush_mode, "queues": args.queues}
     with BenchCluster(args.flush_mode, remoting=True) as bc:
         bc.create_topic(topic, args.queues)
+        if getattr(args, "only", "") == "latency":
+            out.update(_latency(bc, args, "auto", ""))
+            if not args.no_grpc_latency:
+                out.update(_latency(bc, args, "grpc", "grpc_"))
+            return out
         if getattr(args, "only", "") == "batch":
             out.update(batch_throughput.measure(bc, args.size, args.messages, args.seconds, args.batch_bytes,
                                                 args.queues))
