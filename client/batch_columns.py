@@ -75,8 +75,9 @@ def batch_columns(msgs: list[Message], reserve: Callable[[int], tuple[str, int]]
             bodies[i] = bytes(b)
     tags: list[str] | None = [m.tags for m in msgs]
     if {type(t) for t in tags} != {str}:
-        bad = next(t for t in tags if not isinstance(t, str))
-        raise TypeError(f"tags must be str, got {type(bad).__name__}")
+        for t in tags:
+            if not isinstance(t, str):
+                raise TypeError(f"tags must be str, got {type(t).__name__}")
     if not any(tags):
         tags = None
     keys: list[Any] | None = [m.keys for m in msgs]

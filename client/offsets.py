@@ -65,9 +65,10 @@ class OffsetTracker:
 
     def ack_many(self, offsets: Sequence[int]) -> None:
         """ack() each offset (any order). A `range` (step 1) at the front of the oldest run, what a
-        consumer taking messages in order acknowledges, leaves at once."""
+        consumer taking messages in order acknowledges, leaves at once (while no offset waits
+        acknowledged out of order: one inside the range must leave the set too)."""
         runs = self._runs
-        if type(offsets) is range and offsets.step == 1 and runs and len(offsets):
+        if type(offsets) is range and offsets.step == 1 and runs and len(offsets) and not self._acked:
             lo, hi = runs[0]
             if offsets.start == lo and offsets.stop <= hi:
                 self._pop_front(len(offsets))

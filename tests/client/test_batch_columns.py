@@ -96,3 +96,14 @@ def test_batch_receipts_are_a_sequence_of_send_receipts() -> None:
 @given(st.integers(0, (1 << 48) - 5000), st.integers(1, 4000))
 def test_compact_ids_are_the_record_formats_ids(first: int, n: int) -> None:
     assert compact_ids("PFX", first, n) == [br.format_id("PFX", c) for c in range(first, first + n)]
+
+
+def test_subclasses_of_str_and_bytes_pass_as_message_check_lets_them() -> None:
+    class Tag(str):
+        pass
+
+    class Body(bytes):
+        pass
+
+    c = cols([Message("T", Body(b"a"), tags=Tag("red")), Message("T", b"b")])
+    assert c.tags == ["red", ""] and c.bodies == [b"a", b"b"] and type(c.bodies[0]) is bytes

@@ -135,3 +135,12 @@ def test_runs_behave_like_the_brute_force_rule(start, pulls, data):
             for o in acks:
                 ref.ack(o)
             assert (t.committable(), t.in_flight()) == (ref.committable(), ref.in_flight())
+
+
+def test_a_range_over_an_offset_acknowledged_out_of_order_counts_it_once() -> None:
+    """Found by the model test above: acking 1, then range(0, 2), left in_flight at -1."""
+    t = OffsetTracker(0)
+    t.add(range(0, 2), 2)
+    t.ack_many(range(1, 3))
+    t.ack_many(range(0, 2))
+    assert (t.committable(), t.in_flight()) == (2, 0)
