@@ -27,6 +27,7 @@ import json
 import struct
 import sys
 import time
+from typing import Any
 
 from orbitmq.bench import batch_throughput
 from orbitmq.bench.harness import BenchCluster, grpc_empty_calls_per_s, percentile, process_cpu_s, rate
@@ -172,6 +173,18 @@ def _sync_sends(bc: BenchCluster, topic: str, body: bytes, args: argparse.Namesp
 
 
 def _latency(bc: BenchCluster, args: argparse.Namespace, protocol: str, key: str) -> dict:
+    e2e, st = latency_samples(bc, args, protocol, key, with_store=True)
+    return {"latency_rate": args.latency_rate, f"{key}latency_samples": len(e2e),
+            f"{key}e2e_p50_ms": round(percentile(e2e, 50), 2), f"{key}e2e_p99_ms": round(percentile(e2e, 99), 2),
+            f"{key}store_to_receive_p50_ms": round(percentile(st, 50), 2),
+            f"{key}store_to_receive_p99_ms": round(percentile(st, 99), 2)}
+
+
+def latency_samples(bc: BenchCluster, args: argparse.Namespace, protocol: str, key: str,
+                    with_store: bool = False) -> Any:
+    """End-to-end latencies (ms) of --latency-rate x --latency-seconds sends, one at a time, received
+    by a push consumer in its own process (bench/latency_consumer.py) on a topic of its own; with
+    `with_store`, (e2e, store-to-receive) instead."""
     from orbitmq.client import Message, Producer
 
     topic = f"BenchLatency{key.strip('_').capitalize()}"
@@ -196,9 +209,5 @@ def _latency(bc: BenchCluster, args: argparse.Namespace, protocol: str, key: str
             p.send(Message(topic, struct.pack("<d", time.time()) + pad))
     proc.wait_until(lambda: not c.alive(), args.latency_seconds + 40, what="latency consumer done")
     data = json.loads(res_file.read_text())
-    e2e, st = data["e2e_ms"], data["store_to_receive_ms"]
-    return {"latency_rate": args.latency_rate, f"{key}latency_samples": len(e2e),
-            f"{key}e2e_p50_ms": round(percentile(e2e, 50), 2), f"{key}e2e_p99_ms": round(percentile(e2e, 99), 2),
-            f"{key}store_to_receive_p50_ms": round(percentile(st, 50), 2),
-            f"{key}store_to_receive_p99_ms": round(percentile(st, 99), 2)}
+    return (data["e2e_ms"], data["store_to_receive_ms"]) if with_store else data["e2e_ms"]
 

@@ -2,13 +2,17 @@
 
 Owns: the set of waiting pulls and waking them. A pull that found nothing parks with `park(key)`,
 re-reads the store once (so a dispatch racing the park is never missed) and awaits the future.
-`notify_threadsafe(keys)` is called by the store's dispatcher thread after it made messages
-visible; it costs nothing while nobody waits. Never sleeps in a loop and never reads the store.
+`notify_threadsafe(keys)` is called after the store made messages visible: by its dispatcher
+thread (then the wake-up is handed to the loop), or on the loop itself when the framed port ran the
+dispatch round there (then the waiters are woken at once, no loop iteration later). It costs nothing
+while nobody waits. A parked pull resumes one loop iteration after its wake-up (its future, with a
+timer for the timeout; no wait_for/shield layers). Never sleeps in a loop and never reads the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterable
 
 Key = tuple[str, int]
@@ -19,6 +23,7 @@ class LongPollWaiters:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._loop_thread = threading.get_ident()   # made on the loop (BrokerService.__init__)
         self._waiters: dict[Key, list[asyncio.Future]] = {}
         self.parked = 0  # read without a lock by the dispatcher thread: a hint, rechecked on the loop
 
@@ -53,8 +58,11 @@ class LongPollWaiters:
         return woken
 
     def notify_threadsafe(self, keys: Iterable[Key]) -> None:
-        """From any thread (the dispatcher): wake these queues' waiters on the loop."""
+        """From any thread: wake these queues' waiters (now if called on the loop's own thread)."""
         if self.parked <= 0:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self.notify(keys)
             return
         ks = list(keys)
         try:
@@ -68,10 +76,15 @@ class LongPollWaiters:
 
     async def wait(self, fut: asyncio.Future, timeout: float) -> bool:
         """Await a parked future up to `timeout` seconds; True if woken by a notify."""
-        if timeout <= 0:
+        if timeout <= 0 or fut.done():
             return fut.done()
+        timer = self._loop.call_later(timeout, _expire, fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await fut
+        finally:
+            timer.cancel()
+
+
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(False)

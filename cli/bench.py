@@ -23,6 +23,7 @@ BENCHES: dict[str, str] = {
     "footprint": "broker memory as the log grows (pages released vs all mapped) and restart time",
     "transport": "transport limit: gRPC vs framed protocol, empty calls/s and 256 KiB one-way MB/s",
     "rolling": "rolling restart of a local cluster under sync load: failed/lost sends, unavailability per step kind",
+    "jetstream": "OrbitMQ beside NATS JetStream, taking turns: sync sends/s and e2e latency (needs nats-server)",
     "proxy": "RocketMQ 5 proxy: official client through orbitmq proxy vs our client direct (proxy_vs_direct)",
 }
 

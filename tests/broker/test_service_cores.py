@@ -83,6 +83,32 @@ def test_long_poll_wakes_parked_waiters_only_for_their_queue():
     asyncio.run(main())
 
 
+def test_long_poll_notify_on_the_loop_wakes_at_once_and_a_timeout_says_false():
+    async def main():
+        w = LongPollWaiters(asyncio.get_running_loop())
+        f = w.park(("T", 0))
+        w.notify_threadsafe({("T", 0)})   # the framed port's dispatch round runs on the loop
+        assert f.done() and f.result() is True and w.parked == 0   # woken in this call, not later
+        g = w.park(("T", 0))
+        t0 = asyncio.get_running_loop().time()
+        assert await w.wait(g, 0.05) is False and g.done()
+        assert asyncio.get_running_loop().time() - t0 >= 0.04
+        w.unpark(("T", 0), g)
+        h = w.park(("T", 0))
+        task = asyncio.ensure_future(w.wait(h, 5.0))
+        await asyncio.sleep(0)
+        task.cancel()                      # the connection went away while parked
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        assert h.cancelled()
+        w.notify([("T", 0)])               # a cancelled waiter is skipped, nothing raises
+        assert w.parked == 0
+
+    asyncio.run(main())
+
+
 def test_long_poll_wakes_from_another_thread():
     import threading
 
