@@ -49,6 +49,7 @@ class QueueState:
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    pull: Any = None              # the _Pull in flight
     last_committed: int = -1
     dropped: bool = False
 
@@ -58,20 +59,29 @@ class QueueState:
                 self.tracker.ack_many(offsets)
 
 
+CHAIN_MAX = 256     # pulls issued back to back by reply callbacks before the pull thread looks again
+
+
 class _Pull:
     """One pull in flight. Its reply is handled (decoded, tracked, handed to `_deliver`) by the
-    callback, in the thread that read it (the connection's reader, or gRPC's), so a message reaches
-    the consume pool with one thread hop instead of two; the queue's pull thread only issues the
-    next pull once `handled` is set, and stops the pull while it is parked."""
+    callback, in the thread that read it (the connection's reader, or gRPC's), and that thread also
+    issues the queue's next pull at once (`ConsumerBase._chain`), so a message reaches the consume
+    pool with one thread hop and no other thread wakes up per reply. The queue's pull thread is woken
+    only when a chain ends: an error, a full cache, the stop, or after CHAIN_MAX pulls (it then
+    looks the route up again); it cancels the pull in flight when the queue stops."""
 
-    __slots__ = ("addr", "consumer", "error", "handled", "offset", "qs", "tags")
+    __slots__ = ("addr", "call", "chain", "consumer", "error", "expr", "handled", "offset", "qs", "tags")
 
-    def __init__(self, consumer: ConsumerBase, qs: QueueState, addr: str, offset: int, tags: set[str] | None) -> None:
+    def __init__(self, consumer: ConsumerBase, qs: QueueState, addr: str, offset: int, expr: str,
+                 tags: set[str] | None, chain: int = 0) -> None:
         self.consumer = consumer
         self.qs = qs
         self.addr = addr
         self.offset = offset
+        self.expr = expr
         self.tags = tags
+        self.chain = chain
+        self.call: Any = None
         self.error: BaseException | None = None
         self.handled = threading.Event()
 
@@ -88,8 +98,9 @@ class _Pull:
         except Exception as e:  # noqa: BLE001 - the pull thread reports it
             self.error = e
         finally:
-            self.handled.set()
-            self.qs.wake.set()
+            if self.error is not None or call.cancelled() or not self.consumer._chain(self):
+                self.handled.set()
+                self.qs.wake.set()
 
 
 def offsets_of(msgs: list[Any]) -> Sequence[int]:
@@ -313,19 +324,19 @@ class ConsumerBase:
                 addr = self.transport.route(mq.topic).read_address(mq.broker_set)
                 if not addr:
                     raise errors.NoRouteError(f"no replica of {mq.broker_set!r}")
-                req = broker_pb2.PullRequest(group=self.group, topic=mq.topic, queue_id=mq.queue_id,
-                                             queue_offset=offset, max_messages=self.pull_batch,
-                                             long_poll_ms=self.long_poll_ms, tag_expression=tags, commit_offset=-1,
-                                             accept_batches=True)
                 qs.wake.clear()
-                pull = _Pull(self, qs, addr, offset, tag_set(tags))
-                call = self.transport.future(addr, "PullMessage", req, self.long_poll_ms / 1000 + 5)
-                call.add_done_callback(pull.done)
-                qs.wake.wait()
-                if not pull.handled.is_set():
-                    if call.cancel():
-                        break      # stopped while the pull was parked
-                    pull.handled.wait(5.0)   # it ended meanwhile: its callback is handling it
+                pull = self._start_pull(qs, addr, offset, tags, tag_set(tags), 0)
+                while True:          # until the chain of pulls ends (or the queue stops)
+                    qs.wake.wait()
+                    qs.wake.clear()
+                    pull = qs.pull
+                    if pull.handled.is_set():
+                        break
+                    if qs.stop.is_set() or self._stopping.is_set():
+                        if pull.call is not None and pull.call.cancel():
+                            return     # stopped while the pull was parked
+                        pull.handled.wait(0.2)   # it ended meanwhile (a chain does not go on once stopped)
+                        qs.wake.set()
                 if pull.error is not None:
                     raise pull.error
                 backoff = 0.0
@@ -339,6 +350,35 @@ class ConsumerBase:
             except Exception:  # noqa: BLE001 - keep the queue alive
                 log.exception("pull loop of %s", mq.key())
                 backoff = 1.0
+
+    def _start_pull(self, qs: QueueState, addr: str, offset: int, expr: str, tags: set[str] | None,
+                    chain: int) -> _Pull:
+        """Issue one long-polling pull of `qs` from `offset`; `qs.pull` is it from now on."""
+        mq = qs.mq
+        req = broker_pb2.PullRequest(group=self.group, topic=mq.topic, queue_id=mq.queue_id, queue_offset=offset,
+                                     max_messages=self.pull_batch, long_poll_ms=self.long_poll_ms,
+                                     tag_expression=expr, commit_offset=-1, accept_batches=True)
+        pull = qs.pull = _Pull(self, qs, addr, offset, expr, tags, chain)
+        pull.call = call = self.transport.future(addr, "PullMessage", req, self.long_poll_ms / 1000 + 5)
+        call.add_done_callback(pull.done)
+        return pull
+
+    def _chain(self, prev: _Pull) -> bool:
+        """From a reply's callback: issue the queue's next pull now, unless the pull thread has to
+        (stopping, cache full, CHAIN_MAX reached); False then."""
+        qs = prev.qs
+        if prev.chain >= CHAIN_MAX or qs.stop.is_set() or self._stopping.is_set() or qs.dropped:
+            return False
+        with qs.lock:
+            if qs.tracker is None or qs.tracker.in_flight() >= self.max_cached_per_queue:
+                return False
+            offset = qs.tracker.next_offset
+        try:
+            self._start_pull(qs, prev.addr, offset, prev.expr, prev.tags, prev.chain + 1)
+        except Exception:  # noqa: BLE001 - the pull thread starts over (and reports what fails then)
+            log.debug("chained pull of %s not issued", qs.mq.key(), exc_info=True)
+            return False
+        return True
 
     def _handle_pull(self, qs: QueueState, resp: Any, offset: int = 0, tags: set[str] | None = None) -> None:
         st = resp.status
