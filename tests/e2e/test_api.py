@@ -90,6 +90,51 @@ def test_push_consumer_reconsume_later_then_success_and_commit(one_broker):
     assert sum(r.lag for r in rows) == 0 and all(r.consumer_offset == r.broker_offset for r in rows)
 
 
+def test_push_consumer_chains_pulls_delivers_everything_once_and_stops_a_parked_chain(one_broker, monkeypatch):
+    """Pulls are issued back to back by the thread that handled each reply; after CHAIN_MAX (3 here)
+    the pull thread takes over again. Every message arrives once, in order per queue, and shutdown
+    cancels a chained pull parked in a 10 s long poll at once."""
+    import time
+
+    from orbitmq.client import consumer_base
+
+    monkeypatch.setattr(consumer_base, "CHAIN_MAX", 3)
+    ns = one_broker.namesrv
+    got: dict[int, list[int]] = {}
+    chains: list[int] = []
+    lock = threading.Lock()
+    c = PushConsumer("chain-g", ns, pull_batch=4, long_poll_ms=10_000, consume_from="last",
+                     rebalance_interval_s=0.5, threads=1,
+                     on_rebalance=lambda qs: None)
+
+    def listener(msgs):
+        with lock:
+            for m in msgs:
+                got.setdefault(m.queue_id, []).append(m.queue_offset)
+            chains.extend(qs.pull.chain for qs in list(c._queues.values()) if qs.pull is not None)
+
+    c.subscribe("Api")
+    c.register_listener(listener)
+    c.start()
+    try:
+        wait_until(lambda: len(c.assignment()) == 4 and all(qs.pull is not None for qs in c._queues.values()),
+                   30, what="every queue pulling")
+        with Producer(ns) as p:
+            for i in range(30):
+                p.send_batch([Message("Api", f"c{i}-{j}".encode()) for j in range(10)])
+        wait_until(lambda: sum(len(v) for v in got.values()) >= 300, 30, what="300 messages consumed")
+        time.sleep(0.3)                                     # nothing more may arrive
+    finally:
+        t0 = time.monotonic()
+        c.shutdown()
+        took = time.monotonic() - t0
+    assert sum(len(v) for v in got.values()) == 300
+    for offs in got.values():                               # once each, in order, no gaps
+        assert offs == list(range(offs[0], offs[0] + len(offs)))
+    assert max(chains) >= 1 and max(chains) <= 3            # chained, and the pull thread took over at 3
+    assert took < 5.0, f"shutdown took {took:.1f}s with a 10 s long poll parked"
+
+
 def test_pull_consumer_assign_poll_commit(one_broker):
     ns = one_broker.namesrv
     with Producer(ns) as p:
