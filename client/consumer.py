@@ -4,6 +4,11 @@ Owns: the listener contract (return `ConsumeStatus.SUCCESS`/None, or `RECONSUME_
 have the messages redelivered locally after `reconsume_delay_s`, up to `max_reconsume` times,
 after which they are logged and skipped), acknowledgement into the offset tracker, and orderly
 shutdown (stop pulling, finish what is being consumed, commit, leave the group).
+
+At most `threads` listener calls run at once (one slot each). A pull's reply read by a framed
+connection's reader thread is consumed on that thread when a slot is free (client/remoting.py
+`run_after_read`: the reading role passes to another thread first), so a message reaches the
+listener with no thread hop; otherwise the consume pool runs it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from orbitmq.client import errors
 from orbitmq.client.consumer_base import ConsumerBase, QueueState, offsets_of
+from orbitmq.client.remoting import run_after_read
 
 log = logging.getLogger("orbitmq.client.consumer")
 
@@ -47,6 +53,7 @@ class PushConsumer(ConsumerBase):
         self.reconsume_delay_s = reconsume_delay_s
         self._listener: Listener | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(threads)   # listener calls running at once
         self._later: list[tuple[float, int, QueueState, list[Any]]] = []
         self._later_cond = threading.Condition()
         self._seq = itertools.count()
@@ -69,7 +76,22 @@ class PushConsumer(ConsumerBase):
     def _deliver(self, qs: QueueState, msgs: list[Any]) -> None:
         n = self.consume_batch
         for i in range(0, len(msgs), n):
-            self._pool.submit(self._consume, qs, msgs[i:i + n])
+            chunk = msgs[i:i + n]
+            if self._slots.acquire(blocking=False):
+                if run_after_read(lambda qs=qs, chunk=chunk: self._consume_in_slot(qs, chunk)):
+                    continue
+                self._slots.release()
+            self._pool.submit(self._consume_pooled, qs, chunk)
+
+    def _consume_pooled(self, qs: QueueState, msgs: list[Any]) -> None:
+        self._slots.acquire()
+        self._consume_in_slot(qs, msgs)
+
+    def _consume_in_slot(self, qs: QueueState, msgs: list[Any]) -> None:
+        try:
+            self._consume(qs, msgs)
+        finally:
+            self._slots.release()
 
     def _consume(self, qs: QueueState, msgs: list[Any]) -> None:
         if qs.dropped:
@@ -110,7 +132,7 @@ class PushConsumer(ConsumerBase):
                     continue
                 _, _, qs, msgs = heapq.heappop(self._later)
             if not qs.dropped and not self._stopping.is_set():
-                self._pool.submit(self._consume, qs, msgs)
+                self._pool.submit(self._consume_pooled, qs, msgs)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop pulling, finish the listener calls under way, commit offsets, leave the group."""
@@ -126,6 +148,10 @@ class PushConsumer(ConsumerBase):
             self._later_cond.notify_all()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=False)
+        end = time.monotonic() + timeout          # listener calls running on reader threads end too
+        taken = sum(self._slots.acquire(timeout=max(0.0, end - time.monotonic())) for _ in range(self.threads))
+        for _ in range(taken):
+            self._slots.release()
         self.commit_all(extra=states)
         self._unregister()
         self.transport.close()

@@ -8,6 +8,11 @@ calls with DEADLINE_EXCEEDED); and `RemotingCall`, a future with the grpc.Future
 a `grpc.RpcError` carrying the same status, `orbitmq-error`, `orbitmq-master` and
 `orbitmq-stored` metadata as the gRPC path, so callers handle both the same way. The rules are in
 common/framing_conn.py; this module only moves bytes. Never: retries (the producer's).
+
+Leader/followers: a callback run by a connection's reader thread may hand work to that same thread
+with `run_after_read(fn)` (the push consumer runs its listener so, with no hop to a pool thread);
+the thread first gives the reading role to a second reader thread of the connection, then runs
+`fn`, then waits to read again.
 """
 
 from __future__ import annotations
@@ -39,6 +44,26 @@ STORED_KEY = "orbitmq-stored"
 CONNECT_TIMEOUT_S = 3.0
 RECV_BYTES = 256 * 1024
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
+MAX_READERS = 4        # reader threads per connection: one reads while the others run handed-over work
+_local = threading.local()
+
+
+def run_after_read(fn: Callable[[], None]) -> bool:
+    """From a callback running on a connection's reader thread: run `fn` on this thread once it has
+    given the reading role to another reader thread of the connection (so reading never waits for
+    `fn`). False elsewhere, or when every other reader thread is busy with such work (the caller
+    then runs `fn` its own way, e.g. in a pool)."""
+    reading = getattr(_local, "reading", None)
+    if reading is None:
+        return False
+    client, conn, deferred = reading
+    if not deferred:                      # this thread is about to become busy
+        with client._lock:
+            if conn.readers - conn.busy < 2 and conn.readers >= MAX_READERS:
+                return False              # nobody would be left to read
+            conn.busy += 1
+    deferred.append(fn)
+    return True
 
 
 class RemotingRpcError(grpc.RpcError):
@@ -159,9 +184,11 @@ class RemotingCall:
 class _Conn:
     """One open connection: the socket, its protocol side, its poller and its reader thread's wake-up."""
 
-    __slots__ = ("lowat", "need_reader", "poller", "side", "sock", "tls")
+    __slots__ = ("busy", "lowat", "need_reader", "poller", "readers", "side", "sock", "tls")
 
     def __init__(self, sock: socket.socket, side: ClientSide) -> None:
+        self.readers = 0     # reader threads alive (guarded by the client's _lock)
+        self.busy = 0        # of them, running work handed over by run_after_read
         self.sock = sock
         self.side = side
         self.tls = isinstance(sock, _ssl.SSLSocket)
@@ -331,18 +358,52 @@ class RemotingClient:
         return True
 
     def _reader(self, conn: _Conn) -> None:
-        """The connection's reader thread: reads while calls are outstanding and someone asked it to.
-        It blocks in recv (a call that never gets its reply is failed by the watchdog; closing the
-        connection shuts the socket down, which ends the recv)."""
-        while True:
-            conn.need_reader.wait()
-            conn.need_reader.clear()
-            if conn.side.closed is not None:
+        """A reader thread of the connection: reads while calls are outstanding and someone asked
+        it to. It blocks in recv (a call that never gets its reply is failed by the watchdog;
+        closing the connection shuts the socket down, which ends the recv). Work that callbacks
+        handed over with `run_after_read` runs here after the reading role passed to another reader
+        thread (started if there is none, at most MAX_READERS)."""
+        try:
+            while True:
+                conn.need_reader.wait()
+                conn.need_reader.clear()
+                if conn.side.closed is not None:
+                    return
+                deferred: list[Callable[[], None]] = []
+                with self._rlock:
+                    _local.reading = (self, conn, deferred)
+                    try:
+                        while self._calls and conn.side.closed is None:
+                            if not self._read_once(conn, None) or deferred:
+                                break
+                    finally:
+                        _local.reading = None
+                if deferred:
+                    try:
+                        if conn.side.closed is None:
+                            self._more_readers(conn)   # a reader stays free for what comes next
+                            if self._calls:
+                                conn.need_reader.set()     # which reads meanwhile
+                        for fn in deferred:
+                            try:
+                                fn()
+                            except Exception:  # noqa: BLE001 - a caller's work must not kill the reader
+                                log.exception("work handed to a framed reader thread failed")
+                    finally:
+                        with self._lock:
+                            conn.busy -= 1
+        finally:
+            with self._lock:
+                conn.readers -= 1
+
+    def _more_readers(self, conn: _Conn) -> None:
+        """Start a reader thread for `conn` unless one is free to read (or it has MAX_READERS)."""
+        with self._lock:
+            if conn.readers - conn.busy >= 1 or conn.readers >= MAX_READERS or conn.side.closed is not None:
                 return
-            with self._rlock:
-                while self._calls and conn.side.closed is None:
-                    if not self._read_once(conn, None):
-                        break
+            conn.readers += 1
+        threading.Thread(target=self._reader, args=(conn,), name=f"orbitmq-framed-{self.address}",
+                         daemon=True).start()
 
     # ---- the connection -------------------------------------------------------------------------------
 
@@ -360,8 +421,7 @@ class RemotingClient:
             conn = self._open(self.connect_timeout_s if timeout is None else min(timeout, self.connect_timeout_s))
             with self._lock:
                 self._conn = conn
-            threading.Thread(target=self._reader, args=(conn,), name=f"orbitmq-framed-{self.address}",
-                             daemon=True).start()
+            self._more_readers(conn)
             return conn
 
     def _open(self, timeout_s: float) -> _Conn:

@@ -133,3 +133,58 @@ def test_many_threads_each_get_their_own_reply(server) -> None:
         assert waiter_errors[0].code() == grpc.StatusCode.DEADLINE_EXCEEDED
     finally:
         cli.close()
+
+
+def test_work_handed_to_a_reader_thread_runs_there_while_another_thread_reads(server, monkeypatch) -> None:
+    """run_after_read (the push consumer's listener path): the reader thread that completed A runs
+    A's slow work itself, and the connection's next reply (B) is still read and completed meanwhile
+    by a second reader thread. With every other reader busy (MAX_READERS 2 here) a third hand-off is
+    refused, so nobody is ever left without a reader; outside a reader thread it is refused too."""
+    from orbitmq.client import remoting
+
+    monkeypatch.setattr(remoting, "MAX_READERS", 2)
+    assert remoting.run_after_read(lambda: None) is False          # not on a reader thread
+    cli = RemotingClient(server.addr)
+    release_a = threading.Event()
+    ran: dict[str, str] = {}
+    handed: dict[str, bool] = {}
+    b_done = threading.Event()
+
+    def on_a(_call) -> None:
+        def slow() -> None:
+            ran["a"] = threading.current_thread().name + f"/{threading.get_ident()}"
+            release_a.wait(30)
+        handed["a"] = remoting.run_after_read(slow)
+        ran["a_reader"] = f"/{threading.get_ident()}"
+
+    def on_b(_call) -> None:
+        handed["b"] = remoting.run_after_read(lambda: None)     # the only other reader would go busy
+        ran["b_reader"] = f"/{threading.get_ident()}"
+        b_done.set()
+
+    try:
+        a = cli.future("SendMessage", broker_pb2.SendRequest(topic="A"), 60)
+        a.add_done_callback(on_a)
+        server.wait_held(1)
+        server.release()
+        assert proc_wait(lambda: "a" in ran), "A's handed-over work did not start"
+        assert ran["a"].endswith(ran["a_reader"])                 # on the very thread that read A
+        b = cli.future("SendMessage", broker_pb2.SendRequest(topic="B"), 60)
+        b.add_done_callback(on_b)
+        server.wait_held(1)
+        server.release()
+        assert b_done.wait(10), "B's reply was not read while A's work ran"
+        assert b.result().broker_set == "B" and ran["b_reader"] != ran["a_reader"]
+        assert handed == {"a": True, "b": False}
+    finally:
+        release_a.set()
+        cli.close()
+
+
+def proc_wait(pred, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
