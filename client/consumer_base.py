@@ -65,8 +65,8 @@ CHAIN_MAX = 256     # pulls issued back to back by reply callbacks before the pu
 class _Pull:
     """One pull in flight. Its reply is handled (decoded, tracked, handed to `_deliver`) by the
     callback, in the thread that read it (the connection's reader, or gRPC's), and that thread also
-    issues the queue's next pull at once (`ConsumerBase._chain`), so a message reaches the consume
-    pool with one thread hop and no other thread wakes up per reply. The queue's pull thread is woken
+    issues the queue's next pull at once (`ConsumerBase._chain`), so no other thread wakes up per
+    reply (the push consumer may even run its listener there). The queue's pull thread is woken
     only when a chain ends: an error, a full cache, the stop, or after CHAIN_MAX pulls (it then
     looks the route up again); it cancels the pull in flight when the queue stops."""
 
@@ -377,6 +377,7 @@ class ConsumerBase:
             self._start_pull(qs, prev.addr, offset, prev.expr, prev.tags, prev.chain + 1)
         except Exception:  # noqa: BLE001 - the pull thread starts over (and reports what fails then)
             log.debug("chained pull of %s not issued", qs.mq.key(), exc_info=True)
+            qs.pull = prev      # the one the pull thread is told about (handled, by our caller)
             return False
         return True
 
