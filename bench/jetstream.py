@@ -1,8 +1,8 @@
 """OrbitMQ beside NATS JetStream on this machine, in one run, the two taking turns.
 
-Issue 11's one-at-a-time targets (6,000 sync sends/s, end-to-end p99 <= 1 ms at 1,000 msgs/s) are
-JetStream's figures from another day (../shared/reference/anchors.md); on a shared machine only a
-side-by-side run says where OrbitMQ stands. Each round runs, alternately:
+OrbitMQ's one-at-a-time goals (6,000 sync sends/s, end-to-end p99 <= 1 ms at 1,000 msgs/s) are
+JetStream's figures from another day; on a shared machine only a side-by-side run says
+where OrbitMQ stands. Each round runs, alternately:
   - sync sends: OrbitMQ's `Producer.send` over the framed protocol, one message at a time with each
     receipt awaited, then JetStream's `js.publish` awaiting each ack (nats-py), --seconds each;
   - end-to-end latency at --latency-rate msgs/s for --latency-seconds: OrbitMQ's `orbitmq bench
