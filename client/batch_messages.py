@@ -18,20 +18,37 @@ from orbitmq.broker.store.record import PROP_KEYS, PROP_UNIQ
 class BatchMessage:
     """One message of a received batch record; fields are decoded on first access."""
 
-    __slots__ = ("_i", "_props", "_v", "broker_set", "queue_offset", "reconsume_times")
+    # made per received message, so it holds only the record and the index; everything else is
+    # read from the record when asked (`_props_`, `_rt` exist once set)
+    __slots__ = ("_i", "_props_", "_rt", "_v", "broker_set")
 
     def __init__(self, view: br.BatchView, i: int, broker_set: str) -> None:
         self._v = view
         self._i = i
-        self._props: dict[str, str] | None = None
         self.broker_set = broker_set
-        self.queue_offset = view.base_queue_offset + i
-        self.reconsume_times = 0  # the push consumer counts local retries here
+
+    @property
+    def queue_offset(self) -> int:
+        return self._v.base_queue_offset + self._i
+
+    @property
+    def reconsume_times(self) -> int:
+        """Local redeliveries so far (the push consumer counts them here)."""
+        try:
+            return self._rt
+        except AttributeError:
+            return 0
+
+    @reconsume_times.setter
+    def reconsume_times(self, n: int) -> None:
+        self._rt = n
 
     def _p(self) -> dict[str, str]:
-        if self._props is None:
-            self._props = self._v.props(self._i)
-        return self._props
+        try:
+            return self._props_
+        except AttributeError:
+            p = self._props_ = self._v.props(self._i)
+            return p
 
     @property
     def topic(self) -> str:
