@@ -31,6 +31,10 @@ class BrokerConfig:
     remoting_max_in_flight: int = _doc(1024, "framed protocol: requests one connection may have outstanding "
                                        "before the broker stops reading from it")
     metrics_listen: str = _doc("", "Prometheus /metrics HTTP address host:port (empty: off)")
+    heap_keep_mb: int = _doc(64, "glibc malloc: MiB of freed heap the process keeps for reuse instead of "
+                             "returning it to the OS, so that the buffers of large requests (batch records, "
+                             "pull replies) do not page-fault afresh each time; 0: malloc's defaults "
+                             "(common/heap.py)")
     cluster_secret_file: str = _doc("", "file with the cluster secret: this broker signs its name server "
                                     "registrations with it (the name servers' cluster_secret_file)")
     tls_cert_file: str = _doc("", "PEM certificate: serve gRPC and replication over TLS, and present it when "
@@ -133,6 +137,8 @@ class BrokerConfig:
             raise ConfigError(f"flush_mode must be async or sync, got {self.flush_mode!r}")
         if self.broker_id < 0:
             raise ConfigError("broker_id must be >= 0")
+        if not 0 <= self.heap_keep_mb <= 1024:
+            raise ConfigError("heap_keep_mb must be in 0..1024 (0: malloc's defaults)")
         if not 0 < self.max_message_size <= self.max_request_size:
             raise ConfigError("need 0 < max_message_size <= max_request_size")
         for name in ("max_inflight_requests", "max_inflight_per_connection", "max_pending_send_bytes"):

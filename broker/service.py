@@ -175,7 +175,8 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         touched = False
         try:
             msgs = request.messages
-            if request.batch:
+            batch = request.batch   # (read once: every read of a bytes field copies it)
+            if batch:
                 if msgs:
                     raise WireError("BAD_REQUEST", "send request has both messages and a batch record")
             elif not msgs:
@@ -191,9 +192,9 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             elif qid >= cfg.write_queues:
                 raise WireError("BAD_REQUEST", f"queue_id {qid} out of range: topic {topic!r} has "
                                 f"{cfg.write_queues} write queues")
-            if request.batch:
+            if batch:
                 records = None
-                held = len(request.batch)
+                held = len(batch)
             else:
                 records = self.server.to_records(topic, qid, msgs, context.peer())
                 held = sum(len(r.body) for r in records)   # (the records hold the bodies: no protobuf copies)
@@ -208,7 +209,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             try:
                 if records is None:
                     # one record for the whole batch: validated and stamped, never re-encoded
-                    br_res, dup = self.server.store_put_batch_record(request.batch, topic, qid)
+                    br_res, dup = self.server.store_put_batch_record(batch, topic, qid)
                     touched = True
                     results = ()
                     n_put = br_res.count
@@ -229,7 +230,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             else:
                 st["msgs_put"] += n_put
             out = broker_pb2.SendResponse(broker_set=self.config.broker_set, epoch=hooks.epoch())
-            if request.batch:
+            if batch:
                 b = out.batch
                 b.queue_id, b.base_queue_offset, b.count = br_res.queue_id, br_res.base_queue_offset, br_res.count
                 b.physical_offset, b.first_msg_id = br_res.physical_offset, br_res.first_msg_id

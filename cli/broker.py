@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"orbitmq broker: {e}")
         return 2
     logs.setup(f"broker[{cfg.broker_set}/{cfg.broker_id}]", cfg.log_level)
+    from orbitmq.common.heap import keep_freed_heap
+
+    keep_freed_heap(cfg.heap_keep_mb * 1024 * 1024)
     from orbitmq.broker.ha.epochs import EpochFileError
     from orbitmq.broker.ha.role_manager import make_hooks
     from orbitmq.broker.server import run as serve

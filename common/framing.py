@@ -50,6 +50,9 @@ DEFAULT_MAX_FRAME = 64 * 1024 * 1024   # payload bytes a decoder accepts unless 
 ERR_NOT_STORED = 1
 
 
+IN_PLACE = 64 * 1024   # a frame at least this long that arrives in parts is received in place: its payload is
+                       # a bytearray of its own (`Frame.payload`), filled by each read without another copy
+
 LOWAT_MIN = 64 * 1024          # a frame missing at least this much: wait for more than one segment
 LOWAT_MAX = 4 * 1024 * 1024     # ... but never for more than this at once
 
@@ -68,7 +71,7 @@ class Frame:
     request_id: int
     method: int
     flags: int              # without FLAG_CRC (see `crc`)
-    payload: bytes
+    payload: bytes | bytearray   # a bytearray for a large frame received in parts (IN_PLACE)
     crc: bool = False       # the frame carried a CRC (checked)
 
     @property
@@ -147,7 +150,7 @@ class FrameDecoder:
     After a FrameError the decoder stays failed (every later `feed` raises it again).
     """
 
-    __slots__ = ("_buf", "_failed", "max_frame")
+    __slots__ = ("_big", "_big_crc", "_big_have", "_big_head", "_buf", "_failed", "max_frame")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         if max_frame < 0:
@@ -155,16 +158,26 @@ class FrameDecoder:
         self.max_frame = max_frame
         self._buf = bytearray()
         self._failed: FrameError | None = None
+        # a large frame received in place (see IN_PLACE): its payload (+ CRC) buffer, bytes in it so
+        # far, its (request id, method, flags) and the CRC of its header (FLAG_CRC)
+        self._big: bytearray | None = None
+        self._big_have = 0
+        self._big_head = (0, 0, 0)
+        self._big_crc = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete frame."""
+        if self._big is not None:
+            return HEADER_SIZE + self._big_have
         return len(self._buf)
 
     @property
     def wanted(self) -> int:
         """Bytes still missing from the frame being received (0: none started, or its length unknown).
         A shell may wait for that many before reading again (fewer wake-ups for a large frame)."""
+        if self._big is not None:
+            return len(self._big) - self._big_have
         buf = self._buf
         if len(buf) < 4:
             return 0
@@ -174,6 +187,8 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         if self._failed is not None:
             raise self._failed
+        if self._big is not None:
+            return self._feed_big(data)
         if not self._buf and type(data) is bytes and len(data) >= HEADER_SIZE:
             # fast path: exactly one whole frame without CRC (a sync call's request or reply)
             length, magic, version, flags, rid, method = HEADER.unpack_from(data)
@@ -199,6 +214,9 @@ class FrameDecoder:
                     if end - off < HEADER_SIZE:
                         break
                     self._check_head(buf, off, length)   # fail early on garbage, before buffering it
+                    if length >= IN_PLACE:
+                        self._start_big(buf, off, end, length)
+                        off = end
                     break
                 _, magic, version, flags, rid, method = HEADER.unpack_from(buf, off)
                 self._check_head(buf, off, length)
@@ -232,6 +250,48 @@ class FrameDecoder:
                 self._buf = bytearray(memoryview(buf)[off:])
         elif buf is self._buf:
             self._buf = bytearray()
+        return out
+
+    def _start_big(self, buf: bytes | bytearray, off: int, end: int, length: int) -> None:
+        """Begin receiving a large frame in place: its payload (and CRC) buffer is allocated once,
+        at its final size, and every later read is copied straight into it (no growing buffer, no
+        copy of the whole frame at the end). The header was checked (`_check_head`)."""
+        _, _, _, flags, rid, method = HEADER.unpack_from(buf, off)
+        n = length - _REST             # payload, plus the CRC's 4 bytes with FLAG_CRC
+        if n - (4 if flags & FLAG_CRC else 0) > self.max_frame:
+            raise FrameError(f"payload of {n} bytes exceeds max_frame {self.max_frame}")
+        big = bytearray(n)
+        have = end - off - HEADER_SIZE
+        big[:have] = memoryview(buf)[off + HEADER_SIZE:end]
+        self._big, self._big_have, self._big_head = big, have, (rid, method, flags)
+        self._big_crc = zlib.crc32(memoryview(buf)[off + 4:off + HEADER_SIZE]) if flags & FLAG_CRC else 0
+
+    def _feed_big(self, data: bytes | bytearray | memoryview) -> list[Frame]:
+        big = self._big
+        assert big is not None
+        have = self._big_have
+        k = min(len(data), len(big) - have)
+        big[have:have + k] = memoryview(data)[:k] if k < len(data) else data
+        have += k
+        if have < len(big):
+            self._big_have = have
+            return []
+        self._big = None
+        self._big_have = 0
+        rid, method, flags = self._big_head
+        out: list[Frame]
+        if flags & FLAG_CRC:
+            (want,) = _CRC.unpack_from(big, len(big) - 4)
+            if zlib.crc32(memoryview(big)[:-4], self._big_crc) != want:
+                e = FrameError(f"CRC mismatch in frame {rid} (method {method})")
+                self._failed = e
+                raise e
+            del big[-4:]        # (shrinks in place: no copy)
+            out = [Frame(rid, method, flags & ~FLAG_CRC, big, True)]
+        else:
+            out = [Frame(rid, method, flags, big)]
+        if k < len(data):
+            out += self.feed(bytes(memoryview(data)[k:]))
         return out
 
     @staticmethod

@@ -46,6 +46,67 @@ def test_frames_round_trip_in_any_chunking(frames, cuts):
     assert dec.buffered == 0
 
 
+@given(frames_st, st.lists(st.integers(0, 10_000), max_size=12))
+def test_frames_received_in_place_round_trip_in_any_chunking(frames, cuts):
+    """With the in-place threshold lowered, every frame that arrives in parts is received into a
+    buffer of its own: the same frames come out, and `wanted`/`buffered` track the one in progress."""
+    old = framing.IN_PLACE
+    framing.IN_PLACE = framing.HEADER_SIZE - 4
+    try:
+        data = b"".join(encode(rid, m, p, fl, crc=c) for rid, m, fl, p, c in frames)
+        dec = FrameDecoder(max_frame=1024)
+        got: list[Frame] = []
+        fed = 0
+        for chunk in _chunks(data, cuts):
+            got.extend(dec.feed(chunk))
+            fed += len(chunk)
+            done = sum(len(encode(f.request_id, f.method, f.payload, f.flags, crc=f.crc)) for f in got)
+            assert dec.buffered == fed - done
+            if dec.wanted:
+                assert dec.buffered + dec.wanted == len(encode(*frames[len(got)][:2], frames[len(got)][3],
+                                                               frames[len(got)][2], crc=frames[len(got)][4]))
+    finally:
+        framing.IN_PLACE = old
+    assert [(f.request_id, f.method, f.flags, bytes(f.payload)) for f in got] == \
+        [(rid, m, fl, p) for rid, m, fl, p, _ in frames]
+    assert dec.buffered == 0
+
+
+@pytest.mark.parametrize("crc", [False, True])
+def test_a_large_frame_in_parts_lands_in_one_buffer(crc):
+    payload = bytes(range(256)) * 1200          # 300 KiB: over IN_PLACE
+    data = encode(3, 5, payload, FLAG_RESPONSE, crc=crc) + encode(4, 5, b"next")
+    dec = FrameDecoder()
+    assert dec.feed(data[:1000]) == []
+    assert dec.wanted == len(data) - len(encode(4, 5, b"next")) - 1000
+    assert dec.feed(data[1000:200_000]) == []
+    got = dec.feed(data[200_000:])               # the rest of it and the small frame behind it
+    assert [(f.request_id, f.crc) for f in got] == [(3, crc), (4, False)]
+    assert type(got[0].payload) is bytearray and got[0].payload == payload and got[1].payload == b"next"
+    assert dec.buffered == 0 and dec.wanted == 0
+
+
+def test_any_flipped_byte_of_a_large_crc_frame_in_parts_is_caught():
+    good = encode(9, 2, b"p" * (framing.IN_PLACE + 10), crc=True)
+    for i in [*range(4, 40), *range(len(good) - 40, len(good))]:
+        bad = bytearray(good)
+        bad[i] ^= 0x01
+        dec = FrameDecoder()
+        with pytest.raises(FrameError):
+            dec.feed(bytes(bad[:30]))
+            dec.feed(bytes(bad[30:]))
+        with pytest.raises(FrameError):   # and stays failed
+            dec.feed(encode(1, 1, b"ok"))
+
+
+def test_a_large_frame_over_max_frame_is_refused_before_its_buffer_is_made():
+    dec = FrameDecoder(max_frame=framing.IN_PLACE)
+    big = encode(1, 1, b"x" * (framing.IN_PLACE + 1))     # within the length check's CRC allowance
+    with pytest.raises(FrameError, match="exceeds max_frame"):
+        dec.feed(big[:HEADER_SIZE + 10])
+    assert dec.buffered == 0
+
+
 @given(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40),
        st.text(max_size=200), st.text(max_size=60), st.booleans())
 def test_error_payload_round_trip(code, details, master, not_stored):
