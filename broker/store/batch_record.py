@@ -83,6 +83,29 @@ def _column(kind: str, b) -> array:
     return a
 
 
+_AT_MOST = [bytes(range(k + 1)) for k in range(255)]
+_ZERO_U32 = bytes(4)
+
+
+def u16_at_most(raw: bytes, k: int) -> bool:
+    """Every little-endian u16 of `raw` is <= k: for k < 255 two C passes over the bytes (high bytes
+    all zero, no low byte outside 0..k), with no Python int made per value."""
+    if k >= 255:
+        return max(_column("H", raw), default=0) <= k
+    return raw[1::2].count(0) == len(raw) // 2 and not raw[0::2].translate(None, _AT_MOST[k])
+
+
+def has_zero_u32(raw: bytes) -> bool:
+    """Some aligned u32 of `raw` is 0 (in either byte order): a C search for four zero bytes, kept
+    only at a multiple of 4."""
+    i = raw.find(_ZERO_U32)
+    while i >= 0:
+        if not i & 3:
+            return True
+        i = raw.find(_ZERO_U32, i + 1)
+    return False
+
+
 def _col_bytes(a: array) -> bytes:
     if not _LITTLE:
         a = array(a.typecode, a)
@@ -217,6 +240,9 @@ class BatchView:
     def end_queue_offset(self) -> int:
         return self.base_queue_offset + self.count
 
+    def has_empty_body(self) -> bool:
+        return has_zero_u32(self.body_len.tobytes())
+
     def tag_of(self, i: int) -> str:
         t = self.tag_idx[i]
         return self.tags[t - 1] if t else ""
@@ -225,7 +251,7 @@ class BatchView:
         """The one tag every message has ("" = none), or None when they differ."""
         if not self.tags:
             return ""
-        if len(self.tags) == 1 and min(self.tag_idx) == 1:
+        if len(self.tags) == 1 and self.tag_idx.tobytes().count(1) == self.count:   # every index is 1 (0 or 1 each)
             return self.tags[0]
         return None
 
@@ -383,17 +409,19 @@ def parse(buf, pos: int = 0, limit: int | None = None, verify: bool = True, meta
         raise CodecError(f"batch names are not UTF-8: {e}") from None
     if p + 10 * n != end:
         raise CodecError(f"batch columns take {end - p} bytes, {n} messages need {10 * n}")
-    tag_idx = _column("H", buf[p:p + 2 * n])
+    tag_raw = bytes(buf[p:p + 2 * n])
+    tag_idx = _column("H", tag_raw)
     p += 2 * n
-    props_len = _column("I", buf[p:p + 4 * n])
+    props_raw = bytes(buf[p:p + 4 * n])
+    props_len = _column("I", props_raw)
     p += 4 * n
     body_len = _column("I", buf[p:p + 4 * n])
     if sum(props_len) + sum(body_len) != total - meta_len:
         raise CodecError(f"batch columns sum to {sum(props_len) + sum(body_len)} data bytes, "
                          f"the record holds {total - meta_len}")
-    if max(tag_idx) > len(tables[0]):
+    if not u16_at_most(tag_raw, len(tables[0])):
         raise CodecError(f"batch tag index {max(tag_idx)} beyond its {len(tables[0])} tags")
-    if explicit and min(props_len) == 0:
+    if explicit and has_zero_u32(props_raw):
         raise CodecError("batch with explicit ids has a message without properties")
     return BatchView(buf, pos, total, h[B_FLAGS], topic, born_host, h[B_QUEUE_ID], h[B_BASE], h[B_PHYS],
                      h[B_STORE_TS], h[B_BORN_TS], n, tables[0], tables[1], id_prefix, h[B_ID_FIRST], tag_idx,

@@ -604,9 +604,9 @@ class MessageStore:
             names.validate_tag(t)
         for k in v.keys:
             names.validate_key(k)
-        if min(v.body_len) == 0:
+        if v.has_empty_body():
             raise EmptyBody("a message of the batch has an empty body")
-        if max_body and max(v.body_len) > max_body:
+        if max_body and v.total - v.meta_len > max_body and max(v.body_len) > max_body:   # (no body is over its batch)
             raise MessageTooLarge(f"a message body of {max(v.body_len)} bytes exceeds max_message_size {max_body}")
         rc.check_fields(flag=0, queue_id=queue_id, sys_flag=0, born_ts=v.born_ts, reconsume=0, prepared_tx_offset=0)
         meta = bytearray(data[:v.meta_len])

@@ -111,3 +111,25 @@ def test_compact_ids() -> None:
     assert br.split_id("ABCxyz00000000002") is None
     assert br.split_id("ABC00000000002a") is None  # not the canonical upper-case form
     assert br.format_id("P", 255) == "P0000000000FF"
+
+
+@given(st.lists(st.integers(0, 0xFFFF), max_size=60), st.integers(0, 300))
+def test_u16_at_most_is_max_at_most(values, k) -> None:
+    raw = b"".join(v.to_bytes(2, "little") for v in values)
+    assert br.u16_at_most(raw, k) == (max(values, default=0) <= k)
+
+
+@given(st.lists(st.sampled_from([0, 1, 255, 256, 65536, 1 << 24, 0xFFFFFFFF, 1024, 0x01000100]), max_size=40)
+       | st.lists(st.integers(0, 0xFFFFFFFF), max_size=40))
+def test_has_zero_u32_finds_only_aligned_zeros(values) -> None:
+    for order in ("little", "big"):
+        raw = b"".join(v.to_bytes(4, order) for v in values)
+        assert br.has_zero_u32(raw) == (0 in values)
+
+
+def test_uniform_tag_and_empty_bodies() -> None:
+    one = br.parse(br.encode("T", [b"a", b"b"], tags=["x", "x"], id_prefix="P", id_first=0))
+    assert one.uniform_tag() == "x" and not one.has_empty_body()
+    mixed = br.parse(br.encode("T", [b"a", b"b"], tags=["x", ""], id_prefix="P", id_first=0))
+    assert mixed.uniform_tag() is None
+    assert br.parse(br.encode("T", [b"a"], id_prefix="P", id_first=0)).uniform_tag() == ""
