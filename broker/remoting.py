@@ -30,11 +30,14 @@ from orbitmq.common.framing_conn import Hello, LocalProtocolError, ServerSide
 from orbitmq.common.framing_methods import BY_CODE, Method
 from orbitmq.common.grpc_errors import ERROR_KEY, MASTER_KEY
 from orbitmq.common.net import split_addr
+from orbitmq.common.proto_tail import split_tail
 
 log = logging.getLogger("orbitmq.broker.remoting")
 
 STORED_KEY = "orbitmq-stored"   # broker/service.py's trailing metadata key: "0" = nothing was stored
 LOG_BYTES = 200                 # what a log line quotes of a peer's bad input, at most
+TAIL_MIN = 64 * 1024            # a SendMessage this large passes its batch record apart (see send_apart)
+SEND_BATCH_FIELD = 5            # SendRequest.batch (protos/broker.proto)
 
 
 
@@ -246,8 +249,17 @@ class _Connection(asyncio.Protocol):
             if not oneway:
                 out.append(self.side.fail(rid, ErrorInfo("BAD_REQUEST", f"unknown method code {ev.method}")))
             return
+        batch = None
         try:
-            request = m.request.FromString(ev.payload)
+            payload = ev.payload
+            if len(payload) >= TAIL_MIN and m.name == "SendMessage" and self.server.send_apart is not None:
+                # a batch record: handed on as a view of the received frame, not copied into the request
+                split = split_tail(payload, SEND_BATCH_FIELD)
+                if split is not None:
+                    payload, batch = split
+                    if self.stats is not None:
+                        self.stats["framed_batches_apart"] = self.stats.get("framed_batches_apart", 0) + 1
+            request = m.request.FromString(payload)
         except Exception as e:  # noqa: BLE001 - the client's malformed protobuf
             if not oneway:
                 out.append(self.side.fail(rid, ErrorInfo(
@@ -259,7 +271,10 @@ class _Connection(asyncio.Protocol):
                 if not oneway:
                     out.append(self.side.fail(rid, refused))
                 return
-        coro = getattr(self.server.service, m.name)(request, self.ctx)
+        if batch is not None:
+            coro = self.server.send_apart(request, self.ctx, batch)
+        else:
+            coro = getattr(self.server.service, m.name)(request, self.ctx)
         try:
             yielded = coro.send(None)
         except StopIteration as s:
@@ -322,6 +337,9 @@ class RemotingServer:
         self.ssl = ssl
         self.auth = auth           # broker/remoting_auth.FramedAuth when auth_enabled
         self.held_work = held_work
+        # `service.send(request, context, batch)`: SendMessage with the batch record apart (a view of
+        # the received frame, common/proto_tail.py), when the service has it
+        self.send_apart: Callable[..., Any] | None = getattr(service, "send", None)
         self.connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
         self.port = 0

@@ -323,7 +323,7 @@ class BrokerServer:
                                m.born_timestamp, m.born_host or host, "", 0, m.reconsume_times))
         return out
 
-    def store_put_batch_record(self, data: bytes, topic: str, queue_id: int) -> tuple[Any, bool]:
+    def store_put_batch_record(self, data: bytes | memoryview, topic: str, queue_id: int) -> tuple[Any, bool]:
         """A producer-built batch record (broker/store/batch_record.py) into the store as one record,
         deduplicating a retry; the batch must be for the request's topic."""
         try:

@@ -172,10 +172,15 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
     # ---- producers ----------------------------------------------------------------------------------
 
     async def SendMessage(self, request: broker_pb2.SendRequest, context) -> broker_pb2.SendResponse:  # noqa: N802
+        return await self.send(request, context, request.batch)   # (read once: each read copies it)
+
+    async def send(self, request: broker_pb2.SendRequest, context: Any,
+                   batch: bytes | memoryview) -> broker_pb2.SendResponse:
+        """SendMessage with the batch record given apart from `request` (whose own `batch` is then
+        not read): the framed port passes it as a view of the frame it arrived in, not a copy."""
         touched = False
         try:
             msgs = request.messages
-            batch = request.batch   # (read once: every read of a bytes field copies it)
             if batch:
                 if msgs:
                     raise WireError("BAD_REQUEST", "send request has both messages and a batch record")

@@ -27,6 +27,7 @@ import grpc
 from orbitmq.broker.store import batch_record as br
 from orbitmq.client import errors
 from orbitmq.client.batch_columns import batch_columns
+from orbitmq.client.batch_send import BatchSend
 from orbitmq.client.batching import Batch, BatchAccumulator
 from orbitmq.client.message import BatchReceipts, Message, MsgIdGenerator, SendReceipt
 from orbitmq.client.routes import MessageQueue, RouteInfo, Selector, select_round_robin
@@ -149,8 +150,8 @@ class Producer:
             pm.properties.update(msg.properties)
 
     def _batch_request(self, msgs: list[Message], born_ms: int) -> tuple[Any, list[str] | None]:
-        """One SendRequest carrying the messages as a batch record (built once, re-sent as is by
-        retries) and the messages' ids (batch_columns.py checks the messages and gives ids to those
+        """One send request carrying the messages as a batch record (a BatchSend: built once, re-sent
+        as is by retries, never copied into a SendRequest on the framed protocol) and the messages' ids (batch_columns.py checks the messages and gives ids to those
         without). A batch over batch_record.MAX_RECORD_BYTES goes as one-message records (ids None)."""
         try:
             c = batch_columns(msgs, self._ids.reserve_range, self._ids.next)
@@ -168,7 +169,7 @@ class Producer:
             for m in msgs:
                 self._add_wire(m, req.messages, born_ms)
             return req, None
-        return broker_pb2.SendRequest(topic=c.topic, batch=data), c.ids
+        return BatchSend(c.topic, data), c.ids
 
     # ---- attempts (shared by sync and async sends) ---------------------------------------------------
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import grpc
 
+from orbitmq.client.batch_send import BatchSend
 from orbitmq.common import dial_map
 from orbitmq.common.error_codes import ErrorCode
 from orbitmq.common.framing import DEFAULT_MAX_FRAME, ErrorInfo, FrameError, low_water
@@ -240,19 +241,29 @@ class RemotingClient:
         call = RemotingCall(self, m, time.monotonic() + timeout)
         conn: _Conn | None = None
         try:
-            payload = request.SerializeToString()
+            # a batch record goes out as it is: [frame header, other fields, record] in one sendmsg
+            parts = request.payload_parts() if type(request) is BatchSend else None
+            payload = request.SerializeToString() if parts is None else b""
             conn = self._connection(timeout)
             with self._lock:
                 if conn.side.closed is not None:
                     raise LocalProtocolError(conn.side.closed)
-                rid, data = conn.side.request(m.code, payload)
+                if parts is None:
+                    rid, data = conn.side.request(m.code, payload)
+                else:
+                    rid, vec = conn.side.request_parts(m.code, parts)
                 call.request_id = rid
                 call._conn = conn
                 self._calls[rid] = call
                 heapq.heappush(self._deadlines, (call.deadline, rid, call))
             _WATCHDOG.watch(self)
             with self._wlock:
-                conn.sock.sendall(data)
+                if parts is None:
+                    conn.sock.sendall(data)
+                elif conn.tls:
+                    conn.sock.sendall(b"".join(vec))     # (an SSL socket has no sendmsg)
+                else:
+                    sendmsg_all(conn.sock, vec)
         except RemotingRpcError as e:
             self._end(call, _DONE, None, e)
         except (OSError, LocalProtocolError) as e:
@@ -524,6 +535,21 @@ class RemotingClient:
             except Exception:  # noqa: BLE001 - a caller's callback must not kill the reader
                 log.exception("callback of a framed call failed")
         return True
+
+
+def sendmsg_all(sock: socket.socket, parts: list[Any]) -> None:
+    """`sendall` of the concatenation of `parts`, without making it (one sendmsg per round)."""
+    views = [memoryview(p) for p in parts if len(p)]
+    while views:
+        n = sock.sendmsg(views)
+        while n:
+            first = views[0]
+            if n >= len(first):
+                n -= len(first)
+                del views[0]
+            else:
+                views[0] = first[n:]
+                n = 0
 
 
 def _unavailable(details: str) -> RemotingRpcError:

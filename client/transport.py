@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from orbitmq.client import errors
+from orbitmq.client.batch_send import BatchSend
 from orbitmq.client.remoting import RemotingClient
 from orbitmq.client.routes import RouteInfo
 from orbitmq.common import dial_map
@@ -163,6 +164,8 @@ class Transport:
         r = self.remoting(addr) if method in FRAMED_METHODS else None
         if r is not None:
             return r.future(method, request, timeout)
+        if type(request) is BatchSend:
+            request = request.to_proto()
         return getattr(self.broker(addr), method).future(request, timeout=timeout)
 
     def call_broker(self, addr: str, method: str, request: Any, timeout: float | None = None) -> Any:
@@ -171,6 +174,8 @@ class Transport:
             r = self.remoting(addr) if method in FRAMED_METHODS else None
             if r is not None:
                 return r.call(method, request, timeout or self.rpc_timeout_s)
+            if type(request) is BatchSend:
+                request = request.to_proto()
             return getattr(self.broker(addr), method)(request, timeout=timeout or self.rpc_timeout_s)
         except grpc.RpcError as e:
             raise self._error(e, addr) from None

@@ -114,6 +114,21 @@ def encode(request_id: int, method: int, payload: bytes | bytearray | memoryview
     return HEADER.pack(_REST + n, MAGIC, VERSION, flags, request_id, method) + payload
 
 
+def encode_parts(request_id: int, method: int, parts: tuple[bytes | bytearray | memoryview, ...], flags: int = 0,
+                 crc: bool = False) -> list[bytes | bytearray | memoryview]:
+    """`encode` of the payload b"".join(parts), left in parts (a writer sends them with one
+    `sendmsg`, so a large part is never copied into a joined frame)."""
+    head = encode(request_id, method, b"", flags)      # (checks the arguments)
+    n = sum(map(len, parts))
+    if crc:
+        head = HEADER.pack(_REST + n + 4, MAGIC, VERSION, flags | FLAG_CRC, request_id, method)
+        c = zlib.crc32(memoryview(head)[4:])
+        for part in parts:
+            c = zlib.crc32(part, c)
+        return [head, *parts, _CRC.pack(c)]
+    return [HEADER.pack(_REST + n, MAGIC, VERSION, flags, request_id, method), *parts]
+
+
 def encode_error(info: ErrorInfo) -> bytes:
     """The error payload of a failed call."""
     code = info.code.encode("ascii")

@@ -120,6 +120,17 @@ class ClientSide:
         self._pending[rid] = method
         return rid, framing.encode(rid, method, payload, crc=self.crc)
 
+    def request_parts(self, method: int, parts: tuple[bytes | bytearray | memoryview, ...]) -> tuple[int, list[Any]]:
+        """`request` of a payload given in parts: (request id, the frame's parts to write in order)."""
+        self._check_open()
+        if self._hello_id is None:
+            raise LocalProtocolError("send HELLO before any request")
+        if method == HELLO:
+            raise LocalProtocolError("HELLO is sent by hello()")
+        rid = self._new_id()
+        self._pending[rid] = method
+        return rid, framing.encode_parts(rid, method, parts, crc=self.crc)
+
     def abandon(self, request_id: int) -> bool:
         """Forget an outstanding call (timed out, cancelled): its late reply is dropped."""
         if self._pending.pop(request_id, None) is None:

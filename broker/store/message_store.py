@@ -580,7 +580,7 @@ class MessageStore:
             self.dispatcher.wake()
         return results, False
 
-    def put_batch_record(self, data: bytes, queue_id: int, *, dedupe: bool = True, max_body: int = 0,
+    def put_batch_record(self, data: bytes | memoryview, queue_id: int, *, dedupe: bool = True, max_body: int = 0,
                          now_ms: int | None = None) -> tuple[BatchPutResult, bool]:
         """Append a producer-built batch record (batch_record.py) as ONE commitlog record: validated
         (both CRCs, lengths, names of its distinct tags and keys, body sizes up to `max_body`),
