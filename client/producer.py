@@ -31,6 +31,7 @@ from orbitmq.client.batch_send import BatchSend
 from orbitmq.client.batching import Batch, BatchAccumulator
 from orbitmq.client.message import BatchReceipts, Message, MsgIdGenerator, SendReceipt
 from orbitmq.client.routes import MessageQueue, RouteInfo, Selector, select_round_robin
+from orbitmq.client.send_future import SendFuture, resolve
 from orbitmq.client.send_policy import PROBE_S, Decision, Failure, decide, moved
 from orbitmq.client.transport import Transport
 from orbitmq.common.tls import TlsConfig
@@ -73,6 +74,7 @@ class Producer:
         self._host = socket.gethostname()
         self._acc = BatchAccumulator(batch_max_messages, batch_max_bytes, linger_ms / 1000.0)
         self._cond = threading.Condition()
+        self._fut_cond = threading.Condition()    # shared by every SendFuture of this producer
         self._in_flight = threading.BoundedSemaphore(max_in_flight)
         self._closed = False
         self._sender: threading.Thread | None = None
@@ -350,16 +352,15 @@ class Producer:
         """
         self._validate_only(msg)  # ids: one compact range per batch record (or the message's own)
         sticky = selector is None and self.selector is None
-        fut: Future = Future()
+        fut: Future = SendFuture(self._fut_cond)
         if callback is not None:
             fut.add_done_callback(callback)
         born = int(time.time() * 1000)
-        out: list[_Job] = []
+        out: list[tuple[Batch, list[Message]]] = []
         # the route may have to be fetched: never while holding the lock the sender thread needs
         try:
             if sticky:
-                with self._cond:
-                    cur = self._sticky.get(msg.topic)
+                cur = self._sticky.get(msg.topic)    # (one dict read: no lock needed; settled under it below)
                 if cur is None:
                     cur = self._pick(msg.topic, msg, None, None)
             else:
@@ -385,20 +386,20 @@ class Producer:
             ready = self._acc.add(mq, fut, len(msg.body) + 64, time.monotonic())
             for b in ready:
                 if b.items[-1] is not fut:     # the previous batch closed to make room
-                    out.append(self._job_of(b, self._reqs.pop(mq)))
+                    out.append((b, self._reqs.pop(mq)))
             pending = self._reqs.get(mq)
             if pending is None:
                 pending = self._reqs[mq] = []
             pending.append(msg)
             self._unresolved += 1
             if ready and ready[-1].items[-1] is fut:
-                out.append(self._job_of(ready[-1], self._reqs.pop(mq)))
+                out.append((ready[-1], self._reqs.pop(mq)))
             if ready and sticky:
                 self._sticky.pop(msg.topic, None)
             if self._acc.is_open(mq) and (ready or not was_open):
                 self._cond.notify()            # a new batch opened: the sender thread times its linger
-        for job in out:
-            self._start(job, block=True)
+        for b, msgs in out:      # (the batch record is built outside the lock)
+            self._start(self._job_of(b, msgs), block=True)
         return fut
 
     def _ensure_sender(self) -> None:
@@ -432,24 +433,23 @@ class Producer:
                 return
             job.done = True
         futs = job.futs or []
-        n = 0
-        for r in receipts or ():
-            futs[n].set_result(r)
-            n += 1
+        n = resolve(self._fut_cond, futs, receipts) if receipts else 0
         if n < len(futs):
             err = exc or errors.InternalError(f"broker answered {n} results for {len(futs)} messages")
             for f in futs[n:]:
-                f.set_exception(err)
+                if not f.done():       # (one the caller cancelled stays cancelled)
+                    f.set_exception(err)
         with self._cond:
             self._unresolved -= len(futs)
             if self._unresolved <= 0:
                 self._cond.notify_all()
 
-    def _take(self, batches: list[Batch]) -> list[_Job]:
-        """Pair closed batches with their requests (caller holds _cond)."""
+    def _take(self, batches: list[Batch]) -> list[tuple[Batch, list[Message]]]:
+        """Pair closed batches with their messages (caller holds _cond; `_job_of` makes each a job
+        after the lock is released)."""
         out = []
         for b in batches:
-            out.append(self._job_of(b, self._reqs.pop(b.key)))
+            out.append((b, self._reqs.pop(b.key)))
             if self._sticky.get(b.key.topic, (None,))[0] == b.key:
                 self._sticky.pop(b.key.topic, None)
         return out
@@ -458,8 +458,8 @@ class Producer:
         """Send every open batch now and wait until every async send's future is resolved."""
         with self._cond:
             out = self._take(self._acc.drain())
-        for job in out:
-            self._start(job, block=True)
+        for b, msgs in out:
+            self._start(self._job_of(b, msgs), block=True)
         with self._cond:
             if not self._cond.wait_for(lambda: self._unresolved <= 0, timeout):
                 raise errors.RequestTimeoutError(f"{self._unresolved} async sends unresolved after {timeout}s")
@@ -489,7 +489,7 @@ class Producer:
                     if self._closed:
                         return
                 now = time.monotonic()
-                out = self._take(self._acc.due(now))
+                closed = self._take(self._acc.due(now))
                 due = [j for j in self._retry if j.due <= now or j.deadline <= now]
                 if due:
                     self._retry = [j for j in self._retry if not (j.due <= now or j.deadline <= now)]
@@ -497,7 +497,7 @@ class Producer:
                 inflight = list(self._inflight) if probe else []
                 releases = self._releases
             waiting = []
-            for job in out + due:
+            for job in [self._job_of(b, msgs) for b, msgs in closed] + due:
                 if waiting or not self._start(job, block=False):
                     waiting.append(job)  # no free slot: the first release wakes us
             if waiting:
