@@ -18,14 +18,16 @@ from orbitmq.broker.store.record import PROP_KEYS, PROP_UNIQ
 class BatchMessage:
     """One message of a received batch record; fields are decoded on first access."""
 
-    # made per received message, so it holds only the record and the index; everything else is
-    # read from the record when asked (`_props_`, `_rt` exist once set)
-    __slots__ = ("_i", "_props_", "_rt", "_v", "broker_set")
+    # made per received message, so it holds only the record, the index and the body (sliced when
+    # the message is made: nearly every consumer reads it); everything else is read from the record
+    # when asked (`_props_`, `_rt` exist once set)
+    __slots__ = ("_i", "_props_", "_rt", "_v", "body", "broker_set")
 
-    def __init__(self, view: br.BatchView, i: int, broker_set: str) -> None:
+    def __init__(self, view: br.BatchView, i: int, broker_set: str, body: bytes) -> None:
         self._v = view
         self._i = i
         self.broker_set = broker_set
+        self.body = body
 
     @property
     def queue_offset(self) -> int:
@@ -53,14 +55,6 @@ class BatchMessage:
     @property
     def topic(self) -> str:
         return self._v.topic
-
-    @property
-    def body(self) -> bytes:
-        v, i = self._v, self._i
-        a = v._body_at          # (BatchView.body, inlined: read once per message by most consumers)
-        if a is None:
-            return v.body(i)
-        return v.buf[a[i]:a[i + 1]]
 
     @property
     def tags(self) -> str:
@@ -126,12 +120,12 @@ def messages_of(resp: Any, start: int, tags: set[str] | None, broker_set: str) -
         if a >= b:
             continue
         if tags is None or (v.uniform_tag() in tags):
-            out.extend([BatchMessage(v, i, broker_set) for i in range(a, b)])
+            out.extend([BatchMessage(v, i, broker_set, body) for i, body in zip(range(a, b), v.bodies(a, b), strict=True)])
         else:
             want = {j + 1 for j, t in enumerate(v.tags) if t in tags}
             if want:
                 idx = v.tag_idx
-                out.extend([BatchMessage(v, i, broker_set) for i in range(a, b) if idx[i] in want])
+                out.extend([BatchMessage(v, i, broker_set, v.body(i)) for i in range(a, b) if idx[i] in want])
     if resp.messages and resp.batches:
         out.sort(key=lambda m: m.queue_offset)
     return out

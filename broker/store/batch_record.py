@@ -233,6 +233,7 @@ class BatchView:
     props_len: array
     body_len: array
     meta_len: int
+    props_bytes: int = -1        # sum of props_len (-1: not known yet)
     _props_at: list[int] | None = None
     _body_at: list[int] | None = None
 
@@ -257,8 +258,18 @@ class BatchView:
 
     def _offsets(self) -> None:
         start = self.pos + self.meta_len
+        if self.props_bytes == 0:    # no message has properties: only the bodies need offsets
+            self._body_at = list(accumulate(self.body_len, initial=start))
+            return
         self._props_at = list(accumulate(self.props_len, initial=start))
         self._body_at = list(accumulate(self.body_len, initial=self._props_at[-1]))
+
+    def bodies(self, a: int, b: int) -> list[bytes]:
+        """The bodies of messages a .. b-1 (one slice each)."""
+        if self._body_at is None:
+            self._offsets()
+        at, buf = self._body_at, self.buf
+        return [buf[x:y] for x, y in zip(at[a:b], at[a + 1:b + 1], strict=True)]
 
     def body(self, i: int) -> bytes:
         if self._body_at is None:
@@ -416,8 +427,9 @@ def parse(buf, pos: int = 0, limit: int | None = None, verify: bool = True, meta
     props_len = _column("I", props_raw)
     p += 4 * n
     body_len = _column("I", buf[p:p + 4 * n])
-    if sum(props_len) + sum(body_len) != total - meta_len:
-        raise CodecError(f"batch columns sum to {sum(props_len) + sum(body_len)} data bytes, "
+    props_bytes = 0 if props_raw.count(0) == len(props_raw) else sum(props_len)
+    if props_bytes + sum(body_len) != total - meta_len:
+        raise CodecError(f"batch columns sum to {props_bytes + sum(body_len)} data bytes, "
                          f"the record holds {total - meta_len}")
     if not u16_at_most(tag_raw, len(tables[0])):
         raise CodecError(f"batch tag index {max(tag_idx)} beyond its {len(tables[0])} tags")
@@ -425,7 +437,7 @@ def parse(buf, pos: int = 0, limit: int | None = None, verify: bool = True, meta
         raise CodecError("batch with explicit ids has a message without properties")
     return BatchView(buf, pos, total, h[B_FLAGS], topic, born_host, h[B_QUEUE_ID], h[B_BASE], h[B_PHYS],
                      h[B_STORE_TS], h[B_BORN_TS], n, tables[0], tables[1], id_prefix, h[B_ID_FIRST], tag_idx,
-                     props_len, body_len, meta_len)
+                     props_len, body_len, meta_len, props_bytes)
 
 
 def header(buf, pos: int = 0) -> tuple:

@@ -133,3 +133,16 @@ def test_uniform_tag_and_empty_bodies() -> None:
     mixed = br.parse(br.encode("T", [b"a", b"b"], tags=["x", ""], id_prefix="P", id_first=0))
     assert mixed.uniform_tag() is None
     assert br.parse(br.encode("T", [b"a"], id_prefix="P", id_first=0)).uniform_tag() == ""
+
+
+@given(st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=30), st.booleans(), st.data())
+def test_bodies_with_and_without_properties(bodies, with_keys, data) -> None:
+    keys = [[f"k{i}"] for i in range(len(bodies))] if with_keys else None
+    v = br.parse(br.encode("T", bodies, keys=keys, id_prefix="P", id_first=0))
+    assert (v.props_bytes > 0) == with_keys
+    a = data.draw(st.integers(0, len(bodies)))
+    b = data.draw(st.integers(a, len(bodies)))
+    assert v.bodies(a, b) == bodies[a:b]
+    assert [v.body(i) for i in range(len(bodies))] == bodies
+    if with_keys:
+        assert all(v.props(i) for i in range(len(bodies)))
