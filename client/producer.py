@@ -153,8 +153,9 @@ class Producer:
 
     def _batch_request(self, msgs: list[Message], born_ms: int) -> tuple[Any, list[str] | None]:
         """One send request carrying the messages as a batch record (a BatchSend: built once, re-sent
-        as is by retries, never copied into a SendRequest on the framed protocol) and the messages' ids (batch_columns.py checks the messages and gives ids to those
-        without). A batch over batch_record.MAX_RECORD_BYTES goes as one-message records (ids None)."""
+        as is by retries, never copied into a SendRequest on the framed protocol) and the messages'
+        ids (batch_columns.py checks the messages and gives ids to those without). A batch over
+        batch_record.MAX_RECORD_BYTES goes as one-message records (ids None)."""
         try:
             c = batch_columns(msgs, self._ids.reserve_range, self._ids.next)
         except ValueError as e:
