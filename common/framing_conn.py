@@ -109,27 +109,25 @@ class ClientSide:
 
     def request(self, method: int, payload: bytes, oneway: bool = False) -> tuple[int, bytes]:
         """(request id, bytes to write). A one-way request gets no reply and is not tracked."""
-        self._check_open()
-        if self._hello_id is None:
-            raise LocalProtocolError("send HELLO before any request")
-        if method == HELLO:
-            raise LocalProtocolError("HELLO is sent by hello()")
-        rid = self._new_id()
-        if oneway:
-            return rid, framing.encode(rid, method, payload, FLAG_ONEWAY, crc=self.crc)
-        self._pending[rid] = method
-        return rid, framing.encode(rid, method, payload, crc=self.crc)
+        rid = self._request_id(method, oneway)
+        return rid, framing.encode(rid, method, payload, FLAG_ONEWAY if oneway else 0, crc=self.crc)
 
     def request_parts(self, method: int, parts: tuple[bytes | bytearray | memoryview, ...]) -> tuple[int, list[Any]]:
         """`request` of a payload given in parts: (request id, the frame's parts to write in order)."""
+        rid = self._request_id(method, False)
+        return rid, framing.encode_parts(rid, method, parts, crc=self.crc)
+
+    def _request_id(self, method: int, oneway: bool) -> int:
+        """A new request's id (tracked for its reply unless one-way), after the checks every request passes."""
         self._check_open()
         if self._hello_id is None:
             raise LocalProtocolError("send HELLO before any request")
         if method == HELLO:
             raise LocalProtocolError("HELLO is sent by hello()")
         rid = self._new_id()
-        self._pending[rid] = method
-        return rid, framing.encode_parts(rid, method, parts, crc=self.crc)
+        if not oneway:
+            self._pending[rid] = method
+        return rid
 
     def abandon(self, request_id: int) -> bool:
         """Forget an outstanding call (timed out, cancelled): its late reply is dropped."""
