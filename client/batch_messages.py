@@ -1,6 +1,7 @@
 """Received messages out of batch records, decoded lazily: a pull answer carries whole batch records
-as the broker stores them (`PullResponse.batches`), and a message is only an index into one until
-a field is read (its body is sliced out, its properties parsed, on first use).
+as the broker stores them (`PullResponse.batches`), and a message is an index into one plus its
+body (a batch's bodies are sliced in one pass when its messages are made); every other field is
+read from the record on first use (properties parsed, tags and ids looked up).
 
 Owns: `BatchMessage` (the same fields as the wire `common_pb2.Message` consumers get for
 one-message records) and `messages_of(response, ...)`, which picks the messages a pull asked for:
