@@ -243,12 +243,12 @@ class RemotingClient:
         try:
             # a batch record goes out as it is: [frame header, other fields, record] in one sendmsg
             parts = request.payload_parts() if type(request) is BatchSend else None
-            payload = request.SerializeToString() if parts is None else b""
+            payload = request.SerializeToString() if parts is None else None
             conn = self._connection(timeout)
             with self._lock:
                 if conn.side.closed is not None:
                     raise LocalProtocolError(conn.side.closed)
-                if parts is None:
+                if payload is not None:
                     rid, data = conn.side.request(m.code, payload)
                 else:
                     rid, vec = conn.side.request_parts(m.code, parts)
@@ -258,7 +258,7 @@ class RemotingClient:
                 heapq.heappush(self._deadlines, (call.deadline, rid, call))
             _WATCHDOG.watch(self)
             with self._wlock:
-                if parts is None:
+                if payload is not None:
                     conn.sock.sendall(data)
                 elif conn.tls:
                     conn.sock.sendall(b"".join(vec))     # (an SSL socket has no sendmsg)

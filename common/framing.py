@@ -97,36 +97,40 @@ class ErrorInfo:
     not_stored: bool = False
 
 
-def encode(request_id: int, method: int, payload: bytes | bytearray | memoryview, flags: int = 0,
-           crc: bool = False) -> bytes:
-    """The bytes of one frame (FLAG_CRC is set by `crc`, not by `flags`)."""
+def _head(request_id: int, method: int, n: int, flags: int, crc: bool) -> bytes:
+    """The 14-byte header of a frame with an `n`-byte payload (arguments checked: ValueError)."""
     if not 0 <= request_id <= MAX_REQUEST_ID:
         raise ValueError(f"request id {request_id} out of range")
     if not 0 <= method <= MAX_METHOD:
         raise ValueError(f"method code {method} out of range")
     if flags & ~(FLAG_RESPONSE | FLAG_ERROR | FLAG_ONEWAY):
         raise ValueError(f"unknown flags {flags:#x}")
-    n = len(payload)
     if crc:
-        head = HEADER.pack(_REST + n + 4, MAGIC, VERSION, flags | FLAG_CRC, request_id, method)
+        return HEADER.pack(_REST + n + 4, MAGIC, VERSION, flags | FLAG_CRC, request_id, method)
+    return HEADER.pack(_REST + n, MAGIC, VERSION, flags, request_id, method)
+
+
+def encode(request_id: int, method: int, payload: bytes | bytearray | memoryview, flags: int = 0,
+           crc: bool = False) -> bytes:
+    """The bytes of one frame (FLAG_CRC is set by `crc`, not by `flags`)."""
+    head = _head(request_id, method, len(payload), flags, crc)
+    if crc:
         c = zlib.crc32(payload, zlib.crc32(memoryview(head)[4:]))
         return b"".join((head, payload, _CRC.pack(c)))
-    return HEADER.pack(_REST + n, MAGIC, VERSION, flags, request_id, method) + payload
+    return head + payload
 
 
 def encode_parts(request_id: int, method: int, parts: tuple[bytes | bytearray | memoryview, ...], flags: int = 0,
                  crc: bool = False) -> list[bytes | bytearray | memoryview]:
     """`encode` of the payload b"".join(parts), left in parts (a writer sends them with one
     `sendmsg`, so a large part is never copied into a joined frame)."""
-    head = encode(request_id, method, b"", flags)      # (checks the arguments)
-    n = sum(map(len, parts))
+    head = _head(request_id, method, sum(map(len, parts)), flags, crc)
     if crc:
-        head = HEADER.pack(_REST + n + 4, MAGIC, VERSION, flags | FLAG_CRC, request_id, method)
         c = zlib.crc32(memoryview(head)[4:])
         for part in parts:
             c = zlib.crc32(part, c)
         return [head, *parts, _CRC.pack(c)]
-    return [HEADER.pack(_REST + n, MAGIC, VERSION, flags, request_id, method), *parts]
+    return [head, *parts]
 
 
 def encode_error(info: ErrorInfo) -> bytes:
