@@ -4,12 +4,21 @@ body (a batch's bodies are sliced in one pass when its messages are made); every
 read from the record on first use (properties parsed, tags and ids looked up).
 
 Owns: `BatchMessage` (the same fields as the wire `common_pb2.Message` consumers get for
-one-message records) and `messages_of(response, ...)`, which picks the messages a pull asked for:
-queue offsets in [requested offset, next_offset), tag among the subscribed ones. No I/O.
+one-message records), `MessageRun` (some messages of one batch record, each made when it is read)
+and `messages_of(response, ...)`, which picks the messages a pull asked for: queue offsets in
+[requested offset, next_offset), tag among the subscribed ones. No I/O.
+
+Nothing here makes a message per message of a pull: a pull answer becomes one `MessageRun` per batch
+record, and a `BatchMessage` is made only when a consumer reads that message (and is freed when it
+drops it). Messages made all at once and kept in a consumer's cache cost Python's garbage collector
+more than making them did.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from itertools import repeat
 from typing import Any
 
 from orbitmq.broker.store import batch_record as br
@@ -102,16 +111,75 @@ class BatchMessage:
     flags = 0
     sys_flag = 0
 
+    def __eq__(self, other: object) -> bool:
+        """The same message of the same received record (made twice when read twice)."""
+        if type(other) is not BatchMessage:
+            return NotImplemented
+        return self._v is other._v and self._i == other._i
+
+    def __hash__(self) -> int:
+        return hash((id(self._v), self._i))
+
     def __repr__(self) -> str:
         return (f"BatchMessage(topic={self.topic!r}, queue_id={self.queue_id}, queue_offset={self.queue_offset}, "
                 f"msg_id={self.msg_id!r}, tags={self.tags!r}, body={len(self.body)} bytes)")
 
 
-def messages_of(resp: Any, start: int, tags: set[str] | None, broker_set: str) -> list[Any]:
-    """The messages of a pull answer, in queue order: one-message records as sent (`messages`) plus
-    the asked-for messages of every batch record (offsets in [start, next_offset), tag in `tags`
-    unless None)."""
-    out: list[Any] = list(resp.messages)
+class MessageRun(Sequence):
+    """Messages of one batch record (indexes `idx`, increasing), made when read: iterating makes
+    each `BatchMessage` as it is reached, `run[k]` makes message k, `run[a:b]` is a run again."""
+
+    __slots__ = ("_bs", "_idx", "_v")
+
+    def __init__(self, view: br.BatchView, idx: range | list[int], broker_set: str) -> None:
+        self._v = view
+        self._idx = idx
+        self._bs = broker_set
+
+    def __len__(self) -> int:
+        return len(self._idx)
+
+    def __iter__(self) -> Iterator[BatchMessage]:
+        v, idx = self._v, self._idx
+        if type(idx) is range and idx.step == 1:
+            bodies: Any = v.bodies(idx.start, idx.stop)   # sliced in one pass
+        else:
+            bodies = map(v.body, idx)
+        return map(BatchMessage, repeat(v), idx, repeat(self._bs), bodies)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return MessageRun(self._v, self._idx[k], self._bs)
+        i = self._idx[k]
+        return BatchMessage(self._v, i, self._bs, self._v.body(i))
+
+    @property
+    def first_offset(self) -> int:
+        return self._v.base_queue_offset + self._idx[0]
+
+    @property
+    def last_offset(self) -> int:
+        return self._v.base_queue_offset + self._idx[-1]
+
+    def offsets(self) -> Sequence[int]:
+        base, idx = self._v.base_queue_offset, self._idx
+        if type(idx) is range:
+            return range(base + idx.start, base + idx.stop, idx.step)
+        return [base + i for i in idx]
+
+    def below(self, offset: int) -> int:
+        """How many of the run's messages have a queue offset under `offset`."""
+        return bisect_left(self._idx, offset - self._v.base_queue_offset)
+
+    def __repr__(self) -> str:
+        return f"MessageRun({self._v.topic!r}, queue {self._v.queue_id}, {len(self)} messages)"
+
+
+def messages_of(resp: Any, start: int, tags: set[str] | None, broker_set: str) -> list[Sequence[Any]]:
+    """The messages of a pull answer, in queue order, as parts: a list of the one-message records
+    as sent (`messages`), then a `MessageRun` of the asked-for messages of each batch record
+    (offsets in [start, next_offset), tag in `tags` unless None). No message is made here."""
+    parts: list[Sequence[Any]] = [list(resp.messages)] if resp.messages else []
     hi = resp.next_offset
     for raw in resp.batches:
         v = br.parse(raw, verify=False)  # the broker checked both CRCs when it read the record
@@ -121,12 +189,16 @@ def messages_of(resp: Any, start: int, tags: set[str] | None, broker_set: str) -
         if a >= b:
             continue
         if tags is None or (v.uniform_tag() in tags):
-            out.extend([BatchMessage(v, i, broker_set, body) for i, body in zip(range(a, b), v.bodies(a, b), strict=True)])
+            parts.append(MessageRun(v, range(a, b), broker_set))
         else:
             want = {j + 1 for j, t in enumerate(v.tags) if t in tags}
             if want:
                 idx = v.tag_idx
-                out.extend([BatchMessage(v, i, broker_set, v.body(i)) for i in range(a, b) if idx[i] in want])
-    if resp.messages and resp.batches:
-        out.sort(key=lambda m: m.queue_offset)
-    return out
+                pick = [i for i in range(a, b) if idx[i] in want]
+                if pick:
+                    parts.append(MessageRun(v, pick, broker_set))
+    if resp.messages and resp.batches:   # a log written in both formats: one list in queue order
+        every = [m for p in parts for m in p]
+        every.sort(key=lambda m: m.queue_offset)
+        return [every]
+    return parts

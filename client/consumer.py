@@ -19,7 +19,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -73,7 +73,8 @@ class PushConsumer(ConsumerBase):
         self._threads.append(t)
         super().start()
 
-    def _deliver(self, qs: QueueState, msgs: list[Any]) -> None:
+    def _deliver(self, qs: QueueState, msgs: Sequence[Any]) -> None:
+        # chunks stay unmade (`Messages` slices) until a listener call takes them (`_consume`)
         n = self.consume_batch
         for i in range(0, len(msgs), n):
             chunk = msgs[i:i + n]
@@ -83,19 +84,21 @@ class PushConsumer(ConsumerBase):
                 self._slots.release()
             self._pool.submit(self._consume_pooled, qs, chunk)
 
-    def _consume_pooled(self, qs: QueueState, msgs: list[Any]) -> None:
+    def _consume_pooled(self, qs: QueueState, msgs: Sequence[Any]) -> None:
         self._slots.acquire()
         self._consume_in_slot(qs, msgs)
 
-    def _consume_in_slot(self, qs: QueueState, msgs: list[Any]) -> None:
+    def _consume_in_slot(self, qs: QueueState, msgs: Sequence[Any]) -> None:
         try:
             self._consume(qs, msgs)
         finally:
             self._slots.release()
 
-    def _consume(self, qs: QueueState, msgs: list[Any]) -> None:
+    def _consume(self, qs: QueueState, msgs: Sequence[Any]) -> None:
         if qs.dropped:
             return   # the queue moved to another member; it resumes from the committed offset
+        if not isinstance(msgs, list):
+            msgs = list(msgs)   # made now, once: a retry keeps these objects (reconsume_times)
         try:
             status = self._listener(msgs)
         except Exception:  # noqa: BLE001 - a failing listener means "later"

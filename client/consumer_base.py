@@ -26,6 +26,7 @@ from orbitmq.client.allocate import allocate_averagely
 from orbitmq.client.batch_messages import messages_of
 from orbitmq.client.offset_store import LocalOffsetStore, RemoteOffsetStore
 from orbitmq.client.offsets import OffsetTracker
+from orbitmq.client.received import Messages
 from orbitmq.client.routes import MessageQueue
 from orbitmq.client.transport import Transport
 from orbitmq.common.tls import TlsConfig
@@ -103,9 +104,11 @@ class _Pull:
                 self.qs.wake.set()
 
 
-def offsets_of(msgs: list[Any]) -> Sequence[int]:
-    """The queue offsets of messages of one pull, in queue order: a `range` when they are
+def offsets_of(msgs: Sequence[Any]) -> Sequence[int]:
+    """The queue offsets of messages of one queue, in queue order: a `range` when they are
     consecutive (no tag filtered any out), which the tracker takes in O(1)."""
+    if isinstance(msgs, Messages):
+        return msgs.offsets()
     if not msgs:
         return ()
     lo, hi = msgs[0].queue_offset, msgs[-1].queue_offset
@@ -384,13 +387,13 @@ class ConsumerBase:
     def _handle_pull(self, qs: QueueState, resp: Any, offset: int = 0, tags: set[str] | None = None) -> None:
         st = resp.status
         if st == broker_pb2.PULL_FOUND and (resp.messages or resp.batches):
-            msgs = messages_of(resp, offset, tags, qs.mq.broker_set) if resp.batches else list(resp.messages)
+            msgs = Messages(messages_of(resp, offset, tags, qs.mq.broker_set))   # made when read
             with qs.lock:
                 if qs.dropped:
                     return
-                if msgs and msgs[0].queue_offset < qs.tracker.next_offset:   # never deliver twice what this tracker handed out
-                    msgs = [m for m in msgs if m.queue_offset >= qs.tracker.next_offset]
-                qs.tracker.add(offsets_of(msgs), resp.next_offset)
+                if msgs and msgs.first_offset < qs.tracker.next_offset:   # never deliver twice what this tracker handed out
+                    msgs = msgs.from_offset(qs.tracker.next_offset)
+                qs.tracker.add(msgs.offsets(), resp.next_offset)
             if msgs:
                 self._deliver(qs, msgs)
         elif st in (broker_pb2.PULL_OFFSET_MOVED, broker_pb2.PULL_OFFSET_ILLEGAL):
@@ -402,7 +405,7 @@ class ConsumerBase:
             with qs.lock:
                 qs.tracker.add([], resp.next_offset)
 
-    def _deliver(self, qs: QueueState, msgs: list[Any]) -> None:
+    def _deliver(self, qs: QueueState, msgs: Messages) -> None:
         raise NotImplementedError
 
     # ---- commits -----------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from orbitmq.client import errors
-from orbitmq.client.consumer_base import ConsumerBase, QueueState, offsets_of
+from orbitmq.client.consumer_base import ConsumerBase, QueueState
+from orbitmq.client.received import Messages
 from orbitmq.client.routes import MessageQueue
 
 
@@ -25,8 +26,8 @@ class PullConsumer(ConsumerBase):
         super().__init__(group, namesrv, **kw)
         self.auto_commit = auto_commit
         self.max_poll_messages = max_poll_messages
-        self._buffer: queue.Queue[tuple[QueueState, list[Any]]] = queue.Queue()
-        self._carry: tuple[QueueState, list[Any]] | None = None
+        self._buffer: queue.Queue[tuple[QueueState, Messages]] = queue.Queue()
+        self._carry: tuple[QueueState, Messages] | None = None
 
     def assign(self, queues: list[MessageQueue]) -> None:
         """Consume exactly these queues (no group rebalancing); call before start()."""
@@ -40,16 +41,21 @@ class PullConsumer(ConsumerBase):
         """The readable queues of `topic` (for assign())."""
         return list(self.transport.route(topic).read_queues)
 
-    def _deliver(self, qs: QueueState, msgs: list[Any]) -> None:
+    def _deliver(self, qs: QueueState, msgs: Messages) -> None:
         self._buffer.put((qs, msgs))
 
-    def poll(self, timeout: float = 1.0) -> list[Any]:
-        """Up to `max_poll_messages` messages, waiting up to `timeout` s for the first ones."""
+    def poll(self, timeout: float = 1.0) -> Messages:
+        """Up to `max_poll_messages` messages, waiting up to `timeout` s for the first ones.
+
+        The result is a read-only sequence (`client.received.Messages`): a message of a batch record
+        is made when it is read, so a loop that reads and drops them keeps few alive. `list(...)`
+        makes them all."""
         if not self._started:
             self.start()
-        out: list[Any] = []
+        out: list[Messages] = []
+        got = 0
         deadline = time.monotonic() + timeout
-        while len(out) < self.max_poll_messages:
+        while got < self.max_poll_messages:
             if self._carry is not None:
                 qs, msgs = self._carry
                 self._carry = None
@@ -61,13 +67,14 @@ class PullConsumer(ConsumerBase):
                     break
             if qs.dropped:
                 continue
-            room = self.max_poll_messages - len(out)
-            take, rest = msgs[:room], msgs[room:]
-            if rest:
+            room = self.max_poll_messages - got
+            if len(msgs) > room:
+                msgs, rest = msgs[:room], msgs[room:]
                 self._carry = (qs, rest)
-            qs.ack(offsets_of(take))
-            out.extend(take)
-        return out
+            qs.ack(msgs.offsets())
+            out.append(msgs)
+            got += len(msgs)
+        return Messages.join(out)
 
     def _commit_loop(self) -> None:
         if self.auto_commit:
