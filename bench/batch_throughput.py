@@ -1,8 +1,10 @@
 """Batched produce and pull consume through the real client, judged against the one-way gRPC bulk
 limit measured in the same run (bench/transport_oneway.py): `produce_vs_transport` = message bytes/s
-of sync `send_batch` calls (one at a time, each a batch record of about --batch-bytes) over the
-transport's produce direction (256 KiB requests, empty replies, one at a time), the two measured in
-alternating slices (`rounds`) so that load from elsewhere on the machine hits both alike;
+of `send_batch_async` calls, PIPELINE batches in flight (each a batch record of about --batch-bytes:
+the client builds the next while the broker stores the last), over the transport's produce
+direction (256 KiB requests, empty replies, one at a time); `sync_batch_vs_transport` the same for
+sync `send_batch` calls, one at a time. The three are measured in alternating slices (`rounds`) so
+that load from elsewhere on the machine hits them alike;
 `consume_vs_transport` = message bytes/s of the lite pull consumer reading them back (after its
 first poll returned: the group's start, rebalance and first pull are `pull_start_s`, and
 `pull_msgs_per_s_with_start` counts them in) over the transport's consume direction (empty requests, 256 KiB replies), measured before and after the
@@ -12,11 +14,15 @@ Used by `orbitmq bench produce` and `orbitmq bench consume`; bounded by --messag
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections import deque
 from typing import Any
 
 from orbitmq.bench.transport_oneway import OneWayServer
 from orbitmq.bench.transport_oneway import measure as transport
+
+PIPELINE = 2   # batches in flight in the pipelined phase (send_batch_async)
 
 
 def per_batch(size: int, batch_bytes: int) -> int:
@@ -36,28 +42,55 @@ def measure(bc: Any, size: int, messages: int, seconds: float, batch_bytes: int,
         t_before = transport(ow.addr, min(seconds, 3.0))
         with Producer(bc.namesrv, batch_max_messages=n_batch, batch_max_bytes=n_batch * (size + 64) + 1,
                       linger_ms=5.0, max_in_flight=8) as p:
-            batch = [Message(topic, body) for _ in range(n_batch)]
+            batches = [[Message(topic, body) for _ in range(n_batch)] for _ in range(PIPELINE + 1)]
+            turn = itertools.cycle(batches)
 
-            def send_batch() -> None:
-                for m in batch:
+            def fresh() -> list[Any]:
+                batch = next(turn)
+                for m in batch:     # (a send writes its ids into the messages: these go as new ones)
                     m.msg_id = ""
-                p.send_batch(batch)
-            # the machine is shared: alternate slices of the transport and of batched sends
-            send_batch()   # warm-up
-            sent = secs = t_mb = 0.0
+                return batch
+
+            def sync_slice(t_end: float, cap: int) -> int:
+                k = 0
+                while k < cap and time.perf_counter() < t_end:
+                    p.send_batch(fresh())
+                    k += n_batch
+                return k
+
+            def pipelined_slice(t_end: float, cap: int) -> int:
+                k = 0
+                pending: deque[Any] = deque()
+                while k < cap and time.perf_counter() < t_end:
+                    if len(pending) >= PIPELINE:
+                        pending.popleft().result()
+                    pending.append(p.send_batch_async(fresh()))
+                    k += n_batch
+                for f in pending:     # a slice ends when all its batches are acknowledged
+                    f.result()
+                return k
+
+            p.send_batch(fresh())   # warm-up
+            # the machine is shared: alternate slices of the transport, sync and pipelined sends
+            got = {"sync": [0, 0.0], "pipelined": [0, 0.0]}
+            t_mb = 0.0
+            cap = max(n_batch, messages // rounds)
             for _ in range(rounds):
                 t_mb += transport(ow.addr, seconds / rounds)["transport_produce_mb_per_s"]
-                t0 = time.perf_counter()
-                k = 0
-                while k < max(n_batch, messages // rounds) and time.perf_counter() - t0 < seconds / rounds:
-                    send_batch()
-                    k += n_batch
-                secs += time.perf_counter() - t0
-                sent += k
-            r = sent / secs
+                for name, step in (("sync", sync_slice), ("pipelined", pipelined_slice)):
+                    t0 = time.perf_counter()
+                    got[name][0] += step(t0 + seconds / rounds, cap)
+                    got[name][1] += time.perf_counter() - t0
+            tp = t_mb / rounds
+            r_sync = got["sync"][0] / got["sync"][1]
+            r = got["pipelined"][0] / got["pipelined"][1]
             out["batched_produce_msgs_per_s"] = round(r)
             out["batched_produce_mb_per_s"] = round(r * size / 1e6, 1)
-            out["transport_produce_interleaved_mb_per_s"] = round(t_mb / rounds, 1)
+            out["batched_produce_in_flight"] = PIPELINE
+            out["sync_batch_msgs_per_s"] = round(r_sync)
+            out["sync_batch_mb_per_s"] = round(r_sync * size / 1e6, 1)
+            out["sync_batch_vs_transport"] = round(r_sync * size / 1e6 / tp, 3)
+            out["transport_produce_interleaved_mb_per_s"] = round(tp, 1)
 
             n = 0
             futs = []

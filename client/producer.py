@@ -330,6 +330,42 @@ class Producer:
         topic = req.topic
         return self._send_with_retry(topic, req, selector, arg, timeout, msgs[0], ids)
 
+    def send_batch_async(self, msgs: list[Message], *, selector: Selector | None = None, arg: Any = None,
+                         callback: Callable[[Future], None] | None = None) -> Future:
+        """Send messages of one topic as one request to one queue without waiting: returns a
+        `concurrent.futures.Future` resolved with their receipts (in order, as `send_batch`
+        returns them) or failed with an OrbitError within `send_timeout_s`.
+
+        The batch record is built (and bad input refused) before this returns, so the messages may
+        be changed or re-sent afterwards. Blocks only while `max_in_flight` requests are already
+        outstanding. Retries behave as `send_async`'s (a retry picks its queue without the
+        selector), so batches in flight to one queue may land out of order.
+        """
+        if self._closed:
+            raise errors.ClientClosedError("producer is closed")
+        if not isinstance(msgs, list):
+            msgs = list(msgs)
+        if not msgs:
+            raise errors.BadRequestError("send_batch_async needs at least one message")
+        req, ids = self._batch_request(msgs, int(time.time() * 1000))
+        fut: Future = SendFuture(self._fut_cond)
+        if callback is not None:
+            fut.add_done_callback(callback)
+        job = _Job(req.topic, req, time.monotonic() + self.send_timeout_s, futs=[fut])
+        job.whole = True
+        job.ids = ids
+        job.first = msgs[0]
+        with self._cond:
+            self._unresolved += 1
+            self._ensure_sender()
+        try:
+            job.mq, _ = self._pick(req.topic, msgs[0], selector, arg)   # the first attempt's queue
+        except errors.OrbitError as e:
+            self._attempt_failed(job, e)         # no route this instant: retried until the deadline
+            return fut
+        self._start(job, block=True)
+        return fut
+
     def send_oneway(self, msg: Message, *, selector: Selector | None = None, arg: Any = None) -> None:
         """Send without waiting for (or retrying on) the result."""
         pm = self._prepare(msg)
@@ -434,6 +470,8 @@ class Producer:
                 return
             job.done = True
         futs = job.futs or []
+        if receipts and job.whole:
+            receipts = [receipts]    # one future for the whole batch
         n = resolve(self._fut_cond, futs, receipts) if receipts else 0
         if n < len(futs):
             err = exc or errors.InternalError(f"broker answered {n} results for {len(futs)} messages")
@@ -638,7 +676,7 @@ class _Job:
     """One send (a sync call, or an async batch) across its attempts."""
 
     __slots__ = ("addr", "attempts", "avoid", "call", "deadline", "done", "due", "first", "futs", "go_to",
-                 "hinted", "ids", "last_err", "moved", "mq", "req", "sent", "started", "stay", "topic")
+                 "hinted", "ids", "last_err", "moved", "mq", "req", "sent", "started", "stay", "topic", "whole")
 
     def __init__(self, topic: str, req: Any, deadline: float, futs: list[Future] | None = None) -> None:
         self.topic = topic
@@ -661,6 +699,7 @@ class _Job:
         self.hinted = False
         self.ids: list[str] | None = None  # a batch record send: the ids of its messages, in order
         self.first: Any = None             # the first message (for a selector choosing a retry's queue)
+        self.whole = False                 # send_batch_async: futs[0] gets the whole batch's receipts
 
 
 def _wire_error(e: grpc.RpcError, addr: str) -> errors.OrbitError:

@@ -119,3 +119,47 @@ def test_async_sends_go_to_the_selected_queue(procs, tmp_path):
             want = select_by_hash(queues, None, k)
             got = [f.result(timeout=10) for f in fs]
             assert {r.queue for r in got} == {want}
+
+
+def test_async_batches_arrive_whole_and_resolve_while_paused(procs, tmp_path):
+    """send_batch_async: each future gets its batch's receipts (ids, consecutive offsets of one
+    queue), several batches in flight at once; bad input is refused at the call; a paused broker
+    fails every future within the send timeout, and sends succeed again after SIGCONT."""
+    from orbitmq.client import PullConsumer
+    from orbitmq.client.routes import select_by_hash
+
+    ns, broker = start(procs, tmp_path)
+    with Producer(ns, send_timeout_s=TIMEOUT_S, max_in_flight=4) as p:
+        with pytest.raises(errors.BadRequestError):
+            p.send_batch_async([])
+        with pytest.raises(errors.BadRequestError):
+            p.send_batch_async([Message("Async", b"a"), Message("Other", b"b")])   # two topics
+        called = []
+        futs = [p.send_batch_async([Message("Async", f"b{b}-{i}".encode()) for i in range(50)],
+                                   callback=called.append) for b in range(12)]
+        sent = {}
+        for b, f in enumerate(futs):
+            rs = f.result(timeout=10)
+            assert len(rs) == 50 and len({r.queue for r in rs}) == 1
+            offs = [r.queue_offset for r in rs]
+            assert offs == list(range(offs[0], offs[0] + 50))
+            sent.update({r.msg_id: f"b{b}-{i}".encode() for i, r in enumerate(rs)})
+        wait_until(lambda: len(called) == 12, 5, what="callbacks")
+        pinned = p.send_batch_async([Message("Async", b"k")], selector=select_by_hash, arg="order-7").result(10)
+        assert pinned[0].queue == select_by_hash(p.transport.route("Async").write_queues, None, "order-7")
+        broker.pause()
+        try:
+            t0 = time.monotonic()
+            stuck = [p.send_batch_async([Message("Async", b"p")] * 3) for _ in range(6)]
+            for f in stuck:
+                assert isinstance(f.exception(timeout=TIMEOUT_S + SLACK_S), errors.OrbitError)
+            assert time.monotonic() - t0 < 6 * (TIMEOUT_S + SLACK_S)
+        finally:
+            broker.resume()
+        assert len(p.send_batch_async([Message("Async", b"again")]).result(timeout=10)) == 1
+    got = {}
+    with PullConsumer("g-async-batch", ns, max_poll_messages=1000) as c:
+        c.subscribe("Async")
+        wait_until(lambda: got.update({m.msg_id: m.body for m in c.poll(0.5)}) or set(sent) <= set(got), 30,
+                   what="every acknowledged batch message pulled back")
+    assert {k: got[k] for k in sent} == sent
