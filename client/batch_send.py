@@ -19,13 +19,15 @@ BATCH_FIELD = 5    # SendRequest.batch (protos/broker.proto)
 
 
 class BatchSend:
-    """A SendRequest (topic, queue_id; `messages` stays empty) whose `batch` is `batch`."""
+    """A SendRequest (topic, queue_id; `messages` stays empty) whose `batch` is the concatenation
+    of `parts` (a batch record as the producer built it: its header and tables, then its data)."""
 
-    __slots__ = ("batch", "head")
+    __slots__ = ("head", "parts", "size")
 
-    def __init__(self, topic: str, batch: bytes) -> None:
+    def __init__(self, topic: str, *parts: bytes) -> None:
         self.head = broker_pb2.SendRequest(topic=topic)
-        self.batch = batch
+        self.parts = parts
+        self.size = sum(map(len, parts))
 
     @property
     def topic(self) -> str:
@@ -43,6 +45,11 @@ class BatchSend:
     def messages(self) -> Any:
         return self.head.messages
 
+    @property
+    def batch(self) -> bytes:
+        """The record, joined (a copy)."""
+        return b"".join(self.parts)
+
     def to_proto(self) -> broker_pb2.SendRequest:
         """The whole SendRequest (one copy of the record), for gRPC."""
         r = broker_pb2.SendRequest()
@@ -50,7 +57,7 @@ class BatchSend:
         r.batch = self.batch
         return r
 
-    def payload_parts(self) -> tuple[bytes, bytes]:
-        """The serialized SendRequest as two parts whose concatenation is it: the other fields with
-        the key of `batch`, then the record itself (not copied)."""
-        return self.head.SerializeToString() + tail_key(BATCH_FIELD, len(self.batch)), self.batch
+    def payload_parts(self) -> tuple[bytes, ...]:
+        """The serialized SendRequest as parts whose concatenation is it: the other fields with the
+        key of `batch`, then the record's parts (not copied)."""
+        return (self.head.SerializeToString() + tail_key(BATCH_FIELD, self.size), *self.parts)

@@ -74,31 +74,28 @@ class PushConsumer(ConsumerBase):
         super().start()
 
     def _deliver(self, qs: QueueState, msgs: Sequence[Any]) -> None:
-        # chunks stay unmade (`Messages` slices) until a listener call takes them (`_consume`)
         n = self.consume_batch
-        for i in range(0, len(msgs), n):
-            chunk = msgs[i:i + n]
+        it = iter(msgs)      # (a pull's messages are made here, a chunk at a time)
+        while chunk := list(itertools.islice(it, n)):
             if self._slots.acquire(blocking=False):
                 if run_after_read(lambda qs=qs, chunk=chunk: self._consume_in_slot(qs, chunk)):
                     continue
                 self._slots.release()
             self._pool.submit(self._consume_pooled, qs, chunk)
 
-    def _consume_pooled(self, qs: QueueState, msgs: Sequence[Any]) -> None:
+    def _consume_pooled(self, qs: QueueState, msgs: list[Any]) -> None:
         self._slots.acquire()
         self._consume_in_slot(qs, msgs)
 
-    def _consume_in_slot(self, qs: QueueState, msgs: Sequence[Any]) -> None:
+    def _consume_in_slot(self, qs: QueueState, msgs: list[Any]) -> None:
         try:
             self._consume(qs, msgs)
         finally:
             self._slots.release()
 
-    def _consume(self, qs: QueueState, msgs: Sequence[Any]) -> None:
+    def _consume(self, qs: QueueState, msgs: list[Any]) -> None:
         if qs.dropped:
             return   # the queue moved to another member; it resumes from the committed offset
-        if not isinstance(msgs, list):
-            msgs = list(msgs)   # made now, once: a retry keeps these objects (reconsume_times)
         try:
             status = self._listener(msgs)
         except Exception:  # noqa: BLE001 - a failing listener means "later"

@@ -161,18 +161,18 @@ class Producer:
         except ValueError as e:
             raise errors.BadRequestError(str(e)) from None
         try:
-            data = br.encode(c.topic, c.bodies, tags=c.tags, keys=c.keys, properties=c.properties,
-                             msg_ids=None if c.compact else c.ids, id_prefix=c.id_prefix, id_first=c.id_first,
-                             born_ts=born_ms, born_host=self._host)
+            meta, data = br.encode_parts(c.topic, c.bodies, tags=c.tags, keys=c.keys, properties=c.properties,
+                                         msg_ids=None if c.compact else c.ids, id_prefix=c.id_prefix,
+                                         id_first=c.id_first, born_ts=born_ms, born_host=self._host)
         except ValueError as e:
             raise errors.BadRequestError(f"cannot build the batch: {e}") from None
-        if len(data) > br.MAX_RECORD_BYTES:
+        if len(meta) + len(data) > br.MAX_RECORD_BYTES:
             # too big for one record (replication moves a record whole): one-message records, as before
             req = broker_pb2.SendRequest(topic=c.topic)
             for m in msgs:
                 self._add_wire(m, req.messages, born_ms)
             return req, None
-        return BatchSend(c.topic, data), c.ids
+        return BatchSend(c.topic, meta, data), c.ids
 
     # ---- attempts (shared by sync and async sends) ---------------------------------------------------
 

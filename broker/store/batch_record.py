@@ -41,6 +41,7 @@ import sys
 from array import array
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Any
 
 from crc32c import crc32c
 
@@ -136,13 +137,23 @@ def split_id(msg_id: str) -> tuple[str, int] | None:
     return msg_id[:-ID_DIGITS], n
 
 
-def encode(topic: str, bodies: list[bytes], *, tags: list[str] | None = None, keys: list[list[str]] | None = None,
-           properties: list[dict[str, str]] | None = None, msg_ids: list[str] | None = None,
-           id_prefix: str = "", id_first: int = 0, born_ts: int = 0, born_host: str = "", queue_id: int = 0,
-           base_queue_offset: int = 0, physical_offset: int = 0, store_ts: int = 0) -> bytes:
-    """One batch record. Ids are compact (`id_prefix` + counter from `id_first`) unless `msg_ids`
-    is given (then each message's properties carry its id). Raises ValueError on bad input (no
-    messages, no ids, too long names); name rules proper are the broker's (names.py)."""
+def encode(topic: str, bodies: list[bytes], **kw: Any) -> bytes:
+    """One batch record, joined: see `encode_parts`."""
+    meta, data = encode_parts(topic, bodies, **kw)
+    return meta + data
+
+
+def encode_parts(topic: str, bodies: list[bytes], *, tags: list[str] | None = None,
+                 keys: list[list[str]] | None = None, properties: list[dict[str, str]] | None = None,
+                 msg_ids: list[str] | None = None, id_prefix: str = "", id_first: int = 0, born_ts: int = 0,
+                 born_host: str = "", queue_id: int = 0, base_queue_offset: int = 0, physical_offset: int = 0,
+                 store_ts: int = 0) -> tuple[bytes, bytes]:
+    """One batch record as two parts whose concatenation is it: the header with the tables and
+    columns (up to meta_len), then the data (properties and bodies). A producer sends the two as
+    they are, which saves copying the data into one record. Ids are compact (`id_prefix` + counter
+    from `id_first`) unless `msg_ids` is given (then each message's properties carry its id).
+    Raises ValueError on bad input (no messages, no ids, too long names); name rules proper are the
+    broker's (names.py)."""
     n = len(bodies)
     if not 1 <= n <= MAX_COUNT:
         raise ValueError(f"a batch holds 1..{MAX_COUNT} messages, got {n}")
@@ -196,7 +207,7 @@ def encode(topic: str, bodies: list[bytes], *, tags: list[str] | None = None, ke
         tables += _U16.pack(len(e)) + e
     tables += _col_bytes(tag_idx) + _col_bytes(props_len) + _col_bytes(body_len)
     meta_len = HEADER_SIZE + len(tables)
-    data = b"".join(props_blobs) + b"".join(bodies)
+    data = b"".join(props_blobs + bodies) if props_blobs else b"".join(bodies)
     total = meta_len + len(data)
     if total > 0xFFFFFFFF:
         raise ValueError("batch larger than 4 GiB")
@@ -206,7 +217,7 @@ def encode(topic: str, bodies: list[bytes], *, tags: list[str] | None = None, ke
                                 crc32c(data)))
     meta = hdr + tables
     _U32.pack_into(meta, 0, _crc(meta, 4, meta_len))
-    return bytes(meta) + data
+    return bytes(meta), data
 
 
 @dataclass(slots=True)
