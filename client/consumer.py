@@ -75,8 +75,9 @@ class PushConsumer(ConsumerBase):
 
     def _deliver(self, qs: QueueState, msgs: Sequence[Any]) -> None:
         n = self.consume_batch
-        it = iter(msgs)      # (a pull's messages are made here, a chunk at a time)
-        while chunk := list(itertools.islice(it, n)):
+        msgs = list(msgs)      # (a pull's messages are made here)
+        for i in range(0, len(msgs), n):
+            chunk = msgs[i:i + n]
             if self._slots.acquire(blocking=False):
                 if run_after_read(lambda qs=qs, chunk=chunk: self._consume_in_slot(qs, chunk)):
                     continue
