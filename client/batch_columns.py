@@ -74,12 +74,15 @@ def batch_columns(msgs: list[Message], reserve: Callable[[int], tuple[str, int]]
                 raise TypeError(f"body must be bytes, got {type(b).__name__}")
             bodies[i] = bytes(b)
     tags: list[str] | None = [m.tags for m in msgs]
-    if {type(t) for t in tags} != {str}:
-        for t in tags:
-            if not isinstance(t, str):
-                raise TypeError(f"tags must be str, got {type(t).__name__}")
-    if not any(tags):
+    if tags.count("") == len(tags):    # no message has a tag (the common case: one C pass)
         tags = None
+    else:
+        if {type(t) for t in tags} != {str}:
+            for t in tags:
+                if not isinstance(t, str):
+                    raise TypeError(f"tags must be str, got {type(t).__name__}")
+        if not any(tags):
+            tags = None
     keys: list[Any] | None = [m.keys for m in msgs]
     if any(keys):
         for m in msgs:
