@@ -94,7 +94,7 @@ class Messages(Sequence):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"Messages({self._len} messages in {len(self._parts)} parts)"
+        return f"Messages(len={self._len}, parts={len(self._parts)})"
 
     # ---- offsets: for the consumers' trackers -------------------------------------------------------
 
