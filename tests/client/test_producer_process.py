@@ -134,6 +134,8 @@ def test_async_batches_arrive_whole_and_resolve_while_paused(procs, tmp_path):
             p.send_batch_async([])
         with pytest.raises(errors.BadRequestError):
             p.send_batch_async([Message("Async", b"a"), Message("Other", b"b")])   # two topics
+        nowhere = p.send_batch_async([Message("NoSuchTopic", b"a")])   # no route: the future fails, as send_batch raises
+        assert isinstance(nowhere.exception(timeout=TIMEOUT_S + SLACK_S), errors.TopicNotFoundError)
         called = []
         futs = [p.send_batch_async([Message("Async", f"b{b}-{i}".encode()) for i in range(50)],
                                    callback=called.append) for b in range(12)]
