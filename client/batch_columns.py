@@ -73,16 +73,17 @@ def batch_columns(msgs: list[Message], reserve: Callable[[int], tuple[str, int]]
             if not isinstance(b, bytes | bytearray | memoryview):
                 raise TypeError(f"body must be bytes, got {type(b).__name__}")
             bodies[i] = bytes(b)
+    if not [1 for m in msgs if m.tags != "" or m.keys or m.properties or m.msg_id]:
+        # the common case, in one pass: no tags, keys, properties or ids (a tag that is not a str
+        # is not "", so it goes the long way and is refused there)
+        return _compact(msgs, reserve, Columns(topic, bodies, None, None, None, []))
     tags: list[str] | None = [m.tags for m in msgs]
-    if tags.count("") == len(tags):    # no message has a tag (the common case: one C pass)
+    if {type(t) for t in tags} != {str}:
+        for t in tags:
+            if not isinstance(t, str):
+                raise TypeError(f"tags must be str, got {type(t).__name__}")
+    if not any(tags):
         tags = None
-    else:
-        if {type(t) for t in tags} != {str}:
-            for t in tags:
-                if not isinstance(t, str):
-                    raise TypeError(f"tags must be str, got {type(t).__name__}")
-        if not any(tags):
-            tags = None
     keys: list[Any] | None = [m.keys for m in msgs]
     if any(keys):
         for m in msgs:
@@ -101,8 +102,14 @@ def batch_columns(msgs: list[Message], reserve: Callable[[int], tuple[str, int]]
                 if not m.msg_id:
                     m.msg_id = ids[i] = next_id()
         return Columns(topic, bodies, tags, keys, props, ids)
-    prefix, first = reserve(len(msgs))
-    ids = compact_ids(prefix, first, len(msgs))
-    for m, mid in zip(msgs, ids, strict=True):
+    return _compact(msgs, reserve, Columns(topic, bodies, tags, keys, props, []))
+
+
+def _compact(msgs: list[Message], reserve: Callable[[int], tuple[str, int]], c: Columns) -> Columns:
+    """`c` with one compact id range for `msgs` (none has an id), written back to them."""
+    c.id_prefix, c.id_first = reserve(len(msgs))
+    c.ids = compact_ids(c.id_prefix, c.id_first, len(msgs))
+    c.compact = True
+    for m, mid in zip(msgs, c.ids, strict=True):
         m.msg_id = mid
-    return Columns(topic, bodies, tags, keys, props, ids, prefix, first, True)
+    return c
