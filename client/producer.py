@@ -355,15 +355,18 @@ class Producer:
         job.whole = True
         job.ids = ids
         job.first = msgs[0]
+        try:
+            job.mq, _ = self._pick(req.topic, msgs[0], selector, arg)   # the first attempt's queue
+            failed = None
+        except errors.OrbitError as e:
+            failed = e            # (a selector's own exception reaches the caller, nothing queued)
         with self._cond:
             self._unresolved += 1
             self._ensure_sender()
-        try:
-            job.mq, _ = self._pick(req.topic, msgs[0], selector, arg)   # the first attempt's queue
-        except errors.OrbitError as e:
-            self._attempt_failed(job, e)         # no route this instant: retried until the deadline
-            return fut
-        self._start(job, block=True)
+        if failed is not None:
+            self._attempt_failed(job, failed)    # no route this instant: retried until the deadline
+        else:
+            self._start(job, block=True)
         return fut
 
     def send_oneway(self, msg: Message, *, selector: Selector | None = None, arg: Any = None) -> None:
