@@ -9,8 +9,9 @@ sends (batched per queue with a linger) and explicit `send_batch` (msgs/s, MB/s,
 end-to-end latency p50/p99 at --latency-rate msgs/s (target p99 <= 1 ms) with a push consumer in
 another process, framed then gRPC; and `grpc_empty_call_per_s`, an empty unary call to the echo
 process with the same sync client style, so `send_vs_grpc` = sync sends/s / empty calls/s.
-Batched produce and pull consume are measured against the one-way gRPC bulk transport of the
-same run (`produce_vs_transport`, `consume_vs_transport`, see bench/batch_throughput.py).
+Batched produce (`send_batch_async`, two batch records in flight: `produce_vs_transport`; sync
+`send_batch`, one at a time: `sync_batch_vs_transport`) and pull consume (`consume_vs_transport`)
+are measured against the one-way gRPC bulk transport of the same run (bench/batch_throughput.py).
 Every phase is bounded by --messages and --seconds. `--only sync` runs the sync-send phase alone
 (framed and gRPC alternating, --sync-rounds rounds), `--only sync-framed` its framed half alone,
 `--only batch` the batched produce and pull consume against the transport alone, `--only latency`

@@ -107,7 +107,7 @@ class _Pull:
 def offsets_of(msgs: Sequence[Any]) -> Sequence[int]:
     """The queue offsets of messages of one queue, in queue order: a `range` when they are
     consecutive (no tag filtered any out), which the tracker takes in O(1)."""
-    if isinstance(msgs, Messages):
+    if type(msgs) is Messages:
         return msgs.offsets()
     if not msgs:
         return ()
