@@ -320,15 +320,19 @@ class Producer:
     def send_batch(self, msgs: list[Message], *, selector: Selector | None = None, arg: Any = None,
                    timeout: float | None = None) -> Sequence[SendReceipt]:
         """Send messages of one topic as one request to one queue; receipts in the same order."""
+        msgs, req, ids = self._batch_of(msgs, "send_batch")
+        return self._send_with_retry(req.topic, req, selector, arg, timeout, msgs[0], ids)
+
+    def _batch_of(self, msgs: list[Message], what: str) -> tuple[list[Message], Any, list[str] | None]:
+        """The messages (as a list), their request and ids (`_batch_request`), after the checks
+        every batch send makes first."""
         if self._closed:
             raise errors.ClientClosedError("producer is closed")
         if not isinstance(msgs, list):
             msgs = list(msgs)
         if not msgs:
-            raise errors.BadRequestError("send_batch needs at least one message")
-        req, ids = self._batch_request(msgs, int(time.time() * 1000))
-        topic = req.topic
-        return self._send_with_retry(topic, req, selector, arg, timeout, msgs[0], ids)
+            raise errors.BadRequestError(f"{what} needs at least one message")
+        return (msgs, *self._batch_request(msgs, int(time.time() * 1000)))
 
     def send_batch_async(self, msgs: list[Message], *, selector: Selector | None = None, arg: Any = None,
                          callback: Callable[[Future], None] | None = None) -> Future:
@@ -341,13 +345,7 @@ class Producer:
         outstanding. Retries behave as `send_async`'s (a retry picks its queue without the
         selector), so batches in flight to one queue may land out of order.
         """
-        if self._closed:
-            raise errors.ClientClosedError("producer is closed")
-        if not isinstance(msgs, list):
-            msgs = list(msgs)
-        if not msgs:
-            raise errors.BadRequestError("send_batch_async needs at least one message")
-        req, ids = self._batch_request(msgs, int(time.time() * 1000))
+        msgs, req, ids = self._batch_of(msgs, "send_batch_async")
         fut: Future = SendFuture(self._fut_cond)
         if callback is not None:
             fut.add_done_callback(callback)
