@@ -330,15 +330,26 @@ class RemotingClient:
     def _read_once(self, conn: _Conn, wait_s: float | None) -> bool:
         """Read what the socket has (waiting up to `wait_s`; None: until something arrives, which
         costs one GIL round trip instead of two) and complete those calls; False once the
-        connection is gone."""
+        connection is gone.
+
+        While SO_RCVLOWAT is raised (a large frame arriving) the wait is a poll() and the read
+        never blocks: Linux wakes a thread sleeping in recv() only when the bytes still queued
+        reach the low-water mark, without counting what that recv already copied, so a recv that
+        took most of a frame and waits for a small last part would sleep until more data came."""
         sock = conn.sock
         side = conn.side
         try:
             tls = conn.tls
             pending = sock.pending() if tls else 0
-            if wait_s is not None and not pending and not conn.poller.poll(wait_s * 1000.0):
+            big = conn.lowat > 1
+            if (wait_s is not None or big) and not pending and \
+                    not conn.poller.poll(None if wait_s is None else wait_s * 1000.0):
                 return side.closed is None
-            data = sock.recv(RECV_BYTES if side.missing <= RECV_BYTES else side.missing)
+            n = RECV_BYTES if side.missing <= RECV_BYTES else side.missing
+            try:
+                data = sock.recv(n, socket.MSG_DONTWAIT) if big else sock.recv(n)
+            except BlockingIOError:
+                return side.closed is None      # woken with nothing to read yet
             if not data:
                 raise ConnectionError("closed by the broker")
             with self._lock:
