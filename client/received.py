@@ -104,13 +104,18 @@ class Messages(Sequence):
         return _first(self._parts[0])
 
     def offsets(self) -> Sequence[int]:
-        """Every message's queue offset, in order: a `range` when they are consecutive. Within one
-        queue, offsets increase."""
+        """Every message's queue offset, in order: a `range` when they are consecutive (each part
+        is, and starts where the one before it ended; within one queue offsets increase)."""
         if not self._len:
             return ()
-        lo, hi = _first(self._parts[0]), _last(self._parts[-1])
-        if hi - lo == self._len - 1:
-            return range(lo, hi + 1)
+        lo = nxt = _first(self._parts[0])
+        for p in self._parts:
+            first, last = _first(p), _last(p)
+            if first != nxt or last - first != len(p) - 1:
+                break
+            nxt = last + 1
+        else:
+            return range(lo, nxt)
         out: list[int] = []
         for p in self._parts:
             out.extend(p.offsets() if type(p) is MessageRun else [m.queue_offset for m in p])

@@ -138,3 +138,14 @@ def test_both_formats_in_one_answer_come_in_queue_order():
     msgs = Messages(messages_of(Resp(raws, old, 10 ** 9), 0, None, "bs"))
     assert [m.queue_offset for m in msgs] == [10, 11, 12, 13, 14, 15]
     assert msgs.offsets() == range(10, 16)
+
+
+def test_offsets_of_a_poll_over_several_queues_are_each_messages_own():
+    """A poll joins pulls of several queues: its offsets are listed as they are, never taken for a
+    range because the first and last happen to span as many numbers as there are messages."""
+    a = Messages(messages_of(Resp([record(0, ["a"]), record(5, ["a"])], [], 10 ** 9), 0, None, "bs"))
+    b = Messages(messages_of(Resp([record(1, ["a"]), record(3, ["a"])], [], 10 ** 9), 0, None, "bs"))
+    joined = Messages.join([a, b])     # 0 .. 3, four messages: a range would say 0, 1, 2, 3
+    assert list(joined.offsets()) == [0, 5, 1, 3] == [m.queue_offset for m in joined]
+    c = Messages(messages_of(Resp([record(1, ["a", "a"]), record(3, ["a"])], [], 10 ** 9), 0, None, "bs"))
+    assert c.offsets() == range(1, 4)
