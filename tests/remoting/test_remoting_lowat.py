@@ -10,53 +10,31 @@ loopback) that sends one reply as a large first part, then, later, a small last 
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 from orbitmq.client.remoting import RemotingClient
-from orbitmq.common.framing_conn import Hello, ServerSide
+from orbitmq.common.framing_conn import Request
 from orbitmq.protos import broker_pb2
+from tests.remoting.framed_server import OneConnServer
 
 BODY = 300 * 1024
 TAIL = 3000
 
 
-class SplitServer:
-    """Answers HELLO, then each request with a PullResponse of BODY bytes sent in two parts: all but
-    the last TAIL bytes at once, the rest `pause_s` later."""
+class SplitServer(OneConnServer):
+    """Answers each request with a PullResponse of BODY bytes sent in two parts: all but the last
+    TAIL bytes at once, the rest `pause_s` later."""
 
     def __init__(self, pause_s: float) -> None:
         self.pause_s = pause_s
-        self.lsock = socket.create_server(("127.0.0.1", 0))
-        self.addr = f"127.0.0.1:{self.lsock.getsockname()[1]}"
-        self.side = ServerSide()
-        self.conn: socket.socket | None = None
-        threading.Thread(target=self._run, daemon=True).start()
+        super().__init__()
 
-    def _run(self) -> None:
-        self.conn, _ = self.lsock.accept()
-        while True:
-            try:
-                data = self.conn.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            for ev in self.side.receive(data):
-                if isinstance(ev, Hello):
-                    self.conn.sendall(self.side.hello_reply(ev.request_id))
-                    continue
-                reply = broker_pb2.PullResponse(batches=[b"x" * BODY]).SerializeToString()
-                frame = self.side.reply(ev.request_id, reply)
-                self.conn.sendall(frame[:-TAIL])
-                time.sleep(self.pause_s)     # the client's reader is in its read by now
-                self.conn.sendall(frame[-TAIL:])
-
-    def close(self) -> None:
-        for s in (self.conn, self.lsock):
-            if s is not None:
-                s.close()
+    def on_request(self, req: Request) -> None:
+        reply = broker_pb2.PullResponse(batches=[b"x" * BODY]).SerializeToString()
+        frame = self.side.reply(req.request_id, reply)
+        self.conn.sendall(frame[:-TAIL])
+        time.sleep(self.pause_s)     # the client's reader is in its read by now
+        self.conn.sendall(frame[-TAIL:])
 
 
 def test_a_reply_whose_last_part_comes_later_is_read_at_once() -> None:

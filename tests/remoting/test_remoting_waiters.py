@@ -5,7 +5,6 @@ loopback, common/framing_conn.ServerSide) that answers only when the test says s
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -13,40 +12,24 @@ import grpc
 import pytest
 
 from orbitmq.client.remoting import RemotingClient
-from orbitmq.common.framing_conn import Hello, Request, ServerSide
+from orbitmq.common.framing_conn import Request
 from orbitmq.protos import broker_pb2
+from tests.remoting.framed_server import OneConnServer
 
 
-class HeldServer:
+class HeldServer(OneConnServer):
     """Accepts one connection, answers HELLO at once and every request only on `release()`
     (a SendResponse whose broker_set names the request's topic)."""
 
     def __init__(self) -> None:
-        self.lsock = socket.create_server(("127.0.0.1", 0))
-        self.addr = f"127.0.0.1:{self.lsock.getsockname()[1]}"
-        self.side = ServerSide()
         self.held: list[Request] = []
         self.cond = threading.Condition()
-        self.conn: socket.socket | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _run(self) -> None:
-        self.conn, _ = self.lsock.accept()
-        while True:
-            try:
-                data = self.conn.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            for ev in self.side.receive(data):
-                if isinstance(ev, Hello):
-                    self.conn.sendall(self.side.hello_reply(ev.request_id))
-                else:
-                    with self.cond:
-                        self.held.append(ev)
-                        self.cond.notify_all()
+    def on_request(self, req: Request) -> None:
+        with self.cond:
+            self.held.append(req)
+            self.cond.notify_all()
 
     def wait_held(self, n: int, timeout: float = 30) -> None:
         with self.cond:
@@ -60,12 +43,6 @@ class HeldServer:
             topic = broker_pb2.SendRequest.FromString(r.payload).topic
             out += self.side.reply(r.request_id, broker_pb2.SendResponse(broker_set=topic).SerializeToString())
         self.conn.sendall(out)
-
-    def close(self) -> None:
-        for s in (self.conn, self.lsock):
-            if s is not None:
-                s.close()
-
 
 @pytest.fixture
 def server():
