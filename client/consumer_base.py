@@ -104,11 +104,10 @@ class _Pull:
                 self.qs.wake.set()
 
 
-def offsets_of(msgs: Sequence[Any]) -> Sequence[int]:
-    """The queue offsets of messages of one queue, in queue order: a `range` when they are
-    consecutive (no tag filtered any out), which the tracker takes in O(1)."""
-    if type(msgs) is Messages:
-        return msgs.offsets()
+def offsets_of(msgs: list[Any]) -> Sequence[int]:
+    """The queue offsets of a list of messages of one queue, in queue order: a `range` when they
+    are consecutive (no tag filtered any out), which the tracker takes in O(1). (A `Messages`
+    has its own `offsets()`.)"""
     if not msgs:
         return ()
     lo, hi = msgs[0].queue_offset, msgs[-1].queue_offset

@@ -95,7 +95,7 @@ def test_slices_indexes_and_offsets_match_a_list(ans, a, b, step, k):
             msgs[k]
     sub = msgs[a:b]
     assert list(sub.offsets()) == [m.queue_offset for m in plain[a:b]]
-    assert list(offsets_of(sub)) == list(offsets_of(list(sub)))
+    assert list(sub.offsets()) == list(offsets_of(list(sub)))
     for o in (base - 5, base, base + 3, base + 7, base + 10 ** 6):
         assert key(msgs.from_offset(o)) == key([m for m in plain if m.queue_offset >= o])
     if sub:
