@@ -152,7 +152,7 @@ def test_async_batches_arrive_whole_and_resolve_while_paused(procs, tmp_path):
         broker.pause()
         try:
             t0 = time.monotonic()
-            stuck = [p.send_batch_async([Message("Async", b"p")] * 3) for _ in range(6)]
+            stuck = [p.send_batch_async([Message("Async", b"p") for _ in range(3)]) for _ in range(6)]
             for f in stuck:
                 assert isinstance(f.exception(timeout=TIMEOUT_S + SLACK_S), errors.OrbitError)
             assert time.monotonic() - t0 < 6 * (TIMEOUT_S + SLACK_S)
