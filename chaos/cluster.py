@@ -326,6 +326,17 @@ class ChaosCluster:
                 handle.stop()
         if tp.get("pid"):
             procs.stop(tp["pid"], tp.get("start_time"), timeout=5.0)
+        self.detach()
+        self.state["stopped_at"] = time.time()
+        self._save()
+
+    def detach(self) -> None:
+        """Undo what `open` installed in this process (the client dial map, the default TLS) and
+        close this object's channels; the cluster's processes keep running.
+
+        Call it when done with a cluster another process will stop (`orbitmq cluster down`):
+        a dial map left behind would send later clients of the same host:port to a dead proxy.
+        """
         if self.chaos:
             dial_map.remove(list(self.client_dial_map))
         if self.secure:
@@ -334,8 +345,6 @@ class ChaosCluster:
             chans, self._channels = list(self._channels.values()), {}
         for ch in chans:
             ch.close()
-        self.state["stopped_at"] = time.time()
-        self._save()
 
     def _start_node(self, name: str) -> None:
         n = self.node(name)

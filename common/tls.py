@@ -141,6 +141,12 @@ def install(cfg: TlsConfig | None) -> None:
         _default = cfg
 
 
+def installed() -> TlsConfig | None:
+    """What `install` set (None when nothing is installed and the environment's applies)."""
+    with _lock:
+        return _default
+
+
 def default() -> TlsConfig:
     """What a client object dials with when given no `tls=`: the installed one, else the environment's."""
     with _lock:

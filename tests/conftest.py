@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orbitmq.common import proc
+from orbitmq.common import dial_map, proc
+from orbitmq.common import tls as tlsmod
 
 
 @pytest.fixture
@@ -43,3 +44,20 @@ def pytest_runtest_makereport(item, call):
         p = item.funcargs.get("procs")
         if p is not None:
             rep.sections.append(("child process logs", p.logs()))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_leaked_process_defaults():
+    """A test module must leave this process's dial map and default TLS as it found them.
+
+    Both are process-wide: a chaos cluster's client dial map left behind sends a later test's
+    client, whose name server happens to get the same port, to a proxy that no longer exists.
+    A leak is undone (so later modules run clean) and reported as an error of the leaking module.
+    """
+    saved_map, saved_tls = dial_map.current(), tlsmod.installed()
+    yield
+    leaked_map, leaked_tls = dial_map.current(), tlsmod.installed()
+    dial_map.install(saved_map, replace=True)
+    tlsmod.install(saved_tls)
+    assert leaked_map == saved_map, f"this module left dial map entries behind: {leaked_map}"
+    assert leaked_tls is saved_tls, "this module left a default TLS config installed"

@@ -34,6 +34,7 @@ def cli(*args: str, timeout: float = 300.0) -> subprocess.CompletedProcess:
 def cluster(tmp_path_factory):
     d = tmp_path_factory.mktemp("chaos") / "cluster"
     r = cli("up", "--dir", str(d), "--chaos")
+    c = None
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         assert "through Toxiproxy" in r.stdout
@@ -51,6 +52,8 @@ def cluster(tmp_path_factory):
         proc.wait_until(create, 60, 0.5, f"topic {TOPIC} created")
         yield c
     finally:
+        if c is not None:
+            c.detach()    # the client dial map must not outlive the cluster (ports are reused)
         down = cli("down", "--dir", str(d), timeout=120)
         assert down.returncode == 0, down.stderr
 

@@ -35,6 +35,7 @@ def test_rolling_restart_restarts_every_process_once_in_a_safe_order(tmp_path):
     acked: list[str] = []
     failed: list[str] = []
     t = None
+    c = None
     try:
         c = ChaosCluster.open(d)
         pids = {n: c.pid(n) for n in c.node_names()}
@@ -85,4 +86,6 @@ def test_rolling_restart_restarts_every_process_once_in_a_safe_order(tmp_path):
         stop.set()
         if t is not None:
             t.join(timeout=30)
+        if c is not None:
+            c.detach()
         cli("cluster", "down", "--dir", d, timeout=120)
