@@ -67,11 +67,13 @@ class _Pull:
     """One pull in flight. Its reply is handled (decoded, tracked, handed to `_deliver`) by the
     callback, in the thread that read it (the connection's reader, or gRPC's), and that thread also
     issues the queue's next pull at once (`ConsumerBase._chain`), so no other thread wakes up per
-    reply (the push consumer may even run its listener there). The queue's pull thread is woken
+    reply (the push consumer may even run its listener there, and when the queue is caught up and
+    its listener quick, before that next pull: `_chain_later`). The queue's pull thread is woken
     only when a chain ends: an error, a full cache, the stop, or after CHAIN_MAX pulls (it then
     looks the route up again); it cancels the pull in flight when the queue stops."""
 
-    __slots__ = ("addr", "call", "chain", "consumer", "error", "expr", "handled", "offset", "qs", "tags")
+    __slots__ = ("addr", "call", "chain", "consumer", "error", "expr", "handled", "offset", "qs", "tags", "got",
+                 "caught_up")
 
     def __init__(self, consumer: ConsumerBase, qs: QueueState, addr: str, offset: int, expr: str,
                  tags: set[str] | None, chain: int = 0) -> None:
@@ -85,6 +87,8 @@ class _Pull:
         self.call: Any = None
         self.error: BaseException | None = None
         self.handled = threading.Event()
+        self.got = 0              # messages the reply delivered
+        self.caught_up = False    # the reply reached the end of the queue
 
     def done(self, call: Any) -> None:
         try:
@@ -95,13 +99,24 @@ class _Pull:
             except grpc.RpcError as e:
                 self.error = errors.from_rpc_error(e, self.addr)
                 return
-            self.consumer._handle_pull(self.qs, resp, self.offset, self.tags)
+            self.got = self.consumer._handle_pull(self.qs, resp, self.offset, self.tags)
+            self.caught_up = resp.next_offset >= resp.max_offset
         except Exception as e:  # noqa: BLE001 - the pull thread reports it
             self.error = e
         finally:
-            if self.error is not None or call.cancelled() or not self.consumer._chain(self):
-                self.handled.set()
-                self.qs.wake.set()
+            if self.error is not None or call.cancelled():
+                self.end_chain()
+            elif not self.consumer._chain_later(self):
+                self.chain_on()
+
+    def chain_on(self) -> None:
+        """Issue the queue's next pull, or end the chain (the pull thread takes over)."""
+        if not self.consumer._chain(self):
+            self.end_chain()
+
+    def end_chain(self) -> None:
+        self.handled.set()
+        self.qs.wake.set()
 
 
 def offsets_of(msgs: list[Any]) -> Sequence[int]:
@@ -383,18 +398,25 @@ class ConsumerBase:
             return False
         return True
 
-    def _handle_pull(self, qs: QueueState, resp: Any, offset: int = 0, tags: set[str] | None = None) -> None:
+    def _chain_later(self, pull: _Pull) -> bool:
+        """From a reply's callback: True if the next pull was left to run after work this thread
+        runs next (`pull.chain_on()` then issues it); False: issue it now."""
+        return False
+
+    def _handle_pull(self, qs: QueueState, resp: Any, offset: int = 0, tags: set[str] | None = None) -> int:
+        """Track and deliver a pull's reply; returns how many messages it delivered."""
         st = resp.status
         if st == broker_pb2.PULL_FOUND and (resp.messages or resp.batches):
             msgs = Messages(messages_of(resp, offset, tags, qs.mq.broker_set))   # made when read
             with qs.lock:
                 if qs.dropped:
-                    return
+                    return 0
                 if msgs and msgs.first_offset < qs.tracker.next_offset:   # never deliver twice what this tracker handed out
                     msgs = msgs.from_offset(qs.tracker.next_offset)
                 qs.tracker.add(msgs.offsets(), resp.next_offset)
             if msgs:
                 self._deliver(qs, msgs)
+            return len(msgs)
         elif st in (broker_pb2.PULL_OFFSET_MOVED, broker_pb2.PULL_OFFSET_ILLEGAL):
             new = resp.next_offset if st == broker_pb2.PULL_OFFSET_MOVED else resp.max_offset
             log.warning("offset of %s moved: restarting at %d", qs.mq.key(), new)
@@ -403,6 +425,7 @@ class ConsumerBase:
         else:
             with qs.lock:
                 qs.tracker.add([], resp.next_offset)
+        return 0
 
     def _deliver(self, qs: QueueState, msgs: Messages) -> None:
         raise NotImplementedError

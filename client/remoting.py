@@ -49,6 +49,13 @@ MAX_READERS = 4        # reader threads per connection: one reads while the othe
 _local = threading.local()
 
 
+def work_after_read() -> bool:
+    """From a callback on a connection's reader thread: True once work was handed to this thread
+    with `run_after_read` during the current read (it runs, in order, after the read)."""
+    reading = getattr(_local, "reading", None)
+    return reading is not None and bool(reading[2])
+
+
 def run_after_read(fn: Callable[[], None]) -> bool:
     """From a callback running on a connection's reader thread: run `fn` on this thread once it has
     given the reading role to another reader thread of the connection (so reading never waits for

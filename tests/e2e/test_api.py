@@ -266,3 +266,52 @@ def test_producer_retries_on_another_broker_set_when_one_dies(cluster):
         after = [p.send(m) for m in msgs]        # none fails: retried on bs2
         assert {r.broker_set for r in after} == {"bs2"}
         assert [r.msg_id for r in after] == [m.msg_id for m in msgs]   # the id survives the retry
+
+
+def test_push_consumer_runs_a_quick_listener_before_a_caught_up_queues_next_pull(cluster, monkeypatch):
+    """Over the framed protocol, a reply that reached the end of its queue goes to a quick listener
+    before the queue's next pull is sent (that send would only delay it); with a slow listener the
+    next pull goes first, as with a backlog. Every message arrives once, in order."""
+    from orbitmq.client import consumer as consumer_mod
+
+    monkeypatch.setattr(consumer_mod, "QUICK_LISTENER_S", 0.02)   # quick vs slow, whatever the load
+    cluster.start_broker("bsq", ["--set", "remoting_listen=127.0.0.1:0"])
+    cluster.create_topic("Quick", 1)
+    ns = cluster.namesrv
+    got: list[int] = []
+    pull_first: list[bool] = []     # per call: had the next pull been sent when the listener ran?
+    slow = threading.Event()
+    c = PushConsumer("quick-g", ns, long_poll_ms=5_000, consume_from="last", threads=1)
+
+    def listener(msgs):
+        qs = next(iter(c._queues.values()))
+        pull_first.append(qs.pull.offset > msgs[-1].queue_offset)
+        got.extend(m.queue_offset for m in msgs)
+        if slow.is_set():
+            import time
+            time.sleep(0.06)
+
+    c.subscribe("Quick")
+    c.register_listener(listener)
+    c.start()
+    try:
+        wait_until(lambda: len(c.assignment()) == 1 and all(qs.pull is not None for qs in c._queues.values()),
+                   30, what="the queue pulling")
+        with Producer(ns) as p:
+            for phase in ("quick", "slow"):
+                if phase == "slow":
+                    slow.set()
+                calls = len(pull_first)
+                for _ in range(12):      # one at a time: each reply finds the queue caught up
+                    n = len(got)
+                    p.send(Message("Quick", b"q"))
+                    wait_until(lambda n=n: len(got) > n, 30, 0.005, what="the message consumed")
+                firsts = pull_first[calls:]
+                if phase == "quick":
+                    assert c.transport._remoting, "the consumer should be on the framed protocol"
+                    assert firsts.count(False) >= 10, firsts     # the listener ran before the next pull
+                else:
+                    assert firsts[3:].count(True) >= 8, firsts   # slow: the next pull went first
+    finally:
+        c.shutdown()
+    assert got == list(range(got[0], got[0] + 24))
