@@ -192,6 +192,22 @@ class IndexStore:
             yield k, it.value()
             it.next()
 
+    def scan_from_floor(self, prefix: bytes, key: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) with keys starting with prefix, from the last one <= `key` on (from the
+        first one > `key` when none is <= it), with one iterator."""
+        it = self.db.iter()
+        it.seek_for_prev(key)
+        if not it.valid():
+            it.seek(key)
+        elif not it.key().startswith(prefix):
+            it.next()
+        while it.valid():
+            k = it.key()
+            if not k.startswith(prefix):
+                return
+            yield k, it.value()
+            it.next()
+
     def scan_reverse(self, prefix: bytes, before: bytes) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) with keys starting with prefix and < before, newest first."""
         it = self.db.iter()

@@ -831,15 +831,16 @@ class MessageStore:
     def _cq_from(self, topic: str, queue_id: int, queue_offset: int):
         """(base queue offset, phys, size, tag hash, count, is_batch) of the consume queue entries
         from the one holding `queue_offset` on (a batch entry may start before it)."""
-        prefix = ix.cq_prefix(topic, queue_id)
-        start = ix.cq_key(topic, queue_id, queue_offset)
-        for k, v in self.db.scan_reverse(prefix, ix.cq_key(topic, queue_id, queue_offset + 1)):
+        first = True
+        batch_size = ix.CQ_VALUE.size
+        for k, v in self.db.scan_from_floor(ix.cq_prefix(topic, queue_id), ix.cq_key(topic, queue_id, queue_offset)):
             qo = int.from_bytes(k[-8:], "big", signed=True)
-            if qo < queue_offset and len(v) > ix.CQ_VALUE.size and qo + ix.cq_unpack(v)[3] > queue_offset:
-                start = k
-            break
-        for k, v in self.db.scan(prefix, start):
-            yield (int.from_bytes(k[-8:], "big", signed=True), *ix.cq_unpack(v), len(v) > ix.CQ_VALUE.size)
+            entry = ix.cq_unpack(v)
+            if first:
+                first = False
+                if qo < queue_offset and not (len(v) > batch_size and qo + entry[3] > queue_offset):
+                    continue       # an entry before the offset that does not hold it
+            yield (qo, *entry, len(v) > batch_size)
 
     def _moved(self, key: tuple[str, int], queue_offset: int, mx: int) -> GetResult | None:
         nmin = self.dispatcher.qmin.get(key, 0)
