@@ -46,6 +46,16 @@ _CQ_COUNT = struct.Struct("<I")
 _COUNTER = struct.Struct(">Q")
 
 
+def _forward(it: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) from where the iterator stands, while keys start with prefix."""
+    while it.valid():
+        k = it.key()
+        if not k.startswith(prefix):
+            return
+        yield k, it.value()
+        it.next()
+
+
 def cq_unpack(v: bytes) -> tuple[int, int, int, int]:
     """(physical offset, size, tag hash, message count) of a consume queue entry (count 1 for a
     one-message record, as an old-format log has)."""
@@ -185,12 +195,7 @@ class IndexStore:
         """(key, value) with keys starting with prefix, from `start` (>= prefix) on."""
         it = self.db.iter()
         it.seek(start or prefix)
-        while it.valid():
-            k = it.key()
-            if not k.startswith(prefix):
-                return
-            yield k, it.value()
-            it.next()
+        yield from _forward(it, prefix)
 
     def scan_from_floor(self, prefix: bytes, key: bytes) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) with keys starting with prefix, from the last one <= `key` on (from the
@@ -201,12 +206,7 @@ class IndexStore:
             it.seek(key)
         elif not it.key().startswith(prefix):
             it.next()
-        while it.valid():
-            k = it.key()
-            if not k.startswith(prefix):
-                return
-            yield k, it.value()
-            it.next()
+        yield from _forward(it, prefix)
 
     def scan_reverse(self, prefix: bytes, before: bytes) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) with keys starting with prefix and < before, newest first."""

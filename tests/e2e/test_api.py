@@ -90,6 +90,15 @@ def test_push_consumer_reconsume_later_then_success_and_commit(one_broker):
     assert sum(r.lag for r in rows) == 0 and all(r.consumer_offset == r.broker_offset for r in rows)
 
 
+def _start_pulling(c: PushConsumer, topic: str, listener, queues: int) -> None:
+    """Subscribe, start, and wait until every one of the topic's queues has a pull in flight."""
+    c.subscribe(topic)
+    c.register_listener(listener)
+    c.start()
+    wait_until(lambda: len(c.assignment()) == queues and all(qs.pull is not None for qs in c._queues.values()),
+               30, what=f"{queues} queue(s) pulling")
+
+
 def test_push_consumer_chains_pulls_delivers_everything_once_and_stops_a_parked_chain(one_broker, monkeypatch):
     """Pulls are issued back to back by the thread that handled each reply; after CHAIN_MAX (3 here)
     the pull thread takes over again. Every message arrives once, in order per queue, and shutdown
@@ -113,12 +122,8 @@ def test_push_consumer_chains_pulls_delivers_everything_once_and_stops_a_parked_
                 got.setdefault(m.queue_id, []).append(m.queue_offset)
             chains.extend(qs.pull.chain for qs in list(c._queues.values()) if qs.pull is not None)
 
-    c.subscribe("Api")
-    c.register_listener(listener)
-    c.start()
     try:
-        wait_until(lambda: len(c.assignment()) == 4 and all(qs.pull is not None for qs in c._queues.values()),
-                   30, what="every queue pulling")
+        _start_pulling(c, "Api", listener, 4)
         with Producer(ns) as p:
             for i in range(30):
                 p.send_batch([Message("Api", f"c{i}-{j}".encode()) for j in range(10)])
@@ -291,12 +296,8 @@ def test_push_consumer_runs_a_quick_listener_before_a_caught_up_queues_next_pull
             import time
             time.sleep(0.06)
 
-    c.subscribe("Quick")
-    c.register_listener(listener)
-    c.start()
     try:
-        wait_until(lambda: len(c.assignment()) == 1 and all(qs.pull is not None for qs in c._queues.values()),
-                   30, what="the queue pulling")
+        _start_pulling(c, "Quick", listener, 1)
         with Producer(ns) as p:
             for phase in ("quick", "slow"):
                 if phase == "slow":
