@@ -19,6 +19,12 @@ the end-to-end latency phases alone;
 for CPU-per-send figures and profiling (`sync_rounds`: every round's [sends/s, client us, broker us]). `--tls` measures plaintext and TLS side by
 side instead (bench/produce_tls.py, `secure_vs_plain`); `--auth` signed (auth_enabled broker) and
 unsigned sends (bench/produce_auth.py, `auth_vs_plain_sync`), both with `--tls --auth`.
+
+Both one-at-a-time phases are also measured without OrbitMQ, over bare sockets in the same run
+(bench/floor.py): `raw_roundtrip_per_s` (a blocking client and an asyncio server acknowledging each
+frame, alternating with the framed sync-send rounds; `sync_vs_raw`) and `raw_e2e_p50_ms` /
+`raw_e2e_p99_ms` (producer, relay and consumer processes at --latency-rate, just before the framed
+latency phase): the ceiling this machine allows at that moment.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import time
 from typing import Any
 
 from orbitmq.bench import batch_throughput
+from orbitmq.bench.floor import FloorServer
 from orbitmq.bench.harness import BenchCluster, grpc_empty_calls_per_s, percentile, process_cpu_s, rate
 from orbitmq.common import proc
 
@@ -140,45 +147,67 @@ def run(args: argparse.Namespace) -> dict:
 def _sync_sends(bc: BenchCluster, topic: str, body: bytes, args: argparse.Namespace) -> dict:
     """One message at a time, each receipt awaited: framed (auto) and gRPC, alternating twice (best
     of each, the machine being shared), with client and broker CPU per send (`sync_rounds`: every
-    round's [sends/s, client us, broker us])."""
-    from orbitmq.client import Message, Producer
-
+    round's [sends/s, client us, broker us]), and the bare-socket round trips of this machine before
+    each framed round (`raw_roundtrip_per_s`, bench/floor.py)."""
     res: dict = {}
     framed_only = getattr(args, "only", "") == "sync-framed"
     rounds = max(1, getattr(args, "sync_rounds", 2))
     per_round = (("auto", ""),) if framed_only else (("auto", ""), ("grpc", "grpc_"))
-    for protocol, key in per_round * rounds:
-        with Producer(bc.namesrv, protocol=protocol) as p:
-            msg = Message(topic, body)
-            for _ in range(50):
-                msg.msg_id = ""
-                p.send(msg)
-            n, t0, c0 = 0, time.perf_counter(), time.process_time()
-            b0 = process_cpu_s(bc.broker_child.pid)
-            deadline = t0 + args.seconds / 2
-            while n < args.messages and time.perf_counter() < deadline:
-                msg.msg_id = ""    # a new message each time (the producer assigns the id)
-                p.send(msg)
-                n += 1
-            r = n / (time.perf_counter() - t0)
-            client_us = round((time.process_time() - c0) / n * 1e6)
-            broker_us = round((process_cpu_s(bc.broker_child.pid) - b0) / n * 1e6)
-            res.setdefault(f"{key}sync_rounds", []).append([round(r), client_us, broker_us])
-            if r > res.get(f"{key}sync_send_per_s", 0):
-                res[f"{key}sync_send_per_s"] = round(r)
-                res[f"{key}sync_client_cpu_us"] = client_us
-                res[f"{key}sync_broker_cpu_us"] = broker_us
+    floor = FloorServer(bc.tmp)
+    try:
+        for protocol, key in per_round * rounds:
+            if protocol == "auto":    # the bare-socket ceiling, just before each framed round
+                raw = floor.roundtrips_per_s(len(body) + 100, args.seconds / 2, args.messages)
+                res.setdefault("raw_roundtrip_rounds", []).append(round(raw))
+                res["raw_roundtrip_per_s"] = max(res.get("raw_roundtrip_per_s", 0), round(raw))
+            _sync_round(bc, topic, body, args, protocol, key, res)
+    finally:
+        floor.close()
+    res["sync_vs_raw"] = round(res["sync_send_per_s"] / max(1, res["raw_roundtrip_per_s"]), 3)
     if not framed_only:
         res["framed_vs_grpc_sync"] = round(res["sync_send_per_s"] / res["grpc_sync_send_per_s"], 2)
     return res
 
 
+def _sync_round(bc: BenchCluster, topic: str, body: bytes, args: argparse.Namespace, protocol: str, key: str,
+                res: dict) -> None:
+    """One round of sync sends over `protocol`, recorded in `res` under `key`."""
+    from orbitmq.client import Message, Producer
+
+    with Producer(bc.namesrv, protocol=protocol) as p:
+        msg = Message(topic, body)
+        for _ in range(50):
+            msg.msg_id = ""
+            p.send(msg)
+        n, t0, c0 = 0, time.perf_counter(), time.process_time()
+        b0 = process_cpu_s(bc.broker_child.pid)
+        deadline = t0 + args.seconds / 2
+        while n < args.messages and time.perf_counter() < deadline:
+            msg.msg_id = ""    # a new message each time (the producer assigns the id)
+            p.send(msg)
+            n += 1
+        r = n / (time.perf_counter() - t0)
+        client_us = round((time.process_time() - c0) / n * 1e6)
+        broker_us = round((process_cpu_s(bc.broker_child.pid) - b0) / n * 1e6)
+        res.setdefault(f"{key}sync_rounds", []).append([round(r), client_us, broker_us])
+        if r > res.get(f"{key}sync_send_per_s", 0):
+            res[f"{key}sync_send_per_s"] = round(r)
+            res[f"{key}sync_client_cpu_us"] = client_us
+            res[f"{key}sync_broker_cpu_us"] = broker_us
+
+
 def _latency(bc: BenchCluster, args: argparse.Namespace, protocol: str, key: str) -> dict:
+    out: dict = {}
+    if not key:     # the bare-socket ceiling of the same shape, just before the framed phase
+        with FloorServer(bc.tmp) as floor:
+            raw = floor.relay_latencies(args.size, args.latency_rate, args.latency_seconds)
+        out.update(raw_latency_samples=len(raw), raw_e2e_p50_ms=round(percentile(raw, 50), 2),
+                   raw_e2e_p99_ms=round(percentile(raw, 99), 2))
     e2e, st = latency_samples(bc, args, protocol, key, with_store=True)
-    return {"latency_rate": args.latency_rate, f"{key}latency_samples": len(e2e),
-            f"{key}e2e_p50_ms": round(percentile(e2e, 50), 2), f"{key}e2e_p99_ms": round(percentile(e2e, 99), 2),
-            f"{key}store_to_receive_p50_ms": round(percentile(st, 50), 2),
-            f"{key}store_to_receive_p99_ms": round(percentile(st, 99), 2)}
+    return out | {"latency_rate": args.latency_rate, f"{key}latency_samples": len(e2e),
+                  f"{key}e2e_p50_ms": round(percentile(e2e, 50), 2), f"{key}e2e_p99_ms": round(percentile(e2e, 99), 2),
+                  f"{key}store_to_receive_p50_ms": round(percentile(st, 50), 2),
+                  f"{key}store_to_receive_p99_ms": round(percentile(st, 99), 2)}
 
 
 def latency_samples(bc: BenchCluster, args: argparse.Namespace, protocol: str, key: str,

@@ -21,6 +21,9 @@ def test_only_sync_framed_reports_each_round_and_nothing_else():
     assert [out["sync_send_per_s"], out["sync_client_cpu_us"], out["sync_broker_cpu_us"]] == best
     assert not any(k.startswith("grpc_") for k in out)          # framed only
     assert "async_msgs_per_s" not in out and "e2e_p99_ms" not in out and "send_vs_grpc" not in out
+    raw = out["raw_roundtrip_rounds"]      # the bare-socket ceiling before each framed round
+    assert len(raw) == 3 and all(r > 0 for r in raw) and out["raw_roundtrip_per_s"] == max(raw)
+    assert out["sync_vs_raw"] == round(out["sync_send_per_s"] / out["raw_roundtrip_per_s"], 3)
 
 
 def test_only_sync_alternates_framed_and_grpc():
