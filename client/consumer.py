@@ -7,8 +7,9 @@ shutdown (stop pulling, finish what is being consumed, commit, leave the group).
 
 At most `threads` listener calls run at once (one slot each). A pull's reply read by a framed
 connection's reader thread is consumed on that thread when a slot is free (client/remoting.py
-`run_after_read`: the reading role passes to another thread first), so a message reaches the
-listener with no thread hop; otherwise the consume pool runs it.
+`run_after_read`: the reading role passes to another thread first, or, for a listener whose recent
+calls averaged under QUICK_LISTENER_S, is left free while it runs, nobody woken), so a message
+reaches the listener with no thread hop; otherwise the consume pool runs it.
 """
 
 from __future__ import annotations
@@ -78,11 +79,12 @@ class PushConsumer(ConsumerBase):
 
     def _deliver(self, qs: QueueState, msgs: Sequence[Any]) -> None:
         n = self.consume_batch
+        quick = self._listener_s <= QUICK_LISTENER_S   # (no other reader thread is woken for it)
         msgs = list(msgs)      # (a pull's messages are made here)
         for i in range(0, len(msgs), n):
             chunk = msgs[i:i + n]
             if self._slots.acquire(blocking=False):
-                if run_after_read(lambda qs=qs, chunk=chunk: self._consume_in_slot(qs, chunk)):
+                if run_after_read(lambda qs=qs, chunk=chunk: self._consume_in_slot(qs, chunk), quick):
                     continue
                 self._slots.release()
             self._pool.submit(self._consume_pooled, qs, chunk)
@@ -94,7 +96,7 @@ class PushConsumer(ConsumerBase):
         listener call later, which costs nothing while nothing new has arrived."""
         if not (pull.got and pull.caught_up) or self._listener_s > QUICK_LISTENER_S or not work_after_read():
             return False
-        return run_after_read(pull.chain_on)
+        return run_after_read(pull.chain_on, quick=True)
 
     def _consume_pooled(self, qs: QueueState, msgs: list[Any]) -> None:
         self._slots.acquire()

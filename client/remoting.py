@@ -12,7 +12,11 @@ common/framing_conn.py; this module only moves bytes. Never: retries (the produc
 Leader/followers: a callback run by a connection's reader thread may hand work to that same thread
 with `run_after_read(fn)` (the push consumer runs its listener so, with no hop to a pool thread);
 the thread first gives the reading role to a second reader thread of the connection, then runs
-`fn`, then waits to read again.
+`fn`, then waits to read again. Work marked quick (`quick=True`: a listener whose recent calls were
+short) is run without waking anyone: the reading role stays free while it runs (a thread waiting
+for its own reply reads it itself) and the thread reads on right after, so a message costs the
+consumer one wake-up instead of three; should the work take longer than `LAZY_HANDOFF_S`, the
+deadline watchdog hands the reading role on as above.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ CONNECT_TIMEOUT_S = 3.0
 RECV_BYTES = 256 * 1024
 _PENDING, _DONE, _CANCELLED = 0, 1, 2
 MAX_READERS = 4        # reader threads per connection: one reads while the others run handed-over work
+LAZY_HANDOFF_S = 0.02  # quick handed-over work running this long: another reader thread takes over reading
 _local = threading.local()
 
 
@@ -53,25 +58,43 @@ def work_after_read() -> bool:
     """From a callback on a connection's reader thread: True once work was handed to this thread
     with `run_after_read` during the current read (it runs, in order, after the read)."""
     reading = getattr(_local, "reading", None)
-    return reading is not None and bool(reading[2])
+    return reading is not None and bool(reading.deferred)
 
 
-def run_after_read(fn: Callable[[], None]) -> bool:
+def run_after_read(fn: Callable[[], None], quick: bool = False) -> bool:
     """From a callback running on a connection's reader thread: run `fn` on this thread once it has
     given the reading role to another reader thread of the connection (so reading never waits for
-    `fn`). False elsewhere, or when every other reader thread is busy with such work (the caller
-    then runs `fn` its own way, e.g. in a pool)."""
+    `fn`). With `quick` (work expected to take well under a millisecond, every `fn` of this read
+    so), nobody is woken: the reading role is left free while `fn` runs and the thread reads on
+    after it, unless `fn` ran past LAZY_HANDOFF_S and the watchdog handed reading on meanwhile.
+    False elsewhere, or when every other reader thread is busy with such work (the caller then runs
+    `fn` its own way, e.g. in a pool)."""
     reading = getattr(_local, "reading", None)
     if reading is None:
         return False
-    client, conn, deferred = reading
+    client, conn, deferred = reading.client, reading.conn, reading.deferred
     if not deferred:                      # this thread is about to become busy
         with client._lock:
             if conn.readers - conn.busy < 2 and conn.readers >= MAX_READERS:
                 return False              # nobody would be left to read
             conn.busy += 1
     deferred.append(fn)
+    if not quick:
+        reading.hand_off = True
     return True
+
+
+class _Read:
+    """What a reader thread's current read holds: work handed to it, and whether a second reader
+    must take over reading before that work runs (some of it not quick)."""
+
+    __slots__ = ("client", "conn", "deferred", "hand_off")
+
+    def __init__(self, client: RemotingClient, conn: _Conn) -> None:
+        self.client = client
+        self.conn = conn
+        self.deferred: list[Callable[[], None]] = []
+        self.hand_off = False
 
 
 class RemotingRpcError(grpc.RpcError):
@@ -192,7 +215,7 @@ class RemotingCall:
 class _Conn:
     """One open connection: the socket, its protocol side, its poller and its reader thread's wake-up."""
 
-    __slots__ = ("busy", "lowat", "need_reader", "poller", "readers", "side", "sock", "tls")
+    __slots__ = ("busy", "lowat", "need_reader", "poller", "readers", "side", "sock", "tls", "unread_since")
 
     def __init__(self, sock: socket.socket, side: ClientSide) -> None:
         self.readers = 0     # reader threads alive (guarded by the client's _lock)
@@ -204,6 +227,9 @@ class _Conn:
         self.poller = select.poll()
         self.poller.register(sock.fileno(), select.POLLIN)
         self.need_reader = threading.Event()
+        # monotonic time since which quick handed-over work runs with nobody reading (0: someone
+        # reads, or will at once): the watchdog hands reading on once that lasts LAZY_HANDOFF_S
+        self.unread_since = 0.0
 
 
 class RemotingClient:
@@ -313,6 +339,7 @@ class RemotingClient:
                 return False
             conn = call._conn
             if conn is not None and self._rlock.acquire(blocking=False):
+                conn.unread_since = 0.0
                 try:
                     while call._state == _PENDING:
                         left = None if deadline is None else deadline - time.monotonic()
@@ -392,27 +419,42 @@ class RemotingClient:
         closing the connection shuts the socket down, which ends the recv). Work that callbacks
         handed over with `run_after_read` runs here after the reading role passed to another reader
         thread (started if there is none, at most MAX_READERS)."""
+        read_on = False     # after quick work: read again at once if nobody else took the role
         try:
             while True:
-                conn.need_reader.wait()
-                conn.need_reader.clear()
-                if conn.side.closed is not None:
+                if read_on:
+                    read_on = False
+                    if not self._rlock.acquire(blocking=False):
+                        continue            # another thread reads: wait to be asked
+                else:
+                    conn.need_reader.wait()
+                    conn.need_reader.clear()
+                    if conn.side.closed is not None:
+                        return
+                    self._rlock.acquire()
+                read = _Read(self, conn)
+                deferred = read.deferred
+                try:
+                    conn.unread_since = 0.0
+                    _local.reading = read
+                    while self._calls and conn.side.closed is None:
+                        if not self._read_once(conn, None) or deferred:
+                            break
+                finally:
+                    _local.reading = None
+                    self._rlock.release()
+                if conn.side.closed is not None and not deferred:
                     return
-                deferred: list[Callable[[], None]] = []
-                with self._rlock:
-                    _local.reading = (self, conn, deferred)
-                    try:
-                        while self._calls and conn.side.closed is None:
-                            if not self._read_once(conn, None) or deferred:
-                                break
-                    finally:
-                        _local.reading = None
                 if deferred:
                     try:
                         if conn.side.closed is None:
-                            self._more_readers(conn)   # a reader stays free for what comes next
-                            if self._calls:
-                                conn.need_reader.set()     # which reads meanwhile
+                            if read.hand_off:
+                                self._more_readers(conn)   # a reader stays free for what comes next
+                                if self._calls:
+                                    conn.need_reader.set()     # which reads meanwhile
+                            else:
+                                conn.unread_since = time.monotonic()   # the watchdog's cue (quick work)
+                                read_on = True
                         for fn in deferred:
                             try:
                                 fn()
@@ -515,7 +557,14 @@ class RemotingClient:
             self._end(c, _DONE, None, err)
 
     def _expire(self, now: float) -> bool:
-        """Fail calls past their deadline; True while calls are outstanding."""
+        """Fail calls past their deadline; True while calls are outstanding. Also hands the reading
+        role on when quick handed-over work has left it free for LAZY_HANDOFF_S (`run_after_read`)."""
+        conn = self._conn
+        if conn is not None and conn.unread_since and now - conn.unread_since >= LAZY_HANDOFF_S:
+            conn.unread_since = 0.0
+            if self._calls and conn.side.closed is None:
+                self._more_readers(conn)
+                conn.need_reader.set()
         expired = []
         with self._lock:
             heap = self._deadlines

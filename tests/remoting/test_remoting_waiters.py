@@ -165,3 +165,82 @@ def proc_wait(pred, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def test_quick_work_wakes_nobody_and_its_thread_reads_the_next_reply(server) -> None:
+    """run_after_read(quick=True): the work runs on the thread that read A with no second reader
+    woken (the connection keeps one reader thread), and that same thread reads B's reply after it."""
+    from orbitmq.client import remoting
+
+    cli = RemotingClient(server.addr)
+    seen: dict[str, int] = {}
+    ran = threading.Event()
+    b_done = threading.Event()
+
+    def on_a(_call) -> None:
+        seen["a_reader"] = threading.get_ident()
+        assert remoting.run_after_read(lambda: (seen.update(a_work=threading.get_ident()), ran.set()), quick=True)
+
+    def on_b(_call) -> None:
+        seen["b_reader"] = threading.get_ident()
+        b_done.set()
+
+    try:
+        a = cli.future("SendMessage", broker_pb2.SendRequest(topic="A"), 60)
+        a.add_done_callback(on_a)
+        keep = cli.future("SendMessage", broker_pb2.SendRequest(topic="K"), 60)   # a call stays outstanding
+        server.wait_held(2)
+        with server.cond:        # answer A only
+            server.held = [r for r in server.held if broker_pb2.SendRequest.FromString(r.payload).topic == "A"]
+        server.release()
+        assert ran.wait(10)
+        b = cli.future("SendMessage", broker_pb2.SendRequest(topic="B"), 60)
+        b.add_done_callback(on_b)
+        server.wait_held(1)
+        server.release()
+        assert b_done.wait(10) and b.result().broker_set == "B"
+        assert seen["a_reader"] == seen["a_work"] == seen["b_reader"]
+        assert cli._conn.readers == 1          # no second reader thread was ever needed
+        assert not keep.done()
+    finally:
+        cli.close()
+
+
+def test_quick_work_that_runs_long_hands_reading_on(server) -> None:
+    """Work marked quick that then takes long leaves the reading role free only for about
+    LAZY_HANDOFF_S: the watchdog starts a second reader, which reads B's reply while the work runs."""
+    from orbitmq.client import remoting
+
+    cli = RemotingClient(server.addr)
+    release_a = threading.Event()
+    seen: dict[str, int] = {}
+    b_done = threading.Event()
+
+    def slow() -> None:
+        seen["a_work"] = threading.get_ident()
+        release_a.wait(30)
+
+    def on_a(_call) -> None:
+        assert remoting.run_after_read(slow, quick=True)
+
+    def on_b(_call) -> None:
+        seen["b_reader"] = threading.get_ident()
+        b_done.set()
+
+    try:
+        a = cli.future("SendMessage", broker_pb2.SendRequest(topic="A"), 60)
+        a.add_done_callback(on_a)
+        server.wait_held(1)
+        server.release()
+        assert proc_wait(lambda: "a_work" in seen)
+        b = cli.future("SendMessage", broker_pb2.SendRequest(topic="B"), 60)
+        b.add_done_callback(on_b)
+        server.wait_held(1)
+        t0 = time.monotonic()
+        server.release()
+        assert b_done.wait(10), "B's reply was not read while the long 'quick' work ran"
+        assert time.monotonic() - t0 < 2.0
+        assert seen["b_reader"] != seen["a_work"] and not release_a.is_set()
+    finally:
+        release_a.set()
+        cli.close()
