@@ -20,6 +20,7 @@ from typing import Any
 from orbitmq.broker.store import batch_record as br
 from orbitmq.broker.store import index_store as ix
 from orbitmq.broker.store import record as rc
+from orbitmq.broker.store.cq_tail import CqTail
 from orbitmq.broker.store.errors import CorruptRecord
 
 log = logging.getLogger("orbitmq.broker.store.dispatcher")
@@ -129,12 +130,14 @@ def parse_batch_fields(buf, read_full: Callable[[], bytes] | None = None) -> tup
             h[br.B_ID_FIRST], h[br.B_STORE_TS])
 
 
-def _index_message(wb: Any, qmax: dict, known_qmax: dict, qmin_new: dict, changed: set, off: int, total: int,
-                   topic: str, qid: int, qoff: int, tag_hash: int, keys: Any, msg_id: str) -> None:
-    """Index one one-message record at `off` in the round's write batch: its consume queue entry,
-    keys and id, and the queue's new max (and min, for a queue seen for the first time)."""
+def _index_message(wb: Any, qmax: dict, known_qmax: dict, qmin_new: dict, changed: set, fresh: list, off: int,
+                   total: int, topic: str, qid: int, qoff: int, tag_hash: int, keys: Any, msg_id: str) -> None:
+    """Index one one-message record at `off` in the round's write batch: its consume queue entry
+    (also added to `fresh`, for the tail cache), keys and id, and the queue's new max (and min,
+    for a queue seen for the first time)."""
     key = (topic, qid)
     wb.put(ix.cq_key(topic, qid, qoff), ix.CQ_VALUE.pack(off, total, tag_hash))
+    fresh.append((key, (qoff, off, total, tag_hash, 1, False)))
     for k in keys:
         wb.put(ix.key_key(topic, k, off), b"")
     if msg_id:
@@ -183,12 +186,16 @@ class Dispatcher:
         # only for the record whose stored crc, size and magic it matches (else it reads the log)
         self.hints: dict[int, tuple] = {}
         self.hinted = 0
+        # the newest consume queue entries per queue (cq_tail.py); whoever deletes or rewrites index
+        # entries (truncation, expiry, topic deletion, an emptied store) clears what it covers first
+        self.cq_tail = CqTail()
 
     # ---- state ------------------------------------------------------------------------------------
 
     def load(self) -> None:
         """Read the checkpoint and queue tables (a missing checkpoint: rebuild from the log start)."""
         cp = self.db.checkpoint()
+        self.cq_tail.clear()
         self.dispatched = self.log.min_offset if cp is None else cp
         self.qmax = {ix.parse_queue_key(k): ix.unpack_q(v) for k, v in self.db.scan(b"Q")}
         self.qmin = {ix.parse_queue_key(k): ix.unpack_q(v) for k, v in self.db.scan(b"N")}
@@ -288,6 +295,7 @@ class Dispatcher:
         qmax = dict()
         qmin_new: dict[QueueKey, int] = {}
         changed: set[QueueKey] = set()
+        fresh: list[tuple[QueueKey, tuple]] = []    # the round's consume queue entries (cq_tail.py)
         pos = start
         n = 0
         limit = self.batch_bytes
@@ -307,8 +315,8 @@ class Dispatcher:
                     break
                 if prefix_at(pos) != (crc, total, rc.MAGIC_MESSAGE):
                     break    # not the bytes the hint was made for (e.g. truncated and rewritten): read them
-                _index_message(wb, qmax, known_qmax, qmin_new, changed, pos, total, topic, qid, qoff, th, keys,
-                               msg_id)
+                _index_message(wb, qmax, known_qmax, qmin_new, changed, fresh, pos, total, topic, qid, qoff, th,
+                               keys, msg_id)
                 pos += total
                 n += 1
             self.hinted += n
@@ -323,6 +331,7 @@ class Dispatcher:
                     buf, lambda o=off: self.log.read_verified(o)[1])
                 key = (topic, qid)
                 wb.put(ix.cq_key(topic, qid, base), ix.CQ_BATCH.pack(off, total, th, cnt))
+                fresh.append((key, (base, off, total, th, cnt, True)))
                 for k in keys:
                     wb.put(ix.key_key(topic, k, off), b"")
                 if ids is not None:
@@ -354,8 +363,8 @@ class Dispatcher:
                     topics_changed.add(op["topic"])
                 if kind in (OP_TOPIC_DEL, OP_SNAPSHOT, OP_GROUP_DEL):
                     # these read committed tables: commit what we have first
-                    self._commit(wb, off, qmax, qmin_new, changed)
-                    wb, qmax, qmin_new, changed = db.batch(), {}, {}, set()
+                    self._commit(wb, off, qmax, qmin_new, changed, fresh)
+                    wb, qmax, qmin_new, changed, fresh = db.batch(), {}, {}, set(), []
                     self._apply_heavy(op, off, off + total)
                     pos = off + total
                     n += 1
@@ -367,13 +376,13 @@ class Dispatcher:
                     self._apply_light(wb, op)
                     wb.put(ix.meta_key(off), b"m")
             else:
-                _index_message(wb, qmax, known_qmax, qmin_new, changed, off, total, topic, qid, qoff,
+                _index_message(wb, qmax, known_qmax, qmin_new, changed, fresh, off, total, topic, qid, qoff,
                                rc.tag_hash(tags), keys, msg_id)
             pos = off + total
             n += 1
             if pos - start >= limit:
                 break
-        self._commit(wb, pos, qmax, qmin_new, changed)
+        self._commit(wb, pos, qmax, qmin_new, changed, fresh)
         self.records_dispatched += n
         if topics_changed is None or topics_changed:
             for fn in self.topic_listeners:
@@ -389,7 +398,7 @@ class Dispatcher:
         self.error = e
         self.corrupt_skipped += 1
 
-    def _commit(self, wb, pos: int, qmax: dict, qmin_new: dict, changed: set) -> None:
+    def _commit(self, wb, pos: int, qmax: dict, qmin_new: dict, changed: set, fresh: list) -> None:
         for key, v in qmax.items():
             wb.put(ix.qmax_key(*key), ix.pack_q(v))
         for key, v in qmin_new.items():
@@ -397,6 +406,8 @@ class Dispatcher:
                 wb.put(ix.qmin_key(*key), ix.pack_q(v))
         wb.put(ix.CHECKPOINT, ix.pack_q(pos))
         self.db.write(wb)
+        if fresh:
+            self.cq_tail.add(fresh)   # (before the queue ends move: a reader that sees them finds these)
         self.qmax.update(qmax)
         for key, v in qmin_new.items():
             self.qmin.setdefault(key, v)
@@ -439,6 +450,7 @@ class Dispatcher:
             wb.put(ix.meta_key(off), b"m")
             if kind == OP_TOPIC_DEL:
                 t = op["topic"]
+                self.cq_tail.drop_topic(t)
                 for p in (b"c", b"Q", b"N", b"k"):
                     pre = p + t.encode() + b"\x00"
                     wb.delete_range(pre, ix.prefix_end(pre))

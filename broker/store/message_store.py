@@ -828,9 +828,18 @@ class MessageStore:
             return GetResult(GetStatus.OFFSET_TOO_BIG, next_offset=mx, min_offset=mn, max_offset=mx)
         return mn, mx
 
-    def _cq_from(self, topic: str, queue_id: int, queue_offset: int):
+    def _cq_from(self, topic: str, queue_id: int, queue_offset: int, end: int):
         """(base queue offset, phys, size, tag hash, count, is_batch) of the consume queue entries
-        from the one holding `queue_offset` on (a batch entry may start before it)."""
+        from the one holding `queue_offset` on (a batch entry may start before it), up to at least
+        queue offset `end` when the queue has that many: from the dispatcher's tail cache when it
+        holds `queue_offset` (cq_tail.py), then on from the index if the cache ended before `end`."""
+        cached = self.dispatcher.cq_tail.read((topic, queue_id), queue_offset)
+        if cached is not None:
+            yield from cached
+            last = cached[-1]
+            queue_offset = last[0] + last[4]
+            if queue_offset >= end:
+                return
         first = True
         batch_size = ix.CQ_VALUE.size
         for k, v in self.db.scan_from_floor(ix.cq_prefix(topic, queue_id), ix.cq_key(topic, queue_id, queue_offset)):
@@ -866,7 +875,7 @@ class MessageStore:
         scanned = 0
         log_ = self.log
         host = self.config.store_host
-        for qo, phys, sz, th, cnt, is_batch in self._cq_from(topic, queue_id, queue_offset):
+        for qo, phys, sz, th, cnt, is_batch in self._cq_from(topic, queue_id, queue_offset, mx):
             if qo >= mx:
                 break
             if not is_batch and msgs and size + sz > max_bytes:
@@ -944,7 +953,7 @@ class MessageStore:
         size = count = scanned = 0
         nxt = queue_offset
         log_ = self.log
-        for qo, phys, sz, th, cnt, is_batch in self._cq_from(topic, queue_id, queue_offset):
+        for qo, phys, sz, th, cnt, is_batch in self._cq_from(topic, queue_id, queue_offset, mx):
             if qo >= mx:
                 break
             if items and size + sz > max_bytes:
@@ -1232,6 +1241,7 @@ class MessageStore:
 
     def _start_at_locked(self, offset: int) -> None:
         """The index first (emptied, checkpoint = offset), then the log, then the marker."""
+        self.dispatcher.cq_tail.clear()
         wb = self.db.batch()
         wb.delete_range(b"\x00", b"\xff\xff")
         wb.put(ix.CHECKPOINT, ix.pack_q(offset))
@@ -1260,6 +1270,7 @@ class MessageStore:
         d = self.dispatcher
         log_ = self.log
         offset = max(offset, log_.min_offset)
+        d.cq_tail.clear()      # (its entries past `offset` go from the index below)
         if offset < d.dispatched:
             wb = self.db.batch()
             new_qmax: dict[tuple[str, int], int] = {}
@@ -1409,6 +1420,7 @@ class MessageStore:
             if not self._opened:   # close() may have recorded the segments in its checkpoint
                 return False
             d = self.dispatcher
+            d.cq_tail.clear()    # (entries of the expiring segment leave the index below)
             wb = self.db.batch()
             for key in list(d.qmax):
                 mx = d.qmax[key]

@@ -51,13 +51,18 @@ def test_consume_queue_reads_start_at_inside_and_after_batch_entries(tmp_path):
                                       id_prefix="AB12", id_first=0), 0)
         s.put_batch([Message(topic="T", queue_id=0, body=b"s8")])
         s.wait_dispatched(s.log.max_offset, 10)
-        for start in range(10):
-            got = [m.queue_offset for m in s.get_messages("T", 0, start, 32).messages]
-            assert got == list(range(start, 9)), start
-            entries = [(e[0], e[4]) for e in s._cq_from("T", 0, start)]   # (base offset, count)
-            # the first entry is the one holding `start` (the batch's base when inside it)
-            want = [(0, 1), (1, 1), (2, 1), (3, 5), (8, 1)]
-            assert entries == [e for e in want if e[0] + e[1] > start], start
-        assert [m.queue_offset for m in s.get_messages("T", 1, 1, 32).messages] == [1, 2]
+        tail = s.dispatcher.cq_tail
+        for source in ("tail cache", "index"):     # the same answers from the cache and from the index
+            hits = tail.hits
+            for start in range(10):
+                got = [m.queue_offset for m in s.get_messages("T", 0, start, 32).messages]
+                assert got == list(range(start, 9)), (source, start)
+                entries = [(e[0], e[4]) for e in s._cq_from("T", 0, start, 9)]   # (base offset, count)
+                # the first entry is the one holding `start` (the batch's base when inside it)
+                want = [(0, 1), (1, 1), (2, 1), (3, 5), (8, 1)]
+                assert entries == [e for e in want if e[0] + e[1] > start], (source, start)
+            assert [m.queue_offset for m in s.get_messages("T", 1, 1, 32).messages] == [1, 2]
+            assert (tail.hits > hits) == (source == "tail cache")
+            tail.clear()
     finally:
         s.close()
