@@ -20,28 +20,17 @@ import time
 from pathlib import Path
 
 from orbitmq.bench.floor_server import LEN, read_frame
-from orbitmq.common import net, proc
+from orbitmq.bench.harness import ChildServer
+from orbitmq.common import proc
 from orbitmq.common.net import split_addr
 
 
-class FloorServer:
+class FloorServer(ChildServer):
     """The relay/echo server as a child process; `close()` stops it."""
 
     def __init__(self, tmp: Path) -> None:
+        super().__init__("floor", "orbitmq.bench.floor_server", tmp / "floor.log")
         self.tmp = tmp
-        self.addr = f"127.0.0.1:{net.free_port()}"
-        self.child = proc.start("floor", [sys.executable, "-m", "orbitmq.bench.floor_server", "--listen", self.addr],
-                                log_path=tmp / "floor.log")
-        net.wait_for_port(self.addr, 30)
-
-    def close(self) -> None:
-        proc.stop_all([self.child])
-
-    def __enter__(self) -> FloorServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _connect(self) -> socket.socket:
         s = socket.create_connection(split_addr(self.addr), timeout=10)

@@ -17,6 +17,25 @@ from orbitmq.common.tls_grpc import channel as tls_channel
 ECHO_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
 
+class ChildServer:
+    """A helper server (`python -m MODULE --listen ADDR ARGS...`) as a child process on a free
+    loopback port, stopped by PID on `close()` or leaving the `with` block."""
+
+    def __init__(self, name: str, module: str, log_path: Path, *args: str) -> None:
+        self.addr = f"127.0.0.1:{net.free_port()}"
+        self.child = proc.start(name, [sys.executable, "-m", module, "--listen", self.addr, *args], log_path=log_path)
+        net.wait_for_port(self.addr, 30)
+
+    def close(self) -> None:
+        proc.stop_all([self.child])
+
+    def __enter__(self):  # noqa: ANN204 - the subclass itself
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class BenchCluster:
     """namesrv + one broker (+ echo server), torn down on exit."""
 

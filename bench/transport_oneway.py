@@ -8,35 +8,22 @@ sync sends, in MB/s. Bounded by count and time.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 import grpc
 
-from orbitmq.common import net, proc
+from orbitmq.bench.harness import ChildServer
 
 KiB = 1024
 OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
 
-class OneWayServer:
+class OneWayServer(ChildServer):
     """The one-way server as a child process (stopped by PID on exit)."""
 
     def __init__(self, tmp: Path, reply_bytes: int = 256 * KiB) -> None:
-        self.addr = f"127.0.0.1:{net.free_port()}"
-        self.child = proc.start("oneway", [sys.executable, "-m", "orbitmq.bench.oneway_server", "--listen", self.addr,
-                                           "--reply-bytes", str(reply_bytes)], log_path=tmp / "oneway.log")
-        net.wait_for_port(self.addr, 30)
-
-    def close(self) -> None:
-        proc.stop_all([self.child])
-
-    def __enter__(self) -> OneWayServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__("oneway", "orbitmq.bench.oneway_server", tmp / "oneway.log", "--reply-bytes", str(reply_bytes))
 
 
 def measure(addr: str, seconds: float = 3.0, size: int = 256 * KiB, limit: int = 100_000) -> dict[str, float]:
