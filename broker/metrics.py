@@ -7,6 +7,7 @@ Owns: turning a running `BrokerServer` into gauge rows; never changes anything.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,8 @@ def broker_rows(server: Any) -> Iterator[Row]:
     role = hooks.role()
     yield "orbitmq_broker_role", "1 for this replica's current role", {**me, "role": role}, 1
     yield "orbitmq_broker_epoch", "master epoch this replica is in", me, hooks.epoch()
+    yield ("orbitmq_gc_frozen_objects", "startup objects exempt from full garbage collections (common/gc_freeze.py)",
+           me, gc.get_freeze_count())
     status: dict[str, Any] = hooks.status() if hasattr(hooks, "status") else {}
     if hooks.is_master() and "lease_ok" in status:
         yield ("orbitmq_broker_fenced", "1 while this master refuses writes (controller lease expired)", me,

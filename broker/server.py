@@ -30,6 +30,7 @@ from orbitmq.broker.store import batch_record as br
 from orbitmq.broker.store.record import CodecError
 from orbitmq.broker.store.record import Message as StoreMessage
 from orbitmq.common import tls as tlsmod
+from orbitmq.common.gc_freeze import freeze_startup_objects
 from orbitmq.common.grpc_errors import MalformedRequestGuard
 from orbitmq.common.limits_grpc import InflightLimiter
 from orbitmq.common.logs import kv
@@ -185,6 +186,7 @@ class BrokerServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        freeze_startup_objects()      # (common/gc_freeze.py: no full collection walks them again)
         try:
             await stop.wait()
         finally:

@@ -43,6 +43,7 @@ import signal
 
 from orbitmq.common import config as cfgmod
 from orbitmq.common import dial_map, logs
+from orbitmq.common.gc_freeze import freeze_startup_objects
 from orbitmq.controller.config import ControllerConfig
 
 
@@ -107,6 +108,7 @@ async def _serve(cfg: ControllerConfig) -> None:
     from orbitmq.controller.server import start_controller
 
     handle = await start_controller(cfg)
+    freeze_startup_objects()      # (common/gc_freeze.py: no full collection walks them again)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

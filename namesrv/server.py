@@ -18,6 +18,7 @@ import grpc
 
 from orbitmq.common import tls as tlsmod
 from orbitmq.common.error_codes import ErrorCode
+from orbitmq.common.gc_freeze import freeze_startup_objects
 from orbitmq.common.grpc_errors import MalformedRequestGuard, abort
 from orbitmq.common.limits_grpc import InflightLimiter
 from orbitmq.common.logs import kv
@@ -216,6 +217,7 @@ async def serve(config: NamesrvConfig, hooks: Sequence[ServiceHook] = (),
                     "%s can register a broker and redirect producers", config.listen)
     if started is not None:
         started(service)
+    freeze_startup_objects()      # (common/gc_freeze.py: no full collection walks them again)
     try:
         await stop_event.wait()
     finally:

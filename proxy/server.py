@@ -13,6 +13,7 @@ import signal
 import grpc
 
 from orbitmq.common import tls as tlsmod
+from orbitmq.common.gc_freeze import freeze_startup_objects
 from orbitmq.common.grpc_errors import MalformedRequestGuard
 from orbitmq.common.health import Health
 from orbitmq.common.logs import kv
@@ -60,6 +61,7 @@ async def serve(config: ProxyConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("proxy listening %s", kv(addr=config.listen, mode=config.mode, auth=config.auth_enabled))
+    freeze_startup_objects()      # (common/gc_freeze.py: no full collection walks them again)
     try:
         await stop.wait()
     finally:

@@ -62,5 +62,6 @@ def test_broker_metrics_and_health(procs, tmp_path):
     assert value(s, "orbitmq_rpc_errors_total", method="SendMessage") == 1
     assert value(s, "orbitmq_topic_stored_messages", topic="M") == 3
     assert value(s, "orbitmq_broker_role", role="STANDALONE") == 1
+    assert value(s, "orbitmq_gc_frozen_objects") > 10_000     # its startup objects (common/gc_freeze.py)
     assert value(s, "orbitmq_store_max_physical_offset") > sum(map(len, bodies))
     assert 0 < value(s, "orbitmq_store_disk_used_ratio") < 1
