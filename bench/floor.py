@@ -5,8 +5,9 @@ shared VMs a bare wake-up of a sleeping process costs from 25 to 150 us and vari
 so a figure alone says little. This measures the same shapes with no OrbitMQ code at all, over
 bare sockets (bench/floor_server.py, its own processes): a blocking client sending `size`-byte
 frames to an asyncio server that acknowledges each (`roundtrips_per_s`: the ceiling of sync sends
-on this machine now), and a producer, that server relaying each frame to a consumer process, and
-the consumer (`relay_latencies`: the ceiling of end-to-end latency through three processes).
+on this machine now), and frames sent at a fixed rate from this process, acknowledged and relayed
+by that server to a consumer process (`relay_latencies`: the ceiling of end-to-end latency through
+three processes).
 Every loop is bounded by a count and a time limit; children are stopped by PID.
 """
 
