@@ -418,7 +418,9 @@ class RemotingClient:
         it to. It blocks in recv (a call that never gets its reply is failed by the watchdog;
         closing the connection shuts the socket down, which ends the recv). Work that callbacks
         handed over with `run_after_read` runs here after the reading role passed to another reader
-        thread (started if there is none, at most MAX_READERS)."""
+        thread (started if there is none, at most MAX_READERS); quick work runs with the role left
+        free, and the thread takes it back after it unless someone else has it (the watchdog passes
+        it on once quick work has run LAZY_HANDOFF_S)."""
         read_on = False     # after quick work: read again at once if nobody else took the role
         try:
             while True:
