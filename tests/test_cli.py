@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -22,10 +23,15 @@ def _all_commands(parser, prefix=()):
 def test_every_subcommand_has_help():
     cmds = list(_all_commands(build_parser()))
     assert cmds, "no subcommands registered"
-    for cmd in cmds:
-        r = subprocess.run([sys.executable, "-m", "orbitmq.cli.main", *cmd, "--help"], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, (cmd, r.stderr)
-        assert "usage:" in r.stdout
+
+    def help_of(cmd: tuple[str, ...]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "orbitmq.cli.main", *cmd, "--help"], capture_output=True,
+                              text=True, timeout=120)
+
+    with ThreadPoolExecutor(3) as pool:     # (each is a fresh interpreter: most of the time is its start)
+        for cmd, r in zip(cmds, pool.map(help_of, cmds), strict=True):
+            assert r.returncode == 0, (cmd, r.stderr)
+            assert "usage:" in r.stdout
 
 
 @pytest.mark.parametrize("argv, namesrv, controllers, as_json", [
