@@ -7,8 +7,10 @@ finds its entry here instead of seeking the index database. The entries are the 
 written to the index in the same round, added after that write; anything that deletes or rewrites
 index entries (truncation, expiry, a topic's deletion, an emptied store) drops what it covers
 first, so an entry found here is one the index holds. A miss costs a dict lookup; readers then
-seek the index as before. Plain Python, no locks: each queue's entries are an immutable tuple that
-is replaced whole, so a reader on another thread sees either the old tuple or the new one.
+seek the index as before. Plain Python, no locks: each queue's entries are a list that is only ever
+appended to (an entry never changes; trimming to the last `per_queue` and starting over put a new
+list in place), so a reader on another thread sees a consistent run of entries. Between trims a
+queue holds up to twice `per_queue` entries, so a one-entry round costs an append, not a copy.
 
 An entry is (base queue offset, physical offset, size, tag hash, message count, is a batch).
 """
@@ -33,7 +35,7 @@ class CqTail:
             raise ValueError("per_queue and max_queues must be >= 1")
         self.per_queue = per_queue
         self.max_queues = max_queues
-        self._q: dict[Key, tuple[Entry, ...]] = {}
+        self._q: dict[Key, list[Entry]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -44,21 +46,28 @@ class CqTail:
         """Entries a dispatch round committed to the index, in log order. An entry that does not
         continue its queue's tail (after a reset, or a queue seen first) starts the tail over."""
         q = self._q
-        staged: dict[Key, list[Entry]] = {}
+        staged: dict[Key, list[Entry]] = {}    # the round's entries per queue (contiguous)
         for key, e in fresh:
             lst = staged.get(key)
             if lst is None:
-                lst = staged[key] = list(q.get(key, ()))
-            if lst and lst[-1][0] + lst[-1][4] != e[0]:
-                lst.clear()
-            lst.append(e)
+                staged[key] = [e]
+            else:
+                if lst[-1][0] + lst[-1][4] != e[0]:
+                    lst.clear()
+                lst.append(e)
         if len(q) + len(staged) > self.max_queues:
             q.clear()
         n = self.per_queue
         for key, lst in staged.items():
-            q[key] = tuple(lst[-n:])
+            cur = q.get(key)
+            if cur and cur[-1][0] + cur[-1][4] == lst[0][0]:    # continues the cached tail
+                cur.extend(lst)
+                if len(cur) > 2 * n:
+                    q[key] = cur[-n:]     # a new list: readers holding the old one are unaffected
+            else:
+                q[key] = lst[-n:]
 
-    def read(self, key: Key, queue_offset: int) -> tuple[Entry, ...] | None:
+    def read(self, key: Key, queue_offset: int) -> list[Entry] | None:
         """The queue's cached entries from the one holding `queue_offset` on, or None when the
         cache does not hold that offset (then read the index)."""
         t = self._q.get(key)
