@@ -244,3 +244,43 @@ def test_quick_work_that_runs_long_hands_reading_on(server) -> None:
     finally:
         release_a.set()
         cli.close()
+
+
+def test_a_caller_reading_its_own_reply_waits_in_recv_and_still_times_out(server) -> None:
+    """On plain TCP the kernel ends a recv after READ_WAIT_S (SO_RCVTIMEO), so a sync caller reading
+    its own reply does no poll() first; an unanswered call still times out, and its reply is read
+    later by the next wait."""
+    import socket
+    import struct
+
+    from orbitmq.client import remoting
+
+    cli = RemotingClient(server.addr)
+    try:
+        call = cli.future("SendMessage", broker_pb2.SendRequest(topic="A"), 60)
+        conn = cli._conn
+        assert conn.timed_recv and not conn.tls
+        sec, usec = struct.unpack("ll", conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+        assert sec * 1_000_000 + usec == int(remoting.READ_WAIT_S * 1_000_000)
+
+        class Counting:
+            def __init__(self, inner) -> None:
+                self.inner, self.polls = inner, 0
+
+            def poll(self, *a):
+                self.polls += 1
+                return self.inner.poll(*a)
+
+        conn.poller = counting = Counting(conn.poller)
+        server.wait_held(1)
+        t0 = time.monotonic()
+        with pytest.raises(grpc.FutureTimeoutError):
+            call.result(timeout=0.35)
+        took = time.monotonic() - t0
+        assert 0.3 <= took < 10, took
+        # the waits of READ_WAIT_S were recvs the kernel ended; only the last, shorter one polled
+        assert counting.polls <= 1, counting.polls
+        server.release()
+        assert call.result(timeout=30).broker_set == "A"
+    finally:
+        cli.close()
