@@ -11,6 +11,7 @@ serialises appends, truncation and deletion; reads may run concurrently with app
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import mmap
 import os
@@ -31,21 +32,22 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-READ_AHEAD = 2 << 20   # bytes of the log a read of cold data asks the kernel for at once
+READ_AHEAD = 1 << 20   # bytes of the log a read of cold data asks the kernel for at once
 HOT_BYTES = 64 << 20   # a read this close to the end of the log is of data just written (in the page cache)
 
 
 class Segment:
     """One preallocated file mapped in memory; `base` is the physical offset of its first byte.
 
-    The mapping is MADV_RANDOM: a page fault reads only its own page. Without that the kernel
-    reads around a faulting page (read_ahead_kb, 8 MiB on some disks) and, once that began,
-    ahead of every page it marked: here that means zero-filling the unwritten rest of the active
-    segment in the page cache ahead of the appends, which doubled the broker's work per byte
-    appended whenever it happened. Reads of cold data ask for their readahead themselves
-    (`will_read`), bounded by the end of the written log."""
+    The active (last) segment's mapping is MADV_RANDOM: a page fault reads only its own page.
+    Otherwise the kernel reads around a faulting page (read_ahead_kb, 8 MiB on some disks) and,
+    once that began, ahead of every page it marked: in the active segment that zero-fills its
+    unwritten rest in the page cache ahead of the appends, which doubled the broker's work per
+    byte appended whenever it happened. Its reads of cold data (after a restart) ask for their
+    own readahead (`will_read`), bounded by the written end. A full segment is all data: it gets
+    the kernel's readahead back (`set_active(False)`)."""
 
-    __slots__ = ("path", "base", "size", "end", "fd", "mm", "ahead_lo", "ahead_hi")
+    __slots__ = ("path", "base", "size", "end", "fd", "mm", "active", "ahead_lo", "ahead_hi")
 
     def __init__(self, path: str, base: int, size: int, create: bool) -> None:
         self.path = path
@@ -57,14 +59,22 @@ class Segment:
                 os.fsync(fd)
             else:
                 size = os.fstat(fd).st_size
-            self.mm = _mapping(fd, size)
+            self.mm = mmap.mmap(fd, size)
         except BaseException:
             os.close(fd)
             raise
         self.fd = fd
         self.size = size
         self.end = base + size
+        self.active = False
         self.ahead_lo = self.ahead_hi = 0   # the range [lo, hi) (relative) last asked for by will_read
+
+    def set_active(self, active: bool) -> None:
+        """Appends go here (no readahead on faults) or no longer (the kernel's readahead)."""
+        self.active = active
+        if hasattr(mmap, "MADV_RANDOM"):
+            with contextlib.suppress(ValueError, OSError):   # closed under us: nothing to advise
+                self.mm.madvise(mmap.MADV_RANDOM if active else mmap.MADV_NORMAL)
 
     def asked(self, rel: int, limit: int) -> bool:
         """Whether the window last asked for covers a read from `rel` well enough (half of it still
@@ -97,16 +107,10 @@ class Segment:
         os.ftruncate(self.fd, rel)
         os.ftruncate(self.fd, self.size)
         os.fsync(self.fd)
-        self.mm = _mapping(self.fd, self.size)
+        self.mm = mmap.mmap(self.fd, self.size)
         self.ahead_lo = self.ahead_hi = 0
-
-
-def _mapping(fd: int, size: int) -> mmap.mmap:
-    """The segment's shared mapping, with no readahead on faults (see Segment)."""
-    mm = mmap.mmap(fd, size)
-    if hasattr(mmap, "MADV_RANDOM"):
-        mm.madvise(mmap.MADV_RANDOM)
-    return mm
+        if self.active:
+            self.set_active(True)
 
 
 class CommitLog:
@@ -153,6 +157,7 @@ class CommitLog:
                                     "segment does not start where the previous one ends")
             self.segments.append(seg)
         self._bases = [s.base for s in self.segments]
+        self._advise()
 
     def recover_end(self) -> None:
         """Find the end of data by scanning the last segment: cut a torn tail, raise on corruption
@@ -201,7 +206,7 @@ class CommitLog:
         pos = 0
         limit = seg.size
         while pos < limit:
-            if not seg.asked(pos, limit):
+            if seg.active and not seg.asked(pos, limit):
                 seg.will_read(pos, limit)   # (the end is not known yet: read ahead in windows)
             if limit - pos < rc.BLANK_MIN or rc.peek_size(mm, pos) == 0:
                 if limit - pos >= 4 and mm[pos:pos + 4] != b"\0\0\0\0":
@@ -257,6 +262,7 @@ class CommitLog:
         fsync_dir(self.dir)
         self.segments.append(seg)
         self._bases.append(base)
+        self._advise()
         return seg
 
     def _drop_last(self) -> None:
@@ -265,6 +271,15 @@ class CommitLog:
         seg.close()
         os.unlink(seg.path)
         fsync_dir(self.dir)
+        self._advise()
+
+    def _advise(self) -> None:
+        """Only the last segment, where appends go, is mapped without readahead (see Segment)."""
+        segs = self.segments
+        if len(segs) > 1 and segs[-2].active:
+            segs[-2].set_active(False)
+        if segs and not segs[-1].active:
+            segs[-1].set_active(True)
 
     def close(self) -> None:
         for s in self.segments:
@@ -375,8 +390,8 @@ class CommitLog:
     def _will_read(self, seg: Segment, rel: int, limit: int) -> None:
         """A read of `seg` from `rel` (up to `limit`, relative) is coming: unless its window was
         asked for already or the data was just appended, have the kernel read ahead of it."""
-        if seg.asked(rel, limit) or self.max_offset - (seg.base + rel) < HOT_BYTES:
-            return
+        if not seg.active or seg.asked(rel, limit) or self.max_offset - (seg.base + rel) < HOT_BYTES:
+            return   # (a full segment has the kernel's readahead)
         seg.will_read(rel, limit)
 
     def _segment(self, pos: int) -> Segment:

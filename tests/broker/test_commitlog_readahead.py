@@ -49,15 +49,27 @@ def _make(path) -> MessageStore:
     return s
 
 
-def test_segment_mappings_are_random_access(tmp_path) -> None:
-    s = _make(tmp_path / "s")
+def _vmflags(path: str) -> str:
+    with open("/proc/self/smaps") as f:
+        text = f.read()
+    block = text[text.index(path):]
+    return next(line for line in block.splitlines() if line.startswith("VmFlags:"))
+
+
+def test_only_the_active_segment_is_mapped_without_readahead(tmp_path) -> None:
+    s = MessageStore(StoreConfig(store_dir=str(tmp_path / "s"), segment_size=1 << 20, expiry_interval_s=0))
+    s.open()
     try:
-        seg = s.log.segments[-1]
-        with open("/proc/self/smaps") as f:
-            text = f.read()
-        block = text[text.index(seg.path):]
-        flags = next(line for line in block.splitlines() if line.startswith("VmFlags:"))
-        assert " rr" in flags, flags
+        first = s.log.segments[-1]
+        assert " rr" in _vmflags(first.path)
+        cut = s.put_batch([Message("T", b"r" * 60000, queue_id=0)] * 2)[1].physical_offset
+        while len(s.log.segments) < 2:      # roll into a second segment
+            s.put_batch([Message("T", b"r" * 60000, queue_id=0)])
+        second = s.log.segments[-1]
+        assert " rr" in _vmflags(second.path) and " rr" not in _vmflags(first.path)
+        s.log.truncate(cut)   # (a failover's truncation back into the first segment)
+        assert s.log.segments[-1] is first and first.active
+        assert " rr" in _vmflags(first.path)
     finally:
         s.close()
 
