@@ -33,7 +33,7 @@ def fsync_dir(path: str) -> None:
 
 
 READ_AHEAD = 1 << 20   # bytes of the log a read of cold data asks the kernel for at once
-HOT_BYTES = 64 << 20   # a read this close to the end of the log is of data just written (in the page cache)
+HOT_BYTES = 64 << 20   # a read this close to the end, of bytes this process appended, finds them in the page cache
 
 
 class Segment:
@@ -126,6 +126,7 @@ class CommitLog:
         self.max_offset = 0
         self._released = 0        # release_pages: bytes before this were advised away already
         self._last_sweep = 0.0
+        self._appended_from = 0   # bytes from here on were appended by this process (in the page cache)
 
     # ---- open / recovery ------------------------------------------------------------------------
 
@@ -164,7 +165,7 @@ class CommitLog:
         followed by valid records (an empty directory becomes a log with one segment at 0)."""
         if not self.segments:
             self._new_segment(0)
-            self.max_offset = 0
+            self.max_offset = self._appended_from = 0
             return
         # an empty last segment (crash right after a rollover) is dropped; scan the one before it
         while True:
@@ -178,7 +179,7 @@ class CommitLog:
                 self._drop_last()
                 continue
             break
-        self.max_offset = end
+        self.max_offset = self._appended_from = end
         if end == self.segments[-1].end:
             # the last segment is complete (closed by its blank) and the next one was never created
             # (or was an empty file, removed above): appends go to a fresh segment
@@ -190,7 +191,7 @@ class CommitLog:
         last = self.segments[-1] if self.segments else None
         if last is None or not last.base <= end <= last.end:
             raise ValueError(f"end {end} is not inside the last segment")
-        self.max_offset = end
+        self.max_offset = self._appended_from = end
         if end == last.end:
             self._new_segment(end)
 
@@ -389,8 +390,11 @@ class CommitLog:
 
     def _will_read(self, seg: Segment, rel: int, limit: int) -> None:
         """A read of `seg` from `rel` (up to `limit`, relative) is coming: unless its window was
-        asked for already or the data was just appended, have the kernel read ahead of it."""
-        if not seg.active or seg.asked(rel, limit) or self.max_offset - (seg.base + rel) < HOT_BYTES:
+        asked for already or the data was just appended (by this process, within HOT_BYTES of
+        the end), have the kernel read ahead of it."""
+        pos = seg.base + rel
+        if not seg.active or (pos >= self._appended_from and self.max_offset - pos < HOT_BYTES) or \
+                seg.asked(rel, limit):
             return   # (a full segment has the kernel's readahead)
         seg.will_read(rel, limit)
 
@@ -550,6 +554,7 @@ class CommitLog:
         seg = self.segments[-1]
         seg.cut(offset - seg.base)
         self.max_offset = offset
+        self._appended_from = min(self._appended_from, offset)
         self._released = min(self._released, offset)
         fsync_dir(self.dir)
 
@@ -567,7 +572,7 @@ class CommitLog:
             os.unlink(seg.path)
         fsync_dir(self.dir)
         self._new_segment(offset)
-        self.max_offset = offset
+        self.max_offset = self._appended_from = offset
         self._released = offset   # release_pages: nothing below the new start is mapped
 
     def delete_oldest(self) -> Segment | None:

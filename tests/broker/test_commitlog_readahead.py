@@ -122,3 +122,31 @@ def test_a_cold_read_asks_for_its_window_once(tmp_path, monkeypatch) -> None:
         assert s.log.read_raw(0, 1 << 20)[:4] == s.log.segments[0].mm[:4]
     finally:
         s.close()
+
+
+def test_after_a_restart_older_bytes_are_read_ahead_and_new_ones_are_not(tmp_path, monkeypatch) -> None:
+    """Bytes found at open may not be in the page cache (a reboot): reads of them ask for windows
+    even near the end; bytes this process appended since are read with no syscall of ours."""
+    s = _make(tmp_path / "s")
+    try:
+        s.put_batch([Message("T", b"o" * 4000, queue_id=0) for _ in range(500)])   # ~2 MiB, well within HOT_BYTES
+    finally:
+        s.close()
+    s = _make(tmp_path / "s")
+    try:
+        opened_end = s.max_physical_offset
+        asked: list[int] = []
+        real = cl.Segment.will_read
+
+        def spy(self, rel: int, limit: int) -> None:
+            asked.append(self.base + rel)
+            real(self, rel, limit)
+        monkeypatch.setattr(cl.Segment, "will_read", spy)
+        assert sum(1 for _ in s.log.records(0)) == 500
+        assert asked and all(p < opened_end for p in asked)
+        asked.clear()
+        s.put_batch([Message("T", b"n" * 4000, queue_id=0) for _ in range(500)])
+        assert sum(1 for _ in s.log.records(opened_end)) == 500
+        assert asked == []
+    finally:
+        s.close()
