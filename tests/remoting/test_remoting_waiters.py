@@ -278,8 +278,9 @@ def test_a_caller_reading_its_own_reply_waits_in_recv_and_still_times_out(server
             call.result(timeout=0.35)
         took = time.monotonic() - t0
         assert 0.3 <= took < 10, took
-        # the waits of READ_WAIT_S were recvs the kernel ended; only the last, shorter one polled
-        assert counting.polls <= 1, counting.polls
+        # the waits of READ_WAIT_S were recvs the kernel ended; only the last, shorter one polls
+        # (polling before every wait would make at least four here)
+        assert counting.polls <= 2, counting.polls
         server.release()
         assert call.result(timeout=30).broker_set == "A"
     finally:
