@@ -48,11 +48,12 @@ def _coerce(name: str, typ: Any, value: Any, where: str) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
     if typ is int:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            # (a float with a fraction, an infinity or NaN; 1e6 is a whole number and fine)
             raise ConfigError(f"{where}: {name} must be an integer, got {value!r}")
         try:
             return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{where}: {name} must be an integer, got {value!r}") from None
     if typ is float:
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 from fuzzing import COUNTS, OUTCOMES
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orbitmq.broker.config import BrokerConfig
@@ -229,6 +229,9 @@ def test_fuzz_toml_config(tmp_path):
         st.lists(st.tuples(st.sampled_from([*keys, "nope", "store"]), TOML_VALUES), max_size=5).map(
             lambda kv: "\n".join(f"{k} = {v}" for k, v in kv).encode()),
         st.text(max_size=100).map(str.encode)))
+    @example(doc=b"max_message_size = 1e400")    # a float infinity for an integer (found by this test)
+    @example(doc=b"max_message_size = nan")
+    @example(doc=b"max_message_size = 1.5")
     def one(doc):
         p = tmp_path / "broker.toml"
         p.write_bytes(doc)
