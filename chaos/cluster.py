@@ -61,6 +61,7 @@ from orbitmq.protos import controller_pb2_grpc as cpbg
 
 STATE = "cluster.json"
 ENV_FILE = "cluster.env"
+LEADER_WAIT_S = 5.0    # _leader_call: how long an election under way may keep it from an answer
 
 
 class ClusterError(RuntimeError):
@@ -549,15 +550,26 @@ class ChaosCluster:
                 "sets": sorted(f"{k.cluster}/{k.broker_set}" for k in md.sets)}
 
     def _leader_call(self, method: str, request: Any, timeout: float = 2.0) -> Any:
-        leader = self.controller_leader()
-        order = ([leader] if leader else []) + [n for n, p in self.nodes.items() if p.kind == "controller" and n != leader]
-        last: Exception | None = None
-        for name in order:
-            try:
-                return getattr(cpbg.ControllerStub(self._channel(self.nodes[name].addr)), method)(request, timeout=timeout)
-            except grpc.RpcError as e:
-                last = e
-        raise ClusterError(f"no controller leader answered {method}: {last}")
+        """`method` on the controller leader. While an election is under way (a controller answers
+        "not the leader", as after a rolling restart moved the leadership) it tries again for up to
+        LEADER_WAIT_S; with every controller unreachable it gives up at once."""
+        deadline = time.monotonic() + LEADER_WAIT_S
+        while True:
+            leader = self.controller_leader()
+            order = ([leader] if leader else []) + [n for n, p in self.nodes.items()
+                                                    if p.kind == "controller" and n != leader]
+            last: Exception | None = None
+            electing = False
+            for name in order:
+                try:
+                    return getattr(cpbg.ControllerStub(self._channel(self.nodes[name].addr)), method)(
+                        request, timeout=timeout)
+                except grpc.RpcError as e:
+                    last = e
+                    electing = electing or e.code() == grpc.StatusCode.FAILED_PRECONDITION
+            if not electing or time.monotonic() >= deadline:
+                raise ClusterError(f"no controller leader answered {method}: {last}")
+            time.sleep(0.2)
 
     def _broker_name(self, broker_set: str, broker_id: int, addr: str = "") -> str | None:
         for n in self.nodes.values():
